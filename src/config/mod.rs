@@ -1,0 +1,87 @@
+//! Configuration: one TOML file (config/saslguard.toml is the documented example).
+//!
+//! Two stages, as ripgrep splits its low and high arguments: [`raw`] mirrors the file
+//! with spans, [`validate`] turns it into typed values and collects *every* error with
+//! its file and line. Nothing past validation sees a string that should be a type.
+
+pub mod raw;
+pub mod validate;
+
+use crate::count::CountConfig;
+use crate::policy::PolicyConfig;
+use crate::time::Zone;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub zone: Zone,
+    pub max_line_bytes: usize,
+    pub count: CountConfig,
+    pub policy: PolicyConfig,
+    pub max_offenders: usize,
+    /// Prefix entries in the sliding windows.
+    pub max_prefixes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        validate::validate(raw::RawConfig::default(), "", Path::new("<defaults>"))
+            .expect("the built-in defaults are valid")
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError { path: path.to_path_buf(), line: 0, column: 0, message: format!("cannot read: {e}") }])
+    })?;
+    parse(&text, path)
+}
+
+/// Validates configuration text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| validate::line_col(text, s.start));
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }])
+    })?;
+    validate::validate(raw, text, path)
+}

@@ -1,0 +1,280 @@
+//! Raw configuration → typed [`Config`], collecting every error with file:line.
+
+use super::raw::RawConfig;
+use super::{Config, ConfigError, ConfigErrors};
+use crate::count::{ConnectionLost, CountConfig};
+use crate::policy::{Escalation, PolicyConfig, Rule, Scope};
+use crate::time::Zone;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+/// 1-based line and column of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
+}
+
+/// `90s`, `10m`, `1h30m`, `7d`, `2w` → milliseconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: i64 = 0;
+    let mut num: Option<i64> = None;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(i64::from(d))).ok_or("duration too large")?);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(format!("bad duration {s:?}: unit {c:?} is not one of s, m, h, d, w")),
+        };
+        let n = num.take().ok_or_else(|| format!("bad duration {s:?}: a unit without a number"))?;
+        total = n.checked_mul(unit * 1000).and_then(|v| total.checked_add(v)).ok_or("duration too large")?;
+    }
+    if num.is_some() {
+        return Err(format!("bad duration {s:?}: the last number has no unit (s, m, h, d or w)"));
+    }
+    if total > 3650 * 86_400_000 {
+        return Err(format!("duration {s:?} is longer than ten years"));
+    }
+    Ok(total)
+}
+
+struct Errs<'a> {
+    text: &'a str,
+    path: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl Errs<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = if self.text.is_empty() { (0, 0) } else { line_col(self.text, span.start) };
+        self.list.push(ConfigError { path: self.path.to_path_buf(), line, column, message: message.into() });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: i64) -> i64 {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(0) => {
+                    self.at(s.span(), format!("{key} must be longer than 0s"));
+                    default
+                }
+                Ok(ms) => ms,
+                Err(e) => {
+                    self.at(s.span(), format!("{key}: {e}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> i64 {
+        match v {
+            None => default,
+            Some(n) if range.contains(n.get_ref()) => *n.get_ref(),
+            Some(n) => {
+                self.at(n.span(), format!("{key} = {} is out of range {}..={}", n.get_ref(), range.start(), range.end()));
+                default
+            }
+        }
+    }
+}
+
+pub fn default_rules() -> Vec<Rule> {
+    let r = |name: &str, scope, failures, within_ms, ban_ms, min_addresses| Rule {
+        name: name.into(),
+        scope,
+        failures,
+        within_ms,
+        ban_ms,
+        min_addresses,
+    };
+    const MIN: i64 = 60_000;
+    const HOUR: i64 = 60 * MIN;
+    vec![
+        // Fast guessing, and one failure a minute, are caught within minutes.
+        r("fast", Scope::Address, 5, 10 * MIN, HOUR, 1),
+        // One failure every five minutes for an hour.
+        r("slow", Scope::Address, 10, HOUR, 6 * HOUR, 1),
+        // A patient guesser: one every half hour for a day.
+        r("patient", Scope::Address, 30, 24 * HOUR, 7 * 24 * HOUR, 1),
+        // Rotating addresses inside one /24 or /64.
+        r("prefix", Scope::Prefix, 30, HOUR, 6 * HOUR, 3),
+    ]
+}
+
+pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let mut e = Errs { text, path, list: Vec::new() };
+
+    let zone = match &raw.input.timezone {
+        None => Zone::Local,
+        Some(s) => Zone::parse(s.get_ref()).unwrap_or_else(|| {
+            e.at(s.span(), format!("timezone {:?}: expected \"local\", \"UTC\" or an offset like \"+01:00\"", s.get_ref()));
+            Zone::Local
+        }),
+    };
+    let max_line_bytes = e.int(&raw.input.max_line_bytes, "input.max_line_bytes", 512..=1 << 20, 16 * 1024) as usize;
+
+    let connection_lost = match &raw.counting.connection_lost {
+        None => ConnectionLost::AfterFailure,
+        Some(s) => match s.get_ref().as_str() {
+            "never" => ConnectionLost::Never,
+            "after-failure" => ConnectionLost::AfterFailure,
+            "always" => ConnectionLost::Always,
+            other => {
+                e.at(s.span(), format!("counting.connection_lost = {other:?}: expected \"never\", \"after-failure\" or \"always\""));
+                ConnectionLost::AfterFailure
+            }
+        },
+    };
+    let limits = &raw.limits;
+    let max_addresses = e.int(&limits.max_addresses, "limits.max_addresses", 1..=100_000_000, 100_000) as usize;
+    let max_prefixes = e.int(&limits.max_prefixes, "limits.max_prefixes", 1..=100_000_000, 20_000) as usize;
+    let max_offenders = e.int(&limits.max_offenders, "limits.max_offenders", 1..=100_000_000, 50_000) as usize;
+    let max_connections = e.int(&limits.max_connections, "limits.max_connections", 1..=100_000_000, 50_000) as usize;
+    let max_targets = e.int(&limits.max_ban_records, "limits.max_ban_records", 1..=100_000_000, 100_000) as usize;
+
+    let count = CountConfig {
+        pair_window_ms: e.duration(&raw.counting.pair_window, "counting.pair_window", 20_000),
+        penalty_window_ms: e.duration(&raw.counting.penalty_window, "counting.penalty_window", 15 * 60_000),
+        connection_lost,
+        max_connections,
+        max_addresses,
+    };
+
+    let rules = match &raw.rule {
+        None => default_rules(),
+        Some(list) if list.is_empty() => {
+            e.at(0..0, "no [[rule]]: saslguard would never ban (remove the empty list to use the defaults)");
+            Vec::new()
+        }
+        Some(list) => {
+            let mut rules = Vec::new();
+            for sr in list {
+                let r = sr.get_ref();
+                let name = r.name.get_ref().trim().to_string();
+                if name.is_empty() {
+                    e.at(r.name.span(), "rule name is empty");
+                }
+                if rules.iter().any(|x: &Rule| x.name == name) {
+                    e.at(r.name.span(), format!("rule name {name:?} is used twice"));
+                }
+                let scope = match r.scope.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+                    None | Some(("address", _)) => Scope::Address,
+                    Some(("prefix", _)) => Scope::Prefix,
+                    Some((other, span)) => {
+                        e.at(span, format!("scope = {other:?}: expected \"address\" or \"prefix\""));
+                        Scope::Address
+                    }
+                };
+                let failures = e.int(&Some(r.failures.clone()), "failures", 1..=1000, 1) as u32;
+                let within_ms = e.duration(&Some(r.within.clone()), "within", 1);
+                let ban_ms = e.duration(&Some(r.ban.clone()), "ban", 1);
+                let min_addresses = match (&r.min_addresses, scope) {
+                    (Some(m), Scope::Address) => {
+                        e.at(m.span(), "min_addresses applies only to scope = \"prefix\"");
+                        1
+                    }
+                    (m, _) => e.int(m, "min_addresses", 1..=1000, 1) as u32,
+                };
+                if scope == Scope::Prefix && min_addresses > failures {
+                    e.at(sr.span(), format!("min_addresses ({min_addresses}) cannot exceed failures ({failures})"));
+                }
+                rules.push(Rule { name, scope, failures, within_ms, ban_ms, min_addresses });
+            }
+            rules
+        }
+    };
+
+    let prefix_v4 = e.int(&raw.prefix.ipv4, "prefix.ipv4", 8..=32, 24) as u8;
+    let prefix_v6 = e.int(&raw.prefix.ipv6, "prefix.ipv6", 16..=128, 64) as u8;
+
+    // Loopback is always allowlisted: banning it would cut the host off from itself.
+    let mut allowlist: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")];
+    for s in raw.allowlist.networks.iter().flatten() {
+        match parse_network(s.get_ref()) {
+            Ok(n) => {
+                if !allowlist.contains(&n) {
+                    allowlist.push(n);
+                }
+            }
+            Err(msg) => e.at(s.span(), format!("allowlist: {msg}")),
+        }
+    }
+
+    let factor = match &raw.escalation.factor {
+        None => 2.0,
+        Some(f) if (1.0..=100.0).contains(f.get_ref()) => *f.get_ref(),
+        Some(f) => {
+            e.at(f.span(), format!("escalation.factor = {} is out of range 1.0..=100.0", f.get_ref()));
+            2.0
+        }
+    };
+    let escalation = Escalation {
+        factor,
+        max_ms: e.duration(&raw.escalation.max, "escalation.max", 30 * 86_400_000),
+        memory_ms: e.duration(&raw.escalation.memory, "escalation.memory", 30 * 86_400_000),
+    };
+
+    if !e.list.is_empty() {
+        return Err(ConfigErrors(e.list));
+    }
+    Ok(Config {
+        zone,
+        max_line_bytes,
+        count,
+        policy: PolicyConfig { rules, allowlist, prefix_v4, prefix_v6, escalation, max_targets },
+        max_offenders,
+        max_prefixes,
+    })
+}
+
+/// `192.0.2.7`, `192.0.2.0/24`, `2001:db8::/32`. A network with host bits set is refused:
+/// `192.0.2.7/24` is more likely a typo than a wish to allow the whole /24.
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    let n: IpNet = s.parse().map_err(|_| format!("{s:?} is not an address or network"))?;
+    if n.trunc() != n {
+        return Err(format!("{s:?} has host bits set; did you mean {}?", n.trunc()));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(600_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("2w"), Ok(1_209_600_000));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn networks() {
+        assert!(parse_network("192.0.2.7/24").unwrap_err().contains("192.0.2.0/24"));
+        assert_eq!(parse_network("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+    }
+}

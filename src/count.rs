@@ -1,0 +1,446 @@
+//! Counting that matches reality: one failed attempt counts once, however many
+//! writers record it.
+//!
+//! One SMTP AUTH guess through Dovecot SASL can appear as Postfix's warning, Dovecot's
+//! `passwd-file(user,ADDR): Password mismatch` (with `auth_verbose = yes`), PAM's
+//! `pam_unix(dovecot:auth)` line, and later in Postfix's `auth=0/N` tally. An IMAP or
+//! POP3 guess appears as Dovecot's `driver(user,ADDR,<session>)` line, perhaps PAM's,
+//! and in the login process's `auth failed, N attempts` summary. The rules:
+//!
+//! 1. Records of one attempt are joined per address within `pair_window` (Postfix
+//!    gives Dovecot at most 10 s to answer): a Postfix warning joins a Dovecot or PAM
+//!    record that has no Postfix verdict yet, and so on. A record that joins nothing
+//!    starts a new attempt and is counted at once.
+//! 2. A login summary with `session=<S>` counts only the attempts of S that no auth line
+//!    counted (all N when `auth_verbose = no`); without a session id it first absorbs
+//!    unclaimed auth-process records of its address from the session's duration.
+//! 3. Postfix's disconnect tally counts AUTH commands that failed with no line of their
+//!    own (aborted, dropped, refused before TLS).
+//! 4. `Connection lost to authentication server`: joins a Dovecot record of the same
+//!    guess when there is one (Dovecot logged the mismatch, then delayed its answer past
+//!    Postfix's timeout). Otherwise it counts only if the address already had a counted
+//!    failure within `penalty_window`: Dovecot delays answers only to addresses that
+//!    keep failing, so that is a guesser provoking the penalty; from an address with no
+//!    recent failure it is an auth server outage and counts for nothing.
+//!
+//! Pure and synchronous: events in, [`Outcome`]s out; all state bounded by LRU caps.
+
+use crate::parse::{Channel, Event, Kind, ProcessKey, Tls};
+use crate::session::Sessions;
+use crate::time::Timestamp;
+use lru::LruCache;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+
+/// What the counter needs from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountConfig {
+    pub pair_window_ms: i64,
+    pub penalty_window_ms: i64,
+    pub connection_lost: ConnectionLost,
+    pub max_connections: usize,
+    pub max_addresses: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionLost {
+    /// Never count it (trusts that Dovecot's own line is read).
+    Never,
+    /// Rule 4 above (default).
+    AfterFailure,
+    /// Always count it (an auth outage will count against every user).
+    Always,
+}
+
+impl Default for CountConfig {
+    fn default() -> Self {
+        CountConfig {
+            pair_window_ms: 20_000,
+            penalty_window_ms: 15 * 60_000,
+            connection_lost: ConnectionLost::AfterFailure,
+            max_connections: 50_000,
+            max_addresses: 100_000,
+        }
+    }
+}
+
+pub const UNKNOWN_POSTURE: &str = "unknown";
+pub const PLAINTEXT: &str = "plaintext";
+
+/// A counted failure (`count` attempts at once for summaries and tallies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub time: Timestamp,
+    pub address: IpAddr,
+    pub count: u32,
+    pub service: Option<String>,
+    pub mechanism: Option<String>,
+    pub user: Option<String>,
+    /// A posture label, or [`UNKNOWN_POSTURE`] until a later line settles it.
+    pub posture: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Counted(Attempt),
+    /// A later record of `n` already counted attempts tells more about them.
+    Refined {
+        address: IpAddr,
+        n: u32,
+        service: Option<(String, String)>,
+        mechanism: Option<(String, String)>,
+        user: Option<String>,
+    },
+    /// `n` attempts counted with an unknown posture had this one.
+    Posture { address: IpAddr, n: u32, label: String },
+    Success { time: Timestamp, address: IpAddr, user: Option<String>, service: Option<String> },
+    /// `Connection lost to authentication server` that was not counted.
+    Unavailable { time: Timestamp, address: IpAddr },
+    /// A failure line whose address could not be told apart from client text.
+    Ambiguous,
+}
+
+const P: u8 = 1; // Postfix warning
+const D: u8 = 2; // Dovecot auth line without session
+const S: u8 = 4; // Dovecot auth line with session
+const U: u8 = 8; // pam_unix
+const L: u8 = 16; // Postfix connection lost
+
+const SERVICE_AUTH: &str = "dovecot-auth";
+const MAX_PENDING_PER_ADDRESS: usize = 64;
+const RETAIN_MS: i64 = 300_000;
+
+#[derive(Debug, Clone)]
+struct Pending {
+    time: Timestamp,
+    mask: u8,
+    service: Option<Box<str>>,
+    mechanism: Option<Box<str>>,
+    has_user: bool,
+    posture_known: bool,
+}
+
+#[derive(Debug, Default)]
+struct AddrState {
+    pending: VecDeque<Pending>,
+    last_counted: Option<Timestamp>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct SessionCount {
+    counted: u32,
+    /// Counted with service `dovecot-auth` / no mechanism, to be refined by the summary.
+    no_mech: u32,
+}
+
+pub struct Counter {
+    cfg: CountConfig,
+    sessions: Sessions,
+    addrs: LruCache<IpAddr, AddrState>,
+    dovecot_sessions: LruCache<Box<str>, SessionCount>,
+}
+
+fn compatible(c: u8, mask: u8) -> bool {
+    match c {
+        P | L => mask & (P | L | S) == 0 && mask & (D | U) != 0,
+        D => mask & (D | S) == 0,
+        S => mask & (P | D | S | L) == 0 && mask & U != 0,
+        U => mask & U == 0 && mask & (P | D | S) != 0,
+        _ => false,
+    }
+}
+
+impl Counter {
+    pub fn new(cfg: CountConfig) -> Counter {
+        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
+        Counter {
+            sessions: Sessions::new(cfg.max_connections),
+            addrs: LruCache::new(cap(cfg.max_addresses)),
+            dovecot_sessions: LruCache::new(cap(cfg.max_connections)),
+            cfg,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Feeds one event; pushes what it means onto `out`.
+    pub fn feed(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, out: &mut Vec<Outcome>) {
+        if ev.ambiguous {
+            out.push(Outcome::Ambiguous);
+            return;
+        }
+        let Some(addr) = ev.address else { return };
+        match (ev.kind, ev.channel) {
+            (Kind::Connect, _) => {
+                if let Some(k) = process {
+                    self.sessions.connect(k.clone(), addr, ev.service.clone());
+                }
+            }
+            (Kind::Tls, _) => {
+                if let (Some(k), Some(t)) = (process, &ev.tls) {
+                    self.sessions.get(k, addr, ev.service.as_deref()).tls = Some(t.clone());
+                }
+            }
+            (Kind::AuthFailure, Channel::PostfixSasl) => self.postfix_failure(time, process, ev, addr, out),
+            (Kind::AuthUnavailable, _) => self.connection_lost(time, process, ev, addr, out),
+            (Kind::AuthAbandoned, Channel::PostfixSasl) => {
+                // A warning for an AUTH the SASL server refused outright: it is one of the
+                // tally's failed AUTH commands, explained, not a guess.
+                if let Some(k) = process {
+                    self.sessions.get(k, addr, ev.service.as_deref()).explained += 1;
+                }
+            }
+            (Kind::Disconnect, Channel::PostfixTally) => self.postfix_disconnect(time, process, ev, addr, out),
+            (Kind::AuthFailure, Channel::DovecotAuth) => {
+                let c = if ev.session.is_some() { S } else { D };
+                self.auth_record(time, c, ev, addr, out);
+            }
+            (Kind::AuthFailure, Channel::PamUnix) => self.auth_record(time, U, ev, addr, out),
+            (Kind::AuthFailure, Channel::DovecotLogin) => self.login_summary(time, ev, addr, out),
+            (Kind::AuthSuccess, _) => {
+                if let Some(k) = process {
+                    self.sessions.get(k, addr, ev.service.as_deref()).success_seen = true;
+                }
+                out.push(Outcome::Success { time, address: addr, user: ev.user.clone(), service: ev.service.clone() });
+            }
+            _ => {}
+        }
+    }
+
+    fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
+        let st = self.addrs.get_or_insert_mut(addr, AddrState::default);
+        while st.pending.front().is_some_and(|p| now.0 - p.time.0 > RETAIN_MS) {
+            st.pending.pop_front();
+        }
+        st
+    }
+
+    /// Joins record `c` to a pending attempt of `addr`, or counts a new one.
+    /// Returns true when it joined.
+    fn join(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, posture: Option<String>, out: &mut Vec<Outcome>) -> bool {
+        let window = self.cfg.pair_window_ms;
+        let st = self.state(addr, time);
+        let found = st.pending.iter_mut().find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
+        if let Some(p) = found {
+            p.mask |= c;
+            let service = match (&p.service, &ev.service) {
+                (Some(old), Some(new)) if &**old == SERVICE_AUTH && new != SERVICE_AUTH => {
+                    let r = (old.to_string(), new.clone());
+                    p.service = Some(new.as_str().into());
+                    Some(r)
+                }
+                _ => None,
+            };
+            let mechanism = match (&p.mechanism, &ev.mechanism) {
+                (None, Some(new)) => {
+                    p.mechanism = Some(new.as_str().into());
+                    Some((String::new(), new.clone()))
+                }
+                _ => None,
+            };
+            let user = if !p.has_user && ev.user.is_some() {
+                p.has_user = true;
+                ev.user.clone()
+            } else {
+                None
+            };
+            if service.is_some() || mechanism.is_some() || user.is_some() {
+                out.push(Outcome::Refined { address: addr, n: 1, service, mechanism, user });
+            }
+            if !p.posture_known {
+                if let Some(label) = posture {
+                    p.posture_known = true;
+                    out.push(Outcome::Posture { address: addr, n: 1, label });
+                }
+            }
+            return true;
+        }
+        false
+    }
+
+    fn count_new(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, n: u32, posture: Option<String>, out: &mut Vec<Outcome>) {
+        let st = self.state(addr, time);
+        st.last_counted = Some(time);
+        if c != 0 {
+            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
+                st.pending.pop_front();
+            }
+            st.pending.push_back(Pending {
+                time,
+                mask: c,
+                service: ev.service.as_deref().map(Into::into),
+                mechanism: ev.mechanism.as_deref().map(Into::into),
+                has_user: ev.user.is_some(),
+                posture_known: posture.is_some(),
+            });
+        }
+        out.push(Outcome::Counted(Attempt {
+            time,
+            address: addr,
+            count: n,
+            service: ev.service.clone(),
+            mechanism: ev.mechanism.clone(),
+            user: ev.user.clone(),
+            posture: posture.unwrap_or_else(|| UNKNOWN_POSTURE.to_string()),
+        }));
+    }
+
+    /// The posture a Postfix record can tell now; registers the attempt as pending on
+    /// the connection when it can only be told at disconnect.
+    fn postfix_posture(&mut self, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr) -> Option<String> {
+        let k = process?;
+        let conn = self.sessions.get(k, addr, ev.service.as_deref());
+        conn.explained += 1;
+        let p = conn.posture();
+        if p.is_none() {
+            conn.posture_pending += 1;
+        }
+        p
+    }
+
+    fn postfix_failure(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+        let posture = self.postfix_posture(process, ev, addr);
+        let pending_on_conn = posture.is_none() && process.is_some();
+        if self.join(time, P, ev, addr, posture.clone(), out) {
+            return;
+        }
+        // Counted now; if the posture is pending on the connection it is settled at
+        // disconnect, so the attempt is not "unknown" forever.
+        let _ = pending_on_conn;
+        self.count_new(time, P, ev, addr, 1, posture, out);
+    }
+
+    fn connection_lost(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+        let posture = self.postfix_posture(process, ev, addr);
+        let recent = self
+            .addrs
+            .peek(&addr)
+            .and_then(|s| s.last_counted)
+            .is_some_and(|t| time.0 - t.0 <= self.cfg.penalty_window_ms);
+        match self.cfg.connection_lost {
+            ConnectionLost::Never => {}
+            ConnectionLost::AfterFailure | ConnectionLost::Always => {
+                if self.join(time, L, ev, addr, posture.clone(), out) {
+                    return;
+                }
+                if recent || self.cfg.connection_lost == ConnectionLost::Always {
+                    // Counted, but not left pending: a late Dovecot line for it would
+                    // have been logged before Postfix gave up, so none will come.
+                    let mut e = ev.clone();
+                    e.kind = Kind::AuthFailure;
+                    self.count_new(time, 0, &e, addr, 1, posture, out);
+                    return;
+                }
+            }
+        }
+        self.unpend_posture(process, addr, posture.is_none());
+        out.push(Outcome::Unavailable { time, address: addr });
+    }
+
+    /// Undo the posture registration of a record that was not counted.
+    fn unpend_posture(&mut self, process: Option<&ProcessKey>, addr: IpAddr, was_pending: bool) {
+        if let (Some(k), true) = (process, was_pending) {
+            let conn = self.sessions.get(k, addr, None);
+            conn.posture_pending = conn.posture_pending.saturating_sub(1);
+        }
+    }
+
+    fn postfix_disconnect(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+        let conn = process.and_then(|k| self.sessions.remove(k)).filter(|c| c.address == addr);
+        let tally = ev.tally.unwrap_or_default();
+        let label = match conn.as_ref().and_then(|c| c.posture()) {
+            Some(l) => l,
+            None if tally.starttls => Tls::unknown_cipher().label(),
+            None => PLAINTEXT.to_string(),
+        };
+        let (explained, pending, success_seen) =
+            conn.as_ref().map_or((0, 0, false), |c| (c.explained, c.posture_pending, c.success_seen));
+        if pending > 0 {
+            out.push(Outcome::Posture { address: addr, n: pending, label: label.clone() });
+        }
+        let failed = tally.auth_total.saturating_sub(tally.auth_ok);
+        let extra = failed.saturating_sub(explained);
+        if extra > 0 {
+            let mut e = ev.clone();
+            e.kind = Kind::AuthFailure;
+            self.count_new(time, 0, &e, addr, extra, Some(label), out);
+        }
+        if tally.auth_ok > 0 && !success_seen {
+            out.push(Outcome::Success { time, address: addr, user: None, service: ev.service.clone() });
+        }
+    }
+
+    fn auth_record(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+        if self.join(time, c, ev, addr, None, out) {
+            return;
+        }
+        if let Some(sid) = &ev.session {
+            let sc = self.dovecot_sessions.get_or_insert_mut(sid.as_str().into(), SessionCount::default);
+            sc.counted += 1;
+            if ev.mechanism.is_none() {
+                sc.no_mech += 1;
+            }
+        }
+        self.count_new(time, c, ev, addr, 1, None, out);
+    }
+
+    fn login_summary(&mut self, time: Timestamp, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+        let n = ev.attempts.unwrap_or(1);
+        let label = match (&ev.tls, ev.plaintext) {
+            (Some(t), _) => Some(t.label()),
+            (None, true) => Some(PLAINTEXT.to_string()),
+            (None, false) => None,
+        };
+        let mut explained = 0;
+        if let Some(sid) = &ev.session {
+            if let Some(sc) = self.dovecot_sessions.pop(sid.as_str()) {
+                explained = sc.counted.min(n);
+                if sc.counted > 0 {
+                    let service = ev.service.clone().map(|s| (SERVICE_AUTH.to_string(), s));
+                    let mechanism = match (&ev.mechanism, sc.no_mech) {
+                        (Some(m), k) if k > 0 => Some((String::new(), m.clone())),
+                        _ => None,
+                    };
+                    out.push(Outcome::Refined { address: addr, n: sc.counted, service, mechanism, user: None });
+                    if let Some(l) = &label {
+                        out.push(Outcome::Posture { address: addr, n: sc.counted, label: l.clone() });
+                    }
+                }
+            }
+        }
+        let mut rest = n - explained;
+        // Absorb auth-process records of this session that carried no session id
+        // (PAM's line always; Dovecot's own before 2.1): unclaimed, from the session's
+        // lifetime.
+        if rest > 0 {
+            let since = time.0 - i64::from(ev.secs.unwrap_or(300)) * 1000 - 2000;
+            let claimable = if ev.session.is_some() { U } else { U | D };
+            let st = self.state(addr, time);
+            let mut absorbed = 0;
+            st.pending.retain(|p| {
+                if absorbed < rest && p.time.0 >= since && p.mask & !claimable == 0 {
+                    absorbed += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            if absorbed > 0 {
+                let service = ev.service.clone().map(|s| (SERVICE_AUTH.to_string(), s));
+                out.push(Outcome::Refined { address: addr, n: absorbed, service, mechanism: None, user: None });
+                if let Some(l) = &label {
+                    out.push(Outcome::Posture { address: addr, n: absorbed, label: l.clone() });
+                }
+            }
+            rest -= absorbed;
+        }
+        if rest > 0 {
+            self.count_new(time, 0, ev, addr, rest, label, out);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The `saslguard` binary: parse arguments, set up logging, run one command, map errors
+//! to exit codes (64: bad configuration or usage, 66: an input cannot be read).
+
+use anyhow::Result;
+use clap::Parser;
+use saslguard::cli::{Cli, Command, TimeArgs};
+use saslguard::config::{self, Config};
+use saslguard::parse::parse_line;
+use saslguard::pipeline::{Skip, prepare};
+use saslguard::source::Line;
+use saslguard::source::replay::{FileSource, SourceError, TimeSettings};
+use saslguard::time::{Timestamp, Zone};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const EX_USAGE: u8 = 64;
+const EX_NOINPUT: u8 = 66;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(src) = e.downcast_ref::<SourceError>() {
+                eprintln!("saslguard: {src}");
+                return ExitCode::from(EX_NOINPUT);
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("saslguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(p) => config::load(p).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EX_USAGE)
+        }),
+    }
+}
+
+fn time_settings(args: &TimeArgs, cfg: &Config) -> Result<TimeSettings, ExitCode> {
+    let zone = match &args.timezone {
+        None => cfg.zone,
+        Some(z) => Zone::parse(z).ok_or_else(|| {
+            eprintln!("saslguard: --timezone {z:?}: expected \"local\", \"UTC\" or an offset like \"+01:00\"");
+            ExitCode::from(EX_USAGE)
+        })?,
+    };
+    let now = Timestamp(chrono::Utc::now().timestamp_millis());
+    Ok(TimeSettings { zone, year: args.year, now })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(cfg) => {
+                println!("{}: OK ({} rules)", file.display(), cfg.policy.rules.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(EX_USAGE))
+            }
+        },
+        Command::Replay { config, json, top, time, files } => {
+            let cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let ts = match time_settings(&time, &cfg) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            let r = saslguard::replay::replay(&cfg, &files, ts)?;
+            let report = r.report();
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", saslguard::replay::render_text(&report, top))?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Parse { json, verbose, time, files } => {
+            let cfg = Config::default();
+            let ts = match time_settings(&time, &cfg) {
+                Ok(t) => t,
+                Err(code) => return Ok(code),
+            };
+            parse_files(&files, json, verbose, ts, cfg.max_line_bytes)
+        }
+    }
+}
+
+fn parse_files(files: &[PathBuf], json: bool, verbose: bool, ts: TimeSettings, max_line: usize) -> Result<ExitCode> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let (mut lines, mut events, mut skipped) = (0u64, 0u64, 0u64);
+    let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
+    let many = files.len() > 1;
+    for path in files {
+        let mut src = FileSource::open(path, max_line, ts)?;
+        loop {
+            let raw = match src.next_raw()? {
+                None => break,
+                Some(Line::TooLong(n)) => Err((Skip::TooLong, format!("{n} bytes"))),
+                Some(Line::Ok(b)) => Ok(b.to_vec()),
+            };
+            let n = src.line_no;
+            lines += 1;
+            let prepared = match raw {
+                Ok(b) => prepare(&b, src.resolver()).map_err(|s| (s, String::from_utf8_lossy(&b).into_owned())),
+                Err(e) => Err(e),
+            };
+            let where_ = if many { format!("{}:{}", path.display(), n) } else { n.to_string() };
+            match prepared {
+                Err((why, text)) => {
+                    skipped += 1;
+                    if verbose && !json {
+                        writeln!(out, "{where_}: skipped ({why:?}): {}", text.chars().take(120).collect::<String>())?;
+                    }
+                }
+                Ok((t, parsed, _)) => {
+                    let Some(ev) = parsed.event else {
+                        if verbose && !json {
+                            writeln!(out, "{where_}: no event")?;
+                        }
+                        continue;
+                    };
+                    events += 1;
+                    *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
+                    if json {
+                        let mut v = serde_json::to_value(&ev)?;
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("line".into(), n.into());
+                            if many {
+                                o.insert("file".into(), path.display().to_string().into());
+                            }
+                            o.insert("time".into(), t.rfc3339().into());
+                        }
+                        serde_json::to_writer(&mut out, &v)?;
+                        writeln!(out)?;
+                    } else {
+                        writeln!(out, "{where_}: {}", describe(&ev))?;
+                    }
+                }
+            }
+        }
+    }
+    if !json {
+        let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(out, "\nlines: {lines}, with an event: {events}, skipped: {skipped}")?;
+        if !kinds.is_empty() {
+            writeln!(out, "events: {}", kinds.join(", "))?;
+        }
+    }
+    out.flush()?;
+    let _ = parse_line;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(ev: &saslguard::parse::Event) -> String {
+    let mut s = ev.kind.as_str().to_string();
+    if ev.ambiguous {
+        s.push_str(" AMBIGUOUS-ADDRESS (not counted)");
+    }
+    if let Some(a) = ev.address {
+        s.push_str(&format!(" address={a}"));
+    }
+    for (k, v) in [("service", &ev.service), ("mechanism", &ev.mechanism), ("user", &ev.user), ("session", &ev.session), ("queue_id", &ev.queue_id), ("reason", &ev.reason)] {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v:?}"));
+        }
+    }
+    if let Some(n) = ev.attempts {
+        s.push_str(&format!(" attempts={n}"));
+    }
+    if let Some(t) = &ev.tls {
+        s.push_str(&format!(" tls={:?}", t.label()));
+    } else if ev.plaintext {
+        s.push_str(" tls=plaintext");
+    }
+    if let Some(t) = &ev.tally {
+        s.push_str(&format!(" auth={}/{}{}", t.auth_ok, t.auth_total, if t.starttls { " starttls" } else { "" }));
+    }
+    s
+}

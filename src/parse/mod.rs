@@ -1,0 +1,217 @@
+//! Log line → at most one [`Event`]. Pure functions: no I/O, no clock, no regex.
+//!
+//! One function per log family ([`postfix`], [`dovecot`]) behind the shared syslog
+//! prefix parser ([`syslog`]). Every address comes from a field the daemon itself
+//! wrote, found by anchored scanning; text a client controls (user names, HELO,
+//! reverse-DNS names, SNI, passwords in verbose logs) never supplies one. A line whose
+//! address field cannot be told apart from client text yields no address at all.
+
+pub mod dovecot;
+pub mod postfix;
+pub mod scan;
+pub mod syslog;
+
+use crate::time::LineTime;
+use serde::Serialize;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One or more failed authentication attempts (`attempts`).
+    AuthFailure,
+    /// Postfix could not get an answer from the auth server (`Connection lost to
+    /// authentication server`): a guess delayed by Dovecot's penalty, or an outage.
+    AuthUnavailable,
+    AuthSuccess,
+    Tls,
+    Connect,
+    Disconnect,
+    /// An AUTH that ended with no verdict on a password: `lost connection after AUTH`,
+    /// `too many errors after AUTH`, a mechanism the SASL server does not offer.
+    AuthAbandoned,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::AuthFailure => "auth_failure",
+            Kind::AuthUnavailable => "auth_unavailable",
+            Kind::AuthSuccess => "auth_success",
+            Kind::Tls => "tls",
+            Kind::Connect => "connect",
+            Kind::Disconnect => "disconnect",
+            Kind::AuthAbandoned => "auth_abandoned",
+        }
+    }
+}
+
+/// Which record of an attempt a line is. The same failed attempt can be written by
+/// several writers (Postfix, Dovecot's auth process, PAM, Dovecot's login process);
+/// the counter uses this to count it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Postfix smtpd's `SASL ... authentication failed` warning.
+    PostfixSasl,
+    /// Postfix's `auth=ok/total` tally at disconnect.
+    PostfixTally,
+    /// Dovecot auth process, passdb/mechanism line, with or without a session id.
+    DovecotAuth,
+    /// `pam_unix(dovecot:auth): authentication failure; ... rhost=`.
+    PamUnix,
+    /// Dovecot login process session summary (`auth failed, N attempts`).
+    DovecotLogin,
+    /// Not an attempt record.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub struct Tls {
+    pub protocol: String,
+    /// Empty when the log says TLS was used but not which cipher (Postfix without
+    /// `smtpd_tls_loglevel`, Dovecot's plain `TLS` element).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cipher: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits: Option<u32>,
+}
+
+impl Tls {
+    pub fn unknown_cipher() -> Tls {
+        Tls { protocol: "TLS".into(), cipher: String::new(), bits: None }
+    }
+    /// The posture label used in offender records: `TLSv1.3 TLS_AES_256_GCM_SHA384`.
+    pub fn label(&self) -> String {
+        if self.cipher.is_empty() {
+            format!("{} (cipher not logged)", self.protocol)
+        } else {
+            format!("{} {}", self.protocol, self.cipher)
+        }
+    }
+}
+
+/// Postfix >= 3.0 disconnect summary, the parts saslguard uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct Tally {
+    pub auth_ok: u32,
+    pub auth_total: u32,
+    /// `starttls=` present with at least one success.
+    pub starttls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub kind: Kind,
+    #[serde(skip)]
+    pub channel: Channel,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    /// For Dovecot: the session posture was written but with no TLS (plaintext).
+    #[serde(skip)]
+    pub plaintext: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tally: Option<Tally>,
+    /// Seconds the Dovecot login session lasted (`in S secs`).
+    #[serde(skip)]
+    pub secs: Option<u32>,
+    /// The line names a failure but its address could not be told apart from client
+    /// text; it is reported and never counted against any address.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
+}
+
+impl Event {
+    pub fn new(kind: Kind, channel: Channel) -> Event {
+        Event {
+            kind,
+            channel,
+            address: None,
+            service: None,
+            mechanism: None,
+            user: None,
+            attempts: None,
+            tls: None,
+            plaintext: false,
+            reason: None,
+            session: None,
+            queue_id: None,
+            direction: None,
+            tally: None,
+            secs: None,
+            ambiguous: false,
+        }
+    }
+}
+
+/// Where a line came from, for joining lines of one connection: (host, program, pid).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProcessKey {
+    pub host: Box<str>,
+    pub program: Box<str>,
+    pub pid: u32,
+}
+
+/// A line understood as far as its prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub time: LineTime,
+    pub process: Option<ProcessKey>,
+    pub event: Option<Event>,
+}
+
+/// Why a line yields nothing at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsable {
+    /// No timestamp or tag that any supported format writes.
+    Prefix,
+}
+
+/// Parses one line (without its newline). `Err` means the prefix itself is not a log
+/// line; `Ok` with `event: None` is a well-formed line saslguard has no use for.
+pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
+    let p = syslog::parse(line).ok_or(Unparsable::Prefix)?;
+    let host = p.host.unwrap_or("");
+    // pam_unix writes through whatever ident the process has (`auth`, `dovecot-auth`,
+    // `dovecot`): recognise it by its own fixed text.
+    if let Some(ev) = dovecot::pam_unix(p.rest) {
+        return Ok(Parsed { time: p.time, process: None, event: Some(ev) });
+    }
+    if let Some((program, pid, msg)) = syslog::tag(p.rest) {
+        if postfix::is_postfix(program) {
+            let process = pid.map(|pid| ProcessKey {
+                host: host.into(),
+                program: program.into(),
+                pid,
+            });
+            let event = postfix::parse(program, msg);
+            return Ok(Parsed { time: p.time, process, event });
+        }
+    }
+    let event = dovecot::parse(p.rest);
+    Ok(Parsed { time: p.time, process: None, event })
+}

@@ -1,0 +1,254 @@
+//! Postfix smtpd (under any syslog name: `postfix/smtpd`, `postfix/submission/smtpd`,
+//! `postfix-in/smtpd`, ...) and the outbound TLS line of `postfix/smtp`.
+//!
+//! The client address is taken only from `NAME[ADDR]` written right after the fixed
+//! text Postfix puts before it (`warning: `, `connect from `, `client=`...). NAME is a
+//! validated host name or `unknown`, so it cannot contain `[`; HELO names, user names
+//! and SNI appear only after the address and are never searched for one.
+
+use super::scan::{self, leading_u32, name_addr, token};
+use super::{Channel, Direction, Event, Kind, Tally, Tls};
+
+/// Postfix daemons whose lines carry something saslguard reads.
+const DAEMONS: [&str; 2] = ["smtpd", "smtp"];
+
+/// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-in/smtpd`, `postfix/smtp`.
+pub fn is_postfix(program: &str) -> bool {
+    match program.rsplit_once('/') {
+        Some((base, daemon)) => !base.is_empty() && DAEMONS.contains(&daemon),
+        None => false,
+    }
+}
+
+/// The master.cf service an smtpd line belongs to: `submission`, `smtps`, or `smtp`
+/// for the plain `postfix/smtpd` (and `postfix-in/smtpd` of a second instance).
+fn service(program: &str) -> String {
+    let mut parts = program.rsplit('/');
+    let daemon = parts.next().unwrap_or("");
+    let parent = parts.next();
+    let grandparent = parts.next();
+    match (daemon, parent, grandparent) {
+        ("smtpd", Some(svc), Some(_)) => svc.to_string(),
+        ("smtpd", _, _) => "smtp".to_string(),
+        (d, _, _) => d.to_string(),
+    }
+}
+
+pub fn parse(program: &str, msg: &str) -> Option<Event> {
+    let daemon = program.rsplit('/').next()?;
+    if daemon == "smtp" {
+        return tls_line(msg, "smtp", Direction::Outbound);
+    }
+    let svc = || Some(service(program));
+    if let Some(rest) = msg.strip_prefix("warning: ") {
+        return sasl_warning(rest).map(|mut e| {
+            e.service = svc();
+            e
+        });
+    }
+    if let Some(rest) = msg.strip_prefix("connect from ") {
+        let (addr, tail) = name_addr(rest)?;
+        if !tail.is_empty() {
+            return None;
+        }
+        let mut e = Event::new(Kind::Connect, Channel::None);
+        e.address = Some(addr);
+        e.service = svc();
+        return Some(e);
+    }
+    if let Some(rest) = msg.strip_prefix("disconnect from ") {
+        let (addr, tail) = name_addr(rest)?;
+        let mut e = Event::new(Kind::Disconnect, Channel::PostfixTally);
+        e.address = Some(addr);
+        e.service = svc();
+        e.tally = tally(tail);
+        return Some(e);
+    }
+    for (lead, reason) in [
+        ("lost connection after AUTH from ", "lost connection after AUTH"),
+        ("too many errors after AUTH from ", "too many errors after AUTH"),
+    ] {
+        if let Some(rest) = msg.strip_prefix(lead) {
+            let (addr, _) = name_addr(rest)?;
+            let mut e = Event::new(Kind::AuthAbandoned, Channel::None);
+            e.address = Some(addr);
+            e.service = svc();
+            e.reason = Some(reason.into());
+            return Some(e);
+        }
+    }
+    if let Some(mut e) = tls_line(msg, "", Direction::Inbound) {
+        e.service = svc();
+        return Some(e);
+    }
+    queue_client(msg).map(|mut e| {
+        e.service = svc();
+        e
+    })
+}
+
+/// `NAME[ADDR][:port]: SASL MECH authentication failed: REASON[, sasl_username=U]`
+fn sasl_warning(rest: &str) -> Option<Event> {
+    let (addr, tail) = name_addr(rest)?;
+    let tail = tail.strip_prefix(": SASL ")?;
+    let (mech, tail) = tail.split_once(' ')?;
+    if mech.is_empty() || mech.len() > 32 {
+        return None;
+    }
+    let tail = tail.strip_prefix("authentication failed:")?;
+    let mut reason = tail.trim_start_matches(' ');
+    let mut user = None;
+    // Postfix >= 3.9 appends the user name; the reason before it comes from the SASL
+    // server, so the first occurrence is the one Postfix added.
+    if let Some((r, u)) = reason.split_once(", sasl_username=") {
+        reason = r;
+        user = Some(u.to_string());
+    }
+    let kind = if reason.starts_with("Connection lost to authentication server") {
+        Kind::AuthUnavailable
+    } else if reason.starts_with("Invalid authentication mechanism") {
+        // The client asked for a mechanism the SASL server does not offer: a client
+        // configuration problem, no password was checked. Not a guess.
+        Kind::AuthAbandoned
+    } else {
+        Kind::AuthFailure
+    };
+    let mut e = Event::new(kind, Channel::PostfixSasl);
+    e.address = Some(addr);
+    e.mechanism = Some(mech.to_ascii_uppercase());
+    e.user = user;
+    if kind == Kind::AuthFailure {
+        e.attempts = Some(1);
+    }
+    if !reason.is_empty() {
+        e.reason = Some(reason.to_string());
+    }
+    Some(e)
+}
+
+/// ` ehlo=1 starttls=1 auth=0/3 quit=1 commands=3/6`
+fn tally(tail: &str) -> Option<Tally> {
+    let mut t = Tally::default();
+    let mut any = false;
+    for item in tail.split(' ').filter(|s| !s.is_empty()) {
+        let Some((cmd, count)) = item.split_once('=') else { continue };
+        let (ok, total) = match count.split_once('/') {
+            Some((a, b)) => (scan::parse_u32(a)?, scan::parse_u32(b)?),
+            None => {
+                let n = scan::parse_u32(count)?;
+                (n, n)
+            }
+        };
+        any = true;
+        match cmd {
+            "auth" => {
+                t.auth_ok = ok.min(total);
+                t.auth_total = total;
+            }
+            "starttls" => t.starttls = ok > 0,
+            _ => {}
+        }
+    }
+    any.then_some(t)
+}
+
+/// `Anonymous TLS connection established from NAME[ADDR][ to SNI]: PROTO with cipher C (A/B bits)...`
+/// and the outbound `... established to NAME[ADDR]:PORT: ...`.
+fn tls_line(msg: &str, service: &str, dir: Direction) -> Option<Event> {
+    let (trust, rest) = msg.split_once(' ')?;
+    if !matches!(trust, "Anonymous" | "Untrusted" | "Trusted" | "Verified") {
+        return None;
+    }
+    let lead = match dir {
+        Direction::Inbound => "TLS connection established from ",
+        Direction::Outbound => "TLS connection established to ",
+    };
+    let rest = rest.strip_prefix(lead)?;
+    let (addr, mut tail) = name_addr(rest)?;
+    // Postfix >= 3.4 may add the SNI name the client asked for and Postfix accepted;
+    // it is a validated host name, so it ends at the first character that isn't.
+    if let Some(sni) = tail.strip_prefix(" to ") {
+        let (name, after) = token(sni);
+        if name.is_empty() {
+            return None;
+        }
+        tail = after;
+    }
+    let tls = tls_desc(tail.strip_prefix(": ")?)?;
+    let mut e = Event::new(Kind::Tls, Channel::None);
+    e.address = Some(addr);
+    e.tls = Some(tls);
+    e.direction = Some(dir);
+    if !service.is_empty() {
+        e.service = Some(service.to_string());
+    }
+    Some(e)
+}
+
+/// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)` followed by anything.
+/// Shared with Dovecot, which writes the same OpenSSL-derived description.
+pub fn tls_desc(s: &str) -> Option<Tls> {
+    let (proto, rest) = s.split_once(" with cipher ")?;
+    if !(proto.starts_with("TLSv") || proto.starts_with("SSLv") || proto == "DTLSv1") {
+        return None;
+    }
+    let (cipher, rest) = token(rest);
+    if cipher.is_empty() {
+        return None;
+    }
+    let bits = rest.strip_prefix(" (").and_then(leading_u32).map(|(n, _)| n);
+    Some(Tls { protocol: proto.to_string(), cipher: cipher.to_string(), bits })
+}
+
+/// `QUEUEID: client=NAME[ADDR][:port][, sasl_method=M, sasl_username=U][, ...]`
+fn queue_client(msg: &str) -> Option<Event> {
+    let (qid, rest) = msg.split_once(": client=")?;
+    if qid.is_empty() || qid.len() > 32 || !qid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (addr, tail) = name_addr(rest)?;
+    let mut e = Event::new(Kind::Connect, Channel::None);
+    e.queue_id = Some(qid.to_string());
+    e.address = Some(addr);
+    let Some(auth) = tail.strip_prefix(", sasl_method=") else {
+        // A message from a client that did not authenticate: not an event saslguard
+        // counts, but the queue id is kept for tracing.
+        return None;
+    };
+    let (method, after) = auth.split_once(", sasl_username=")?;
+    let end = [", sasl_sender=", ", orig_queue_id=", ", orig_client="]
+        .iter()
+        .filter_map(|m| after.find(m))
+        .min()
+        .unwrap_or(after.len());
+    e.kind = Kind::AuthSuccess;
+    e.mechanism = Some(method.to_ascii_uppercase());
+    e.user = Some(after[..end].to_string());
+    Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services() {
+        assert_eq!(service("postfix/submission/smtpd"), "submission");
+        assert_eq!(service("postfix/smtpd"), "smtp");
+        assert_eq!(service("postfix-in/smtpd"), "smtp");
+        assert!(is_postfix("postfix/smtps/smtpd"));
+        assert!(!is_postfix("smtpd"));
+        assert!(!is_postfix("postfix/qmgr"));
+    }
+
+    #[test]
+    fn sasl_username_suffix() {
+        let e = parse(
+            "postfix/smtpd",
+            "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=bob",
+        )
+        .unwrap();
+        assert_eq!(e.user.as_deref(), Some("bob"));
+        assert_eq!(e.reason.as_deref(), Some("UGFzc3dvcmQ6"));
+    }
+}

@@ -1,0 +1,264 @@
+//! The syslog prefix: timestamp, optional host, and the program tag.
+//!
+//! Forms recognised (all seen in real mail logs):
+//! - classic BSD syslog `Nov 22 09:59:36 host tag[pid]: ` (day space-padded, zero-padded
+//!   or bare; no year, no zone);
+//! - RFC 3339 as rsyslog's high-precision format and `journalctl -o short-iso` write it
+//!   (`2026-11-22T09:59:36.123456+01:00`, `...+0100`, `...Z`);
+//! - `2013-08-11 03:56:40 ` as Dovecot's `log_timestamp` may be configured;
+//! - TAI64N `@4000000000000000xxxxxxxx` from daemontools/s6 loggers;
+//! - any of these without a host field (Dovecot's own `log_path`, multilog).
+//!
+//! Pure: bytes in, borrowed slices out. The year and zone are resolved later.
+
+use crate::time::{LineTime, Timestamp, parse_offset};
+use chrono::NaiveDate;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prefix<'a> {
+    pub time: LineTime,
+    pub host: Option<&'a str>,
+    /// Everything after the timestamp and host: starts with the program tag.
+    pub rest: &'a str,
+}
+
+const MONTHS: [&[u8; 3]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+
+/// Dovecot process names that may start a line with no host field and whose tag
+/// may contain a space (Dovecot 2.4 writes `auth(USER,ADDR,...)<id>: ` where USER is
+/// whatever the client sent).
+const DOVECOT_PROCESSES: [&str; 12] = [
+    "auth",
+    "auth-worker",
+    "imap-login",
+    "pop3-login",
+    "submission-login",
+    "managesieve-login",
+    "imap",
+    "pop3",
+    "lmtp",
+    "submission",
+    "managesieve",
+    "master",
+];
+
+pub fn parse(line: &str) -> Option<Prefix<'_>> {
+    let b = line.as_bytes();
+    let (time, used) = if b.first() == Some(&b'@') {
+        tai64n(b)?
+    } else if b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) {
+        iso(b)?
+    } else {
+        classic(b)?
+    };
+    let after = line[used..].trim_start_matches(' ');
+    if after.is_empty() {
+        return None;
+    }
+    let word_end = after.find(' ').unwrap_or(after.len());
+    let word = &after[..word_end];
+    let hostless = word.ends_with(':') || starts_with_process_paren(word);
+    if hostless {
+        return Some(Prefix { time, host: None, rest: after });
+    }
+    let rest = after[word_end..].trim_start_matches(' ');
+    if rest.is_empty() {
+        return None;
+    }
+    Some(Prefix { time, host: Some(word), rest })
+}
+
+fn starts_with_process_paren(word: &str) -> bool {
+    DOVECOT_PROCESSES.iter().any(|p| {
+        word.len() > p.len() && word.starts_with(p) && word.as_bytes()[p.len()] == b'('
+    })
+}
+
+fn digits(b: &[u8], n: usize) -> Option<u32> {
+    if b.len() < n || !b[..n].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b[..n].iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
+}
+
+/// `HH:MM:SS[.frac]` → (ms of day, bytes used).
+fn clock(b: &[u8]) -> Option<(u32, usize)> {
+    let h = digits(b, 2)?;
+    if b.get(2) != Some(&b':') {
+        return None;
+    }
+    let m = digits(&b[3..], 2)?;
+    if b.get(5) != Some(&b':') {
+        return None;
+    }
+    let s = digits(&b[6..], 2)?;
+    if h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let mut used = 8;
+    let mut ms = 0;
+    if b.get(8) == Some(&b'.') {
+        let frac = b[9..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if frac == 0 || frac > 9 {
+            return None;
+        }
+        let mut scale = 100;
+        for &d in &b[9..9 + frac.min(3)] {
+            ms += u32::from(d - b'0') * scale;
+            scale /= 10;
+        }
+        used = 9 + frac;
+    }
+    // A leap second is read as the last millisecond of the minute before.
+    let s = s.min(59);
+    Some(((h * 3600 + m * 60 + s) * 1000 + ms, used))
+}
+
+fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
+    if b.len() < 15 {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| &b[..3] == *m)? as u32 + 1;
+    if b[3] != b' ' {
+        return None;
+    }
+    let mut i = 4;
+    if b[i] == b' ' {
+        i += 1;
+    }
+    let nd = b[i..].iter().take(3).take_while(|c| c.is_ascii_digit()).count();
+    if nd == 0 || nd > 2 {
+        return None;
+    }
+    let day = digits(&b[i..], nd)?;
+    if !(1..=31).contains(&day) {
+        return None;
+    }
+    i += nd;
+    if b.get(i) != Some(&b' ') {
+        return None;
+    }
+    i += 1;
+    let (ms_of_day, used) = clock(&b[i..])?;
+    i += used;
+    if i < b.len() && b[i] != b' ' {
+        return None;
+    }
+    Some((LineTime::NoYear { month, day, ms_of_day }, i))
+}
+
+fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
+    let year = digits(b, 4)? as i32;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let month = digits(&b[5..], 2)?;
+    let day = digits(&b[8..], 2)?;
+    NaiveDate::from_ymd_opt(year, month, day)?;
+    match b.get(10) {
+        Some(b'T') | Some(b' ') => {}
+        _ => return None,
+    }
+    let (ms_of_day, used) = clock(&b[11..])?;
+    let mut i = 11 + used;
+    let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
+    if zone_len == 0 {
+        return Some((LineTime::Naive { year, month, day, ms_of_day }, i));
+    }
+    let off = parse_offset(&b[i..i + zone_len])?;
+    i += zone_len;
+    let date = NaiveDate::from_ymd_opt(year, month, day)?;
+    let midnight = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+    let ms = midnight + i64::from(ms_of_day) - i64::from(off.local_minus_utc()) * 1000;
+    Some((LineTime::Absolute(Timestamp(ms)), i))
+}
+
+/// TAI64N label: `@` + 16 hex digits of 2^62 + TAI seconds + 8 hex digits of nanoseconds.
+/// Converted as tai64nlocal does (TAI - UTC taken as 10 s, leap seconds ignored).
+fn tai64n(b: &[u8]) -> Option<(LineTime, usize)> {
+    if b.len() < 25 {
+        return None;
+    }
+    let hex = std::str::from_utf8(&b[1..25]).ok()?;
+    if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let secs = u64::from_str_radix(&hex[..16], 16).ok()?;
+    let nanos = u32::from_str_radix(&hex[16..], 16).ok()?;
+    let base = 1u64 << 62;
+    if secs < base || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let unix = i64::try_from(secs - base).ok()? - 10;
+    let ms = unix.checked_mul(1000)? + i64::from(nanos / 1_000_000);
+    Some((LineTime::Absolute(Timestamp(ms)), 25))
+}
+
+/// A program tag `NAME[PID]: ` or `NAME: ` at the start of `rest`.
+/// Returns (name, pid, message). Names are `[A-Za-z0-9_./-]` (Postfix syslog names
+/// like `postfix/submission/smtpd`, `postfix-in/smtpd`).
+pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
+    let n = rest
+        .bytes()
+        .take_while(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+        .count();
+    if n == 0 {
+        return None;
+    }
+    let name = &rest[..n];
+    let mut after = &rest[n..];
+    let mut pid = None;
+    if let Some(p) = after.strip_prefix('[') {
+        let close = p.find(']')?;
+        pid = Some(super::scan::parse_u32(&p[..close])?);
+        after = &p[close + 1..];
+    }
+    let msg = after.strip_prefix(": ").or_else(|| (after == ":").then_some(""))?;
+    Some((name, pid, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_with_host() {
+        let p = parse("Nov  4 09:11:01 mail postfix/submission/smtpd[27133]: warning: x").unwrap();
+        assert_eq!(p.host, Some("mail"));
+        assert_eq!(p.time, LineTime::NoYear { month: 11, day: 4, ms_of_day: 33_061_000 });
+        assert_eq!(tag(p.rest), Some(("postfix/submission/smtpd", Some(27133), "warning: x")));
+    }
+
+    #[test]
+    fn hostless_and_odd_days() {
+        let p = parse("Aug 3 15:30:49 pop3-login: Info: Aborted").unwrap();
+        assert_eq!(p.host, None);
+        let p = parse("Jul 02 13:49:31 hostname dovecot[442]: pop3-login: x").unwrap();
+        assert_eq!(p.host, Some("hostname"));
+        let p = parse("Aug 30 00:10:57 auth(a b,192.0.2.1,sasl:login)<X>: Info: sql: y").unwrap();
+        assert_eq!(p.host, None);
+    }
+
+    #[test]
+    fn iso_and_tai() {
+        let p = parse("2026-11-22T09:59:36.123456+01:00 mx postfix/smtpd[1]: connect").unwrap();
+        assert_eq!(p.time, LineTime::Absolute(Timestamp(1_795_337_976_123)));
+        let p = parse("2026-11-22T09:59:36+0100 mx postfix/smtpd[1]: connect").unwrap();
+        assert_eq!(p.time, LineTime::Absolute(Timestamp(1_795_337_976_000)));
+        let p = parse("2013-08-11 03:56:40 auth-worker(default): Info: pam(u,1.2.3.4): x").unwrap();
+        assert!(matches!(p.time, LineTime::Naive { year: 2013, .. }));
+        assert_eq!(p.host, None);
+        let p = parse("@400000004c91b044077a9e94 imap-login: Info: Aborted").unwrap();
+        assert_eq!(p.time, LineTime::Absolute(Timestamp(1_284_616_250_125)));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse("").is_none());
+        assert!(parse("Foo 12 00:00:00 h t: x").is_none());
+        assert!(parse("Nov 32 00:00:00 h t: x").is_none());
+        assert!(parse("2026-13-01T00:00:00Z h t: x").is_none());
+        assert!(parse("@4000").is_none());
+    }
+}

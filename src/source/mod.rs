@@ -1,0 +1,81 @@
+//! Where lines come from. This module holds the bounded line reader and the replay
+//! sources (whole files, plain or gzip, and stdin); the live file and journal sources
+//! come with the daemon.
+
+pub mod replay;
+
+use std::io::{self, BufRead};
+
+/// One line from a [`LineReader`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    Ok(&'a [u8]),
+    /// Longer than the cap: its bytes were read and dropped, `len` of them.
+    TooLong(usize),
+}
+
+/// Reads lines of at most `max` bytes without ever buffering more than that: a
+/// 1 GB line without a newline costs `max` bytes of memory, not 1 GB.
+pub struct LineReader<R> {
+    inner: R,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader { inner, max, buf: Vec::with_capacity(256) }
+    }
+
+    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let mut total = 0usize;
+        let mut seen_any = false;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if !seen_any {
+                    return Ok(None);
+                }
+                break;
+            }
+            seen_any = true;
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if total + take <= self.max {
+                self.buf.extend_from_slice(&chunk[..take]);
+            }
+            total += take;
+            self.inner.consume(take + usize::from(done));
+            if done {
+                break;
+            }
+        }
+        if total > self.max {
+            return Ok(Some(Line::TooLong(total)));
+        }
+        Ok(Some(Line::Ok(&self.buf)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_long_lines_and_keeps_going() {
+        let mut data = vec![b'x'; 5000];
+        data.extend_from_slice(b"\nshort\nlast");
+        let mut r = LineReader::new(io::BufReader::with_capacity(64, &data[..]), 100);
+        assert_eq!(r.next_line().unwrap(), Some(Line::TooLong(5000)));
+        assert_eq!(r.next_line().unwrap(), Some(Line::Ok(b"short")));
+        assert_eq!(r.next_line().unwrap(), Some(Line::Ok(b"last")));
+        assert_eq!(r.next_line().unwrap(), None);
+    }
+}

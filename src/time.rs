@@ -1,0 +1,212 @@
+//! Event time: the timestamp a log line carries, resolved to UTC milliseconds.
+//!
+//! Owns the conversion of the several syslog timestamp forms (classic `Nov 22 09:59:36`
+//! with no year and no zone, RFC 3339, TAI64N) into [`Timestamp`], and the year
+//! inference for classic timestamps. It never reads the system clock itself: the
+//! reference year and the zone for zone-less stamps are handed in by the caller.
+
+use chrono::{DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, TimeZone, Utc};
+use serde::{Serialize, Serializer};
+
+/// Milliseconds since the Unix epoch, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_secs(s: i64) -> Self {
+        Timestamp(s.saturating_mul(1000))
+    }
+    pub fn secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+    pub fn add_ms(self, ms: i64) -> Self {
+        Timestamp(self.0.saturating_add(ms))
+    }
+    /// RFC 3339 in UTC, seconds precision (milliseconds when present).
+    pub fn rfc3339(self) -> String {
+        match Utc.timestamp_millis_opt(self.0) {
+            LocalResult::Single(t) => {
+                if self.0 % 1000 == 0 {
+                    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                } else {
+                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+                }
+            }
+            _ => format!("@{}", self.0),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
+/// A time as written in the line, before the year and zone are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineTime {
+    /// Fully specified (RFC 3339 with offset, TAI64N).
+    Absolute(Timestamp),
+    /// Date and time without a zone (`2013-08-11 03:56:40`, RFC 3339 without offset).
+    Naive { year: i32, month: u32, day: u32, ms_of_day: u32 },
+    /// Classic BSD syslog: no year, no zone.
+    NoYear { month: u32, day: u32, ms_of_day: u32 },
+}
+
+/// How zone-less timestamps are read: the zone the logging host wrote them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    Local,
+    Fixed(FixedOffset),
+}
+
+impl Zone {
+    pub fn utc() -> Self {
+        Zone::Fixed(FixedOffset::east_opt(0).expect("zero offset"))
+    }
+
+    /// Parses `local`, `UTC`, `Z` or `+HH:MM` / `-HH:MM`.
+    pub fn parse(s: &str) -> Option<Zone> {
+        match s {
+            "local" => Some(Zone::Local),
+            "UTC" | "utc" | "Z" => Some(Zone::utc()),
+            _ => parse_offset(s.as_bytes()).map(Zone::Fixed),
+        }
+    }
+
+    fn resolve(self, year: i32, month: u32, day: u32, ms_of_day: u32) -> Option<Timestamp> {
+        let date = NaiveDate::from_ymd_opt(year, month, day)?;
+        let naive = date.and_hms_milli_opt(
+            ms_of_day / 3_600_000,
+            (ms_of_day / 60_000) % 60,
+            (ms_of_day / 1000) % 60,
+            ms_of_day % 1000,
+        )?;
+        let ms = match self {
+            // An ambiguous local time (the repeated hour when DST ends) takes the
+            // earlier instant; a skipped one (DST start) is read as UTC+offset before.
+            Zone::Local => match chrono::Local.from_local_datetime(&naive) {
+                LocalResult::Single(t) => t.timestamp_millis(),
+                LocalResult::Ambiguous(a, _) => a.timestamp_millis(),
+                LocalResult::None => naive.and_utc().timestamp_millis(),
+            },
+            Zone::Fixed(off) => match off.from_local_datetime(&naive) {
+                LocalResult::Single(t) => t.timestamp_millis(),
+                _ => return None,
+            },
+        };
+        Some(Timestamp(ms))
+    }
+}
+
+/// Parses `+01:00`, `+0100`, `Z`.
+pub fn parse_offset(b: &[u8]) -> Option<FixedOffset> {
+    if b == b"Z" || b == b"z" {
+        return FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match b.first()? {
+        b'+' => (1, &b[1..]),
+        b'-' => (-1, &b[1..]),
+        _ => return None,
+    };
+    let (h, m) = match rest.len() {
+        5 if rest[2] == b':' => (num(&rest[0..2])?, num(&rest[3..5])?),
+        4 => (num(&rest[0..2])?, num(&rest[2..4])?),
+        2 => (num(&rest[0..2])?, 0),
+        _ => return None,
+    };
+    if h > 23 || m > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h as i32 * 3600 + m as i32 * 60))
+}
+
+fn num(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 9 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
+}
+
+/// Turns [`LineTime`] into [`Timestamp`] for one stream of lines, inferring the year of
+/// classic syslog stamps: it starts from a reference (the file's modification time for
+/// a replayed file, "now" for a live source) and steps the year forward when the month
+/// goes back by more than six months (December to January).
+#[derive(Debug, Clone)]
+pub struct YearResolver {
+    zone: Zone,
+    year: i32,
+    last_month: Option<u32>,
+    reference_month: u32,
+}
+
+impl YearResolver {
+    pub fn new(zone: Zone, reference: Timestamp) -> Self {
+        let t = Utc
+            .timestamp_millis_opt(reference.0)
+            .single()
+            .unwrap_or_else(|| DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"));
+        YearResolver { zone, year: t.year(), last_month: None, reference_month: t.month() }
+    }
+
+    pub fn with_year(zone: Zone, year: i32) -> Self {
+        YearResolver { zone, year, last_month: None, reference_month: 12 }
+    }
+
+    pub fn resolve(&mut self, t: LineTime) -> Option<Timestamp> {
+        match t {
+            LineTime::Absolute(ts) => Some(ts),
+            LineTime::Naive { year, month, day, ms_of_day } => {
+                self.zone.resolve(year, month, day, ms_of_day)
+            }
+            LineTime::NoYear { month, day, ms_of_day } => {
+                match self.last_month {
+                    // The first stamp of the stream: a month after the reference month
+                    // belongs to the year before (a file last written in January that
+                    // starts in December).
+                    None if month > self.reference_month + 1 => self.year -= 1,
+                    Some(last) if month + 6 < last => self.year += 1,
+                    Some(last) if last + 6 < month => self.year -= 1,
+                    _ => {}
+                }
+                self.last_month = Some(month);
+                // Feb 29 in a year without it: try the year before and after is wrong;
+                // such a line cannot be placed and is skipped as unparsable time.
+                self.zone.resolve(self.year, month, day, ms_of_day)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn year_rolls_over_at_new_year() {
+        let mut r = YearResolver::with_year(Zone::utc(), 2025);
+        let dec = r.resolve(LineTime::NoYear { month: 12, day: 31, ms_of_day: 86_399_000 });
+        let jan = r.resolve(LineTime::NoYear { month: 1, day: 1, ms_of_day: 1000 });
+        assert_eq!(dec.unwrap().rfc3339(), "2025-12-31T23:59:59Z");
+        assert_eq!(jan.unwrap().rfc3339(), "2026-01-01T00:00:01Z");
+    }
+
+    #[test]
+    fn file_written_in_january_that_starts_in_december() {
+        let jan_2026 = Timestamp::from_secs(1_767_225_600 + 86_400 * 3);
+        let mut r = YearResolver::new(Zone::utc(), jan_2026);
+        let dec = r.resolve(LineTime::NoYear { month: 12, day: 30, ms_of_day: 0 }).unwrap();
+        assert_eq!(dec.rfc3339(), "2025-12-30T00:00:00Z");
+        let jan = r.resolve(LineTime::NoYear { month: 1, day: 2, ms_of_day: 0 }).unwrap();
+        assert_eq!(jan.rfc3339(), "2026-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset(b"+0100").unwrap().local_minus_utc(), 3600);
+        assert_eq!(parse_offset(b"-05:30").unwrap().local_minus_utc(), -19800);
+        assert!(parse_offset(b"+25:00").is_none());
+        assert!(Zone::parse("Europe/Paris").is_none());
+    }
+}

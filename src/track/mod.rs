@@ -1,0 +1,167 @@
+//! Sliding windows of failures per address and per prefix, in bounded memory.
+//!
+//! A rule "N failures within T" only ever needs the N most recent failure times of a
+//! key: it fires when the N-th most recent is younger than T. So each key keeps a ring
+//! of at most K times, K being the largest N of the rules of its scope, and the table
+//! of keys is an LRU of fixed capacity. Worst case memory is therefore
+//! `max_addresses × (K × 8 + ~80)` bytes for addresses and
+//! `max_prefixes × (K × 16 + ~80)` for prefixes, whatever an attacker sprays: ten
+//! million IPv6 addresses inside one /64 are one prefix entry and, at most,
+//! `max_addresses` address entries, the least recently failing ones evicted first.
+//!
+//! Pure: times come from the events, never from a clock.
+
+use crate::time::Timestamp;
+use ipnet::IpNet;
+use lru::LruCache;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+
+/// The prefix an address belongs to for prefix rules.
+pub fn prefix_of(addr: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
+    let len = if addr.is_ipv4() { v4_len } else { v6_len };
+    IpNet::new(addr, len).map(|n| n.trunc()).unwrap_or_else(|_| IpNet::from(addr))
+}
+
+fn addr_tag(addr: IpAddr) -> u32 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    addr.hash(&mut h);
+    h.finish() as u32
+}
+
+pub struct Tracker {
+    addr_depth: usize,
+    prefix_depth: usize,
+    addrs: LruCache<IpAddr, VecDeque<i64>>,
+    prefixes: LruCache<IpNet, VecDeque<(i64, u32)>>,
+    evicted: u64,
+}
+
+impl Tracker {
+    /// `addr_depth`/`prefix_depth`: the largest failure count of any rule of that scope
+    /// (0 when there is no rule of that scope: nothing is kept for it).
+    pub fn new(addr_depth: usize, prefix_depth: usize, max_addresses: usize, max_prefixes: usize) -> Tracker {
+        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
+        Tracker {
+            addr_depth,
+            prefix_depth,
+            addrs: LruCache::new(cap(max_addresses)),
+            prefixes: LruCache::new(cap(max_prefixes)),
+            evicted: 0,
+        }
+    }
+
+    /// Records `count` failures of `addr` (and of `prefix`, when prefix rules exist).
+    pub fn record(&mut self, addr: IpAddr, prefix: Option<IpNet>, time: Timestamp, count: u32) {
+        let n = (count as usize).min(self.addr_depth.max(self.prefix_depth));
+        if self.addr_depth > 0 {
+            if !self.addrs.contains(&addr) && self.addrs.len() == self.addrs.cap().get() {
+                self.evicted += 1;
+            }
+            let ring = self.addrs.get_or_insert_mut(addr, VecDeque::new);
+            for _ in 0..n.min(self.addr_depth) {
+                if ring.len() == self.addr_depth {
+                    ring.pop_front();
+                }
+                ring.push_back(time.0);
+            }
+        }
+        if let (Some(p), true) = (prefix, self.prefix_depth > 0) {
+            let tag = addr_tag(addr);
+            let ring = self.prefixes.get_or_insert_mut(p, VecDeque::new);
+            for _ in 0..n.min(self.prefix_depth) {
+                if ring.len() == self.prefix_depth {
+                    ring.pop_front();
+                }
+                ring.push_back((time.0, tag));
+            }
+        }
+    }
+
+    /// True when `addr` has at least `n` failures, the oldest of them less than
+    /// `within_ms` before `now`.
+    pub fn address_hits(&self, addr: IpAddr, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
+        let ring = self.addrs.peek(&addr)?;
+        hits(ring.iter().copied(), ring.len(), n, within_ms, now)
+    }
+
+    /// As [`Tracker::address_hits`] for a prefix, also requiring the failures in the
+    /// window to come from at least `min_addresses` distinct addresses.
+    pub fn prefix_hits(&self, prefix: IpNet, n: u32, within_ms: i64, min_addresses: u32, now: Timestamp) -> Option<u32> {
+        let ring = self.prefixes.peek(&prefix)?;
+        let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
+        let mut tags: Vec<u32> = ring.iter().rev().take(in_window as usize).map(|e| e.1).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        (tags.len() as u32 >= min_addresses).then_some(in_window)
+    }
+
+    /// Addresses and prefixes tracked now.
+    pub fn len(&self) -> (usize, usize) {
+        (self.addrs.len(), self.prefixes.len())
+    }
+
+    /// Address entries evicted to keep the bound.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+}
+
+/// The number of failures in the window when the rule fires.
+fn hits(times: impl DoubleEndedIterator<Item = i64>, len: usize, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
+    let n = n as usize;
+    if n == 0 || len < n {
+        return None;
+    }
+    let in_window = times.rev().take_while(|&t| now.0 - t < within_ms).count();
+    (in_window >= n).then_some(in_window as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_secs(s)
+    }
+
+    #[test]
+    fn window_edges_are_exclusive() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut tr = Tracker::new(5, 0, 10, 10);
+        for s in [0, 100, 200, 300, 599] {
+            tr.record(a, None, t(s), 1);
+        }
+        assert_eq!(tr.address_hits(a, 5, 600_000, t(599)), Some(5));
+        let mut tr = Tracker::new(5, 0, 10, 10);
+        for s in [0, 100, 200, 300, 600] {
+            tr.record(a, None, t(s), 1);
+        }
+        assert_eq!(tr.address_hits(a, 5, 600_000, t(600)), None);
+    }
+
+    #[test]
+    fn prefix_needs_distinct_addresses() {
+        let p = prefix_of("2001:db8:1:2::7".parse().unwrap(), 24, 64);
+        assert_eq!(p.to_string(), "2001:db8:1:2::/64");
+        let mut tr = Tracker::new(0, 3, 10, 10);
+        let one: IpAddr = "2001:db8:1:2::7".parse().unwrap();
+        tr.record(one, Some(p), t(0), 3);
+        assert_eq!(tr.prefix_hits(p, 3, 60_000, 2, t(0)), None);
+        tr.record("2001:db8:1:2::8".parse().unwrap(), Some(p), t(1), 1);
+        assert_eq!(tr.prefix_hits(p, 3, 60_000, 2, t(1)), Some(3));
+    }
+
+    #[test]
+    fn bounded_under_spraying() {
+        let mut tr = Tracker::new(5, 5, 1000, 10);
+        for i in 0..100_000u32 {
+            let a = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16));
+            tr.record(a, Some(prefix_of(a, 24, 64)), t(i64::from(i)), 1);
+        }
+        assert_eq!(tr.len(), (1000, 1));
+        assert_eq!(tr.evicted(), 99_000);
+    }
+}
