@@ -66,7 +66,7 @@ fn strip_level(s: &str) -> &str {
 /// Which summary a login-process line carries, at its earliest marker.
 enum Summary {
     Failed(u32, Option<u32>),
-    Refused(&'static str),
+    Refused(&'static str, &'static str),
     NoAttempts,
 }
 
@@ -98,8 +98,9 @@ fn summary(body: &str) -> Option<Summary> {
             } else {
                 "mechanism disallowed"
             },
+            "dovecot.disallowed",
         ),
-        2 => Summary::Refused("proxy destination auth failed"),
+        2 => Summary::Refused("proxy destination auth failed", "dovecot.proxy_auth_failed"),
         _ => Summary::NoAttempts,
     })
 }
@@ -126,18 +127,18 @@ fn real_rip(body: &str) -> Option<(usize, IpAddr)> {
 }
 
 fn login_line(service: &str, body: &str) -> Option<Event> {
-    let (kind, attempts, secs, reason) = if body.starts_with("Login: ") {
-        (Kind::AuthSuccess, None, None, None)
+    let (kind, attempts, secs, reason, rule) = if body.starts_with("Login: ") {
+        (Kind::AuthSuccess, None, None, None, "dovecot.login")
     } else {
         match summary(body)? {
-            Summary::Failed(n, s) => (Kind::AuthFailure, Some(n), s, None),
-            Summary::Refused(r) => (Kind::AuthFailure, Some(1), None, Some(r)),
-            Summary::NoAttempts => (Kind::Disconnect, None, None, None),
+            Summary::Failed(n, s) => (Kind::AuthFailure, Some(n), s, None, "dovecot.auth_failed"),
+            Summary::Refused(r, rule) => (Kind::AuthFailure, Some(1), None, Some(r), rule),
+            Summary::NoAttempts => (Kind::Disconnect, None, None, None, "dovecot.no_auth_attempts"),
         }
     };
     let (rip_pos, addr) = real_rip(body)?;
     let before = &body[..rip_pos];
-    let mut e = Event::new(kind, Channel::DovecotLogin);
+    let mut e = Event::new(kind, Channel::DovecotLogin, rule);
     if kind != Kind::AuthFailure {
         e.channel = Channel::None;
     }
@@ -247,7 +248,8 @@ fn auth_line(text: &str) -> Option<Event> {
         }
     }
     let first = readings.first()?.clone();
-    let mut e = Event::new(Kind::AuthFailure, Channel::DovecotAuth);
+    let rule = if first.driver == "auth" || first.driver == "auth-worker" { "dovecot.auth_v24" } else { "dovecot.auth_v23" };
+    let mut e = Event::new(Kind::AuthFailure, Channel::DovecotAuth, rule);
     e.attempts = Some(1);
     e.service = Some("dovecot-auth".into());
     if readings.iter().any(|r| r.addr != first.addr) {
@@ -383,7 +385,7 @@ pub fn pam_unix(rest: &str) -> Option<Event> {
             _ => {}
         }
     }
-    let mut e = Event::new(Kind::AuthFailure, Channel::PamUnix);
+    let mut e = Event::new(Kind::AuthFailure, Channel::PamUnix, "dovecot.pam_unix");
     e.attempts = Some(1);
     e.service = Some("dovecot-auth".into());
     if ambiguous || found.is_none() {

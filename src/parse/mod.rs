@@ -106,9 +106,34 @@ pub enum Direction {
     Outbound,
 }
 
+/// Every template the parsers recognise. The fixture test fails when one of them has
+/// no fixture line.
+pub const RULES: &[&str] = &[
+    "postfix.sasl_failure",
+    "postfix.sasl_unavailable",
+    "postfix.sasl_invalid_mechanism",
+    "postfix.connect",
+    "postfix.disconnect",
+    "postfix.lost_after_auth",
+    "postfix.errors_after_auth",
+    "postfix.tls_inbound",
+    "postfix.tls_outbound",
+    "postfix.sasl_login",
+    "dovecot.login",
+    "dovecot.auth_failed",
+    "dovecot.disallowed",
+    "dovecot.proxy_auth_failed",
+    "dovecot.no_auth_attempts",
+    "dovecot.auth_v23",
+    "dovecot.auth_v24",
+    "dovecot.pam_unix",
+];
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub kind: Kind,
+    /// The template that matched (one of [`RULES`]).
+    pub rule: &'static str,
     #[serde(skip)]
     pub channel: Channel,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -146,9 +171,10 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: Kind, channel: Channel) -> Event {
+    pub fn new(kind: Kind, channel: Channel, rule: &'static str) -> Event {
         Event {
             kind,
+            rule,
             channel,
             address: None,
             service: None,

@@ -51,26 +51,26 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
         if !tail.is_empty() {
             return None;
         }
-        let mut e = Event::new(Kind::Connect, Channel::None);
+        let mut e = Event::new(Kind::Connect, Channel::None, "postfix.connect");
         e.address = Some(addr);
         e.service = svc();
         return Some(e);
     }
     if let Some(rest) = msg.strip_prefix("disconnect from ") {
         let (addr, tail) = name_addr(rest)?;
-        let mut e = Event::new(Kind::Disconnect, Channel::PostfixTally);
+        let mut e = Event::new(Kind::Disconnect, Channel::PostfixTally, "postfix.disconnect");
         e.address = Some(addr);
         e.service = svc();
         e.tally = tally(tail);
         return Some(e);
     }
-    for (lead, reason) in [
-        ("lost connection after AUTH from ", "lost connection after AUTH"),
-        ("too many errors after AUTH from ", "too many errors after AUTH"),
+    for (lead, reason, rule) in [
+        ("lost connection after AUTH from ", "lost connection after AUTH", "postfix.lost_after_auth"),
+        ("too many errors after AUTH from ", "too many errors after AUTH", "postfix.errors_after_auth"),
     ] {
         if let Some(rest) = msg.strip_prefix(lead) {
             let (addr, _) = name_addr(rest)?;
-            let mut e = Event::new(Kind::AuthAbandoned, Channel::None);
+            let mut e = Event::new(Kind::AuthAbandoned, Channel::None, rule);
             e.address = Some(addr);
             e.service = svc();
             e.reason = Some(reason.into());
@@ -104,16 +104,16 @@ fn sasl_warning(rest: &str) -> Option<Event> {
         reason = r;
         user = Some(u.to_string());
     }
-    let kind = if reason.starts_with("Connection lost to authentication server") {
-        Kind::AuthUnavailable
+    let (kind, rule) = if reason.starts_with("Connection lost to authentication server") {
+        (Kind::AuthUnavailable, "postfix.sasl_unavailable")
     } else if reason.starts_with("Invalid authentication mechanism") {
         // The client asked for a mechanism the SASL server does not offer: a client
         // configuration problem, no password was checked. Not a guess.
-        Kind::AuthAbandoned
+        (Kind::AuthAbandoned, "postfix.sasl_invalid_mechanism")
     } else {
-        Kind::AuthFailure
+        (Kind::AuthFailure, "postfix.sasl_failure")
     };
-    let mut e = Event::new(kind, Channel::PostfixSasl);
+    let mut e = Event::new(kind, Channel::PostfixSasl, rule);
     e.address = Some(addr);
     e.mechanism = Some(mech.to_ascii_uppercase());
     e.user = user;
@@ -175,7 +175,11 @@ fn tls_line(msg: &str, service: &str, dir: Direction) -> Option<Event> {
         tail = after;
     }
     let tls = tls_desc(tail.strip_prefix(": ")?)?;
-    let mut e = Event::new(Kind::Tls, Channel::None);
+    let rule = match dir {
+        Direction::Inbound => "postfix.tls_inbound",
+        Direction::Outbound => "postfix.tls_outbound",
+    };
+    let mut e = Event::new(Kind::Tls, Channel::None, rule);
     e.address = Some(addr);
     e.tls = Some(tls);
     e.direction = Some(dir);
@@ -207,7 +211,7 @@ fn queue_client(msg: &str) -> Option<Event> {
         return None;
     }
     let (addr, tail) = name_addr(rest)?;
-    let mut e = Event::new(Kind::Connect, Channel::None);
+    let mut e = Event::new(Kind::AuthSuccess, Channel::None, "postfix.sasl_login");
     e.queue_id = Some(qid.to_string());
     e.address = Some(addr);
     let Some(auth) = tail.strip_prefix(", sasl_method=") else {
@@ -221,7 +225,6 @@ fn queue_client(msg: &str) -> Option<Event> {
         .filter_map(|m| after.find(m))
         .min()
         .unwrap_or(after.len());
-    e.kind = Kind::AuthSuccess;
     e.mechanism = Some(method.to_ascii_uppercase());
     e.user = Some(after[..end].to_string());
     Some(e)
