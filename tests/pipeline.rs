@@ -1,0 +1,338 @@
+//! Pipeline tests: real log lines through parse → count → track → policy, as `replay`
+//! runs them, with the questions an admin would ask of the result.
+
+use saslguard::config::{self, Config};
+use saslguard::replay::{Replay, replay};
+use saslguard::source::replay::TimeSettings;
+use saslguard::time::{Timestamp, Zone};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const T0: i64 = 1_795_341_600; // 2026-11-22T10:00:00Z
+
+/// RFC 3339 stamp `s` seconds after T0.
+fn at(s: i64) -> String {
+    Timestamp::from_secs(T0 + s).rfc3339()
+}
+
+fn cfg(toml: &str) -> Config {
+    config::parse(toml, Path::new("test.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn files(logs: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = logs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let p = dir.path().join(format!("{i}.log"));
+            std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+            p
+        })
+        .collect();
+    (dir, paths)
+}
+
+fn run_cfg(c: &Config, logs: &[&str]) -> Replay {
+    let (_d, paths) = files(logs);
+    replay(c, &paths, TimeSettings { zone: Zone::utc(), year: Some(2026), now: Timestamp::from_secs(T0) }).unwrap()
+}
+
+fn run(logs: &[&str]) -> Replay {
+    run_cfg(&Config::default(), logs)
+}
+
+fn failures(r: &Replay, addr: &str) -> u64 {
+    r.pipeline.offenders.get(&addr.parse().unwrap()).map_or(0, |o| o.failures)
+}
+
+fn bans(r: &Replay) -> Vec<(String, String)> {
+    r.dry_run.bans.iter().map(|d| (saslguard::policy::target_string(&d.target), d.rule.clone())).collect()
+}
+
+/// One SMTP AUTH guess as Postfix (with Dovecot SASL, auth_verbose = yes, PAM passdb)
+/// logs it: Dovecot's pam() line, PAM's own line, then Postfix's warning.
+fn smtp_guess(t: i64, pid: u32, addr: &str, user: &str) -> String {
+    format!(
+        "{ts} mx dovecot: auth-worker(99): pam({user},{addr}): pam_authenticate() failed: Authentication failure (password mismatch?)\n\
+         {ts} mx auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser={user} rhost={addr}  user={user}\n\
+         {ts} mx postfix/submission/smtpd[{pid}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",
+        ts = at(t)
+    )
+}
+
+#[test]
+fn an_smtp_guess_written_by_postfix_dovecot_and_pam_counts_once() {
+    let mut log = format!(
+        "{} mx postfix/submission/smtpd[100]: connect from unknown[203.0.113.7]\n\
+         {} mx postfix/submission/smtpd[100]: Anonymous TLS connection established from unknown[203.0.113.7]: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n",
+        at(0),
+        at(0)
+    );
+    for (i, user) in ["admin", "info", "root"].iter().enumerate() {
+        log += &smtp_guess(1 + i as i64 * 3, 100, "203.0.113.7", user);
+    }
+    log += &format!("{} mx postfix/submission/smtpd[100]: disconnect from unknown[203.0.113.7] ehlo=2 starttls=1 auth=0/3 quit=1 commands=4/7\n", at(10));
+    let r = run(&[&log]);
+    assert_eq!(failures(&r, "203.0.113.7"), 3);
+    let o = r.pipeline.offenders.get(&"203.0.113.7".parse().unwrap()).unwrap();
+    assert_eq!(o.users, ["admin", "info", "root"]);
+    assert_eq!(o.services.get("submission"), Some(&3), "{:?}", o.services);
+    assert_eq!(o.mechanisms.get("LOGIN"), Some(&3));
+    assert_eq!(o.tls.get("TLSv1.3 TLS_AES_256_GCM_SHA384"), Some(&3), "{:?}", o.tls);
+}
+
+#[test]
+fn postfix_and_dovecot_files_are_merged_by_time_and_deduplicated() {
+    let mut postfix = String::new();
+    let mut dovecot = String::new();
+    for i in 0..4 {
+        dovecot += &format!("{} mx dovecot: auth: passwd-file(u{i},198.51.100.5): Password mismatch\n", at(i * 4));
+        postfix += &format!("{} mx postfix/smtpd[7]: warning: unknown[198.51.100.5]: SASL PLAIN authentication failed: authentication failure\n", at(i * 4 + 1));
+    }
+    let r = run(&[&postfix, &dovecot]);
+    assert_eq!(failures(&r, "198.51.100.5"), 4);
+    let o = r.pipeline.offenders.get(&"198.51.100.5".parse().unwrap()).unwrap();
+    assert_eq!(o.users.len(), 4, "user names from Dovecot joined to Postfix's attempts");
+    assert_eq!(o.services.get("smtp"), Some(&4), "{:?}", o.services);
+}
+
+#[test]
+fn imap_session_counts_its_attempts_once_whatever_auth_verbose_says() {
+    // auth_verbose = yes: per-attempt lines with the session id, then the summary.
+    let verbose = format!(
+        "{a} mx dovecot: auth: passwd-file(a,192.0.2.44,<c2Vz>): Password mismatch\n\
+         {b} mx dovecot: auth: passwd-file(b,192.0.2.44,<c2Vz>): unknown user\n\
+         {c} mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 6 secs): user=<b>, method=PLAIN, rip=192.0.2.44, lip=192.0.2.1, TLS, session=<c2Vz>\n",
+        a = at(0),
+        b = at(3),
+        c = at(6)
+    );
+    let r = run(&[&verbose]);
+    assert_eq!(failures(&r, "192.0.2.44"), 2);
+    let o = r.pipeline.offenders.get(&"192.0.2.44".parse().unwrap()).unwrap();
+    assert_eq!(o.services.get("imap"), Some(&2), "{:?}", o.services);
+    assert_eq!(o.tls.get("TLS (cipher not logged)"), Some(&2), "{:?}", o.tls);
+    // auth_verbose = no: only the summary.
+    let quiet = format!(
+        "{} mx dovecot: pop3-login: Aborted login (auth failed, 3 attempts in 9 secs): user=<x>, method=PLAIN, rip=192.0.2.45, lip=192.0.2.1, session=<cXVp>\n",
+        at(0)
+    );
+    let r = run(&[&quiet]);
+    assert_eq!(failures(&r, "192.0.2.45"), 3);
+    assert_eq!(r.pipeline.offenders.get(&"192.0.2.45".parse().unwrap()).unwrap().tls.get("plaintext"), Some(&3));
+    // PAM passdb with auth_verbose = no: PAM's line per attempt, no session id, and the
+    // summary with one. Still 2, not 4.
+    let pam = format!(
+        "{a} mx auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=a rhost=192.0.2.46  user=a\n\
+         {b} mx auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=b rhost=192.0.2.46  user=b\n\
+         {c} mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 8 secs): user=<b>, method=PLAIN, rip=192.0.2.46, lip=192.0.2.1, TLS, session=<cGFt>\n",
+        a = at(0),
+        b = at(4),
+        c = at(8)
+    );
+    let r = run(&[&pam]);
+    assert_eq!(failures(&r, "192.0.2.46"), 2);
+}
+
+#[test]
+fn disconnect_tally_counts_failed_auth_commands_that_left_no_warning() {
+    let log = format!(
+        "{a} mx postfix/submission/smtpd[5]: connect from unknown[192.0.2.30]\n\
+         {a} mx postfix/submission/smtpd[5]: warning: unknown[192.0.2.30]: SASL PLAIN authentication failed: authentication failure\n\
+         {b} mx postfix/submission/smtpd[5]: lost connection after AUTH from unknown[192.0.2.30]\n\
+         {b} mx postfix/submission/smtpd[5]: disconnect from unknown[192.0.2.30] ehlo=1 auth=0/3 commands=1/4\n",
+        a = at(0),
+        b = at(5)
+    );
+    let r = run(&[&log]);
+    assert_eq!(failures(&r, "192.0.2.30"), 3);
+    let o = r.pipeline.offenders.get(&"192.0.2.30".parse().unwrap()).unwrap();
+    assert_eq!(o.tls.get("plaintext"), Some(&3), "no STARTTLS, no TLS line: plaintext: {:?}", o.tls);
+}
+
+#[test]
+fn auth_server_outage_bans_nobody() {
+    let mut log = String::new();
+    for i in 0..40 {
+        log += &format!(
+            "{} mx postfix/submission/smtpd[{}]: warning: unknown[192.0.2.{}]: SASL PLAIN authentication failed: Connection lost to authentication server\n",
+            at(i * 2),
+            1000 + i,
+            1 + i % 8
+        );
+    }
+    let r = run(&[&log]);
+    assert_eq!(r.pipeline.stats.failures, 0);
+    assert_eq!(r.pipeline.stats.auth_unavailable_not_counted, 40);
+    assert!(r.dry_run.bans.is_empty());
+}
+
+#[test]
+fn guesser_provoking_dovecots_penalty_delay_is_still_counted() {
+    // Two quick failures, then Dovecot delays its answers past Postfix's 10 s timeout
+    // and Postfix logs "Connection lost": those are guesses too.
+    let mut log = String::new();
+    for i in 0..2 {
+        log += &format!("{} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.50]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n", at(i));
+    }
+    for i in 0..3 {
+        log += &format!(
+            "{} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.50]: SASL LOGIN authentication failed: Connection lost to authentication server\n",
+            at(12 + i * 11)
+        );
+    }
+    let r = run(&[&log]);
+    assert_eq!(failures(&r, "203.0.113.50"), 5);
+    assert_eq!(bans(&r), [("203.0.113.50".to_string(), "fast".to_string())]);
+}
+
+#[test]
+fn connection_lost_with_dovecots_own_record_counts_once() {
+    let log = format!(
+        "{} mx dovecot: auth: passwd-file(x,203.0.113.51): Password mismatch\n\
+         {} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.51]: SASL LOGIN authentication failed: Connection lost to authentication server\n",
+        at(0),
+        at(10)
+    );
+    let r = run(&[&log]);
+    assert_eq!(failures(&r, "203.0.113.51"), 1);
+    assert_eq!(r.pipeline.stats.auth_unavailable_not_counted, 0);
+}
+
+fn fail(t: i64, addr: &str) -> String {
+    format!("{} mx postfix/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n", at(t))
+}
+
+const FAST_ONLY: &str = r#"
+[[rule]]
+name = "fast"
+failures = 5
+within = "10m"
+ban = "1h"
+"#;
+
+#[test]
+fn window_edges() {
+    let c = cfg(FAST_ONLY);
+    let inside: String = [0, 100, 200, 300, 599].iter().map(|&t| fail(t, "192.0.2.9")).collect();
+    assert_eq!(bans(&run_cfg(&c, &[&inside])).len(), 1, "5 failures within 599 s");
+    let outside: String = [0, 100, 200, 300, 600].iter().map(|&t| fail(t, "192.0.2.9")).collect();
+    assert!(bans(&run_cfg(&c, &[&outside])).is_empty(), "the first failure left the 10 min window");
+    let four: String = [0, 1, 2, 3].iter().map(|&t| fail(t, "192.0.2.9")).collect();
+    assert!(bans(&run_cfg(&c, &[&four])).is_empty(), "4 failures are not 5");
+}
+
+#[test]
+fn slow_guessing_one_a_minute_for_an_hour_is_banned_by_default() {
+    let log: String = (0..60).map(|m| fail(m * 60, "198.51.100.77")).collect();
+    let r = run(&[&log]);
+    assert!(!r.dry_run.bans.is_empty());
+    let log: String = (0..48).map(|m| fail(m * 1800, "198.51.100.78")).collect();
+    let r = run(&[&log]);
+    assert_eq!(bans(&r), [("198.51.100.78".to_string(), "patient".to_string())], "one every 30 min for a day");
+}
+
+#[test]
+fn rotating_ipv6_guesser_gets_its_64_banned_and_no_neighbour_prefix() {
+    let mut log = String::new();
+    for i in 0..30 {
+        log += &fail(i * 10, &format!("2001:db8:1:2::{:x}", 0x100 + i));
+    }
+    log += &fail(400, "2001:db8:1:3::1");
+    let r = run(&[&log]);
+    assert_eq!(bans(&r), [("2001:db8:1:2::/64".to_string(), "prefix".to_string())]);
+}
+
+#[test]
+fn one_noisy_address_does_not_get_its_whole_24_banned() {
+    let log: String = (0..40).map(|i| fail(i, "192.0.2.200")).collect();
+    let r = run(&[&log]);
+    assert_eq!(bans(&r), [("192.0.2.200".to_string(), "fast".to_string())]);
+}
+
+#[test]
+fn repeat_offender_bans_escalate_up_to_the_maximum() {
+    let c = cfg(&format!("{FAST_ONLY}\n[escalation]\nfactor = 2.0\nmax = \"3h\"\nmemory = \"30d\"\n"));
+    let mut log = String::new();
+    // Four rounds of 5 failures, each after the previous ban ended.
+    let mut t = 0;
+    for _ in 0..4 {
+        for i in 0..5 {
+            log += &fail(t + i, "203.0.113.66");
+        }
+        t += 5 * 3600;
+    }
+    let r = run_cfg(&c, &[&log]);
+    let durations: Vec<i64> = r.dry_run.bans.iter().map(|d| (d.until.0 - d.at.0) / 60_000).collect();
+    assert_eq!(durations, [60, 120, 180, 180]);
+    assert_eq!(r.dry_run.bans.iter().map(|d| d.nth).collect::<Vec<_>>(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn no_second_ban_while_the_first_is_active() {
+    let log: String = (0..20).map(|i| fail(i * 10, "203.0.113.67")).collect();
+    let r = run_cfg(&cfg(FAST_ONLY), &[&log]);
+    assert_eq!(r.dry_run.bans.len(), 1);
+    assert_eq!(failures(&r, "203.0.113.67"), 20);
+}
+
+#[test]
+fn allowlisted_addresses_and_the_prefixes_around_them_are_never_banned() {
+    let c = cfg(r#"
+[allowlist]
+networks = ["192.0.2.10", "2001:db8:1:2::/64"]
+"#);
+    let mut log: String = (0..50).map(|i| fail(i, "192.0.2.10")).collect();
+    // 30 failures from other addresses of 192.0.2.0/24: the /24 contains the admin's
+    // address, so the addresses are banned one by one instead.
+    for i in 0..30 {
+        log += &fail(100 + i, &format!("192.0.2.{}", 100 + i % 3));
+    }
+    log += &(0..10).map(|i| fail(200 + i, "127.0.0.1")).collect::<String>();
+    log += &(0..10).map(|i| fail(300 + i, "2001:db8:1:2::99")).collect::<String>();
+    let r = run_cfg(&c, &[&log]);
+    let b = bans(&r);
+    assert!(b.iter().all(|(t, _)| t.starts_with("192.0.2.10") && t != "192.0.2.10"), "{b:?}");
+    assert_eq!(b.len(), 3);
+    assert!(r.pipeline.offenders.get(&"192.0.2.10".parse().unwrap()).unwrap().allowlisted);
+    assert_eq!(r.pipeline.stats.allowlisted_failures, 70);
+}
+
+#[test]
+fn a_user_who_mistypes_once_then_logs_in_is_not_banned_but_the_login_is_noted() {
+    let log = format!(
+        "{} mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 3 secs): user=<alice>, method=PLAIN, rip=198.51.100.3, lip=192.0.2.1, TLS, session=<YQ>\n\
+         {} mx dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=198.51.100.3, lip=192.0.2.1, mpid=1, TLS, session=<Yg>\n",
+        at(0),
+        at(20)
+    );
+    let r = run(&[&log]);
+    assert!(r.dry_run.bans.is_empty());
+    let o = r.pipeline.offenders.get(&"198.51.100.3".parse().unwrap()).unwrap();
+    assert_eq!((o.failures, o.logins_after_failure), (1, 1));
+    assert_eq!(o.login_users, ["alice"]);
+}
+
+#[test]
+fn memory_stays_bounded_when_an_attacker_sprays_addresses() {
+    let c = cfg(r#"
+[limits]
+max_addresses = 1000
+max_offenders = 500
+max_connections = 100
+"#);
+    let mut log = String::with_capacity(200_000 * 120);
+    for i in 0..200_000u32 {
+        let addr = format!("2001:db8:{:x}:{:x}::1", i >> 12, i & 0xfff);
+        log += &format!("{} mx postfix/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: x\n", at(i64::from(i / 50)), i);
+    }
+    let r = run_cfg(&c, &[&log]);
+    let (addrs, prefixes, evicted) = r.pipeline.tracked();
+    assert_eq!(r.pipeline.stats.failures, 200_000);
+    assert!(addrs <= 1000, "{addrs} addresses tracked");
+    assert!(prefixes <= 20_000, "{prefixes} prefixes tracked");
+    assert!(evicted >= 199_000);
+    assert_eq!(r.pipeline.offenders.len(), 500);
+    assert_eq!(r.pipeline.offenders.evicted(), 199_500);
+}
