@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "saslguard", version, about = "Stops password guessers on Postfix and Dovecot mail servers")]
+#[command(
+    name = "saslguard",
+    version,
+    about = "Stops password guessers on Postfix and Dovecot mail servers"
+)]
 pub struct Cli {
     /// Log level for saslguard's own messages (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
@@ -60,7 +64,5 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Validate a configuration file; print every error with file:line.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }

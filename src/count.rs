@@ -95,10 +95,22 @@ pub enum Outcome {
         user: Option<String>,
     },
     /// `n` attempts counted with an unknown posture had this one.
-    Posture { address: IpAddr, n: u32, label: String },
-    Success { time: Timestamp, address: IpAddr, user: Option<String>, service: Option<String> },
+    Posture {
+        address: IpAddr,
+        n: u32,
+        label: String,
+    },
+    Success {
+        time: Timestamp,
+        address: IpAddr,
+        user: Option<String>,
+        service: Option<String>,
+    },
     /// `Connection lost to authentication server` that was not counted.
-    Unavailable { time: Timestamp, address: IpAddr },
+    Unavailable {
+        time: Timestamp,
+        address: IpAddr,
+    },
     /// A failure line whose address could not be told apart from client text.
     Ambiguous,
 }
@@ -169,7 +181,13 @@ impl Counter {
     }
 
     /// Feeds one event; pushes what it means onto `out`.
-    pub fn feed(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, out: &mut Vec<Outcome>) {
+    pub fn feed(
+        &mut self,
+        time: Timestamp,
+        process: Option<&ProcessKey>,
+        ev: &Event,
+        out: &mut Vec<Outcome>,
+    ) {
         if ev.ambiguous {
             out.push(Outcome::Ambiguous);
             return;
@@ -186,7 +204,9 @@ impl Counter {
                     self.sessions.get(k, addr, ev.service.as_deref()).tls = Some(t.clone());
                 }
             }
-            (Kind::AuthFailure, Channel::PostfixSasl) => self.postfix_failure(time, process, ev, addr, out),
+            (Kind::AuthFailure, Channel::PostfixSasl) => {
+                self.postfix_failure(time, process, ev, addr, out)
+            }
             (Kind::AuthUnavailable, _) => self.connection_lost(time, process, ev, addr, out),
             (Kind::AuthAbandoned, Channel::PostfixSasl) => {
                 // A warning for an AUTH the SASL server refused outright: it is one of the
@@ -195,7 +215,9 @@ impl Counter {
                     self.sessions.get(k, addr, ev.service.as_deref()).explained += 1;
                 }
             }
-            (Kind::Disconnect, Channel::PostfixTally) => self.postfix_disconnect(time, process, ev, addr, out),
+            (Kind::Disconnect, Channel::PostfixTally) => {
+                self.postfix_disconnect(time, process, ev, addr, out)
+            }
             (Kind::AuthFailure, Channel::DovecotAuth) => {
                 let c = if ev.session.is_some() { S } else { D };
                 self.auth_record(time, c, ev, addr, out);
@@ -204,9 +226,16 @@ impl Counter {
             (Kind::AuthFailure, Channel::DovecotLogin) => self.login_summary(time, ev, addr, out),
             (Kind::AuthSuccess, _) => {
                 if let Some(k) = process {
-                    self.sessions.get(k, addr, ev.service.as_deref()).success_seen = true;
+                    self.sessions
+                        .get(k, addr, ev.service.as_deref())
+                        .success_seen = true;
                 }
-                out.push(Outcome::Success { time, address: addr, user: ev.user.clone(), service: ev.service.clone() });
+                out.push(Outcome::Success {
+                    time,
+                    address: addr,
+                    user: ev.user.clone(),
+                    service: ev.service.clone(),
+                });
             }
             _ => {}
         }
@@ -214,7 +243,11 @@ impl Counter {
 
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
         let st = self.addrs.get_or_insert_mut(addr, AddrState::default);
-        while st.pending.front().is_some_and(|p| now.0 - p.time.0 > RETAIN_MS) {
+        while st
+            .pending
+            .front()
+            .is_some_and(|p| now.0 - p.time.0 > RETAIN_MS)
+        {
             st.pending.pop_front();
         }
         st
@@ -222,10 +255,21 @@ impl Counter {
 
     /// Joins record `c` to a pending attempt of `addr`, or counts a new one.
     /// Returns true when it joined.
-    fn join(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, posture: Option<String>, out: &mut Vec<Outcome>) -> bool {
+    fn join(
+        &mut self,
+        time: Timestamp,
+        c: u8,
+        ev: &Event,
+        addr: IpAddr,
+        posture: Option<String>,
+        out: &mut Vec<Outcome>,
+    ) -> bool {
         let window = self.cfg.pair_window_ms;
         let st = self.state(addr, time);
-        let found = st.pending.iter_mut().find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
+        let found = st
+            .pending
+            .iter_mut()
+            .find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
         if let Some(p) = found {
             p.mask |= c;
             let service = match (&p.service, &ev.service) {
@@ -250,12 +294,22 @@ impl Counter {
                 None
             };
             if service.is_some() || mechanism.is_some() || user.is_some() {
-                out.push(Outcome::Refined { address: addr, n: 1, service, mechanism, user });
+                out.push(Outcome::Refined {
+                    address: addr,
+                    n: 1,
+                    service,
+                    mechanism,
+                    user,
+                });
             }
             if !p.posture_known {
                 if let Some(label) = posture {
                     p.posture_known = true;
-                    out.push(Outcome::Posture { address: addr, n: 1, label });
+                    out.push(Outcome::Posture {
+                        address: addr,
+                        n: 1,
+                        label,
+                    });
                 }
             }
             return true;
@@ -263,7 +317,16 @@ impl Counter {
         false
     }
 
-    fn count_new(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, n: u32, posture: Option<String>, out: &mut Vec<Outcome>) {
+    fn count_new(
+        &mut self,
+        time: Timestamp,
+        c: u8,
+        ev: &Event,
+        n: u32,
+        posture: Option<String>,
+        out: &mut Vec<Outcome>,
+    ) {
+        let Some(addr) = ev.address else { return };
         let st = self.state(addr, time);
         st.last_counted = Some(time);
         if c != 0 {
@@ -292,7 +355,12 @@ impl Counter {
 
     /// The posture a Postfix record can tell now; registers the attempt as pending on
     /// the connection when it can only be told at disconnect.
-    fn postfix_posture(&mut self, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr) -> Option<String> {
+    fn postfix_posture(
+        &mut self,
+        process: Option<&ProcessKey>,
+        ev: &Event,
+        addr: IpAddr,
+    ) -> Option<String> {
         let k = process?;
         let conn = self.sessions.get(k, addr, ev.service.as_deref());
         conn.explained += 1;
@@ -303,19 +371,30 @@ impl Counter {
         p
     }
 
-    fn postfix_failure(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+    fn postfix_failure(
+        &mut self,
+        time: Timestamp,
+        process: Option<&ProcessKey>,
+        ev: &Event,
+        addr: IpAddr,
+        out: &mut Vec<Outcome>,
+    ) {
+        // When the posture is pending on the connection it is settled at disconnect.
         let posture = self.postfix_posture(process, ev, addr);
-        let pending_on_conn = posture.is_none() && process.is_some();
         if self.join(time, P, ev, addr, posture.clone(), out) {
             return;
         }
-        // Counted now; if the posture is pending on the connection it is settled at
-        // disconnect, so the attempt is not "unknown" forever.
-        let _ = pending_on_conn;
-        self.count_new(time, P, ev, addr, 1, posture, out);
+        self.count_new(time, P, ev, 1, posture, out);
     }
 
-    fn connection_lost(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+    fn connection_lost(
+        &mut self,
+        time: Timestamp,
+        process: Option<&ProcessKey>,
+        ev: &Event,
+        addr: IpAddr,
+        out: &mut Vec<Outcome>,
+    ) {
         let posture = self.postfix_posture(process, ev, addr);
         let recent = self
             .addrs
@@ -333,13 +412,16 @@ impl Counter {
                     // have been logged before Postfix gave up, so none will come.
                     let mut e = ev.clone();
                     e.kind = Kind::AuthFailure;
-                    self.count_new(time, 0, &e, addr, 1, posture, out);
+                    self.count_new(time, 0, &e, 1, posture, out);
                     return;
                 }
             }
         }
         self.unpend_posture(process, addr, posture.is_none());
-        out.push(Outcome::Unavailable { time, address: addr });
+        out.push(Outcome::Unavailable {
+            time,
+            address: addr,
+        });
     }
 
     /// Undo the posture registration of a record that was not counted.
@@ -350,43 +432,71 @@ impl Counter {
         }
     }
 
-    fn postfix_disconnect(&mut self, time: Timestamp, process: Option<&ProcessKey>, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
-        let conn = process.and_then(|k| self.sessions.remove(k)).filter(|c| c.address == addr);
+    fn postfix_disconnect(
+        &mut self,
+        time: Timestamp,
+        process: Option<&ProcessKey>,
+        ev: &Event,
+        addr: IpAddr,
+        out: &mut Vec<Outcome>,
+    ) {
+        let conn = process
+            .and_then(|k| self.sessions.remove(k))
+            .filter(|c| c.address == addr);
         let tally = ev.tally.unwrap_or_default();
         let label = match conn.as_ref().and_then(|c| c.posture()) {
             Some(l) => l,
             None if tally.starttls => Tls::unknown_cipher().label(),
             None => PLAINTEXT.to_string(),
         };
-        let (explained, pending, success_seen) =
-            conn.as_ref().map_or((0, 0, false), |c| (c.explained, c.posture_pending, c.success_seen));
+        let (explained, pending, success_seen) = conn.as_ref().map_or((0, 0, false), |c| {
+            (c.explained, c.posture_pending, c.success_seen)
+        });
         if pending > 0 {
-            out.push(Outcome::Posture { address: addr, n: pending, label: label.clone() });
+            out.push(Outcome::Posture {
+                address: addr,
+                n: pending,
+                label: label.clone(),
+            });
         }
         let failed = tally.auth_total.saturating_sub(tally.auth_ok);
         let extra = failed.saturating_sub(explained);
         if extra > 0 {
             let mut e = ev.clone();
             e.kind = Kind::AuthFailure;
-            self.count_new(time, 0, &e, addr, extra, Some(label), out);
+            self.count_new(time, 0, &e, extra, Some(label), out);
         }
         if tally.auth_ok > 0 && !success_seen {
-            out.push(Outcome::Success { time, address: addr, user: None, service: ev.service.clone() });
+            out.push(Outcome::Success {
+                time,
+                address: addr,
+                user: None,
+                service: ev.service.clone(),
+            });
         }
     }
 
-    fn auth_record(&mut self, time: Timestamp, c: u8, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
+    fn auth_record(
+        &mut self,
+        time: Timestamp,
+        c: u8,
+        ev: &Event,
+        addr: IpAddr,
+        out: &mut Vec<Outcome>,
+    ) {
         if self.join(time, c, ev, addr, None, out) {
             return;
         }
         if let Some(sid) = &ev.session {
-            let sc = self.dovecot_sessions.get_or_insert_mut(sid.as_str().into(), SessionCount::default);
+            let sc = self
+                .dovecot_sessions
+                .get_or_insert_mut(sid.as_str().into(), SessionCount::default);
             sc.counted += 1;
             if ev.mechanism.is_none() {
                 sc.no_mech += 1;
             }
         }
-        self.count_new(time, c, ev, addr, 1, None, out);
+        self.count_new(time, c, ev, 1, None, out);
     }
 
     fn login_summary(&mut self, time: Timestamp, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
@@ -406,9 +516,19 @@ impl Counter {
                         (Some(m), k) if k > 0 => Some((String::new(), m.clone())),
                         _ => None,
                     };
-                    out.push(Outcome::Refined { address: addr, n: sc.counted, service, mechanism, user: None });
+                    out.push(Outcome::Refined {
+                        address: addr,
+                        n: sc.counted,
+                        service,
+                        mechanism,
+                        user: None,
+                    });
                     if let Some(l) = &label {
-                        out.push(Outcome::Posture { address: addr, n: sc.counted, label: l.clone() });
+                        out.push(Outcome::Posture {
+                            address: addr,
+                            n: sc.counted,
+                            label: l.clone(),
+                        });
                     }
                 }
             }
@@ -432,15 +552,25 @@ impl Counter {
             });
             if absorbed > 0 {
                 let service = ev.service.clone().map(|s| (SERVICE_AUTH.to_string(), s));
-                out.push(Outcome::Refined { address: addr, n: absorbed, service, mechanism: None, user: None });
+                out.push(Outcome::Refined {
+                    address: addr,
+                    n: absorbed,
+                    service,
+                    mechanism: None,
+                    user: None,
+                });
                 if let Some(l) = &label {
-                    out.push(Outcome::Posture { address: addr, n: absorbed, label: l.clone() });
+                    out.push(Outcome::Posture {
+                        address: addr,
+                        n: absorbed,
+                        label: l.clone(),
+                    });
                 }
             }
             rest -= absorbed;
         }
         if rest > 0 {
-            self.count_new(time, 0, ev, addr, rest, label, out);
+            self.count_new(time, 0, ev, rest, label, out);
         }
     }
 }

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -59,7 +62,11 @@ fn time_settings(args: &TimeArgs, cfg: &Config) -> Result<TimeSettings, ExitCode
         })?,
     };
     let now = Timestamp(chrono::Utc::now().timestamp_millis());
-    Ok(TimeSettings { zone, year: args.year, now })
+    Ok(TimeSettings {
+        zone,
+        year: args.year,
+        now,
+    })
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -74,7 +81,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(EX_USAGE))
             }
         },
-        Command::Replay { config, json, top, time, files } => {
+        Command::Replay {
+            config,
+            json,
+            top,
+            time,
+            files,
+        } => {
             let cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
@@ -95,7 +108,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Parse { json, verbose, time, files } => {
+        Command::Parse {
+            json,
+            verbose,
+            time,
+            files,
+        } => {
             let cfg = Config::default();
             let ts = match time_settings(&time, &cfg) {
                 Ok(t) => t,
@@ -106,7 +124,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn parse_files(files: &[PathBuf], json: bool, verbose: bool, ts: TimeSettings, max_line: usize) -> Result<ExitCode> {
+fn parse_files(
+    files: &[PathBuf],
+    json: bool,
+    verbose: bool,
+    ts: TimeSettings,
+    max_line: usize,
+) -> Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let (mut lines, mut events, mut skipped) = (0u64, 0u64, 0u64);
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
@@ -122,15 +146,24 @@ fn parse_files(files: &[PathBuf], json: bool, verbose: bool, ts: TimeSettings, m
             let n = src.line_no;
             lines += 1;
             let prepared = match raw {
-                Ok(b) => prepare(&b, src.resolver()).map_err(|s| (s, String::from_utf8_lossy(&b).into_owned())),
+                Ok(b) => prepare(&b, src.resolver())
+                    .map_err(|s| (s, String::from_utf8_lossy(&b).into_owned())),
                 Err(e) => Err(e),
             };
-            let where_ = if many { format!("{}:{}", path.display(), n) } else { n.to_string() };
+            let where_ = if many {
+                format!("{}:{}", path.display(), n)
+            } else {
+                n.to_string()
+            };
             match prepared {
                 Err((why, text)) => {
                     skipped += 1;
                     if verbose && !json {
-                        writeln!(out, "{where_}: skipped ({why:?}): {}", text.chars().take(120).collect::<String>())?;
+                        writeln!(
+                            out,
+                            "{where_}: skipped ({why:?}): {}",
+                            text.chars().take(120).collect::<String>()
+                        )?;
                     }
                 }
                 Ok((t, parsed, _)) => {
@@ -162,7 +195,10 @@ fn parse_files(files: &[PathBuf], json: bool, verbose: bool, ts: TimeSettings, m
     }
     if !json {
         let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        writeln!(out, "\nlines: {lines}, with an event: {events}, skipped: {skipped}")?;
+        writeln!(
+            out,
+            "\nlines: {lines}, with an event: {events}, skipped: {skipped}"
+        )?;
         if !kinds.is_empty() {
             writeln!(out, "events: {}", kinds.join(", "))?;
         }
@@ -180,7 +216,14 @@ fn describe(ev: &saslguard::parse::Event) -> String {
     if let Some(a) = ev.address {
         s.push_str(&format!(" address={a}"));
     }
-    for (k, v) in [("service", &ev.service), ("mechanism", &ev.mechanism), ("user", &ev.user), ("session", &ev.session), ("queue_id", &ev.queue_id), ("reason", &ev.reason)] {
+    for (k, v) in [
+        ("service", &ev.service),
+        ("mechanism", &ev.mechanism),
+        ("user", &ev.user),
+        ("session", &ev.session),
+        ("queue_id", &ev.queue_id),
+        ("reason", &ev.reason),
+    ] {
         if let Some(v) = v {
             s.push_str(&format!(" {k}={v:?}"));
         }
@@ -194,7 +237,12 @@ fn describe(ev: &saslguard::parse::Event) -> String {
         s.push_str(" tls=plaintext");
     }
     if let Some(t) = &ev.tally {
-        s.push_str(&format!(" auth={}/{}{}", t.auth_ok, t.auth_total, if t.starttls { " starttls" } else { "" }));
+        s.push_str(&format!(
+            " auth={}/{}{}",
+            t.auth_ok,
+            t.auth_total,
+            if t.starttls { " starttls" } else { "" }
+        ));
     }
     s
 }

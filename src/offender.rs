@@ -94,7 +94,10 @@ pub struct Offenders {
 
 impl Offenders {
     pub fn new(cap: usize) -> Offenders {
-        Offenders { map: LruCache::new(NonZeroUsize::new(cap.max(1)).expect("nonzero")), evicted: 0 }
+        Offenders {
+            map: LruCache::new(NonZeroUsize::new(cap.max(1)).expect("nonzero")),
+            evicted: 0,
+        }
     }
 
     pub fn get(&self, addr: &IpAddr) -> Option<&Offender> {
@@ -113,7 +116,11 @@ impl Offenders {
                 r.first_failure = r.first_failure.min(a.time);
                 r.last_failure = r.last_failure.max(a.time);
                 r.allowlisted = allowlisted;
-                bump(&mut r.services, a.service.as_deref().unwrap_or("unknown"), n);
+                bump(
+                    &mut r.services,
+                    a.service.as_deref().unwrap_or("unknown"),
+                    n,
+                );
                 if let Some(m) = &a.mechanism {
                     bump(&mut r.mechanisms, m, n);
                 }
@@ -122,8 +129,16 @@ impl Offenders {
                 }
                 bump(&mut r.tls, &a.posture, n);
             }
-            Outcome::Refined { address, n, service, mechanism, user } => {
-                let Some(r) = self.map.get_mut(address) else { return };
+            Outcome::Refined {
+                address,
+                n,
+                service,
+                mechanism,
+                user,
+            } => {
+                let Some(r) = self.map.get_mut(address) else {
+                    return;
+                };
                 let n = u64::from(*n);
                 if let Some((from, to)) = service {
                     shift(&mut r.services, from, to, n);

@@ -109,12 +109,15 @@ impl Pipeline {
             self.stats.invalid_utf8 += 1;
         }
         self.decisions.clear();
-        let Some(ev) = &parsed.event else { return &self.decisions };
+        let Some(ev) = &parsed.event else {
+            return &self.decisions;
+        };
         self.now = self.now.max(time);
         *self.stats.events.entry(ev.kind.as_str()).or_insert(0) += 1;
         let mut outcomes = std::mem::take(&mut self.outcomes);
         outcomes.clear();
-        self.counter.feed(time, parsed.process.as_ref(), ev, &mut outcomes);
+        self.counter
+            .feed(time, parsed.process.as_ref(), ev, &mut outcomes);
         for o in &outcomes {
             let allow = match o {
                 Outcome::Counted(a) => self.policy.allowlisted(a.address),
@@ -130,7 +133,12 @@ impl Pipeline {
                     }
                     let prefix = self.prefix_rules.then(|| self.policy.prefix_of(a.address));
                     self.tracker.record(a.address, prefix, a.time, a.count);
-                    self.policy.decide(&self.tracker, a.address, a.time.max(self.now), &mut self.decisions);
+                    self.policy.decide(
+                        &self.tracker,
+                        a.address,
+                        a.time.max(self.now),
+                        &mut self.decisions,
+                    );
                 }
                 Outcome::Ambiguous => self.stats.ambiguous += 1,
                 Outcome::Unavailable { .. } => self.stats.auth_unavailable_not_counted += 1,

@@ -69,7 +69,11 @@ pub struct Decision {
 
 /// An address is written without `/32` or `/128`; a prefix with its length.
 pub fn target_string(t: &IpNet) -> String {
-    if t.prefix_len() == t.max_prefix_len() { t.addr().to_string() } else { t.to_string() }
+    if t.prefix_len() == t.max_prefix_len() {
+        t.addr().to_string()
+    } else {
+        t.to_string()
+    }
 }
 
 fn ser_target<S: Serializer>(t: &IpNet, s: S) -> Result<S::Ok, S::Error> {
@@ -103,7 +107,10 @@ pub struct Policy {
 impl Policy {
     pub fn new(cfg: PolicyConfig) -> Policy {
         let cap = NonZeroUsize::new(cfg.max_targets.max(1)).expect("nonzero");
-        Policy { cfg, bans: LruCache::new(cap) }
+        Policy {
+            cfg,
+            bans: LruCache::new(cap),
+        }
     }
 
     pub fn allowlisted(&self, addr: IpAddr) -> bool {
@@ -120,7 +127,15 @@ impl Policy {
 
     /// Depth the tracker needs per scope.
     pub fn depths(&self) -> (usize, usize) {
-        let depth = |sc| self.cfg.rules.iter().filter(|r| r.scope == sc).map(|r| r.failures as usize).max().unwrap_or(0);
+        let depth = |sc| {
+            self.cfg
+                .rules
+                .iter()
+                .filter(|r| r.scope == sc)
+                .map(|r| r.failures as usize)
+                .max()
+                .unwrap_or(0)
+        };
         (depth(Scope::Address), depth(Scope::Prefix))
     }
 
@@ -129,7 +144,13 @@ impl Policy {
     }
 
     /// Decisions after a failure of `addr` at `now` was recorded in `tracker`.
-    pub fn decide(&mut self, tracker: &Tracker, addr: IpAddr, now: Timestamp, out: &mut Vec<Decision>) {
+    pub fn decide(
+        &mut self,
+        tracker: &Tracker,
+        addr: IpAddr,
+        now: Timestamp,
+        out: &mut Vec<Decision>,
+    ) {
         if self.allowlisted(addr) {
             return;
         }
@@ -140,7 +161,13 @@ impl Policy {
         for rule in &self.cfg.rules {
             let fired = match rule.scope {
                 Scope::Address => tracker.address_hits(addr, rule.failures, rule.within_ms, now),
-                Scope::Prefix => tracker.prefix_hits(prefix, rule.failures, rule.within_ms, rule.min_addresses, now),
+                Scope::Prefix => tracker.prefix_hits(
+                    prefix,
+                    rule.failures,
+                    rule.within_ms,
+                    rule.min_addresses,
+                    now,
+                ),
             };
             let Some(n) = fired else { continue };
             let slot = &mut best[usize::from(rule.scope == Scope::Prefix)];
@@ -149,7 +176,12 @@ impl Policy {
             }
         }
         let prefix_decision = best[1].filter(|_| {
-            !self.active(&prefix, now) && !self.cfg.allowlist.iter().any(|a| a.contains(&prefix) || prefix.contains(a))
+            !self.active(&prefix, now)
+                && !self
+                    .cfg
+                    .allowlist
+                    .iter()
+                    .any(|a| a.contains(&prefix) || prefix.contains(a))
         });
         let mut made = Vec::new();
         if let Some((rule, n)) = prefix_decision {
@@ -167,12 +199,20 @@ impl Policy {
     fn ban(&mut self, target: IpNet, rule: &Rule, failures: u32, now: Timestamp) -> Decision {
         let esc = &self.cfg.escalation;
         let rec = self.bans.get_or_insert_mut(target, BanRecord::default);
-        while rec.history.front().is_some_and(|t| now.0 - t.0 > esc.memory_ms) {
+        while rec
+            .history
+            .front()
+            .is_some_and(|t| now.0 - t.0 > esc.memory_ms)
+        {
             rec.history.pop_front();
         }
         let nth = rec.history.len() as u32 + 1;
         let scaled = rule.ban_ms as f64 * esc.factor.powi(nth as i32 - 1);
-        let dur = if scaled.is_finite() { (scaled as i64).min(esc.max_ms.max(rule.ban_ms)) } else { esc.max_ms };
+        let dur = if scaled.is_finite() {
+            (scaled as i64).min(esc.max_ms.max(rule.ban_ms))
+        } else {
+            esc.max_ms
+        };
         rec.history.push_back(now);
         if rec.history.len() > 64 {
             rec.history.pop_front();
@@ -192,6 +232,14 @@ impl Policy {
         if nth > 1 {
             reason.push_str(&format!(", ban #{nth}"));
         }
-        Decision { target, at: now, until: rec.until, reason, rule: rule.name.clone(), failures, nth }
+        Decision {
+            target,
+            at: now,
+            until: rec.until,
+            reason,
+            rule: rule.name.clone(),
+            failures,
+            nth,
+        }
     }
 }

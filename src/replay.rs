@@ -38,8 +38,10 @@ pub struct Replay {
 
 /// Runs `files` through a fresh pipeline.
 pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Replay, SourceError> {
-    let mut sources =
-        files.iter().map(|p| FileSource::open(p, cfg.max_line_bytes, time)).collect::<Result<Vec<_>, _>>()?;
+    let mut sources = files
+        .iter()
+        .map(|p| FileSource::open(p, cfg.max_line_bytes, time))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut pipeline = Pipeline::new(cfg);
     let mut dry_run = DryRun::default();
     let mut enforce_err = None;
@@ -48,7 +50,11 @@ pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Rep
             enforce_err.get_or_insert(e);
         }
     })?;
-    Ok(Replay { pipeline, dry_run, files: files.to_vec() })
+    Ok(Replay {
+        pipeline,
+        dry_run,
+        files: files.to_vec(),
+    })
 }
 
 impl Replay {
@@ -80,7 +86,10 @@ impl Replay {
 fn join_counts(m: &BTreeMap<String, u64>) -> String {
     let mut v: Vec<(&String, &u64)> = m.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The report as text: summary, offenders (the `top` with most failures), bans.
@@ -90,25 +99,64 @@ pub fn render_text(r: &Report, top: usize) -> String {
     let _ = writeln!(
         o,
         "lines skipped: {} (unparsable {}, too long {}, bad time {})",
-        r.skipped, r.skipped_by_reason["unparsable"], r.skipped_by_reason["too_long"], r.skipped_by_reason["bad_time"]
+        r.skipped,
+        r.skipped_by_reason["unparsable"],
+        r.skipped_by_reason["too_long"],
+        r.skipped_by_reason["bad_time"]
     );
     if r.invalid_utf8 > 0 {
-        let _ = writeln!(o, "lines with invalid UTF-8 (read with replacement characters): {}", r.invalid_utf8);
+        let _ = writeln!(
+            o,
+            "lines with invalid UTF-8 (read with replacement characters): {}",
+            r.invalid_utf8
+        );
     }
     let events: Vec<String> = r.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let _ = writeln!(o, "events: {}", if events.is_empty() { "none".into() } else { events.join(", ") });
+    let _ = writeln!(
+        o,
+        "events: {}",
+        if events.is_empty() {
+            "none".into()
+        } else {
+            events.join(", ")
+        }
+    );
     let _ = writeln!(o, "failed attempts counted: {}", r.failures);
     if r.ambiguous > 0 {
-        let _ = writeln!(o, "failure lines with an ambiguous address (not counted): {}", r.ambiguous);
+        let _ = writeln!(
+            o,
+            "failure lines with an ambiguous address (not counted): {}",
+            r.ambiguous
+        );
     }
     if r.auth_unavailable_not_counted > 0 {
-        let _ = writeln!(o, "auth server unavailable, not counted: {}", r.auth_unavailable_not_counted);
+        let _ = writeln!(
+            o,
+            "auth server unavailable, not counted: {}",
+            r.auth_unavailable_not_counted
+        );
     }
     if r.allowlisted_failures > 0 {
-        let _ = writeln!(o, "failures from allowlisted addresses (never banned): {}", r.allowlisted_failures);
+        let _ = writeln!(
+            o,
+            "failures from allowlisted addresses (never banned): {}",
+            r.allowlisted_failures
+        );
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "offenders: {}{}", r.offenders.len(), if r.offenders_evicted > 0 { format!(" ({} more evicted by limits.max_offenders)", r.offenders_evicted) } else { String::new() });
+    let _ = writeln!(
+        o,
+        "offenders: {}{}",
+        r.offenders.len(),
+        if r.offenders_evicted > 0 {
+            format!(
+                " ({} more evicted by limits.max_offenders)",
+                r.offenders_evicted
+            )
+        } else {
+            String::new()
+        }
+    );
     for off in r.offenders.iter().take(top) {
         let _ = writeln!(
             o,
@@ -117,14 +165,22 @@ pub fn render_text(r: &Report, top: usize) -> String {
             off.failures,
             off.first_failure.rfc3339(),
             off.last_failure.rfc3339(),
-            if off.allowlisted { "  [allowlisted]" } else { "" }
+            if off.allowlisted {
+                "  [allowlisted]"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(o, "      services: {}", join_counts(&off.services));
         if !off.mechanisms.is_empty() {
             let _ = writeln!(o, "      mechanisms: {}", join_counts(&off.mechanisms));
         }
         if !off.users.is_empty() {
-            let more = if off.users_not_kept > 0 { format!(" (+{} more)", off.users_not_kept) } else { String::new() };
+            let more = if off.users_not_kept > 0 {
+                format!(" (+{} more)", off.users_not_kept)
+            } else {
+                String::new()
+            };
             let _ = writeln!(o, "      users: {}{}", off.users.join(", "), more);
         }
         let _ = writeln!(o, "      tls: {}", join_counts(&off.tls));
@@ -133,12 +189,20 @@ pub fn render_text(r: &Report, top: usize) -> String {
                 o,
                 "      LOGIN SUCCEEDED after failures: {} time(s){}",
                 off.logins_after_failure,
-                if off.login_users.is_empty() { String::new() } else { format!(" as {}", off.login_users.join(", ")) }
+                if off.login_users.is_empty() {
+                    String::new()
+                } else {
+                    format!(" as {}", off.login_users.join(", "))
+                }
             );
         }
     }
     if r.offenders.len() > top {
-        let _ = writeln!(o, "  ... {} more (--top N or --json for all)", r.offenders.len() - top);
+        let _ = writeln!(
+            o,
+            "  ... {} more (--top N or --json for all)",
+            r.offenders.len() - top
+        );
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "bans (dry run): {}", r.bans.len());

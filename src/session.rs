@@ -28,7 +28,14 @@ pub struct Conn {
 
 impl Conn {
     fn new(address: IpAddr, service: Option<String>) -> Conn {
-        Conn { address, service, tls: None, explained: 0, posture_pending: 0, success_seen: false }
+        Conn {
+            address,
+            service,
+            tls: None,
+            explained: 0,
+            posture_pending: 0,
+            success_seen: false,
+        }
     }
 
     /// The posture label of this connection as known now, or None when it can only be
@@ -52,7 +59,9 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(capacity: usize) -> Sessions {
-        Sessions { conns: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("nonzero")) }
+        Sessions {
+            conns: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("nonzero")),
+        }
     }
 
     /// `connect from`: a new connection on this process.
@@ -68,7 +77,8 @@ impl Sessions {
             None => true,
         };
         if fresh {
-            self.conns.put(key.clone(), Conn::new(address, service.map(str::to_string)));
+            self.conns
+                .put(key.clone(), Conn::new(address, service.map(str::to_string)));
         }
         self.conns.get_mut(key).expect("just inserted")
     }

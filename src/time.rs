@@ -49,9 +49,18 @@ pub enum LineTime {
     /// Fully specified (RFC 3339 with offset, TAI64N).
     Absolute(Timestamp),
     /// Date and time without a zone (`2013-08-11 03:56:40`, RFC 3339 without offset).
-    Naive { year: i32, month: u32, day: u32, ms_of_day: u32 },
+    Naive {
+        year: i32,
+        month: u32,
+        day: u32,
+        ms_of_day: u32,
+    },
     /// Classic BSD syslog: no year, no zone.
-    NoYear { month: u32, day: u32, ms_of_day: u32 },
+    NoYear {
+        month: u32,
+        day: u32,
+        ms_of_day: u32,
+    },
 }
 
 /// How zone-less timestamps are read: the zone the logging host wrote them in.
@@ -147,20 +156,37 @@ impl YearResolver {
             .timestamp_millis_opt(reference.0)
             .single()
             .unwrap_or_else(|| DateTime::<Utc>::from_timestamp(0, 0).expect("epoch"));
-        YearResolver { zone, year: t.year(), last_month: None, reference_month: t.month() }
+        YearResolver {
+            zone,
+            year: t.year(),
+            last_month: None,
+            reference_month: t.month(),
+        }
     }
 
     pub fn with_year(zone: Zone, year: i32) -> Self {
-        YearResolver { zone, year, last_month: None, reference_month: 12 }
+        YearResolver {
+            zone,
+            year,
+            last_month: None,
+            reference_month: 12,
+        }
     }
 
     pub fn resolve(&mut self, t: LineTime) -> Option<Timestamp> {
         match t {
             LineTime::Absolute(ts) => Some(ts),
-            LineTime::Naive { year, month, day, ms_of_day } => {
-                self.zone.resolve(year, month, day, ms_of_day)
-            }
-            LineTime::NoYear { month, day, ms_of_day } => {
+            LineTime::Naive {
+                year,
+                month,
+                day,
+                ms_of_day,
+            } => self.zone.resolve(year, month, day, ms_of_day),
+            LineTime::NoYear {
+                month,
+                day,
+                ms_of_day,
+            } => {
                 match self.last_month {
                     // The first stamp of the stream: a month after the reference month
                     // belongs to the year before (a file last written in January that
@@ -186,8 +212,16 @@ mod tests {
     #[test]
     fn year_rolls_over_at_new_year() {
         let mut r = YearResolver::with_year(Zone::utc(), 2025);
-        let dec = r.resolve(LineTime::NoYear { month: 12, day: 31, ms_of_day: 86_399_000 });
-        let jan = r.resolve(LineTime::NoYear { month: 1, day: 1, ms_of_day: 1000 });
+        let dec = r.resolve(LineTime::NoYear {
+            month: 12,
+            day: 31,
+            ms_of_day: 86_399_000,
+        });
+        let jan = r.resolve(LineTime::NoYear {
+            month: 1,
+            day: 1,
+            ms_of_day: 1000,
+        });
         assert_eq!(dec.unwrap().rfc3339(), "2025-12-31T23:59:59Z");
         assert_eq!(jan.unwrap().rfc3339(), "2026-01-01T00:00:01Z");
     }
@@ -196,9 +230,21 @@ mod tests {
     fn file_written_in_january_that_starts_in_december() {
         let jan_2026 = Timestamp::from_secs(1_767_225_600 + 86_400 * 3);
         let mut r = YearResolver::new(Zone::utc(), jan_2026);
-        let dec = r.resolve(LineTime::NoYear { month: 12, day: 30, ms_of_day: 0 }).unwrap();
+        let dec = r
+            .resolve(LineTime::NoYear {
+                month: 12,
+                day: 30,
+                ms_of_day: 0,
+            })
+            .unwrap();
         assert_eq!(dec.rfc3339(), "2025-12-30T00:00:00Z");
-        let jan = r.resolve(LineTime::NoYear { month: 1, day: 2, ms_of_day: 0 }).unwrap();
+        let jan = r
+            .resolve(LineTime::NoYear {
+                month: 1,
+                day: 2,
+                ms_of_day: 0,
+            })
+            .unwrap();
         assert_eq!(jan.rfc3339(), "2026-01-02T00:00:00Z");
     }
 

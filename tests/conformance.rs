@@ -28,9 +28,13 @@ struct Sample {
 
 #[test]
 fn agrees_with_fail2ban_corpus() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/fail2ban/expected.jsonl");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/fail2ban/expected.jsonl");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!("SKIPPED: conformance corpus not found at {} (it lives in the shared/ folder beside the repository)", path.display());
+        println!(
+            "SKIPPED: conformance corpus not found at {} (it lives in the shared/ folder beside the repository)",
+            path.display()
+        );
         return;
     };
     let mut per_file: BTreeMap<String, (u32, u32)> = BTreeMap::new();
@@ -38,7 +42,9 @@ fn agrees_with_fail2ban_corpus() {
     for l in text.lines().filter(|l| !l.trim().is_empty()) {
         let s: Sample = serde_json::from_str(l).expect("corpus line is JSON");
         let mut resolver = YearResolver::with_year(Zone::utc(), 2020);
-        let got = prepare(s.text.as_bytes(), &mut resolver).ok().and_then(|(_, p, _)| p.event);
+        let got = prepare(s.text.as_bytes(), &mut resolver)
+            .ok()
+            .and_then(|(_, p, _)| p.event);
         let failure_from = got
             .as_ref()
             .filter(|e| e.kind == Kind::AuthFailure && !e.ambiguous)
@@ -50,7 +56,9 @@ fn agrees_with_fail2ban_corpus() {
         };
         let entry = per_file.entry(s.file.clone()).or_default();
         entry.1 += 1;
-        let excused = DELIBERATE_DIFFERENCES.iter().any(|(f, n, _)| *f == s.file && *n == s.line);
+        let excused = DELIBERATE_DIFFERENCES
+            .iter()
+            .any(|(f, n, _)| *f == s.file && *n == s.line);
         if agrees {
             entry.0 += 1;
         } else if !excused {
@@ -63,6 +71,13 @@ fn agrees_with_fail2ban_corpus() {
     for (file, (ok, total)) in &per_file {
         println!("{file}: {ok}/{total} samples agree");
     }
-    assert!(per_file.values().map(|v| v.1).sum::<u32>() >= 77, "corpus shorter than expected");
-    assert!(disagreements.is_empty(), "disagreements with the corpus:\n{}", disagreements.join("\n"));
+    assert!(
+        per_file.values().map(|v| v.1).sum::<u32>() >= 77,
+        "corpus shorter than expected"
+    );
+    assert!(
+        disagreements.is_empty(),
+        "disagreements with the corpus:\n{}",
+        disagreements.join("\n")
+    );
 }

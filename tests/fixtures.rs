@@ -24,7 +24,9 @@ fn actual(line: &str, resolver: &mut YearResolver) -> Value {
             None => Value::Null,
             Some(ev) => {
                 let mut v = serde_json::to_value(&ev).unwrap();
-                v.as_object_mut().unwrap().insert("time".into(), t.rfc3339().into());
+                v.as_object_mut()
+                    .unwrap()
+                    .insert("time".into(), t.rfc3339().into());
                 v
             }
         },
@@ -38,16 +40,24 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
     let mut covered = BTreeSet::new();
     let mut failures = Vec::new();
     let mut samples = 0;
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
-    for path in files.iter().filter(|p| p.extension().is_some_and(|e| e == "log")) {
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+    {
         let text = std::fs::read_to_string(path).unwrap();
         let mut resolver = YearResolver::with_year(Zone::utc(), 2026);
         let mut pending: Option<Value> = None;
         let mut out = String::new();
         for (i, line) in text.lines().enumerate() {
             if let Some(e) = line.strip_prefix(EXPECT) {
-                pending = Some(serde_json::from_str(e).unwrap_or_else(|err| panic!("{}:{}: bad expectation: {err}", path.display(), i + 1)));
+                pending = Some(serde_json::from_str(e).unwrap_or_else(|err| {
+                    panic!("{}:{}: bad expectation: {err}", path.display(), i + 1)
+                }));
                 continue;
             }
             if line.starts_with('#') || line.is_empty() {
@@ -62,7 +72,11 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
             }
             match pending.take() {
                 _ if bless => {}
-                None => failures.push(format!("{}:{}: no `# expect:` line above: {line}", path.display(), i + 1)),
+                None => failures.push(format!(
+                    "{}:{}: no `# expect:` line above: {line}",
+                    path.display(),
+                    i + 1
+                )),
                 Some(want) if want != got => failures.push(format!(
                     "{}:{}: {line}\n    want {want}\n    got  {got}",
                     path.display(),
@@ -81,7 +95,15 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
         }
     }
     let missing: Vec<_> = RULES.iter().filter(|r| !covered.contains(**r)).collect();
-    assert!(missing.is_empty(), "parser rules without a fixture: {missing:?}");
-    assert!(failures.is_empty(), "{} of {samples} fixture lines differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "parser rules without a fixture: {missing:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {samples} fixture lines differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(samples > 50, "only {samples} fixture lines");
 }

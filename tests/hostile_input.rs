@@ -31,10 +31,32 @@ const TEMPLATES: &[&str] = &[
 /// User names an attacker would try: addresses in every field syntax the parsers know.
 fn hostile_user() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "192.0.2.1", "[192.0.2.1]", "rip=192.0.2.1", ", rip=192.0.2.1", ">, method=PLAIN, rip=192.0.2.1, lip=1.1.1.1",
-        ",192.0.2.1", "): Password mismatch", "): unknown user", ",<x>", ")<x>: passwd-file: Password mismatch",
-        " rhost=192.0.2.1", "  user=", "(", ")", ",", " ", "admin", "2001:db8::1", ",sasl:plain", ",master",
-        "(auth failed, 9 attempts)", "session=<q>", "unknown[192.0.2.1]", ": ", "\u{0}", "é",
+        "192.0.2.1",
+        "[192.0.2.1]",
+        "rip=192.0.2.1",
+        ", rip=192.0.2.1",
+        ">, method=PLAIN, rip=192.0.2.1, lip=1.1.1.1",
+        ",192.0.2.1",
+        "): Password mismatch",
+        "): unknown user",
+        ",<x>",
+        ")<x>: passwd-file: Password mismatch",
+        " rhost=192.0.2.1",
+        "  user=",
+        "(",
+        ")",
+        ",",
+        " ",
+        "admin",
+        "2001:db8::1",
+        ",sasl:plain",
+        ",master",
+        "(auth failed, 9 attempts)",
+        "session=<q>",
+        "unknown[192.0.2.1]",
+        ": ",
+        "\u{0}",
+        "é",
     ]);
     prop::collection::vec(pieces, 0..8).prop_map(|v| v.concat())
 }
@@ -78,7 +100,11 @@ fn plain_user_names_give_the_right_address_in_every_template() {
         let line = t.replace("{U}", "alice");
         let (_, parsed, _) = prepare(line.as_bytes(), &mut resolver()).unwrap();
         let ev = parsed.event.unwrap_or_else(|| panic!("no event: {line}"));
-        assert_eq!(ev.address.map(|a| a.to_string()).as_deref(), Some("203.0.113.99"), "{line}");
+        assert_eq!(
+            ev.address.map(|a| a.to_string()).as_deref(),
+            Some("203.0.113.99"),
+            "{line}"
+        );
     }
 }
 
@@ -107,7 +133,11 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
     let r = replay(
         &Config::default(),
         &[path],
-        TimeSettings { zone: Zone::utc(), year: Some(2026), now: Timestamp::default() },
+        TimeSettings {
+            zone: Zone::utc(),
+            year: Some(2026),
+            now: Timestamp::default(),
+        },
     )
     .unwrap();
     let s = &r.pipeline.stats;
@@ -116,7 +146,15 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
     assert_eq!(s.skipped_unparsable, 2);
     assert_eq!(s.invalid_utf8, 1);
     assert_eq!(s.failures, 5);
-    let o = r.pipeline.offenders.get(&"198.51.100.8".parse().unwrap()).unwrap();
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"198.51.100.8".parse().unwrap())
+        .unwrap();
     assert_eq!(o.failures, 5);
-    assert!(o.users.iter().any(|u| u.contains('\u{fffd}')), "{:?}", o.users);
+    assert!(
+        o.users.iter().any(|u| u.contains('\u{fffd}')),
+        "{:?}",
+        o.users
+    );
 }

@@ -26,7 +26,10 @@ fn files(logs: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
         .enumerate()
         .map(|(i, text)| {
             let p = dir.path().join(format!("{i}.log"));
-            std::fs::File::create(&p).unwrap().write_all(text.as_bytes()).unwrap();
+            std::fs::File::create(&p)
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
             p
         })
         .collect();
@@ -35,7 +38,16 @@ fn files(logs: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
 
 fn run_cfg(c: &Config, logs: &[&str]) -> Replay {
     let (_d, paths) = files(logs);
-    replay(c, &paths, TimeSettings { zone: Zone::utc(), year: Some(2026), now: Timestamp::from_secs(T0) }).unwrap()
+    replay(
+        c,
+        &paths,
+        TimeSettings {
+            zone: Zone::utc(),
+            year: Some(2026),
+            now: Timestamp::from_secs(T0),
+        },
+    )
+    .unwrap()
 }
 
 fn run(logs: &[&str]) -> Replay {
@@ -43,11 +55,18 @@ fn run(logs: &[&str]) -> Replay {
 }
 
 fn failures(r: &Replay, addr: &str) -> u64 {
-    r.pipeline.offenders.get(&addr.parse().unwrap()).map_or(0, |o| o.failures)
+    r.pipeline
+        .offenders
+        .get(&addr.parse().unwrap())
+        .map_or(0, |o| o.failures)
 }
 
 fn bans(r: &Replay) -> Vec<(String, String)> {
-    r.dry_run.bans.iter().map(|d| (saslguard::policy::target_string(&d.target), d.rule.clone())).collect()
+    r.dry_run
+        .bans
+        .iter()
+        .map(|d| (saslguard::policy::target_string(&d.target), d.rule.clone()))
+        .collect()
 }
 
 /// One SMTP AUTH guess as Postfix (with Dovecot SASL, auth_verbose = yes, PAM passdb)
@@ -72,14 +91,26 @@ fn an_smtp_guess_written_by_postfix_dovecot_and_pam_counts_once() {
     for (i, user) in ["admin", "info", "root"].iter().enumerate() {
         log += &smtp_guess(1 + i as i64 * 3, 100, "203.0.113.7", user);
     }
-    log += &format!("{} mx postfix/submission/smtpd[100]: disconnect from unknown[203.0.113.7] ehlo=2 starttls=1 auth=0/3 quit=1 commands=4/7\n", at(10));
+    log += &format!(
+        "{} mx postfix/submission/smtpd[100]: disconnect from unknown[203.0.113.7] ehlo=2 starttls=1 auth=0/3 quit=1 commands=4/7\n",
+        at(10)
+    );
     let r = run(&[&log]);
     assert_eq!(failures(&r, "203.0.113.7"), 3);
-    let o = r.pipeline.offenders.get(&"203.0.113.7".parse().unwrap()).unwrap();
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"203.0.113.7".parse().unwrap())
+        .unwrap();
     assert_eq!(o.users, ["admin", "info", "root"]);
     assert_eq!(o.services.get("submission"), Some(&3), "{:?}", o.services);
     assert_eq!(o.mechanisms.get("LOGIN"), Some(&3));
-    assert_eq!(o.tls.get("TLSv1.3 TLS_AES_256_GCM_SHA384"), Some(&3), "{:?}", o.tls);
+    assert_eq!(
+        o.tls.get("TLSv1.3 TLS_AES_256_GCM_SHA384"),
+        Some(&3),
+        "{:?}",
+        o.tls
+    );
 }
 
 #[test]
@@ -87,13 +118,27 @@ fn postfix_and_dovecot_files_are_merged_by_time_and_deduplicated() {
     let mut postfix = String::new();
     let mut dovecot = String::new();
     for i in 0..4 {
-        dovecot += &format!("{} mx dovecot: auth: passwd-file(u{i},198.51.100.5): Password mismatch\n", at(i * 4));
-        postfix += &format!("{} mx postfix/smtpd[7]: warning: unknown[198.51.100.5]: SASL PLAIN authentication failed: authentication failure\n", at(i * 4 + 1));
+        dovecot += &format!(
+            "{} mx dovecot: auth: passwd-file(u{i},198.51.100.5): Password mismatch\n",
+            at(i * 4)
+        );
+        postfix += &format!(
+            "{} mx postfix/smtpd[7]: warning: unknown[198.51.100.5]: SASL PLAIN authentication failed: authentication failure\n",
+            at(i * 4 + 1)
+        );
     }
     let r = run(&[&postfix, &dovecot]);
     assert_eq!(failures(&r, "198.51.100.5"), 4);
-    let o = r.pipeline.offenders.get(&"198.51.100.5".parse().unwrap()).unwrap();
-    assert_eq!(o.users.len(), 4, "user names from Dovecot joined to Postfix's attempts");
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"198.51.100.5".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        o.users.len(),
+        4,
+        "user names from Dovecot joined to Postfix's attempts"
+    );
     assert_eq!(o.services.get("smtp"), Some(&4), "{:?}", o.services);
 }
 
@@ -110,9 +155,18 @@ fn imap_session_counts_its_attempts_once_whatever_auth_verbose_says() {
     );
     let r = run(&[&verbose]);
     assert_eq!(failures(&r, "192.0.2.44"), 2);
-    let o = r.pipeline.offenders.get(&"192.0.2.44".parse().unwrap()).unwrap();
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"192.0.2.44".parse().unwrap())
+        .unwrap();
     assert_eq!(o.services.get("imap"), Some(&2), "{:?}", o.services);
-    assert_eq!(o.tls.get("TLS (cipher not logged)"), Some(&2), "{:?}", o.tls);
+    assert_eq!(
+        o.tls.get("TLS (cipher not logged)"),
+        Some(&2),
+        "{:?}",
+        o.tls
+    );
     // auth_verbose = no: only the summary.
     let quiet = format!(
         "{} mx dovecot: pop3-login: Aborted login (auth failed, 3 attempts in 9 secs): user=<x>, method=PLAIN, rip=192.0.2.45, lip=192.0.2.1, session=<cXVp>\n",
@@ -120,7 +174,15 @@ fn imap_session_counts_its_attempts_once_whatever_auth_verbose_says() {
     );
     let r = run(&[&quiet]);
     assert_eq!(failures(&r, "192.0.2.45"), 3);
-    assert_eq!(r.pipeline.offenders.get(&"192.0.2.45".parse().unwrap()).unwrap().tls.get("plaintext"), Some(&3));
+    assert_eq!(
+        r.pipeline
+            .offenders
+            .get(&"192.0.2.45".parse().unwrap())
+            .unwrap()
+            .tls
+            .get("plaintext"),
+        Some(&3)
+    );
     // PAM passdb with auth_verbose = no: PAM's line per attempt, no session id, and the
     // summary with one. Still 2, not 4.
     let pam = format!(
@@ -147,8 +209,17 @@ fn disconnect_tally_counts_failed_auth_commands_that_left_no_warning() {
     );
     let r = run(&[&log]);
     assert_eq!(failures(&r, "192.0.2.30"), 3);
-    let o = r.pipeline.offenders.get(&"192.0.2.30".parse().unwrap()).unwrap();
-    assert_eq!(o.tls.get("plaintext"), Some(&3), "no STARTTLS, no TLS line: plaintext: {:?}", o.tls);
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"192.0.2.30".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        o.tls.get("plaintext"),
+        Some(&3),
+        "no STARTTLS, no TLS line: plaintext: {:?}",
+        o.tls
+    );
 }
 
 #[test]
@@ -174,7 +245,10 @@ fn guesser_provoking_dovecots_penalty_delay_is_still_counted() {
     // and Postfix logs "Connection lost": those are guesses too.
     let mut log = String::new();
     for i in 0..2 {
-        log += &format!("{} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.50]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n", at(i));
+        log += &format!(
+            "{} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.50]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",
+            at(i)
+        );
     }
     for i in 0..3 {
         log += &format!(
@@ -201,7 +275,10 @@ fn connection_lost_with_dovecots_own_record_counts_once() {
 }
 
 fn fail(t: i64, addr: &str) -> String {
-    format!("{} mx postfix/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n", at(t))
+    format!(
+        "{} mx postfix/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",
+        at(t)
+    )
 }
 
 const FAST_ONLY: &str = r#"
@@ -215,12 +292,28 @@ ban = "1h"
 #[test]
 fn window_edges() {
     let c = cfg(FAST_ONLY);
-    let inside: String = [0, 100, 200, 300, 599].iter().map(|&t| fail(t, "192.0.2.9")).collect();
-    assert_eq!(bans(&run_cfg(&c, &[&inside])).len(), 1, "5 failures within 599 s");
-    let outside: String = [0, 100, 200, 300, 600].iter().map(|&t| fail(t, "192.0.2.9")).collect();
-    assert!(bans(&run_cfg(&c, &[&outside])).is_empty(), "the first failure left the 10 min window");
+    let inside: String = [0, 100, 200, 300, 599]
+        .iter()
+        .map(|&t| fail(t, "192.0.2.9"))
+        .collect();
+    assert_eq!(
+        bans(&run_cfg(&c, &[&inside])).len(),
+        1,
+        "5 failures within 599 s"
+    );
+    let outside: String = [0, 100, 200, 300, 600]
+        .iter()
+        .map(|&t| fail(t, "192.0.2.9"))
+        .collect();
+    assert!(
+        bans(&run_cfg(&c, &[&outside])).is_empty(),
+        "the first failure left the 10 min window"
+    );
     let four: String = [0, 1, 2, 3].iter().map(|&t| fail(t, "192.0.2.9")).collect();
-    assert!(bans(&run_cfg(&c, &[&four])).is_empty(), "4 failures are not 5");
+    assert!(
+        bans(&run_cfg(&c, &[&four])).is_empty(),
+        "4 failures are not 5"
+    );
 }
 
 #[test]
@@ -230,7 +323,11 @@ fn slow_guessing_one_a_minute_for_an_hour_is_banned_by_default() {
     assert!(!r.dry_run.bans.is_empty());
     let log: String = (0..48).map(|m| fail(m * 1800, "198.51.100.78")).collect();
     let r = run(&[&log]);
-    assert_eq!(bans(&r), [("198.51.100.78".to_string(), "patient".to_string())], "one every 30 min for a day");
+    assert_eq!(
+        bans(&r),
+        [("198.51.100.78".to_string(), "patient".to_string())],
+        "one every 30 min for a day"
+    );
 }
 
 #[test]
@@ -241,7 +338,10 @@ fn rotating_ipv6_guesser_gets_its_64_banned_and_no_neighbour_prefix() {
     }
     log += &fail(400, "2001:db8:1:3::1");
     let r = run(&[&log]);
-    assert_eq!(bans(&r), [("2001:db8:1:2::/64".to_string(), "prefix".to_string())]);
+    assert_eq!(
+        bans(&r),
+        [("2001:db8:1:2::/64".to_string(), "prefix".to_string())]
+    );
 }
 
 #[test]
@@ -253,7 +353,9 @@ fn one_noisy_address_does_not_get_its_whole_24_banned() {
 
 #[test]
 fn repeat_offender_bans_escalate_up_to_the_maximum() {
-    let c = cfg(&format!("{FAST_ONLY}\n[escalation]\nfactor = 2.0\nmax = \"3h\"\nmemory = \"30d\"\n"));
+    let c = cfg(&format!(
+        "{FAST_ONLY}\n[escalation]\nfactor = 2.0\nmax = \"3h\"\nmemory = \"30d\"\n"
+    ));
     let mut log = String::new();
     // Four rounds of 5 failures, each after the previous ban ended.
     let mut t = 0;
@@ -264,9 +366,17 @@ fn repeat_offender_bans_escalate_up_to_the_maximum() {
         t += 5 * 3600;
     }
     let r = run_cfg(&c, &[&log]);
-    let durations: Vec<i64> = r.dry_run.bans.iter().map(|d| (d.until.0 - d.at.0) / 60_000).collect();
+    let durations: Vec<i64> = r
+        .dry_run
+        .bans
+        .iter()
+        .map(|d| (d.until.0 - d.at.0) / 60_000)
+        .collect();
     assert_eq!(durations, [60, 120, 180, 180]);
-    assert_eq!(r.dry_run.bans.iter().map(|d| d.nth).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        r.dry_run.bans.iter().map(|d| d.nth).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 }
 
 #[test]
@@ -289,13 +399,27 @@ networks = ["192.0.2.10", "2001:db8:1:2::/64"]
     for i in 0..30 {
         log += &fail(100 + i, &format!("192.0.2.{}", 100 + i % 3));
     }
-    log += &(0..10).map(|i| fail(200 + i, "127.0.0.1")).collect::<String>();
-    log += &(0..10).map(|i| fail(300 + i, "2001:db8:1:2::99")).collect::<String>();
+    log += &(0..10)
+        .map(|i| fail(200 + i, "127.0.0.1"))
+        .collect::<String>();
+    log += &(0..10)
+        .map(|i| fail(300 + i, "2001:db8:1:2::99"))
+        .collect::<String>();
     let r = run_cfg(&c, &[&log]);
     let b = bans(&r);
-    assert!(b.iter().all(|(t, _)| t.starts_with("192.0.2.10") && t != "192.0.2.10"), "{b:?}");
+    assert!(
+        b.iter()
+            .all(|(t, _)| t.starts_with("192.0.2.10") && t != "192.0.2.10"),
+        "{b:?}"
+    );
     assert_eq!(b.len(), 3);
-    assert!(r.pipeline.offenders.get(&"192.0.2.10".parse().unwrap()).unwrap().allowlisted);
+    assert!(
+        r.pipeline
+            .offenders
+            .get(&"192.0.2.10".parse().unwrap())
+            .unwrap()
+            .allowlisted
+    );
     assert_eq!(r.pipeline.stats.allowlisted_failures, 70);
 }
 
@@ -309,7 +433,11 @@ fn a_user_who_mistypes_once_then_logs_in_is_not_banned_but_the_login_is_noted() 
     );
     let r = run(&[&log]);
     assert!(r.dry_run.bans.is_empty());
-    let o = r.pipeline.offenders.get(&"198.51.100.3".parse().unwrap()).unwrap();
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"198.51.100.3".parse().unwrap())
+        .unwrap();
     assert_eq!((o.failures, o.logins_after_failure), (1, 1));
     assert_eq!(o.login_users, ["alice"]);
 }
@@ -325,7 +453,11 @@ max_connections = 100
     let mut log = String::with_capacity(200_000 * 120);
     for i in 0..200_000u32 {
         let addr = format!("2001:db8:{:x}:{:x}::1", i >> 12, i & 0xfff);
-        log += &format!("{} mx postfix/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: x\n", at(i64::from(i / 50)), i);
+        log += &format!(
+            "{} mx postfix/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: x\n",
+            at(i64::from(i / 50)),
+            i
+        );
     }
     let r = run_cfg(&c, &[&log]);
     let (addrs, prefixes, evicted) = r.pipeline.tracked();

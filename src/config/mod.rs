@@ -42,7 +42,14 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -67,7 +74,12 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { path: path.to_path_buf(), line: 0, column: 0, message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse(&text, path)
 }
@@ -75,7 +87,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates configuration text; `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map_or((0, 0), |s| validate::line_col(text, s.start));
+        let (line, column) = e
+            .span()
+            .map_or((0, 0), |s| validate::line_col(text, s.start));
         ConfigErrors(vec![ConfigError {
             path: path.to_path_buf(),
             line,

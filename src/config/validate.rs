@@ -16,7 +16,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    let col = offset
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
     (line, col)
 }
 
@@ -30,7 +35,12 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     let mut num: Option<i64> = None;
     for c in s.chars() {
         if let Some(d) = c.to_digit(10) {
-            num = Some(num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(i64::from(d))).ok_or("duration too large")?);
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(i64::from(d)))
+                    .ok_or("duration too large")?,
+            );
             continue;
         }
         let unit = match c {
@@ -39,13 +49,24 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => return Err(format!("bad duration {s:?}: unit {c:?} is not one of s, m, h, d, w")),
+            _ => {
+                return Err(format!(
+                    "bad duration {s:?}: unit {c:?} is not one of s, m, h, d, w"
+                ));
+            }
         };
-        let n = num.take().ok_or_else(|| format!("bad duration {s:?}: a unit without a number"))?;
-        total = n.checked_mul(unit * 1000).and_then(|v| total.checked_add(v)).ok_or("duration too large")?;
+        let n = num
+            .take()
+            .ok_or_else(|| format!("bad duration {s:?}: a unit without a number"))?;
+        total = n
+            .checked_mul(unit * 1000)
+            .and_then(|v| total.checked_add(v))
+            .ok_or("duration too large")?;
     }
     if num.is_some() {
-        return Err(format!("bad duration {s:?}: the last number has no unit (s, m, h, d or w)"));
+        return Err(format!(
+            "bad duration {s:?}: the last number has no unit (s, m, h, d or w)"
+        ));
     }
     if total > 3650 * 86_400_000 {
         return Err(format!("duration {s:?} is longer than ten years"));
@@ -61,8 +82,17 @@ struct Errs<'a> {
 
 impl Errs<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        let (line, column) = if self.text.is_empty() { (0, 0) } else { line_col(self.text, span.start) };
-        self.list.push(ConfigError { path: self.path.to_path_buf(), line, column, message: message.into() });
+        let (line, column) = if self.text.is_empty() {
+            (0, 0)
+        } else {
+            line_col(self.text, span.start)
+        };
+        self.list.push(ConfigError {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        });
     }
 
     fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: i64) -> i64 {
@@ -82,12 +112,26 @@ impl Errs<'_> {
         }
     }
 
-    fn int(&mut self, v: &Option<Spanned<i64>>, key: &str, range: std::ops::RangeInclusive<i64>, default: i64) -> i64 {
+    fn int(
+        &mut self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> i64 {
         match v {
             None => default,
             Some(n) if range.contains(n.get_ref()) => *n.get_ref(),
             Some(n) => {
-                self.at(n.span(), format!("{key} = {} is out of range {}..={}", n.get_ref(), range.start(), range.end()));
+                self.at(
+                    n.span(),
+                    format!(
+                        "{key} = {} is out of range {}..={}",
+                        n.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                );
                 default
             }
         }
@@ -118,16 +162,31 @@ pub fn default_rules() -> Vec<Rule> {
 }
 
 pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigErrors> {
-    let mut e = Errs { text, path, list: Vec::new() };
+    let mut e = Errs {
+        text,
+        path,
+        list: Vec::new(),
+    };
 
     let zone = match &raw.input.timezone {
         None => Zone::Local,
         Some(s) => Zone::parse(s.get_ref()).unwrap_or_else(|| {
-            e.at(s.span(), format!("timezone {:?}: expected \"local\", \"UTC\" or an offset like \"+01:00\"", s.get_ref()));
+            e.at(
+                s.span(),
+                format!(
+                    "timezone {:?}: expected \"local\", \"UTC\" or an offset like \"+01:00\"",
+                    s.get_ref()
+                ),
+            );
             Zone::Local
         }),
     };
-    let max_line_bytes = e.int(&raw.input.max_line_bytes, "input.max_line_bytes", 512..=1 << 20, 16 * 1024) as usize;
+    let max_line_bytes = e.int(
+        &raw.input.max_line_bytes,
+        "input.max_line_bytes",
+        512..=1 << 20,
+        16 * 1024,
+    ) as usize;
 
     let connection_lost = match &raw.counting.connection_lost {
         None => ConnectionLost::AfterFailure,
@@ -142,15 +201,44 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         },
     };
     let limits = &raw.limits;
-    let max_addresses = e.int(&limits.max_addresses, "limits.max_addresses", 1..=100_000_000, 100_000) as usize;
-    let max_prefixes = e.int(&limits.max_prefixes, "limits.max_prefixes", 1..=100_000_000, 20_000) as usize;
-    let max_offenders = e.int(&limits.max_offenders, "limits.max_offenders", 1..=100_000_000, 50_000) as usize;
-    let max_connections = e.int(&limits.max_connections, "limits.max_connections", 1..=100_000_000, 50_000) as usize;
-    let max_targets = e.int(&limits.max_ban_records, "limits.max_ban_records", 1..=100_000_000, 100_000) as usize;
+    let max_addresses = e.int(
+        &limits.max_addresses,
+        "limits.max_addresses",
+        1..=100_000_000,
+        100_000,
+    ) as usize;
+    let max_prefixes = e.int(
+        &limits.max_prefixes,
+        "limits.max_prefixes",
+        1..=100_000_000,
+        20_000,
+    ) as usize;
+    let max_offenders = e.int(
+        &limits.max_offenders,
+        "limits.max_offenders",
+        1..=100_000_000,
+        50_000,
+    ) as usize;
+    let max_connections = e.int(
+        &limits.max_connections,
+        "limits.max_connections",
+        1..=100_000_000,
+        50_000,
+    ) as usize;
+    let max_targets = e.int(
+        &limits.max_ban_records,
+        "limits.max_ban_records",
+        1..=100_000_000,
+        100_000,
+    ) as usize;
 
     let count = CountConfig {
         pair_window_ms: e.duration(&raw.counting.pair_window, "counting.pair_window", 20_000),
-        penalty_window_ms: e.duration(&raw.counting.penalty_window, "counting.penalty_window", 15 * 60_000),
+        penalty_window_ms: e.duration(
+            &raw.counting.penalty_window,
+            "counting.penalty_window",
+            15 * 60_000,
+        ),
         connection_lost,
         max_connections,
         max_addresses,
@@ -177,7 +265,10 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
                     None | Some(("address", _)) => Scope::Address,
                     Some(("prefix", _)) => Scope::Prefix,
                     Some((other, span)) => {
-                        e.at(span, format!("scope = {other:?}: expected \"address\" or \"prefix\""));
+                        e.at(
+                            span,
+                            format!("scope = {other:?}: expected \"address\" or \"prefix\""),
+                        );
                         Scope::Address
                     }
                 };
@@ -192,9 +283,21 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
                     (m, _) => e.int(m, "min_addresses", 1..=1000, 1) as u32,
                 };
                 if scope == Scope::Prefix && min_addresses > failures {
-                    e.at(sr.span(), format!("min_addresses ({min_addresses}) cannot exceed failures ({failures})"));
+                    e.at(
+                        sr.span(),
+                        format!(
+                            "min_addresses ({min_addresses}) cannot exceed failures ({failures})"
+                        ),
+                    );
                 }
-                rules.push(Rule { name, scope, failures, within_ms, ban_ms, min_addresses });
+                rules.push(Rule {
+                    name,
+                    scope,
+                    failures,
+                    within_ms,
+                    ban_ms,
+                    min_addresses,
+                });
             }
             rules
         }
@@ -204,7 +307,10 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
     let prefix_v6 = e.int(&raw.prefix.ipv6, "prefix.ipv6", 16..=128, 64) as u8;
 
     // Loopback is always allowlisted: banning it would cut the host off from itself.
-    let mut allowlist: Vec<IpNet> = vec!["127.0.0.0/8".parse().expect("net"), "::1/128".parse().expect("net")];
+    let mut allowlist: Vec<IpNet> = vec![
+        "127.0.0.0/8".parse().expect("net"),
+        "::1/128".parse().expect("net"),
+    ];
     for s in raw.allowlist.networks.iter().flatten() {
         match parse_network(s.get_ref()) {
             Ok(n) => {
@@ -220,7 +326,13 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         None => 2.0,
         Some(f) if (1.0..=100.0).contains(f.get_ref()) => *f.get_ref(),
         Some(f) => {
-            e.at(f.span(), format!("escalation.factor = {} is out of range 1.0..=100.0", f.get_ref()));
+            e.at(
+                f.span(),
+                format!(
+                    "escalation.factor = {} is out of range 1.0..=100.0",
+                    f.get_ref()
+                ),
+            );
             2.0
         }
     };
@@ -237,7 +349,14 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         zone,
         max_line_bytes,
         count,
-        policy: PolicyConfig { rules, allowlist, prefix_v4, prefix_v6, escalation, max_targets },
+        policy: PolicyConfig {
+            rules,
+            allowlist,
+            prefix_v4,
+            prefix_v6,
+            escalation,
+            max_targets,
+        },
         max_offenders,
         max_prefixes,
     })
@@ -250,9 +369,14 @@ pub fn parse_network(s: &str) -> Result<IpNet, String> {
     if let Ok(a) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(a));
     }
-    let n: IpNet = s.parse().map_err(|_| format!("{s:?} is not an address or network"))?;
+    let n: IpNet = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address or network"))?;
     if n.trunc() != n {
-        return Err(format!("{s:?} has host bits set; did you mean {}?", n.trunc()));
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}?",
+            n.trunc()
+        ));
     }
     Ok(n)
 }
@@ -274,7 +398,14 @@ mod tests {
 
     #[test]
     fn networks() {
-        assert!(parse_network("192.0.2.7/24").unwrap_err().contains("192.0.2.0/24"));
-        assert_eq!(parse_network("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+        assert!(
+            parse_network("192.0.2.7/24")
+                .unwrap_err()
+                .contains("192.0.2.0/24")
+        );
+        assert_eq!(
+            parse_network("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
     }
 }

@@ -9,7 +9,10 @@ use crate::policy::Decision;
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {
     #[error("{enforcer}: {message}")]
-    Failed { enforcer: &'static str, message: String },
+    Failed {
+        enforcer: &'static str,
+        message: String,
+    },
 }
 
 pub trait Enforcer {

@@ -18,21 +18,29 @@ use super::{Channel, Event, Kind, Tls};
 use std::net::IpAddr;
 
 /// Messages of the auth process that mean "this password was wrong".
-const FAILURE_PHRASES: [&str; 4] =
-    ["password mismatch", "unknown user", "pam_authenticate() failed", "invalid credentials"];
+const FAILURE_PHRASES: [&str; 4] = [
+    "password mismatch",
+    "unknown user",
+    "pam_authenticate() failed",
+    "invalid credentials",
+];
 
 /// Auth drivers that are SASL mechanisms rather than passdbs.
-const MECH_DRIVERS: [&str; 7] =
-    ["cram-md5", "digest-md5", "scram-sha-1", "scram-sha-256", "ntlm", "otp", "apop"];
+const MECH_DRIVERS: [&str; 7] = [
+    "cram-md5",
+    "digest-md5",
+    "scram-sha-1",
+    "scram-sha-256",
+    "ntlm",
+    "otp",
+    "apop",
+];
 
 pub fn parse(rest: &str) -> Option<Event> {
     let mut text = rest;
     // `dovecot: ` / `dovecot[241]: `, sometimes twice (`dovecot[442]: dovecot: auth...`).
-    loop {
-        match super::syslog::tag(text) {
-            Some(("dovecot", _, msg)) => text = msg,
-            _ => break,
-        }
+    while let Some(("dovecot", _, msg)) = super::syslog::tag(text) {
+        text = msg;
     }
     let name_len = text
         .bytes()
@@ -89,7 +97,10 @@ fn summary(body: &str) -> Option<Summary> {
             let after = &body[pos + "(auth failed, ".len()..];
             let (n, tail) = leading_u32(after)?;
             let tail = tail.strip_prefix(" attempts")?;
-            let secs = tail.strip_prefix(" in ").and_then(leading_u32).map(|(s, _)| s);
+            let secs = tail
+                .strip_prefix(" in ")
+                .and_then(leading_u32)
+                .map(|(s, _)| s);
             Summary::Failed(n, secs)
         }
         1 => Summary::Refused(
@@ -133,7 +144,13 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
         match summary(body)? {
             Summary::Failed(n, s) => (Kind::AuthFailure, Some(n), s, None, "dovecot.auth_failed"),
             Summary::Refused(r, rule) => (Kind::AuthFailure, Some(1), None, Some(r), rule),
-            Summary::NoAttempts => (Kind::Disconnect, None, None, None, "dovecot.no_auth_attempts"),
+            Summary::NoAttempts => (
+                Kind::Disconnect,
+                None,
+                None,
+                None,
+                "dovecot.no_auth_attempts",
+            ),
         }
     };
     let (rip_pos, addr) = real_rip(body)?;
@@ -149,10 +166,16 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
     e.reason = reason.map(str::to_string);
     // `method=M, ` sits right before rip=; `user=<U>, ` right before that.
     let mut user_end = before.len();
-    if let Some(m) = before.strip_suffix(", ").and_then(|b| b.rfind("method=").map(|p| (b, p))) {
+    if let Some(m) = before
+        .strip_suffix(", ")
+        .and_then(|b| b.rfind("method=").map(|p| (b, p)))
+    {
         let (b, p) = m;
         let mech = &b[p + 7..];
-        if !mech.is_empty() && !mech.contains(' ') && (p == 0 || b[..p].ends_with(", ") || b[..p].ends_with(": ")) {
+        if !mech.is_empty()
+            && !mech.contains(' ')
+            && (p == 0 || b[..p].ends_with(", ") || b[..p].ends_with(": "))
+        {
             e.mechanism = Some(mech.to_ascii_uppercase());
             user_end = p;
         }
@@ -214,7 +237,9 @@ fn auth_line(text: &str) -> Option<Event> {
     loop {
         let n = bytes[seg..]
             .iter()
-            .take_while(|&&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            .take_while(|&&b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+            })
             .count();
         if n > 0 && bytes.get(seg + n) == Some(&b'(') {
             anchors.push((seg, seg + n + 1));
@@ -231,7 +256,9 @@ fn auth_line(text: &str) -> Option<Event> {
         return None;
     }
     for (i, _) in text.match_indices(')') {
-        let Some(tail) = failure_tail(&text[i..]) else { continue };
+        let Some(tail) = failure_tail(&text[i..]) else {
+            continue;
+        };
         for &(name_start, open) in &anchors {
             if open > i {
                 continue;
@@ -248,7 +275,11 @@ fn auth_line(text: &str) -> Option<Event> {
         }
     }
     let first = readings.first()?.clone();
-    let rule = if first.driver == "auth" || first.driver == "auth-worker" { "dovecot.auth_v24" } else { "dovecot.auth_v23" };
+    let rule = if first.driver == "auth" || first.driver == "auth-worker" {
+        "dovecot.auth_v24"
+    } else {
+        "dovecot.auth_v23"
+    };
     let mut e = Event::new(Kind::AuthFailure, Channel::DovecotAuth, rule);
     e.attempts = Some(1);
     e.service = Some("dovecot-auth".into());
@@ -352,7 +383,13 @@ fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Readin
     }
     let (user, addr) = rest.rsplit_once(',')?;
     let addr = ip(addr)?;
-    Some(Reading { addr, user, session, mech, driver })
+    Some(Reading {
+        addr,
+        user,
+        session,
+        mech,
+        driver,
+    })
 }
 
 /// `pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot
@@ -366,7 +403,9 @@ pub fn pam_unix(rest: &str) -> Option<Event> {
         msg
     } else {
         // `dovecot: auth: pam_unix(...)` via syslog.
-        super::syslog::tag(msg).map(|(_, _, m)| m).filter(|m| m.starts_with(LEAD))?
+        super::syslog::tag(msg)
+            .map(|(_, _, m)| m)
+            .filter(|m| m.starts_with(LEAD))?
     };
     let body = &msg[LEAD.len()..];
     let mut found: Option<IpAddr> = None;
@@ -413,13 +452,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.address.unwrap().to_string(), "198.51.100.7");
-        assert_eq!(e.user.as_deref(), Some("x>, method=PLAIN, rip=192.0.2.66, lip=1.1.1.1"));
+        assert_eq!(
+            e.user.as_deref(),
+            Some("x>, method=PLAIN, rip=192.0.2.66, lip=1.1.1.1")
+        );
         assert_eq!(e.session.as_deref(), Some("abc"));
     }
 
     #[test]
     fn driver_user_with_commas_is_ambiguous_not_wrong() {
-        let e = parse("auth: passwd-file(a,192.0.2.66): unknown user,198.51.100.7): Password mismatch").unwrap();
+        let e =
+            parse("auth: passwd-file(a,192.0.2.66): unknown user,198.51.100.7): Password mismatch")
+                .unwrap();
         assert!(e.ambiguous);
         assert_eq!(e.address, None);
         let e = parse("auth: passwd-file(a,b,c,198.51.100.7): Password mismatch").unwrap();

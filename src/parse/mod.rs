@@ -78,7 +78,11 @@ pub struct Tls {
 
 impl Tls {
     pub fn unknown_cipher() -> Tls {
-        Tls { protocol: "TLS".into(), cipher: String::new(), bits: None }
+        Tls {
+            protocol: "TLS".into(),
+            cipher: String::new(),
+            bits: None,
+        }
     }
     /// The posture label used in offender records: `TLSv1.3 TLS_AES_256_GCM_SHA384`.
     pub fn label(&self) -> String {
@@ -225,7 +229,11 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
     // pam_unix writes through whatever ident the process has (`auth`, `dovecot-auth`,
     // `dovecot`): recognise it by its own fixed text.
     if let Some(ev) = dovecot::pam_unix(p.rest) {
-        return Ok(Parsed { time: p.time, process: None, event: Some(ev) });
+        return Ok(Parsed {
+            time: p.time,
+            process: None,
+            event: Some(ev),
+        });
     }
     if let Some((program, pid, msg)) = syslog::tag(p.rest) {
         if postfix::is_postfix(program) {
@@ -235,9 +243,17 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
                 pid,
             });
             let event = postfix::parse(program, msg);
-            return Ok(Parsed { time: p.time, process, event });
+            return Ok(Parsed {
+                time: p.time,
+                process,
+                event,
+            });
         }
     }
     let event = dovecot::parse(p.rest);
-    Ok(Parsed { time: p.time, process: None, event })
+    Ok(Parsed {
+        time: p.time,
+        process: None,
+        event,
+    })
 }

@@ -58,15 +58,27 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
     }
     if let Some(rest) = msg.strip_prefix("disconnect from ") {
         let (addr, tail) = name_addr(rest)?;
-        let mut e = Event::new(Kind::Disconnect, Channel::PostfixTally, "postfix.disconnect");
+        let mut e = Event::new(
+            Kind::Disconnect,
+            Channel::PostfixTally,
+            "postfix.disconnect",
+        );
         e.address = Some(addr);
         e.service = svc();
         e.tally = tally(tail);
         return Some(e);
     }
     for (lead, reason, rule) in [
-        ("lost connection after AUTH from ", "lost connection after AUTH", "postfix.lost_after_auth"),
-        ("too many errors after AUTH from ", "too many errors after AUTH", "postfix.errors_after_auth"),
+        (
+            "lost connection after AUTH from ",
+            "lost connection after AUTH",
+            "postfix.lost_after_auth",
+        ),
+        (
+            "too many errors after AUTH from ",
+            "too many errors after AUTH",
+            "postfix.errors_after_auth",
+        ),
     ] {
         if let Some(rest) = msg.strip_prefix(lead) {
             let (addr, _) = name_addr(rest)?;
@@ -131,7 +143,9 @@ fn tally(tail: &str) -> Option<Tally> {
     let mut t = Tally::default();
     let mut any = false;
     for item in tail.split(' ').filter(|s| !s.is_empty()) {
-        let Some((cmd, count)) = item.split_once('=') else { continue };
+        let Some((cmd, count)) = item.split_once('=') else {
+            continue;
+        };
         let (ok, total) = match count.split_once('/') {
             Some((a, b)) => (scan::parse_u32(a)?, scan::parse_u32(b)?),
             None => {
@@ -200,8 +214,15 @@ pub fn tls_desc(s: &str) -> Option<Tls> {
     if cipher.is_empty() {
         return None;
     }
-    let bits = rest.strip_prefix(" (").and_then(leading_u32).map(|(n, _)| n);
-    Some(Tls { protocol: proto.to_string(), cipher: cipher.to_string(), bits })
+    let bits = rest
+        .strip_prefix(" (")
+        .and_then(leading_u32)
+        .map(|(n, _)| n);
+    Some(Tls {
+        protocol: proto.to_string(),
+        cipher: cipher.to_string(),
+        bits,
+    })
 }
 
 /// `QUEUEID: client=NAME[ADDR][:port][, sasl_method=M, sasl_username=U][, ...]`

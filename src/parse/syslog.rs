@@ -22,8 +22,9 @@ pub struct Prefix<'a> {
     pub rest: &'a str,
 }
 
-const MONTHS: [&[u8; 3]; 12] =
-    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
 
 /// Dovecot process names that may start a line with no host field and whose tag
 /// may contain a space (Dovecot 2.4 writes `auth(USER,ADDR,...)<id>: ` where USER is
@@ -60,26 +61,38 @@ pub fn parse(line: &str) -> Option<Prefix<'_>> {
     let word = &after[..word_end];
     let hostless = word.ends_with(':') || starts_with_process_paren(word);
     if hostless {
-        return Some(Prefix { time, host: None, rest: after });
+        return Some(Prefix {
+            time,
+            host: None,
+            rest: after,
+        });
     }
     let rest = after[word_end..].trim_start_matches(' ');
     if rest.is_empty() {
         return None;
     }
-    Some(Prefix { time, host: Some(word), rest })
+    Some(Prefix {
+        time,
+        host: Some(word),
+        rest,
+    })
 }
 
 fn starts_with_process_paren(word: &str) -> bool {
-    DOVECOT_PROCESSES.iter().any(|p| {
-        word.len() > p.len() && word.starts_with(p) && word.as_bytes()[p.len()] == b'('
-    })
+    DOVECOT_PROCESSES
+        .iter()
+        .any(|p| word.len() > p.len() && word.starts_with(p) && word.as_bytes()[p.len()] == b'(')
 }
 
 fn digits(b: &[u8], n: usize) -> Option<u32> {
     if b.len() < n || !b[..n].iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(b[..n].iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
+    Some(
+        b[..n]
+            .iter()
+            .fold(0u32, |a, d| a * 10 + u32::from(d - b'0')),
+    )
 }
 
 /// `HH:MM:SS[.frac]` → (ms of day, bytes used).
@@ -127,7 +140,11 @@ fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
     if b[i] == b' ' {
         i += 1;
     }
-    let nd = b[i..].iter().take(3).take_while(|c| c.is_ascii_digit()).count();
+    let nd = b[i..]
+        .iter()
+        .take(3)
+        .take_while(|c| c.is_ascii_digit())
+        .count();
     if nd == 0 || nd > 2 {
         return None;
     }
@@ -145,7 +162,14 @@ fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
     if i < b.len() && b[i] != b' ' {
         return None;
     }
-    Some((LineTime::NoYear { month, day, ms_of_day }, i))
+    Some((
+        LineTime::NoYear {
+            month,
+            day,
+            ms_of_day,
+        },
+        i,
+    ))
 }
 
 fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
@@ -164,7 +188,15 @@ fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
     let mut i = 11 + used;
     let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
     if zone_len == 0 {
-        return Some((LineTime::Naive { year, month, day, ms_of_day }, i));
+        return Some((
+            LineTime::Naive {
+                year,
+                month,
+                day,
+                ms_of_day,
+            },
+            i,
+        ));
     }
     let off = parse_offset(&b[i..i + zone_len])?;
     i += zone_len;
@@ -214,7 +246,9 @@ pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
         pid = Some(super::scan::parse_u32(&p[..close])?);
         after = &p[close + 1..];
     }
-    let msg = after.strip_prefix(": ").or_else(|| (after == ":").then_some(""))?;
+    let msg = after
+        .strip_prefix(": ")
+        .or_else(|| (after == ":").then_some(""))?;
     Some((name, pid, msg))
 }
 
@@ -226,8 +260,18 @@ mod tests {
     fn classic_with_host() {
         let p = parse("Nov  4 09:11:01 mail postfix/submission/smtpd[27133]: warning: x").unwrap();
         assert_eq!(p.host, Some("mail"));
-        assert_eq!(p.time, LineTime::NoYear { month: 11, day: 4, ms_of_day: 33_061_000 });
-        assert_eq!(tag(p.rest), Some(("postfix/submission/smtpd", Some(27133), "warning: x")));
+        assert_eq!(
+            p.time,
+            LineTime::NoYear {
+                month: 11,
+                day: 4,
+                ms_of_day: 33_061_000
+            }
+        );
+        assert_eq!(
+            tag(p.rest),
+            Some(("postfix/submission/smtpd", Some(27133), "warning: x"))
+        );
     }
 
     #[test]

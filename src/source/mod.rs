@@ -24,7 +24,11 @@ pub struct LineReader<R> {
 
 impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, max, buf: Vec::with_capacity(256) }
+        LineReader {
+            inner,
+            max,
+            buf: Vec::with_capacity(256),
+        }
     }
 
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {

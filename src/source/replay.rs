@@ -19,7 +19,11 @@ pub enum SourceError {
     #[error("{path}: {source}")]
     Open { path: PathBuf, source: io::Error },
     #[error("{path}: line {line}: {source}")]
-    Read { path: PathBuf, line: u64, source: io::Error },
+    Read {
+        path: PathBuf,
+        line: u64,
+        source: io::Error,
+    },
 }
 
 pub struct FileSource {
@@ -41,7 +45,10 @@ pub struct TimeSettings {
 
 impl FileSource {
     pub fn open(path: &Path, max_line: usize, t: TimeSettings) -> Result<FileSource, SourceError> {
-        let err = |source| SourceError::Open { path: path.to_path_buf(), source };
+        let err = |source| SourceError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let (raw, mtime): (Box<dyn Read>, Option<Timestamp>) = if path == Path::new("-") {
             (Box::new(io::stdin()), None)
         } else {
@@ -56,23 +63,40 @@ impl FileSource {
         };
         let mut buf = BufReader::with_capacity(256 * 1024, raw);
         let gz = buf.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead> =
-            if gz { Box::new(BufReader::with_capacity(256 * 1024, MultiGzDecoder::new(buf))) } else { Box::new(buf) };
+        let reader: Box<dyn BufRead> = if gz {
+            Box::new(BufReader::with_capacity(
+                256 * 1024,
+                MultiGzDecoder::new(buf),
+            ))
+        } else {
+            Box::new(buf)
+        };
         let resolver = match t.year {
             Some(y) => YearResolver::with_year(t.zone, y),
             None => YearResolver::new(t.zone, mtime.unwrap_or(t.now)),
         };
-        Ok(FileSource { path: path.to_path_buf(), reader: LineReader::new(reader, max_line), resolver, line_no: 0 })
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            reader: LineReader::new(reader, max_line),
+            resolver,
+            line_no: 0,
+        })
     }
 
     /// The next line that parses, counting skipped ones in `pipe`.
-    pub fn next_parsed(&mut self, pipe: &mut Pipeline) -> Result<Option<(Timestamp, Parsed, bool)>, SourceError> {
+    pub fn next_parsed(
+        &mut self,
+        pipe: &mut Pipeline,
+    ) -> Result<Option<(Timestamp, Parsed, bool)>, SourceError> {
         loop {
-            let line = self.reader.next_line().map_err(|source| SourceError::Read {
-                path: self.path.clone(),
-                line: self.line_no + 1,
-                source,
-            })?;
+            let line = self
+                .reader
+                .next_line()
+                .map_err(|source| SourceError::Read {
+                    path: self.path.clone(),
+                    line: self.line_no + 1,
+                    source,
+                })?;
             self.line_no += 1;
             match line {
                 None => return Ok(None),
@@ -89,7 +113,9 @@ impl FileSource {
     pub fn next_raw(&mut self) -> Result<Option<Line<'_>>, SourceError> {
         self.line_no += 1;
         let (path, line) = (self.path.clone(), self.line_no);
-        self.reader.next_line().map_err(|source| SourceError::Read { path, line, source })
+        self.reader
+            .next_line()
+            .map_err(|source| SourceError::Read { path, line, source })
     }
 
     pub fn resolver(&mut self) -> &mut YearResolver {
@@ -125,7 +151,10 @@ pub fn run(
             match next {
                 None => break,
                 Some((t2, p2, l2)) => {
-                    if heap.peek().is_none_or(|Reverse((t_other, j))| (t2, i) < (*t_other, *j)) {
+                    if heap
+                        .peek()
+                        .is_none_or(|Reverse((t_other, j))| (t2, i) < (*t_other, *j))
+                    {
                         for d in pipe.process(t2, &p2, l2) {
                             on_decision(d);
                         }

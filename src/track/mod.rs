@@ -22,7 +22,9 @@ use std::num::NonZeroUsize;
 /// The prefix an address belongs to for prefix rules.
 pub fn prefix_of(addr: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
     let len = if addr.is_ipv4() { v4_len } else { v6_len };
-    IpNet::new(addr, len).map(|n| n.trunc()).unwrap_or_else(|_| IpNet::from(addr))
+    IpNet::new(addr, len)
+        .map(|n| n.trunc())
+        .unwrap_or_else(|_| IpNet::from(addr))
 }
 
 fn addr_tag(addr: IpAddr) -> u32 {
@@ -42,7 +44,12 @@ pub struct Tracker {
 impl Tracker {
     /// `addr_depth`/`prefix_depth`: the largest failure count of any rule of that scope
     /// (0 when there is no rule of that scope: nothing is kept for it).
-    pub fn new(addr_depth: usize, prefix_depth: usize, max_addresses: usize, max_prefixes: usize) -> Tracker {
+    pub fn new(
+        addr_depth: usize,
+        prefix_depth: usize,
+        max_addresses: usize,
+        max_prefixes: usize,
+    ) -> Tracker {
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
         Tracker {
             addr_depth,
@@ -82,17 +89,35 @@ impl Tracker {
 
     /// True when `addr` has at least `n` failures, the oldest of them less than
     /// `within_ms` before `now`.
-    pub fn address_hits(&self, addr: IpAddr, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
+    pub fn address_hits(
+        &self,
+        addr: IpAddr,
+        n: u32,
+        within_ms: i64,
+        now: Timestamp,
+    ) -> Option<u32> {
         let ring = self.addrs.peek(&addr)?;
         hits(ring.iter().copied(), ring.len(), n, within_ms, now)
     }
 
     /// As [`Tracker::address_hits`] for a prefix, also requiring the failures in the
     /// window to come from at least `min_addresses` distinct addresses.
-    pub fn prefix_hits(&self, prefix: IpNet, n: u32, within_ms: i64, min_addresses: u32, now: Timestamp) -> Option<u32> {
+    pub fn prefix_hits(
+        &self,
+        prefix: IpNet,
+        n: u32,
+        within_ms: i64,
+        min_addresses: u32,
+        now: Timestamp,
+    ) -> Option<u32> {
         let ring = self.prefixes.peek(&prefix)?;
         let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
-        let mut tags: Vec<u32> = ring.iter().rev().take(in_window as usize).map(|e| e.1).collect();
+        let mut tags: Vec<u32> = ring
+            .iter()
+            .rev()
+            .take(in_window as usize)
+            .map(|e| e.1)
+            .collect();
         tags.sort_unstable();
         tags.dedup();
         (tags.len() as u32 >= min_addresses).then_some(in_window)
@@ -110,7 +135,13 @@ impl Tracker {
 }
 
 /// The number of failures in the window when the rule fires.
-fn hits(times: impl DoubleEndedIterator<Item = i64>, len: usize, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
+fn hits(
+    times: impl DoubleEndedIterator<Item = i64>,
+    len: usize,
+    n: u32,
+    within_ms: i64,
+    now: Timestamp,
+) -> Option<u32> {
     let n = n as usize;
     if n == 0 || len < n {
         return None;
@@ -158,7 +189,16 @@ mod tests {
     fn bounded_under_spraying() {
         let mut tr = Tracker::new(5, 5, 1000, 10);
         for i in 0..100_000u32 {
-            let a = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16));
+            let a = IpAddr::V6(std::net::Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                (i >> 16) as u16,
+                i as u16,
+            ));
             tr.record(a, Some(prefix_of(a, 24, 64)), t(i64::from(i)), 1);
         }
         assert_eq!(tr.len(), (1000, 1));

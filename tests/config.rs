@@ -1,0 +1,121 @@
+//! Configuration: the documented example covers every key the parser accepts and
+//! equals the built-in defaults; bad files are refused with file, line and reason.
+
+use saslguard::config::{self, Config};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/saslguard.toml")
+}
+
+/// The keys the parser accepts in a table, read from its own "unknown field" error.
+fn accepted(prefix: &str) -> BTreeSet<String> {
+    let doc = format!("{prefix}\nzz_not_a_key = 1\n");
+    let err = config::parse(&doc, Path::new("probe.toml"))
+        .unwrap_err()
+        .to_string();
+    let list = err
+        .split("expected one of ")
+        .nth(1)
+        .or_else(|| err.split("expected ").nth(1))
+        .unwrap_or_else(|| panic!("{err}"));
+    list.replace("` or `", "`, `")
+        .split(", ")
+        .map(|k| k.trim().trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn example_config_covers_every_key_and_matches_the_defaults() {
+    let text = std::fs::read_to_string(example()).unwrap();
+    let doc: toml::Table = text.parse().unwrap();
+    let top = accepted("");
+    assert_eq!(
+        doc.keys().cloned().collect::<BTreeSet<_>>(),
+        top,
+        "top-level tables"
+    );
+    for table in &top {
+        let (probe, in_example): (String, BTreeSet<String>) = if table == "rule" {
+            let rules = doc["rule"].as_array().unwrap();
+            (
+                "[[rule]]".into(),
+                rules
+                    .iter()
+                    .flat_map(|r| r.as_table().unwrap().keys().cloned())
+                    .collect(),
+            )
+        } else {
+            (
+                format!("[{table}]"),
+                doc[table].as_table().unwrap().keys().cloned().collect(),
+            )
+        };
+        assert_eq!(
+            in_example,
+            accepted(&probe),
+            "keys of [{table}] in config/saslguard.toml"
+        );
+    }
+    let loaded = config::load(&example()).unwrap();
+    assert_eq!(
+        loaded,
+        Config::default(),
+        "the example documents the defaults"
+    );
+}
+
+#[test]
+fn check_config_refuses_bad_files_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[input]\ntimezone = \"Mars/Olympus\"\n\n[[rule]]\nname = \"fast\"\nfailures = 0\nwithin = \"10 minutes\"\nban = \"1h\"\n\n[allowlist]\nnetworks = [\"192.0.2.7/24\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let path = bad.display().to_string();
+    for (line, what) in [
+        (2, "timezone"),
+        (6, "failures = 0"),
+        (7, "within"),
+        (11, "did you mean 192.0.2.0/24"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
+            "no error for line {line} ({what}) in:\n{err}"
+        );
+    }
+    std::fs::write(&bad, "[input]\ntimezone = \"UTC\"\nmystery = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
+        .args(["check-config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(&format!("{path}:3:")) && err.contains("mystery"),
+        "{err}"
+    );
+    let ok = Command::new(env!("CARGO_BIN_EXE_saslguard"))
+        .args(["check-config"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
