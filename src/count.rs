@@ -25,7 +25,8 @@
 //!
 //! Pure and synchronous: events in, [`Outcome`]s out; all state bounded by LRU caps.
 
-use crate::parse::{Channel, Event, Kind, ProcessKey, Tls};
+use crate::parse::dovecot::SERVICE_AUTH;
+use crate::parse::{Channel, Event, Kind, Name, ProcessKey, Tls};
 use crate::session::Sessions;
 use crate::time::Timestamp;
 use lru::LruCache;
@@ -76,7 +77,7 @@ pub struct Attempt {
     pub time: Timestamp,
     pub address: IpAddr,
     pub count: u32,
-    pub service: Option<String>,
+    pub service: Option<Name>,
     pub mechanism: Option<String>,
     pub user: Option<String>,
     /// A posture label, or [`UNKNOWN_POSTURE`] until a later line settles it.
@@ -90,7 +91,7 @@ pub enum Outcome {
     Refined {
         address: IpAddr,
         n: u32,
-        service: Option<(String, String)>,
+        service: Option<(Name, Name)>,
         mechanism: Option<(String, String)>,
         user: Option<String>,
     },
@@ -104,7 +105,7 @@ pub enum Outcome {
         time: Timestamp,
         address: IpAddr,
         user: Option<String>,
-        service: Option<String>,
+        service: Option<Name>,
     },
     /// `Connection lost to authentication server` that was not counted.
     Unavailable {
@@ -121,7 +122,6 @@ const S: u8 = 4; // Dovecot auth line with session
 const U: u8 = 8; // pam_unix
 const L: u8 = 16; // Postfix connection lost
 
-const SERVICE_AUTH: &str = "dovecot-auth";
 const MAX_PENDING_PER_ADDRESS: usize = 64;
 const RETAIN_MS: i64 = 300_000;
 
@@ -129,7 +129,7 @@ const RETAIN_MS: i64 = 300_000;
 struct Pending {
     time: Timestamp,
     mask: u8,
-    service: Option<Box<str>>,
+    service: Option<Name>,
     mechanism: Option<Box<str>>,
     has_user: bool,
     posture_known: bool,
@@ -196,12 +196,12 @@ impl Counter {
         match (ev.kind, ev.channel) {
             (Kind::Connect, _) => {
                 if let Some(k) = process {
-                    self.sessions.connect(k.clone(), addr, ev.service.clone());
+                    self.sessions.connect(*k, addr, ev.service.clone());
                 }
             }
             (Kind::Tls, _) => {
                 if let (Some(k), Some(t)) = (process, &ev.tls) {
-                    self.sessions.get(k, addr, ev.service.as_deref()).tls = Some(t.clone());
+                    self.sessions.get(k, addr, ev.service.as_ref()).tls = Some(t.clone());
                 }
             }
             (Kind::AuthFailure, Channel::PostfixSasl) => {
@@ -212,7 +212,7 @@ impl Counter {
                 // A warning for an AUTH the SASL server refused outright: it is one of the
                 // tally's failed AUTH commands, explained, not a guess.
                 if let Some(k) = process {
-                    self.sessions.get(k, addr, ev.service.as_deref()).explained += 1;
+                    self.sessions.get(k, addr, ev.service.as_ref()).explained += 1;
                 }
             }
             (Kind::Disconnect, Channel::PostfixTally) => {
@@ -226,9 +226,7 @@ impl Counter {
             (Kind::AuthFailure, Channel::DovecotLogin) => self.login_summary(time, ev, addr, out),
             (Kind::AuthSuccess, _) => {
                 if let Some(k) = process {
-                    self.sessions
-                        .get(k, addr, ev.service.as_deref())
-                        .success_seen = true;
+                    self.sessions.get(k, addr, ev.service.as_ref()).success_seen = true;
                 }
                 out.push(Outcome::Success {
                     time,
@@ -274,8 +272,8 @@ impl Counter {
             p.mask |= c;
             let service = match (&p.service, &ev.service) {
                 (Some(old), Some(new)) if &**old == SERVICE_AUTH && new != SERVICE_AUTH => {
-                    let r = (old.to_string(), new.clone());
-                    p.service = Some(new.as_str().into());
+                    let r = (old.clone(), new.clone());
+                    p.service = Some(new.clone());
                     Some(r)
                 }
                 _ => None,
@@ -336,7 +334,7 @@ impl Counter {
             st.pending.push_back(Pending {
                 time,
                 mask: c,
-                service: ev.service.as_deref().map(Into::into),
+                service: ev.service.clone(),
                 mechanism: ev.mechanism.as_deref().map(Into::into),
                 has_user: ev.user.is_some(),
                 posture_known: posture.is_some(),
@@ -362,7 +360,7 @@ impl Counter {
         addr: IpAddr,
     ) -> Option<String> {
         let k = process?;
-        let conn = self.sessions.get(k, addr, ev.service.as_deref());
+        let conn = self.sessions.get(k, addr, ev.service.as_ref());
         conn.explained += 1;
         let p = conn.posture();
         if p.is_none() {
@@ -511,7 +509,10 @@ impl Counter {
             if let Some(sc) = self.dovecot_sessions.pop(sid.as_str()) {
                 explained = sc.counted.min(n);
                 if sc.counted > 0 {
-                    let service = ev.service.clone().map(|s| (SERVICE_AUTH.to_string(), s));
+                    let service = ev
+                        .service
+                        .clone()
+                        .map(|s| (Name::Borrowed(SERVICE_AUTH), s));
                     let mechanism = match (&ev.mechanism, sc.no_mech) {
                         (Some(m), k) if k > 0 => Some((String::new(), m.clone())),
                         _ => None,
@@ -551,7 +552,10 @@ impl Counter {
                 }
             });
             if absorbed > 0 {
-                let service = ev.service.clone().map(|s| (SERVICE_AUTH.to_string(), s));
+                let service = ev
+                    .service
+                    .clone()
+                    .map(|s| (Name::Borrowed(SERVICE_AUTH), s));
                 out.push(Outcome::Refined {
                     address: addr,
                     n: absorbed,

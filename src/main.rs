@@ -217,12 +217,12 @@ fn describe(ev: &saslguard::parse::Event) -> String {
         s.push_str(&format!(" address={a}"));
     }
     for (k, v) in [
-        ("service", &ev.service),
-        ("mechanism", &ev.mechanism),
-        ("user", &ev.user),
-        ("session", &ev.session),
-        ("queue_id", &ev.queue_id),
-        ("reason", &ev.reason),
+        ("service", ev.service.as_deref()),
+        ("mechanism", ev.mechanism.as_deref()),
+        ("user", ev.user.as_deref()),
+        ("session", ev.session.as_deref()),
+        ("queue_id", ev.queue_id.as_deref()),
+        ("reason", ev.reason.as_deref()),
     ] {
         if let Some(v) = v {
             s.push_str(&format!(" {k}={v:?}"));

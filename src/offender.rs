@@ -41,7 +41,12 @@ fn is_zero(n: &u64) -> bool {
 }
 
 fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
-    *map.entry(key.to_string()).or_insert(0) += n;
+    match map.get_mut(key) {
+        Some(v) => *v += n,
+        None => {
+            map.insert(key.to_string(), n);
+        }
+    }
 }
 
 fn shift(map: &mut BTreeMap<String, u64>, from: &str, to: &str, n: u64) {

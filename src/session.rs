@@ -7,7 +7,7 @@
 //! LRU with a fixed capacity: a flood of connections whose disconnect is never logged
 //! cannot grow it.
 
-use crate::parse::{ProcessKey, Tls};
+use crate::parse::{Name, ProcessKey, Tls};
 use lru::LruCache;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -15,7 +15,7 @@ use std::num::NonZeroUsize;
 #[derive(Debug, Clone)]
 pub struct Conn {
     pub address: IpAddr,
-    pub service: Option<String>,
+    pub service: Option<Name>,
     pub tls: Option<Tls>,
     /// AUTH commands already explained by a line of their own (failure warning,
     /// `Connection lost to authentication server`, invalid mechanism).
@@ -27,7 +27,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(address: IpAddr, service: Option<String>) -> Conn {
+    fn new(address: IpAddr, service: Option<Name>) -> Conn {
         Conn {
             address,
             service,
@@ -65,20 +65,19 @@ impl Sessions {
     }
 
     /// `connect from`: a new connection on this process.
-    pub fn connect(&mut self, key: ProcessKey, address: IpAddr, service: Option<String>) {
+    pub fn connect(&mut self, key: ProcessKey, address: IpAddr, service: Option<Name>) {
         self.conns.put(key, Conn::new(address, service));
     }
 
     /// The connection a line of this process belongs to, created if its `connect`
     /// line was not seen (log started mid-session) or named another client.
-    pub fn get(&mut self, key: &ProcessKey, address: IpAddr, service: Option<&str>) -> &mut Conn {
+    pub fn get(&mut self, key: &ProcessKey, address: IpAddr, service: Option<&Name>) -> &mut Conn {
         let fresh = match self.conns.get(key) {
             Some(c) => c.address != address,
             None => true,
         };
         if fresh {
-            self.conns
-                .put(key.clone(), Conn::new(address, service.map(str::to_string)));
+            self.conns.put(*key, Conn::new(address, service.cloned()));
         }
         self.conns.get_mut(key).expect("just inserted")
     }

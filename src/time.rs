@@ -148,6 +148,9 @@ pub struct YearResolver {
     year: i32,
     last_month: Option<u32>,
     reference_month: u32,
+    /// The UTC instant of the start of the last local hour resolved: consecutive lines
+    /// share their hour, and asking the zone database per line costs a clock call.
+    hour_cache: Option<((i32, u32, u32, u32), i64)>,
 }
 
 impl YearResolver {
@@ -161,6 +164,7 @@ impl YearResolver {
             year: t.year(),
             last_month: None,
             reference_month: t.month(),
+            hour_cache: None,
         }
     }
 
@@ -170,6 +174,7 @@ impl YearResolver {
             year,
             last_month: None,
             reference_month: 12,
+            hour_cache: None,
         }
     }
 
@@ -199,9 +204,23 @@ impl YearResolver {
                 self.last_month = Some(month);
                 // Feb 29 in a year without it: try the year before and after is wrong;
                 // such a line cannot be placed and is skipped as unparsable time.
-                self.zone.resolve(self.year, month, day, ms_of_day)
+                self.local(self.year, month, day, ms_of_day)
             }
         }
+    }
+
+    fn local(&mut self, year: i32, month: u32, day: u32, ms_of_day: u32) -> Option<Timestamp> {
+        let hour = ms_of_day / 3_600_000;
+        let key = (year, month, day, hour);
+        let start = match self.hour_cache {
+            Some((k, start)) if k == key => start,
+            _ => {
+                let start = self.zone.resolve(year, month, day, hour * 3_600_000)?.0;
+                self.hour_cache = Some((key, start));
+                start
+            }
+        };
+        Some(Timestamp(start + i64::from(ms_of_day - hour * 3_600_000)))
     }
 }
 

@@ -13,8 +13,8 @@
 //!   addresses the line is ambiguous and gives none.
 
 use super::postfix::tls_desc;
-use super::scan::{ip, leading_u32, starts_with_ci};
-use super::{Channel, Event, Kind, Tls};
+use super::scan::{self, ip, leading_u32, starts_with_ci};
+use super::{Channel, Event, Kind, Name, Tls, name};
 use std::net::IpAddr;
 
 /// Messages of the auth process that mean "this password was wrong".
@@ -24,6 +24,9 @@ const FAILURE_PHRASES: [&str; 4] = [
     "pam_authenticate() failed",
     "invalid credentials",
 ];
+
+/// The service of auth-process lines: the protocol is told by another line, if any.
+pub const SERVICE_AUTH: &str = "dovecot-auth";
 
 /// Auth drivers that are SASL mechanisms rather than passdbs.
 const MECH_DRIVERS: [&str; 7] = [
@@ -88,10 +91,13 @@ fn summary(body: &str) -> Option<Summary> {
         ("(proxy dest auth failed)", 2),
         ("(no auth attempts", 3),
     ];
-    let (pos, which) = markers
-        .iter()
-        .filter_map(|(m, w)| body.find(m).map(|p| (p, *w)))
-        .min_by_key(|(p, _)| *p)?;
+    // One pass over the `(` of the line instead of a substring search per marker.
+    let (pos, which) = memchr::memchr_iter(b'(', body.as_bytes()).find_map(|p| {
+        markers
+            .iter()
+            .find(|(m, _)| body[p..].starts_with(m))
+            .map(|(_, w)| (p, *w))
+    })?;
     Some(match which {
         0 => {
             let after = &body[pos + "(auth failed, ".len()..];
@@ -120,11 +126,11 @@ fn summary(body: &str) -> Option<Summary> {
 /// an address) and that address.
 fn real_rip(body: &str) -> Option<(usize, IpAddr)> {
     let mut end = body.len();
-    while let Some(pos) = body[..end].rfind("rip=") {
+    while let Some(pos) = scan::rfind_str(&body[..end], "rip=") {
         let field_start = pos == 0 || body[..pos].ends_with(", ") || body[..pos].ends_with(": ");
         if field_start {
             let val = &body[pos + 4..];
-            let v = &val[..val.find(',').unwrap_or(val.len())];
+            let v = &val[..scan::find_byte(val, b',').unwrap_or(val.len())];
             if let Some(a) = ip(v) {
                 return Some((pos, a));
             }
@@ -160,7 +166,10 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
         e.channel = Channel::None;
     }
     e.address = Some(addr);
-    e.service = Some(service.to_string());
+    e.service = Some(name(
+        service,
+        &["imap", "pop3", "managesieve", "dovecot-submission"],
+    ));
     e.attempts = attempts;
     e.secs = secs;
     e.reason = reason.map(str::to_string);
@@ -168,7 +177,7 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
     let mut user_end = before.len();
     if let Some(m) = before
         .strip_suffix(", ")
-        .and_then(|b| b.rfind("method=").map(|p| (b, p)))
+        .and_then(|b| scan::rfind_str(b, "method=").map(|p| (b, p)))
     {
         let (b, p) = m;
         let mech = &b[p + 7..];
@@ -180,7 +189,7 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
             user_end = p;
         }
     }
-    if let Some(u) = before.find("user=<") {
+    if let Some(u) = scan::find_str(before, "user=<") {
         let ubody = &before[..user_end];
         if let Some(stripped) = ubody.strip_suffix(">, ") {
             if u + 6 <= stripped.len() {
@@ -196,7 +205,7 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
     // session=<S>.
     let after = &body[rip_pos..];
     let mut tls_seen = false;
-    for field in after.split(", ") {
+    for field in scan::fields(after, ", ") {
         if field == "TLS" || field.starts_with("TLS: ") {
             tls_seen = true;
         } else if let Some(t) = tls_desc(field) {
@@ -211,7 +220,9 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
     if e.tls.is_none() {
         if tls_seen {
             e.tls = Some(Tls::unknown_cipher());
-        } else if !after.contains(", secured") && !after.contains("TLS handshaking") {
+        } else if scan::find_str(after, ", secured").is_none()
+            && scan::find_str(after, "TLS handshaking").is_none()
+        {
             e.plaintext = true;
         }
     }
@@ -244,7 +255,7 @@ fn auth_line(text: &str) -> Option<Event> {
         if n > 0 && bytes.get(seg + n) == Some(&b'(') {
             anchors.push((seg, seg + n + 1));
         }
-        match text[seg..].find(": ") {
+        match scan::find_str(&text[seg..], ": ") {
             Some(p) => seg += p + 2,
             None => break,
         }
@@ -255,7 +266,7 @@ fn auth_line(text: &str) -> Option<Event> {
     if anchors.is_empty() {
         return None;
     }
-    for (i, _) in text.match_indices(')') {
+    for i in memchr::memchr_iter(b')', text.as_bytes()) {
         let Some(tail) = failure_tail(&text[i..]) else {
             continue;
         };
@@ -282,7 +293,7 @@ fn auth_line(text: &str) -> Option<Event> {
     };
     let mut e = Event::new(Kind::AuthFailure, Channel::DovecotAuth, rule);
     e.attempts = Some(1);
-    e.service = Some("dovecot-auth".into());
+    e.service = Some(Name::Borrowed(SERVICE_AUTH));
     if readings.iter().any(|r| r.addr != first.addr) {
         e.ambiguous = true;
         return Some(e);
@@ -321,7 +332,7 @@ fn failure_tail(s: &str) -> Option<Tail<'_>> {
         return v24_message(msg).then_some(Tail::V24 { session: None });
     }
     let s = s.strip_prefix('<')?;
-    let close = s.find(">: ")?;
+    let close = scan::find_str(s, ">: ")?;
     let sid = &s[..close];
     if sid.is_empty() || sid.len() > 64 || sid.contains(' ') {
         return None;
@@ -358,7 +369,7 @@ fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Readin
             if let Some(r) = rest.strip_suffix(',') {
                 rest = r;
             }
-            if let Some((r, last)) = rest.rsplit_once(',') {
+            if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
                 if let Some(s) = last.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
                     session = Some(s);
                     rest = r;
@@ -375,13 +386,13 @@ fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Readin
     if let Some(r) = rest.strip_suffix(",master") {
         rest = r;
     }
-    if let Some((r, last)) = rest.rsplit_once(',') {
+    if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
         if let Some(m) = last.strip_prefix("sasl:") {
             mech = Some(m);
             rest = r;
         }
     }
-    let (user, addr) = rest.rsplit_once(',')?;
+    let (user, addr) = scan::rsplit_byte(rest, b',')?;
     let addr = ip(addr)?;
     Some(Reading {
         addr,
@@ -396,9 +407,11 @@ fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Readin
 /// ruser=U rhost=A[  user=U]` — ruser and user are the client's user name, so `rhost=`
 /// is accepted only where the readings agree: a ` rhost=ADDR` followed by the end of the
 /// line or by `  user=`.
-pub fn pam_unix(rest: &str) -> Option<Event> {
+pub fn pam_unix(msg: &str) -> Option<Event> {
     const LEAD: &str = "pam_unix(dovecot:auth): authentication failure; ";
-    let (_, _, msg) = super::syslog::tag(rest)?;
+    if !msg.starts_with("pam_unix(") && !msg.starts_with("auth: pam_unix(") {
+        return None;
+    }
     let msg = if msg.starts_with(LEAD) {
         msg
     } else {
@@ -410,9 +423,9 @@ pub fn pam_unix(rest: &str) -> Option<Event> {
     let body = &msg[LEAD.len()..];
     let mut found: Option<IpAddr> = None;
     let mut ambiguous = false;
-    for (pos, _) in body.match_indices(" rhost=") {
+    for pos in memchr::memmem::find_iter(body.as_bytes(), b" rhost=") {
         let val = &body[pos + 7..];
-        let end = val.find(' ').unwrap_or(val.len());
+        let end = scan::find_byte(val, b' ').unwrap_or(val.len());
         let after = &val[end..];
         if !(after.is_empty() || after.starts_with("  user=")) {
             continue;
@@ -426,13 +439,13 @@ pub fn pam_unix(rest: &str) -> Option<Event> {
     }
     let mut e = Event::new(Kind::AuthFailure, Channel::PamUnix, "dovecot.pam_unix");
     e.attempts = Some(1);
-    e.service = Some("dovecot-auth".into());
+    e.service = Some(Name::Borrowed(SERVICE_AUTH));
     if ambiguous || found.is_none() {
         e.ambiguous = true;
         return Some(e);
     }
     e.address = found;
-    if let Some(u) = body.rfind("  user=") {
+    if let Some(u) = scan::rfind_str(body, "  user=") {
         let user = &body[u + 7..];
         if !user.is_empty() && !user.contains(" rhost=") {
             e.user = Some(user.to_string());

@@ -13,7 +13,20 @@ pub mod syslog;
 
 use crate::time::LineTime;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::IpAddr;
+
+/// A name that is usually one of a few fixed strings (service, TLS protocol): those are
+/// borrowed, so the common event costs no allocation for them.
+pub type Name = Cow<'static, str>;
+
+/// `s` as a [`Name`], borrowed when it is one of `known`.
+pub fn name(s: &str, known: &[&'static str]) -> Name {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_string()),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -67,7 +80,7 @@ pub enum Channel {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 pub struct Tls {
-    pub protocol: String,
+    pub protocol: Name,
     /// Empty when the log says TLS was used but not which cipher (Postfix without
     /// `smtpd_tls_loglevel`, Dovecot's plain `TLS` element).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -143,7 +156,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    pub service: Option<Name>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,11 +212,24 @@ impl Event {
 }
 
 /// Where a line came from, for joining lines of one connection: (host, program, pid).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Host and program are kept as a 64-bit hash, so a key costs no allocation per line;
+/// two live connections would have to share the pid *and* the hash to be confused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProcessKey {
-    pub host: Box<str>,
-    pub program: Box<str>,
+    pub origin: u64,
     pub pid: u32,
+}
+
+impl ProcessKey {
+    pub fn new(host: &str, program: &str, pid: u32) -> ProcessKey {
+        // FNV-1a: host and program are names the log's writer chose, not client
+        // input, and the key carries the pid as well; a keyed hash costs more here.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in host.bytes().chain([0]).chain(program.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        ProcessKey { origin: h, pid }
+    }
 }
 
 /// A line understood as far as its prefix.
@@ -226,27 +252,35 @@ pub enum Unparsable {
 pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
     let p = syslog::parse(line).ok_or(Unparsable::Prefix)?;
     let host = p.host.unwrap_or("");
-    // pam_unix writes through whatever ident the process has (`auth`, `dovecot-auth`,
-    // `dovecot`): recognise it by its own fixed text.
-    if let Some(ev) = dovecot::pam_unix(p.rest) {
-        return Ok(Parsed {
-            time: p.time,
+    let nothing = |time| {
+        Ok(Parsed {
+            time,
             process: None,
-            event: Some(ev),
-        });
-    }
+            event: None,
+        })
+    };
     if let Some((program, pid, msg)) = syslog::tag(p.rest) {
         if postfix::is_postfix(program) {
-            let process = pid.map(|pid| ProcessKey {
-                host: host.into(),
-                program: program.into(),
-                pid,
-            });
+            let process = pid.map(|pid| ProcessKey::new(host, program, pid));
             let event = postfix::parse(program, msg);
             return Ok(Parsed {
                 time: p.time,
                 process,
                 event,
+            });
+        }
+        // Other Postfix daemons (qmgr, cleanup, local...) and anything else with a
+        // path-like name: nothing for saslguard.
+        if scan::find_byte(program, b'/').is_some() {
+            return nothing(p.time);
+        }
+        // pam_unix writes through whatever ident the process has (`auth`,
+        // `dovecot-auth`, `dovecot: auth`): recognise it by its own fixed text.
+        if let Some(ev) = dovecot::pam_unix(msg) {
+            return Ok(Parsed {
+                time: p.time,
+                process: None,
+                event: Some(ev),
             });
         }
     }

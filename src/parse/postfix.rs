@@ -7,14 +7,19 @@
 //! and SNI appear only after the address and are never searched for one.
 
 use super::scan::{self, leading_u32, name_addr, token};
-use super::{Channel, Direction, Event, Kind, Tally, Tls};
+use super::{Channel, Direction, Event, Kind, Name, Tally, Tls, name};
+
+/// master.cf service names seen on most servers.
+const SERVICES: [&str; 4] = ["smtp", "submission", "smtps", "submissions"];
+/// OpenSSL's protocol names.
+const PROTOCOLS: [&str; 6] = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3", "SSLv2"];
 
 /// Postfix daemons whose lines carry something saslguard reads.
 const DAEMONS: [&str; 2] = ["smtpd", "smtp"];
 
 /// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-in/smtpd`, `postfix/smtp`.
 pub fn is_postfix(program: &str) -> bool {
-    match program.rsplit_once('/') {
+    match scan::rsplit_byte(program, b'/') {
         Some((base, daemon)) => !base.is_empty() && DAEMONS.contains(&daemon),
         None => false,
     }
@@ -22,20 +27,18 @@ pub fn is_postfix(program: &str) -> bool {
 
 /// The master.cf service an smtpd line belongs to: `submission`, `smtps`, or `smtp`
 /// for the plain `postfix/smtpd` (and `postfix-in/smtpd` of a second instance).
-fn service(program: &str) -> String {
-    let mut parts = program.rsplit('/');
-    let daemon = parts.next().unwrap_or("");
-    let parent = parts.next();
-    let grandparent = parts.next();
-    match (daemon, parent, grandparent) {
-        ("smtpd", Some(svc), Some(_)) => svc.to_string(),
-        ("smtpd", _, _) => "smtp".to_string(),
-        (d, _, _) => d.to_string(),
+fn service(program: &str) -> Name {
+    let (base, daemon) = scan::rsplit_byte(program, b'/').unwrap_or(("", program));
+    let parent = scan::rsplit_byte(base, b'/');
+    match (daemon, parent) {
+        ("smtpd", Some((_, svc))) => name(svc, &SERVICES),
+        ("smtpd", None) => Name::Borrowed("smtp"),
+        (d, _) => name(d, &SERVICES),
     }
 }
 
 pub fn parse(program: &str, msg: &str) -> Option<Event> {
-    let daemon = program.rsplit('/').next()?;
+    let daemon = scan::rsplit_byte(program, b'/').map_or(program, |(_, d)| d);
     if daemon == "smtp" {
         return tls_line(msg, "smtp", Direction::Outbound);
     }
@@ -103,7 +106,7 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
 fn sasl_warning(rest: &str) -> Option<Event> {
     let (addr, tail) = name_addr(rest)?;
     let tail = tail.strip_prefix(": SASL ")?;
-    let (mech, tail) = tail.split_once(' ')?;
+    let (mech, tail) = scan::split_byte(tail, b' ')?;
     if mech.is_empty() || mech.len() > 32 {
         return None;
     }
@@ -112,7 +115,7 @@ fn sasl_warning(rest: &str) -> Option<Event> {
     let mut user = None;
     // Postfix >= 3.9 appends the user name; the reason before it comes from the SASL
     // server, so the first occurrence is the one Postfix added.
-    if let Some((r, u)) = reason.split_once(", sasl_username=") {
+    if let Some((r, u)) = scan::split_str(reason, ", sasl_username=") {
         reason = r;
         user = Some(u.to_string());
     }
@@ -143,10 +146,10 @@ fn tally(tail: &str) -> Option<Tally> {
     let mut t = Tally::default();
     let mut any = false;
     for item in tail.split(' ').filter(|s| !s.is_empty()) {
-        let Some((cmd, count)) = item.split_once('=') else {
+        let Some((cmd, count)) = scan::split_byte(item, b'=') else {
             continue;
         };
-        let (ok, total) = match count.split_once('/') {
+        let (ok, total) = match scan::split_byte(count, b'/') {
             Some((a, b)) => (scan::parse_u32(a)?, scan::parse_u32(b)?),
             None => {
                 let n = scan::parse_u32(count)?;
@@ -168,8 +171,12 @@ fn tally(tail: &str) -> Option<Tally> {
 
 /// `Anonymous TLS connection established from NAME[ADDR][ to SNI]: PROTO with cipher C (A/B bits)...`
 /// and the outbound `... established to NAME[ADDR]:PORT: ...`.
-fn tls_line(msg: &str, service: &str, dir: Direction) -> Option<Event> {
-    let (trust, rest) = msg.split_once(' ')?;
+fn tls_line(msg: &str, service: &'static str, dir: Direction) -> Option<Event> {
+    // Most lines start otherwise: look no further than the first byte for them.
+    if !matches!(msg.as_bytes().first(), Some(b'A' | b'U' | b'T' | b'V')) {
+        return None;
+    }
+    let (trust, rest) = scan::split_byte(msg, b' ')?;
     if !matches!(trust, "Anonymous" | "Untrusted" | "Trusted" | "Verified") {
         return None;
     }
@@ -198,7 +205,7 @@ fn tls_line(msg: &str, service: &str, dir: Direction) -> Option<Event> {
     e.tls = Some(tls);
     e.direction = Some(dir);
     if !service.is_empty() {
-        e.service = Some(service.to_string());
+        e.service = Some(Name::Borrowed(service));
     }
     Some(e)
 }
@@ -206,7 +213,10 @@ fn tls_line(msg: &str, service: &str, dir: Direction) -> Option<Event> {
 /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)` followed by anything.
 /// Shared with Dovecot, which writes the same OpenSSL-derived description.
 pub fn tls_desc(s: &str) -> Option<Tls> {
-    let (proto, rest) = s.split_once(" with cipher ")?;
+    if !matches!(s.as_bytes().first(), Some(b'T' | b'S' | b'D')) {
+        return None;
+    }
+    let (proto, rest) = scan::split_str(s, " with cipher ")?;
     if !(proto.starts_with("TLSv") || proto.starts_with("SSLv") || proto == "DTLSv1") {
         return None;
     }
@@ -219,7 +229,7 @@ pub fn tls_desc(s: &str) -> Option<Tls> {
         .and_then(leading_u32)
         .map(|(n, _)| n);
     Some(Tls {
-        protocol: proto.to_string(),
+        protocol: name(proto, &PROTOCOLS),
         cipher: cipher.to_string(),
         bits,
     })
@@ -227,8 +237,9 @@ pub fn tls_desc(s: &str) -> Option<Tls> {
 
 /// `QUEUEID: client=NAME[ADDR][:port][, sasl_method=M, sasl_username=U][, ...]`
 fn queue_client(msg: &str) -> Option<Event> {
-    let (qid, rest) = msg.split_once(": client=")?;
-    if qid.is_empty() || qid.len() > 32 || !qid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    let n = msg.bytes().take_while(u8::is_ascii_alphanumeric).count();
+    let (qid, rest) = (&msg[..n], msg[n..].strip_prefix(": client=")?);
+    if qid.is_empty() || qid.len() > 32 {
         return None;
     }
     let (addr, tail) = name_addr(rest)?;
@@ -240,10 +251,10 @@ fn queue_client(msg: &str) -> Option<Event> {
         // counts, but the queue id is kept for tracing.
         return None;
     };
-    let (method, after) = auth.split_once(", sasl_username=")?;
+    let (method, after) = scan::split_str(auth, ", sasl_username=")?;
     let end = [", sasl_sender=", ", orig_queue_id=", ", orig_client="]
         .iter()
-        .filter_map(|m| after.find(m))
+        .filter_map(|m| scan::find_str(after, m))
         .min()
         .unwrap_or(after.len());
     e.mechanism = Some(method.to_ascii_uppercase());

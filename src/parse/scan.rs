@@ -2,6 +2,64 @@
 
 use std::net::IpAddr;
 
+// Searches for ASCII bytes and ASCII needles: a match can never fall inside a multi-byte
+// UTF-8 sequence, so every index returned is a char boundary. memchr/memmem instead of
+// `str::find`, which builds a general searcher on every call.
+
+/// Index of the first `b` in `s`.
+pub fn find_byte(s: &str, b: u8) -> Option<usize> {
+    memchr::memchr(b, s.as_bytes())
+}
+
+/// Index of the last `b` in `s`.
+pub fn rfind_byte(s: &str, b: u8) -> Option<usize> {
+    memchr::memrchr(b, s.as_bytes())
+}
+
+/// `s` split around its first `b`.
+pub fn split_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    find_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// `s` split around its last `b`.
+pub fn rsplit_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    rfind_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
+}
+
+/// Index of the first occurrence of the ASCII `needle`.
+pub fn find_str(s: &str, needle: &str) -> Option<usize> {
+    memchr::memmem::find(s.as_bytes(), needle.as_bytes())
+}
+
+/// Index of the last occurrence of the ASCII `needle`.
+pub fn rfind_str(s: &str, needle: &str) -> Option<usize> {
+    memchr::memmem::rfind(s.as_bytes(), needle.as_bytes())
+}
+
+/// `s` split around the first occurrence of the ASCII `needle`.
+pub fn split_str<'a>(s: &'a str, needle: &str) -> Option<(&'a str, &'a str)> {
+    find_str(s, needle).map(|i| (&s[..i], &s[i + needle.len()..]))
+}
+
+/// The pieces of `s` between occurrences of the ASCII `sep` (like `str::split`).
+pub fn fields<'a>(s: &'a str, sep: &'a str) -> impl Iterator<Item = &'a str> {
+    let mut matches = memchr::memmem::find_iter(s.as_bytes(), sep.as_bytes());
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        match matches.next() {
+            Some(i) => {
+                start = Some(i + sep.len());
+                Some(&s[from..i])
+            }
+            None => {
+                start = None;
+                Some(&s[from..])
+            }
+        }
+    })
+}
+
 /// Parses an IP address from the whole of `s` (no brackets, no port, no zone).
 pub fn ip(s: &str) -> Option<IpAddr> {
     if s.is_empty() || s.len() > 45 {
@@ -21,13 +79,13 @@ pub fn is_hostname_byte(b: u8) -> bool {
 /// Postfix writes either a validated reverse-DNS name or `unknown` there, so a `[`
 /// cannot occur inside it and the first `[` is the one Postfix wrote.
 pub fn name_addr(s: &str) -> Option<(IpAddr, &str)> {
-    let open = s.find('[')?;
+    let open = find_byte(s, b'[')?;
     let name = &s.as_bytes()[..open];
     if name.is_empty() || name.len() > 255 || !name.iter().all(|&b| is_hostname_byte(b)) {
         return None;
     }
     let after = &s[open + 1..];
-    let close = after.find(']')?;
+    let close = find_byte(after, b']')?;
     let addr = ip(&after[..close])?;
     let mut rest = &after[close + 1..];
     // `smtpd_client_port_logging = yes` appends `:PORT`.

@@ -57,7 +57,7 @@ pub fn parse(line: &str) -> Option<Prefix<'_>> {
     if after.is_empty() {
         return None;
     }
-    let word_end = after.find(' ').unwrap_or(after.len());
+    let word_end = super::scan::find_byte(after, b' ').unwrap_or(after.len());
     let word = &after[..word_end];
     let hostless = word.ends_with(':') || starts_with_process_paren(word);
     if hostless {
@@ -242,7 +242,7 @@ pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
     let mut after = &rest[n..];
     let mut pid = None;
     if let Some(p) = after.strip_prefix('[') {
-        let close = p.find(']')?;
+        let close = super::scan::find_byte(p, b']')?;
         pid = Some(super::scan::parse_u32(&p[..close])?);
         after = &p[close + 1..];
     }

@@ -15,11 +15,24 @@ pub enum Line<'a> {
 }
 
 /// Reads lines of at most `max` bytes without ever buffering more than that: a
-/// 1 GB line without a newline costs `max` bytes of memory, not 1 GB.
+/// 1 GB line without a newline costs `max` bytes of memory, not 1 GB. A line that lies
+/// whole in the reader's buffer is handed out in place, without a copy.
 pub struct LineReader<R> {
     inner: R,
     max: usize,
     buf: Vec<u8>,
+    /// Bytes of the inner buffer handed out by the last call, consumed by the next.
+    pending: usize,
+}
+
+fn fill<R: BufRead>(r: &mut R) -> io::Result<&[u8]> {
+    loop {
+        match r.fill_buf() {
+            Ok(_) => return r.fill_buf(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -28,19 +41,26 @@ impl<R: BufRead> LineReader<R> {
             inner,
             max,
             buf: Vec::with_capacity(256),
+            pending: 0,
         }
     }
 
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        if self.pending > 0 {
+            self.inner.consume(self.pending);
+            self.pending = 0;
+        }
+        let max = self.max;
+        let whole = memchr::memchr(b'\n', fill(&mut self.inner)?).filter(|&i| i <= max);
+        if let Some(i) = whole {
+            self.pending = i + 1;
+            return Ok(Some(Line::Ok(&fill(&mut self.inner)?[..i])));
+        }
         self.buf.clear();
         let mut total = 0usize;
         let mut seen_any = false;
         loop {
-            let chunk = match self.inner.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let chunk = fill(&mut self.inner)?;
             if chunk.is_empty() {
                 if !seen_any {
                     return Ok(None);
