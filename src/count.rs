@@ -328,6 +328,10 @@ impl Counter {
         let st = self.state(addr, time);
         st.last_counted = Some(time);
         if c != 0 {
+            if st.pending.capacity() == 0 {
+                // Most addresses have one record pending at a time: start small.
+                st.pending.reserve_exact(1);
+            }
             if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
                 st.pending.pop_front();
             }

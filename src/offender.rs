@@ -8,7 +8,7 @@ use crate::count::{Attempt, Outcome, UNKNOWN_POSTURE};
 use crate::time::Timestamp;
 use lru::LruCache;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use serde::ser::SerializeMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
@@ -20,14 +20,14 @@ pub struct Offender {
     pub failures: u64,
     pub first_failure: Timestamp,
     pub last_failure: Timestamp,
-    pub services: BTreeMap<String, u64>,
-    pub mechanisms: BTreeMap<String, u64>,
+    pub services: Counts,
+    pub mechanisms: Counts,
     pub users: Vec<String>,
     #[serde(skip_serializing_if = "is_zero")]
     pub users_not_kept: u64,
     /// Failed attempts by TLS posture: `TLSv1.3 TLS_AES_256_GCM_SHA384`, `plaintext`,
     /// `TLS (cipher not logged)`, `unknown`.
-    pub tls: BTreeMap<String, u64>,
+    pub tls: Counts,
     /// Successful logins from this address after its first failure.
     pub logins_after_failure: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -40,25 +40,65 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
-    match map.get_mut(key) {
-        Some(v) => *v += n,
-        None => {
-            map.insert(key.to_string(), n);
+/// Counts by name (services, mechanisms, TLS postures): usually one to three entries,
+/// so a sorted vector of exact size instead of a BTreeMap, whose every node reserves
+/// room for eleven. Serialized as a JSON object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts(Vec<(Box<str>, u64)>);
+
+impl Counts {
+    pub fn get(&self, key: &str) -> Option<&u64> {
+        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
+    }
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (&**k, *v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| &**k)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &u64> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    fn bump(&mut self, key: &str, n: u64) {
+        match self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => self.0[i].1 += n,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, (key.into(), n));
+            }
+        }
+    }
+
+    /// Moves up to `n` from `from` to `to`.
+    fn shift(&mut self, from: &str, to: &str, n: u64) {
+        let Ok(i) = self.0.binary_search_by(|(k, _)| (**k).cmp(from)) else {
+            return;
+        };
+        let moved = n.min(self.0[i].1);
+        self.0[i].1 -= moved;
+        if self.0[i].1 == 0 {
+            self.0.remove(i);
+        }
+        if moved > 0 {
+            self.bump(to, moved);
         }
     }
 }
 
-fn shift(map: &mut BTreeMap<String, u64>, from: &str, to: &str, n: u64) {
-    if let Some(v) = map.get_mut(from) {
-        let moved = n.min(*v);
-        *v -= moved;
-        if *v == 0 {
-            map.remove(from);
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(&**k, v)?;
         }
-        if moved > 0 {
-            bump(map, to, moved);
-        }
+        m.end()
     }
 }
 
@@ -69,11 +109,11 @@ impl Offender {
             failures: 0,
             first_failure: a.time,
             last_failure: a.time,
-            services: BTreeMap::new(),
-            mechanisms: BTreeMap::new(),
+            services: Counts::default(),
+            mechanisms: Counts::default(),
             users: Vec::new(),
             users_not_kept: 0,
-            tls: BTreeMap::new(),
+            tls: Counts::default(),
             logins_after_failure: 0,
             login_users: Vec::new(),
             allowlisted: false,
@@ -121,18 +161,15 @@ impl Offenders {
                 r.first_failure = r.first_failure.min(a.time);
                 r.last_failure = r.last_failure.max(a.time);
                 r.allowlisted = allowlisted;
-                bump(
-                    &mut r.services,
-                    a.service.as_deref().unwrap_or("unknown"),
-                    n,
-                );
+                r.services
+                    .bump(a.service.as_deref().unwrap_or("unknown"), n);
                 if let Some(m) = &a.mechanism {
-                    bump(&mut r.mechanisms, m, n);
+                    r.mechanisms.bump(m, n);
                 }
                 if let Some(u) = &a.user {
                     r.add_user(u);
                 }
-                bump(&mut r.tls, &a.posture, n);
+                r.tls.bump(&a.posture, n);
             }
             Outcome::Refined {
                 address,
@@ -146,13 +183,13 @@ impl Offenders {
                 };
                 let n = u64::from(*n);
                 if let Some((from, to)) = service {
-                    shift(&mut r.services, from, to, n);
+                    r.services.shift(from, to, n);
                 }
                 if let Some((from, to)) = mechanism {
                     if from.is_empty() {
-                        bump(&mut r.mechanisms, to, n);
+                        r.mechanisms.bump(to, n);
                     } else {
-                        shift(&mut r.mechanisms, from, to, n);
+                        r.mechanisms.shift(from, to, n);
                     }
                 }
                 if let Some(u) = user {
@@ -161,7 +198,7 @@ impl Offenders {
             }
             Outcome::Posture { address, n, label } => {
                 if let Some(r) = self.map.get_mut(address) {
-                    shift(&mut r.tls, UNKNOWN_POSTURE, label, u64::from(*n));
+                    r.tls.shift(UNKNOWN_POSTURE, label, u64::from(*n));
                 }
             }
             Outcome::Success { address, user, .. } => {

@@ -83,9 +83,9 @@ impl Replay {
     }
 }
 
-fn join_counts(m: &BTreeMap<String, u64>) -> String {
-    let mut v: Vec<(&String, &u64)> = m.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+fn join_counts(m: &crate::offender::Counts) -> String {
+    let mut v: Vec<(&str, u64)> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     v.iter()
         .map(|(k, n)| format!("{k}={n}"))
         .collect::<Vec<_>>()

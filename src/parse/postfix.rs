@@ -113,11 +113,14 @@ fn sasl_warning(rest: &str) -> Option<Event> {
     let tail = tail.strip_prefix("authentication failed:")?;
     let mut reason = tail.trim_start_matches(' ');
     let mut user = None;
-    // Postfix >= 3.9 appends the user name; the reason before it comes from the SASL
-    // server, so the first occurrence is the one Postfix added.
+    // Recent Postfix (3.7.11 as Debian ships it) appends the user name, or
+    // `(unavailable)`; the reason before it comes from the SASL server, so the first
+    // occurrence is the one Postfix added.
     if let Some((r, u)) = scan::split_str(reason, ", sasl_username=") {
         reason = r;
-        user = Some(u.to_string());
+        if u != "(unavailable)" && !u.is_empty() {
+            user = Some(u.to_string());
+        }
     }
     let (kind, rule) = if reason.starts_with("Connection lost to authentication server") {
         (Kind::AuthUnavailable, "postfix.sasl_unavailable")

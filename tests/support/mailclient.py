@@ -1,0 +1,87 @@
+"""Mail client for saslguard's tests: runs the actions given as JSON on the command line
+against the test server, each from its own source address, and prints one result line
+per action. Used inside the client network namespace only."""
+import imaplib, json, poplib, smtplib, socket, ssl, sys
+
+SERVER = sys.argv[1]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+
+
+def bound(cls, src):
+    class Bound(cls):
+        def _create_socket(self, timeout):
+            return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
+    return Bound
+
+
+def smtp(a):
+    port, src = a["port"], a["from"]
+    host = a.get("server", SERVER)
+    if port == 465:
+        s = smtplib.SMTP_SSL(host, port, timeout=40, source_address=(src, 0), context=ctx)
+    else:
+        s = smtplib.SMTP(host, port, timeout=40, source_address=(src, 0))
+    s.ehlo("client.example.net")
+    if a.get("starttls"):
+        s.starttls(context=ctx)
+        s.ehlo("client.example.net")
+    # Exactly one AUTH command per action (smtplib's login() would fall back to a
+    # second mechanism after a failure, which is a second guess).
+    s.user, s.password = a["user"], a["password"]
+    mech = a.get("mech", "PLAIN")
+    try:
+        s.auth(mech, getattr(s, "auth_" + mech.lower().replace("-", "_")))
+        if a.get("send"):
+            s.sendmail(a["user"] + "@example.org", ["friend@example.com"], "Subject: hi\r\n\r\nhello\r\n")
+        result = "ok"
+    except smtplib.SMTPException as e:
+        result = "fail %s" % (getattr(e, "smtp_code", ""),)
+    try:
+        s.quit()
+    except Exception:
+        pass
+    return result
+
+
+def imap(a):
+    c = bound(imaplib.IMAP4, a["from"])(SERVER, 143, timeout=40)
+    results = []
+    for user, pw in a["logins"]:
+        try:
+            c.login(user, pw)
+            results.append("ok")
+            break
+        except imaplib.IMAP4.error:
+            results.append("fail")
+    try:
+        c.logout()
+    except Exception:
+        pass
+    return " ".join(results)
+
+
+def pop3(a):
+    c = bound(poplib.POP3, a["from"])(SERVER, 110, timeout=40)
+    if a.get("starttls"):
+        c.stls(context=ctx)
+    try:
+        c.user(a["user"])
+        c.pass_(a["password"])
+        result = "ok"
+    except poplib.error_proto:
+        result = "fail"
+    try:
+        c.quit()
+    except Exception:
+        pass
+    return result
+
+
+for action in json.loads(sys.argv[2]):
+    try:
+        r = {"smtp": smtp, "imap": imap, "pop3": pop3}[action["kind"]](action)
+    except Exception as e:  # a refused or dropped connection is a result too
+        r = "error %s" % type(e).__name__
+    print(action["kind"], action["from"], r, flush=True)

@@ -1,0 +1,393 @@
+//! Test harness for real daemons in network namespaces: a server namespace and a
+//! client namespace joined by a veth pair, with documentation-range addresses; a
+//! private Postfix and Dovecot instance started inside the server namespace from a
+//! temporary directory. Everything is torn down on drop, also when the test fails:
+//! daemons stopped, namespaces (and with them the veth pair) deleted. Nothing touches
+//! the machine's own network namespace.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const SERVER_V4: &str = "192.0.2.1";
+pub const SERVER_V6: &str = "2001:db8::1";
+
+/// Why a privileged test cannot run here, or None when it can.
+pub fn skip_reason(tools: &[&str]) -> Option<String> {
+    // The effective uid, from /proc: no libc call, no unsafe code.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2));
+    if euid != Some("0") {
+        return Some("needs root (network namespaces, daemons)".into());
+    }
+    for t in tools {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("{t} is not installed (bash .ci/deps installs it)"));
+        }
+    }
+    None
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// Starts a daemon that forks into the background: its output goes to `log`, so the
+/// test does not wait on pipes the daemon keeps open.
+pub fn start_daemon(cmd: &mut Command, log: &Path) {
+    let f = std::fs::File::create(log).unwrap();
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .status()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        status.success(),
+        "{cmd:?} failed: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Two namespaces joined by a veth pair. Server: 192.0.2.1/24, 2001:db8::1/64.
+/// Client: the addresses given (each /24 or /64 of the same networks).
+pub struct Netns {
+    pub server: String,
+    pub client: String,
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl Netns {
+    pub fn new(client_addrs: &[&str]) -> Netns {
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let ns = Netns {
+            server: format!("sg{id}s"),
+            client: format!("sg{id}c"),
+        };
+        let (vs, vc) = (format!("sg{id}a"), format!("sg{id}b"));
+        run_ok(Command::new("ip").args(["netns", "add", &ns.server]));
+        run_ok(Command::new("ip").args(["netns", "add", &ns.client]));
+        run_ok(Command::new("ip").args([
+            "link", "add", &vs, "netns", &ns.server, "type", "veth", "peer", "name", &vc, "netns",
+            &ns.client,
+        ]));
+        for (n, dev, addrs) in [
+            (
+                &ns.server,
+                &vs,
+                vec![format!("{SERVER_V4}/24"), format!("{SERVER_V6}/64")],
+            ),
+            (
+                &ns.client,
+                &vc,
+                client_addrs
+                    .iter()
+                    .map(|a| {
+                        if a.contains(':') {
+                            format!("{a}/64")
+                        } else {
+                            format!("{a}/24")
+                        }
+                    })
+                    .collect(),
+            ),
+        ] {
+            ns.exec_ok(n, &["ip", "link", "set", "lo", "up"]);
+            ns.exec_ok(n, &["ip", "link", "set", dev, "up"]);
+            for a in addrs {
+                ns.exec_ok(n, &["ip", "addr", "add", &a, "dev", dev, "nodad"]);
+            }
+        }
+        ns
+    }
+
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        run(Command::new("ip").args(["netns", "exec", ns]).args(args))
+    }
+
+    pub fn exec_ok(&self, ns: &str, args: &[&str]) -> Output {
+        run_ok(Command::new("ip").args(["netns", "exec", ns]).args(args))
+    }
+
+    /// A command in the client namespace, from source address `from`.
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.exec(&self.client.clone(), args)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in [&self.server, &self.client] {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
+    }
+}
+
+/// A private Postfix and Dovecot in the server namespace, logging to files.
+pub struct MailServer {
+    pub dir: tempfile::TempDir,
+    pub ns: String,
+    postfix_started: bool,
+    dovecot_started: bool,
+}
+
+pub const PASSWORD: &str = "correct horse";
+
+impl MailServer {
+    pub fn postfix_log(&self) -> PathBuf {
+        self.dir.path().join("postfix.log")
+    }
+    pub fn dovecot_log(&self) -> PathBuf {
+        self.dir.path().join("dovecot.log")
+    }
+
+    /// Starts Dovecot (IMAP 143/993, POP3 110/995, SASL for Postfix) and Postfix (25,
+    /// 587 with STARTTLS, 465 with implicit TLS) with users alice and bob.
+    pub fn start(netns: &Netns) -> MailServer {
+        let dir = tempfile::Builder::new()
+            .prefix("saslguard-mail")
+            .tempdir()
+            .unwrap();
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        // Login processes run as dovenull and Postfix as postfix: they must traverse.
+        run_ok(Command::new("chmod").arg("0755").arg(d));
+        let mut srv = MailServer {
+            dir,
+            ns: netns.server.clone(),
+            postfix_started: false,
+            dovecot_started: false,
+        };
+        let p = |s: &str| d.join(s).display().to_string();
+        run_ok(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mx.example.org",
+            "-keyout",
+            &p("key.pem"),
+            "-out",
+            &p("cert.pem"),
+        ]));
+        run_ok(Command::new("chmod").args(["0644", &p("key.pem")]));
+        std::fs::write(
+            d.join("users"),
+            format!("alice:{{PLAIN}}{PASSWORD}\nbob:{{PLAIN}}{PASSWORD}\n"),
+        )
+        .unwrap();
+        for sub in ["mail", "run", "state"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        run_ok(Command::new("chmod").args(["0777", &p("mail")]));
+        std::fs::write(
+            d.join("dovecot.conf"),
+            format!(
+                r#"base_dir = {run}
+state_dir = {state}
+log_path = {log}
+protocols = imap pop3
+listen = {SERVER_V4}, {SERVER_V6}
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+mail_location = maildir:{mail}/%u
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb {{
+  driver = passwd-file
+  args = {users}
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={mail}/%u
+}}
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
+}}
+"#,
+                run = p("run"),
+                state = p("state"),
+                log = p("dovecot.log"),
+                cert = p("cert.pem"),
+                key = p("key.pem"),
+                mail = p("mail"),
+                users = p("users"),
+            ),
+        )
+        .unwrap();
+        start_daemon(
+            Command::new("ip").args([
+                "netns",
+                "exec",
+                &srv.ns,
+                "dovecot",
+                "-c",
+                &p("dovecot.conf"),
+            ]),
+            &d.join("dovecot.start"),
+        );
+        srv.dovecot_started = true;
+        // Postfix: a private instance; queue and data under the temporary directory.
+        let pf = d.join("postfix");
+        // Postfix creates the queue's subdirectories, not the queue directory itself.
+        std::fs::create_dir_all(pf.join("queue")).unwrap();
+        std::fs::create_dir_all(pf.join("data")).unwrap();
+        run_ok(Command::new("chown").arg("postfix").arg(pf.join("data")));
+        std::fs::write(
+            pf.join("main.cf"),
+            format!(
+                r#"compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+myhostname = mx.example.org
+mydomain = example.org
+mydestination =
+inet_interfaces = {SERVER_V4}, [{SERVER_V6}]
+inet_protocols = all
+mynetworks =
+alias_maps =
+alias_database =
+smtputf8_enable = no
+smtpd_banner = $myhostname ESMTP
+smtpd_tls_cert_file = {cert}
+smtpd_tls_key_file = {key}
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
+smtpd_tls_auth_only = no
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {run}/auth-postfix
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+default_transport = discard
+relay_transport = discard
+"#,
+                queue = p("postfix/queue"),
+                data = p("postfix/data"),
+                log = p("postfix.log"),
+                dir = d.display(),
+                cert = p("cert.pem"),
+                key = p("key.pem"),
+                run = p("run"),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            pf.join("master.cf"),
+            "smtp       inet  n  -  n  -  -  smtpd\n\
+             submission inet  n  -  n  -  -  smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt\n\
+             smtps      inet  n  -  n  -  -  smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes\n\
+             pickup     unix  n  -  n  60 1  pickup\n\
+             cleanup    unix  n  -  n  -  0  cleanup\n\
+             qmgr       unix  n  -  n  300 1 qmgr\n\
+             tlsmgr     unix  -  -  n  1000? 1 tlsmgr\n\
+             rewrite    unix  -  -  n  -  -  trivial-rewrite\n\
+             bounce     unix  -  -  n  -  0  bounce\n\
+             defer      unix  -  -  n  -  0  bounce\n\
+             trace      unix  -  -  n  -  0  bounce\n\
+             verify     unix  -  -  n  -  1  verify\n\
+             flush      unix  n  -  n  1000? 0 flush\n\
+             proxymap   unix  -  -  n  -  -  proxymap\n\
+             smtp       unix  -  -  n  -  -  smtp\n\
+             showq      unix  n  -  n  -  -  showq\n\
+             error      unix  -  -  n  -  -  error\n\
+             retry      unix  -  -  n  -  -  error\n\
+             discard    unix  -  -  n  -  -  discard\n\
+             anvil      unix  -  -  n  -  1  anvil\n\
+             scache     unix  -  -  n  -  1  scache\n\
+             postlog    unix-dgram n - n - 1 postlogd\n",
+        )
+        .unwrap();
+        let conf = pf.display().to_string();
+        start_daemon(
+            Command::new("ip").args(["netns", "exec", &srv.ns, "postfix", "-c", &conf, "start"]),
+            &d.join("postfix.start"),
+        );
+        srv.postfix_started = true;
+        srv.wait_for_port(netns, 587);
+        srv.wait_for_port(netns, 143);
+        srv
+    }
+
+    fn wait_for_port(&self, netns: &Netns, port: u16) {
+        for _ in 0..100 {
+            let o = netns.exec(&self.ns, &["ss", "-ltn", &format!("sport = :{port}")]);
+            if String::from_utf8_lossy(&o.stdout).lines().count() > 1 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("nothing listens on port {port} in {}", self.ns);
+    }
+
+    /// Stops both daemons (flushing their logs).
+    pub fn stop(&mut self) {
+        let d = self.dir.path();
+        if self.postfix_started {
+            let _ = Command::new("ip")
+                .args(["netns", "exec", &self.ns, "postfix", "-c"])
+                .arg(d.join("postfix"))
+                .arg("stop")
+                .output();
+            self.postfix_started = false;
+        }
+        if self.dovecot_started {
+            // The master we started, by the pid it wrote; it stops its children.
+            if let Ok(pid) = std::fs::read_to_string(d.join("run/master.pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+            self.dovecot_started = false;
+        }
+        // Give postlogd and Dovecot's log process a moment to write their last lines.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    pub fn log_text(&self, path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
