@@ -1,0 +1,232 @@
+//! The binary as an admin uses it: the README's quick-start command, the JSON shapes
+//! of `replay` and `parse`, compressed and piped input, exit codes, `--help`.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn saslguard(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The arguments of the README's `cargo run --release -- ...` command.
+fn readme_command() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.contains("cargo run --release -- replay"))
+        .expect("README has the quick-start replay");
+    line.split("cargo run --release -- ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn readme_quick_start_shows_bans_tls_posture_and_skipped_garbage() {
+    let args = readme_command();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = saslguard(&args);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "lines read: 103",
+        "lines skipped: 3 (unparsable 3",
+        "auth server unavailable, not counted: 3",
+        "203.0.113.7  6 failures",
+        "tls: TLSv1.3 TLS_AES_256_GCM_SHA384=6",
+        "tls: plaintext=5",
+        "LOGIN SUCCEEDED after failures: 1 time(s) as office@example.org",
+        "bans (dry run): 3",
+        "2001:db8:bad:1::/64",
+        "30 failures from the prefix within 1h (rule prefix)",
+    ] {
+        assert!(
+            out.contains(want),
+            "README example output lacks {want:?}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("users: admin rip=192.0.2.20"),
+        "the hostile user name is kept as a user name"
+    );
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("192.0.2.20 ")),
+        "the user name stuffed with alice's address framed nobody:\n{out}"
+    );
+}
+
+#[test]
+fn replay_json_document() {
+    let (code, out, err) = saslguard(&[
+        "replay",
+        "--json",
+        "--timezone",
+        "UTC",
+        "--year",
+        "2026",
+        "examples/mail.log",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["lines"], 103);
+    assert_eq!(v["skipped"], 3);
+    assert_eq!(v["failures"], 51);
+    let bans = v["bans"].as_array().unwrap();
+    let targets: Vec<&str> = bans.iter().map(|b| b["target"].as_str().unwrap()).collect();
+    assert_eq!(
+        targets,
+        ["203.0.113.7", "198.51.100.23", "2001:db8:bad:1::/64"]
+    );
+    assert_eq!(bans[0]["at"], "2026-11-22T08:05:14Z");
+    assert_eq!(bans[0]["until"], "2026-11-22T09:05:14Z");
+    assert_eq!(bans[0]["reason"], "5 failures within 10m (rule fast)");
+    let first = &v["offenders"][0];
+    assert_eq!(first["address"], "203.0.113.7");
+    assert_eq!(first["failures"], 6);
+    assert_eq!(first["first_failure"], "2026-11-22T08:05:02Z");
+    assert_eq!(first["services"]["submission"], 6);
+    assert_eq!(first["mechanisms"]["LOGIN"], 6);
+    assert_eq!(first["tls"]["TLSv1.3 TLS_AES_256_GCM_SHA384"], 6);
+    assert_eq!(first["users"].as_array().unwrap().len(), 6);
+    let old = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["address"] == "198.51.100.44")
+        .unwrap();
+    assert_eq!(
+        old["tls"]["TLSv1 ECDHE-RSA-AES256-SHA"], 2,
+        "weak TLS posture kept as written"
+    );
+}
+
+#[test]
+fn parse_json_lines() {
+    let (code, out, err) = saslguard(&[
+        "parse",
+        "--json",
+        "--timezone",
+        "UTC",
+        "--year",
+        "2026",
+        "examples/mail.log",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.len(),
+        96,
+        "103 lines, 3 garbage, 4 with nothing for saslguard"
+    );
+    let e = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "auth_failure"
+                && e["address"] == "203.0.113.7"
+                && e["service"] == "submission"
+        })
+        .unwrap();
+    assert_eq!(e["mechanism"], "LOGIN");
+    assert_eq!(e["attempts"], 1);
+    assert!(e["line"].as_u64().unwrap() > 1);
+    let tls = events.iter().find(|e| e["kind"] == "tls").unwrap();
+    assert_eq!(tls["tls"]["protocol"], "TLSv1.3");
+    assert_eq!(tls["tls"]["cipher"], "TLS_AES_256_GCM_SHA384");
+}
+
+#[test]
+fn gzip_and_stdin_give_the_same_result_as_the_plain_file() {
+    let plain = saslguard(&[
+        "replay",
+        "--json",
+        "--timezone",
+        "UTC",
+        "--year",
+        "2026",
+        "examples/mail.log",
+    ])
+    .1;
+    let strip = |s: &str| {
+        let mut v: Value = serde_json::from_str(s).unwrap();
+        v.as_object_mut().unwrap().remove("files");
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("mail.log.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -c examples/mail.log > {}", gz.display()))
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let zipped = saslguard(&[
+        "replay",
+        "--json",
+        "--timezone",
+        "UTC",
+        "--year",
+        "2026",
+        gz.to_str().unwrap(),
+    ])
+    .1;
+    assert_eq!(strip(&zipped), strip(&plain));
+    let mut child = Command::new(BIN)
+        .args([
+            "replay",
+            "--json",
+            "--timezone",
+            "UTC",
+            "--year",
+            "2026",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(root().join("examples/mail.log")).unwrap())
+        .unwrap();
+    let piped = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(strip(&piped), strip(&plain));
+}
+
+#[test]
+fn exit_codes_and_help() {
+    let (code, _, err) = saslguard(&["replay", "/nonexistent/mail.log"]);
+    assert_eq!(code, 66);
+    assert!(err.contains("/nonexistent/mail.log"), "{err}");
+    let (code, _, err) = saslguard(&["replay", "--timezone", "Mars", "examples/mail.log"]);
+    assert_eq!(code, 64, "{err}");
+    let (code, out, _) = saslguard(&["--help"]);
+    assert_eq!(code, 0);
+    for cmd in ["parse", "replay", "check-config"] {
+        assert!(out.contains(cmd), "--help lists {cmd}:\n{out}");
+    }
+}
