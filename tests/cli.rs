@@ -8,6 +8,13 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 
+/// Replay of the bundled example, as JSON, with its zone and year pinned.
+const REPLAY_JSON: [&str; 6] = ["replay", "--json", "--timezone", "UTC", "--year", "2026"];
+
+fn with<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
+    head.iter().chain(tail).copied().collect()
+}
+
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -76,15 +83,7 @@ fn readme_quick_start_shows_bans_tls_posture_and_skipped_garbage() {
 
 #[test]
 fn replay_json_document() {
-    let (code, out, err) = saslguard(&[
-        "replay",
-        "--json",
-        "--timezone",
-        "UTC",
-        "--year",
-        "2026",
-        "examples/mail.log",
-    ]);
+    let (code, out, err) = saslguard(&with(&REPLAY_JSON, &["examples/mail.log"]));
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["lines"], 103);
@@ -158,16 +157,7 @@ fn parse_json_lines() {
 
 #[test]
 fn gzip_and_stdin_give_the_same_result_as_the_plain_file() {
-    let plain = saslguard(&[
-        "replay",
-        "--json",
-        "--timezone",
-        "UTC",
-        "--year",
-        "2026",
-        "examples/mail.log",
-    ])
-    .1;
+    let plain = saslguard(&with(&REPLAY_JSON, &["examples/mail.log"])).1;
     let strip = |s: &str| {
         let mut v: Value = serde_json::from_str(s).unwrap();
         v.as_object_mut().unwrap().remove("files");
@@ -182,16 +172,7 @@ fn gzip_and_stdin_give_the_same_result_as_the_plain_file() {
         .status()
         .unwrap();
     assert!(status.success());
-    let zipped = saslguard(&[
-        "replay",
-        "--json",
-        "--timezone",
-        "UTC",
-        "--year",
-        "2026",
-        gz.to_str().unwrap(),
-    ])
-    .1;
+    let zipped = saslguard(&with(&REPLAY_JSON, &[gz.to_str().unwrap()])).1;
     assert_eq!(strip(&zipped), strip(&plain));
     let mut child = Command::new(BIN)
         .args([

@@ -201,36 +201,14 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         },
     };
     let limits = &raw.limits;
-    let max_addresses = e.int(
-        &limits.max_addresses,
-        "limits.max_addresses",
-        1..=100_000_000,
-        100_000,
-    ) as usize;
-    let max_prefixes = e.int(
-        &limits.max_prefixes,
-        "limits.max_prefixes",
-        1..=100_000_000,
-        20_000,
-    ) as usize;
-    let max_offenders = e.int(
-        &limits.max_offenders,
-        "limits.max_offenders",
-        1..=100_000_000,
-        50_000,
-    ) as usize;
-    let max_connections = e.int(
-        &limits.max_connections,
-        "limits.max_connections",
-        1..=100_000_000,
-        50_000,
-    ) as usize;
-    let max_targets = e.int(
-        &limits.max_ban_records,
-        "limits.max_ban_records",
-        1..=100_000_000,
-        100_000,
-    ) as usize;
+    let mut limit = |v: &Option<Spanned<i64>>, key: &str, default: i64| {
+        e.int(v, &format!("limits.{key}"), 1..=100_000_000, default) as usize
+    };
+    let max_addresses = limit(&limits.max_addresses, "max_addresses", 100_000);
+    let max_prefixes = limit(&limits.max_prefixes, "max_prefixes", 20_000);
+    let max_offenders = limit(&limits.max_offenders, "max_offenders", 50_000);
+    let max_connections = limit(&limits.max_connections, "max_connections", 50_000);
+    let max_targets = limit(&limits.max_ban_records, "max_ban_records", 100_000);
 
     let count = CountConfig {
         pair_window_ms: e.duration(&raw.counting.pair_window, "counting.pair_window", 20_000),

@@ -68,22 +68,12 @@ impl Tracker {
                 self.evicted += 1;
             }
             let ring = self.addrs.get_or_insert_mut(addr, VecDeque::new);
-            for _ in 0..n.min(self.addr_depth) {
-                if ring.len() == self.addr_depth {
-                    ring.pop_front();
-                }
-                ring.push_back(time.0);
-            }
+            push_capped(ring, time.0, n, self.addr_depth);
         }
         if let (Some(p), true) = (prefix, self.prefix_depth > 0) {
             let tag = addr_tag(addr);
             let ring = self.prefixes.get_or_insert_mut(p, VecDeque::new);
-            for _ in 0..n.min(self.prefix_depth) {
-                if ring.len() == self.prefix_depth {
-                    ring.pop_front();
-                }
-                ring.push_back((time.0, tag));
-            }
+            push_capped(ring, (time.0, tag), n, self.prefix_depth);
         }
     }
 
@@ -131,6 +121,16 @@ impl Tracker {
     /// Address entries evicted to keep the bound.
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+}
+
+/// Appends `n` copies of `item`, keeping only the newest `cap`.
+fn push_capped<T: Copy>(ring: &mut VecDeque<T>, item: T, n: usize, cap: usize) {
+    for _ in 0..n.min(cap) {
+        if ring.len() == cap {
+            ring.pop_front();
+        }
+        ring.push_back(item);
     }
 }
 
