@@ -232,12 +232,13 @@ impl ProcessKey {
     }
 }
 
-/// A line understood as far as its prefix.
+/// A line understood as far as its prefix. The event is boxed: lines travel through
+/// several stages by value, and a box moves as 8 bytes where the event is ~300.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub time: LineTime,
     pub process: Option<ProcessKey>,
-    pub event: Option<Event>,
+    pub event: Option<Box<Event>>,
 }
 
 /// Why a line yields nothing at all.
@@ -262,7 +263,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
     if let Some((program, pid, msg)) = syslog::tag(p.rest) {
         if postfix::is_postfix(program) {
             let process = pid.map(|pid| ProcessKey::new(host, program, pid));
-            let event = postfix::parse(program, msg);
+            let event = postfix::parse(program, msg).map(Box::new);
             return Ok(Parsed {
                 time: p.time,
                 process,
@@ -280,11 +281,11 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
             return Ok(Parsed {
                 time: p.time,
                 process: None,
-                event: Some(ev),
+                event: Some(Box::new(ev)),
             });
         }
     }
-    let event = dovecot::parse(p.rest);
+    let event = dovecot::parse(p.rest).map(Box::new);
     Ok(Parsed {
         time: p.time,
         process: None,
