@@ -21,7 +21,9 @@
 //!    Postfix's timeout). Otherwise it counts only if the address already had a counted
 //!    failure within `penalty_window`: Dovecot delays answers only to addresses that
 //!    keep failing, so that is a guesser provoking the penalty; from an address with no
-//!    recent failure it is an auth server outage and counts for nothing.
+//!    recent failure it is an auth server outage and counts for nothing. Dovecot may
+//!    still check the abandoned request after its delay and log the mismatch seconds
+//!    later; that line joins the attempt already counted.
 //!
 //! Pure and synchronous: events in, [`Outcome`]s out; all state bounded by LRU caps.
 
@@ -410,11 +412,12 @@ impl Counter {
                     return;
                 }
                 if recent || self.cfg.connection_lost == ConnectionLost::Always {
-                    // Counted, but not left pending: a late Dovecot line for it would
-                    // have been logged before Postfix gave up, so none will come.
+                    // Left pending: Dovecot may still process the abandoned request
+                    // after Postfix gave up and log its mismatch seconds later (seen
+                    // with Dovecot 2.3.19); that line must join this attempt.
                     let mut e = ev.clone();
                     e.kind = Kind::AuthFailure;
-                    self.count_new(time, 0, &e, 1, posture, out);
+                    self.count_new(time, L, &e, 1, posture, out);
                     return;
                 }
             }

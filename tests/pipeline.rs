@@ -274,6 +274,24 @@ fn connection_lost_with_dovecots_own_record_counts_once() {
     assert_eq!(r.pipeline.stats.auth_unavailable_not_counted, 0);
 }
 
+#[test]
+fn dovecots_late_line_for_a_guess_postfix_gave_up_on_counts_once() {
+    // Seen with Postfix 3.7.11 and Dovecot 2.3.19: Postfix stops waiting after 10 s and
+    // logs `Connection lost`; Dovecot, done with its penalty delay, checks the password
+    // anyway and logs the mismatch a few seconds later.
+    let log = format!(
+        "{a} mx dovecot: auth: passwd-file(alice,203.0.113.52): Password mismatch\n\
+         {a} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.52]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=alice\n\
+         {b} mx postfix/submission/smtpd[9]: warning: unknown[203.0.113.52]: SASL PLAIN authentication failed: Connection lost to authentication server, sasl_username=(unavailable)\n\
+         {c} mx dovecot: auth: passwd-file(alice,203.0.113.52): Password mismatch\n",
+        a = at(0),
+        b = at(12),
+        c = at(17)
+    );
+    let r = run(&[&log]);
+    assert_eq!(failures(&r, "203.0.113.52"), 2);
+}
+
 fn fail(t: i64, addr: &str) -> String {
     format!(
         "{} mx postfix/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",

@@ -1,8 +1,8 @@
-//! Enforcers carry out ban decisions. This module holds the trait and the dry-run
-//! enforcer that `replay` uses; the nftables and Postfix access-map enforcers build on
-//! the same trait.
+//! Enforcers carry out ban decisions: the dry-run enforcer that `replay` uses and the
+//! Postfix access map; the nftables enforcer builds on the same trait.
 
 pub mod dry_run;
+pub mod postfix_map;
 
 use crate::policy::Decision;
 

@@ -1,7 +1,7 @@
 """Mail client for saslguard's tests: runs the actions given as JSON on the command line
 against the test server, each from its own source address, and prints one result line
 per action. Used inside the client network namespace only."""
-import imaplib, json, poplib, smtplib, socket, ssl, sys
+import base64, imaplib, json, poplib, smtplib, socket, ssl, sys
 
 SERVER = sys.argv[1]
 ctx = ssl.create_default_context()
@@ -45,6 +45,45 @@ def smtp(a):
     return result
 
 
+def smtp_auth(a):
+    """The reply codes to EHLO, STARTTLS (if asked) and AUTH PLAIN, as the server gives
+    them: a refused client sees its refusal, not an exception."""
+    port, src = a["port"], a["from"]
+    try:
+        if port == 465:
+            s = smtplib.SMTP_SSL(SERVER, port, timeout=40, source_address=(src, 0), context=ctx)
+        else:
+            s = smtplib.SMTP(SERVER, port, timeout=40, source_address=(src, 0))
+    except smtplib.SMTPConnectError as e:
+        return "greeting=%d" % e.smtp_code
+    codes = ["greeting=220"]
+    code, _ = s.ehlo("client.example.net")
+    codes.append("ehlo=%d" % code)
+    if a.get("starttls"):
+        code, _ = s.docmd("STARTTLS")
+        codes.append("starttls=%d" % code)
+        if code == 220:
+            s.sock = ctx.wrap_socket(s.sock, server_hostname=SERVER)
+            s.file = None
+            s.ehlo("client.example.net")
+    token = base64.b64encode(("\0%s\0%s" % (a["user"], a["password"])).encode()).decode()
+    code, _ = s.docmd("AUTH", "PLAIN " + token)
+    codes.append("auth=%d" % code)
+    if code == 235 and a.get("send"):
+        try:
+            s.sendmail(a["user"] + "@example.org", ["friend@example.com"], "Subject: hi\r\n\r\nhello\r\n")
+            codes.append("sent")
+        except smtplib.SMTPRecipientsRefused as e:
+            codes.append("rcpt=%s" % ",".join(str(c) for c, _ in e.recipients.values()))
+        except smtplib.SMTPException as e:
+            codes.append("send=%s" % getattr(e, "smtp_code", "?"))
+    try:
+        s.quit()
+    except Exception:
+        pass
+    return " ".join(codes)
+
+
 def imap(a):
     c = bound(imaplib.IMAP4, a["from"])(SERVER, 143, timeout=40)
     results = []
@@ -81,7 +120,7 @@ def pop3(a):
 
 for action in json.loads(sys.argv[2]):
     try:
-        r = {"smtp": smtp, "imap": imap, "pop3": pop3}[action["kind"]](action)
+        r = {"smtp": smtp, "smtp_auth": smtp_auth, "imap": imap, "pop3": pop3}[action["kind"]](action)
     except Exception as e:  # a refused or dropped connection is a result too
         r = "error %s" % type(e).__name__
     print(action["kind"], action["from"], r, flush=True)

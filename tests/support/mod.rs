@@ -14,6 +14,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const SERVER_V4: &str = "192.0.2.1";
 pub const SERVER_V6: &str = "2001:db8::1";
 
+/// The first of `tools` that is not installed, as a reason to skip.
+pub fn missing_tool(tools: &[&str]) -> Option<String> {
+    tools.iter().find_map(|t| {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        (!found).then(|| format!("{t} is not installed (bash .ci/deps installs it)"))
+    })
+}
+
 /// Why a privileged test cannot run here, or None when it can.
 pub fn skip_reason(tools: &[&str]) -> Option<String> {
     // The effective uid, from /proc: no libc call, no unsafe code.
@@ -25,17 +37,7 @@ pub fn skip_reason(tools: &[&str]) -> Option<String> {
     if euid != Some("0") {
         return Some("needs root (network namespaces, daemons)".into());
     }
-    for t in tools {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!("{t} is not installed (bash .ci/deps installs it)"));
-        }
-    }
-    None
+    missing_tool(tools)
 }
 
 pub fn run(cmd: &mut Command) -> Output {
@@ -170,6 +172,12 @@ impl MailServer {
     /// Starts Dovecot (IMAP 143/993, POP3 110/995, SASL for Postfix) and Postfix (25,
     /// 587 with STARTTLS, 465 with implicit TLS) with users alice and bob.
     pub fn start(netns: &Netns) -> MailServer {
+        MailServer::start_with(netns, None)
+    }
+
+    /// As [`MailServer::start`], with saslguard's access map `map` (`cidr:/path`) wired
+    /// in exactly as config/postfix/*.saslguard documents it.
+    pub fn start_with(netns: &Netns, map: Option<&str>) -> MailServer {
         let dir = tempfile::Builder::new()
             .prefix("saslguard-mail")
             .tempdir()
@@ -298,6 +306,7 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = {run}/auth-postfix
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
+{access_main}
 default_transport = discard
 relay_transport = discard
 "#,
@@ -308,14 +317,23 @@ relay_transport = discard
                 cert = p("cert.pem"),
                 key = p("key.pem"),
                 run = p("run"),
+                access_main = map.map(access_main_cf).unwrap_or_default(),
             ),
         )
         .unwrap();
+        let (sub_opts, smtps_opts) = match map {
+            Some(_) => (
+                access_master_options("submission"),
+                access_master_options("smtps"),
+            ),
+            None => (String::new(), String::new()),
+        };
         std::fs::write(
             pf.join("master.cf"),
-            "smtp       inet  n  -  n  -  -  smtpd\n\
-             submission inet  n  -  n  -  -  smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt\n\
-             smtps      inet  n  -  n  -  -  smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes\n\
+            format!(
+                "smtp       inet  n  -  n  -  -  smtpd\n\
+             submission inet  n  -  n  -  -  smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt {sub_opts}\n\
+             smtps      inet  n  -  n  -  -  smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes {smtps_opts}\n\
              pickup     unix  n  -  n  60 1  pickup\n\
              cleanup    unix  n  -  n  -  0  cleanup\n\
              qmgr       unix  n  -  n  300 1 qmgr\n\
@@ -334,7 +352,8 @@ relay_transport = discard
              discard    unix  -  -  n  -  -  discard\n\
              anvil      unix  -  -  n  -  1  anvil\n\
              scache     unix  -  -  n  -  1  scache\n\
-             postlog    unix-dgram n - n - 1 postlogd\n",
+             postlog    unix-dgram n - n - 1 postlogd\n"
+            ),
         )
         .unwrap();
         let conf = pf.display().to_string();
@@ -384,6 +403,42 @@ relay_transport = discard
     pub fn log_text(&self, path: &Path) -> String {
         std::fs::read_to_string(path).unwrap_or_default()
     }
+}
+
+/// config/postfix/main.cf.saslguard's settings, with the map path replaced.
+fn access_main_cf(map: &str) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/postfix/main.cf.saslguard"
+    ))
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.replace("cidr:/etc/postfix/saslguard_access", map) + "\n")
+        .collect()
+}
+
+/// The `-o` options config/postfix/master.cf.saslguard gives `service`, as one line.
+fn access_master_options(service: &str) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/postfix/master.cf.saslguard"
+    ))
+    .unwrap();
+    let mut current = "";
+    let mut opts = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if !line.starts_with(' ') {
+            current = line.split_whitespace().next().unwrap_or("");
+        } else if current == service {
+            opts.push(line.trim().to_string());
+        }
+    }
+    assert!(
+        !opts.is_empty(),
+        "master.cf.saslguard has no options for {service}"
+    );
+    opts.join(" ")
 }
 
 impl Drop for MailServer {

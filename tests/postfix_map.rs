@@ -1,0 +1,266 @@
+//! The Postfix access-map enforcer: the file it writes, expiry, reload, refusal of a
+//! foreign file, indexed maps through real postmap, and with a real Postfix the
+//! configuration that stops a banned client before AUTH (config/postfix/*.saslguard).
+
+mod support;
+
+use ipnet::IpNet;
+use saslguard::enforce::postfix_map::PostfixMap;
+use saslguard::policy::Decision;
+use saslguard::time::Timestamp;
+use serde_json::json;
+use std::process::Command;
+use support::{MailServer, Netns, PASSWORD, SERVER_V4, missing_tool, skip_reason};
+
+const T0: i64 = 1_795_341_600_000; // 2026-11-22T10:00:00Z
+
+fn ban(target: &str, at: i64, mins: i64) -> Decision {
+    let target: IpNet = target
+        .parse()
+        .or_else(|_| target.parse::<std::net::IpAddr>().map(IpNet::from))
+        .unwrap();
+    Decision {
+        target,
+        at: Timestamp(at),
+        until: Timestamp(at + mins * 60_000),
+        reason: "5 failures within 10m (rule fast)".into(),
+        rule: "fast".into(),
+        failures: 5,
+        nth: 1,
+    }
+}
+
+#[test]
+fn cidr_map_is_written_atomically_expires_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("saslguard_access");
+    let spec = format!("cidr:{}", path.display());
+    let mut map = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
+    map.apply(
+        &[
+            ban("203.0.113.7", T0, 60),
+            ban("2001:db8:bad:1::/64", T0, 360),
+            ban("198.51.100.0/24", T0, 30),
+        ],
+        Timestamp(T0),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("# saslguard access map"), "{text}");
+    for line in [
+        "# until 2026-11-22T11:00:00Z 5 failures within 10m (rule fast)",
+        "203.0.113.7\tREJECT too many failed logins",
+        "2001:db8:bad:1::/64\tREJECT too many failed logins",
+        "198.51.100.0/24\tREJECT too many failed logins",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in:\n{text}"
+        );
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "no temporary file left behind: {leftovers:?}"
+    );
+    // A longer ban of the same target extends it; a shorter one does not shorten it.
+    map.apply(
+        &[ban("203.0.113.7", T0, 120), ban("203.0.113.7", T0, 10)],
+        Timestamp(T0),
+    )
+    .unwrap();
+    assert_eq!(
+        map.entries()[&"203.0.113.7/32".parse::<IpNet>().unwrap()].until,
+        Timestamp(T0 + 120 * 60_000)
+    );
+    // A new process reads what the last one wrote.
+    let mut again = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
+    assert_eq!(again.entries().len(), 3);
+    // Expiry: the /24 (30 min) goes at T0+31min, the others stay.
+    assert_eq!(again.expire(Timestamp(T0 + 31 * 60_000)).unwrap(), 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("198.51.100.0/24"), "{text}");
+    // Unbanning what is not banned is not an error.
+    assert_eq!(again.unban(&["192.0.2.99/32".parse().unwrap()]).unwrap(), 0);
+    assert_eq!(
+        again.unban(&["203.0.113.7/32".parse().unwrap()]).unwrap(),
+        1
+    );
+    assert_eq!(again.expire(Timestamp(T0 + 7 * 3_600_000)).unwrap(), 1);
+    assert!(again.entries().is_empty());
+}
+
+#[test]
+fn a_file_saslguard_did_not_write_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access");
+    std::fs::write(&path, "192.0.2.0/24 OK\n").unwrap();
+    let e = PostfixMap::open(&format!("cidr:{}", path.display()), "REJECT x")
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("not written by saslguard"), "{e}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "192.0.2.0/24 OK\n");
+    assert!(PostfixMap::open("cidr:relative/path", "REJECT x").is_err());
+    assert!(PostfixMap::open("regexp:/etc/postfix/x", "REJECT x").is_err());
+}
+
+#[test]
+fn indexed_maps_are_built_with_postmap_and_answer_postfix_lookups() {
+    if let Some(why) = missing_tool(&["postmap"]) {
+        println!("SKIPPED indexed maps: {why}");
+        return;
+    }
+    for kind in ["hash", "lmdb"] {
+        indexed_map(kind);
+    }
+}
+
+fn indexed_map(kind: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("saslguard_access");
+    let spec = format!("{kind}:{}", path.display());
+    // postmap reads main.cf for its defaults; a fresh machine may have none.
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(conf.path().join("main.cf"), "").unwrap();
+    let mut map = PostfixMap::open(&spec, "REJECT banned")
+        .unwrap()
+        .with_postfix_config(conf.path());
+    map.apply(
+        &[
+            ban("203.0.113.7", T0, 60),
+            ban("198.51.100.0/24", T0, 60),
+            ban("2001:db8:bad:1::/64", T0, 60),
+        ],
+        Timestamp(T0),
+    )
+    .unwrap();
+    let query = |key: &str| {
+        let out = Command::new("postmap")
+            .arg("-c")
+            .arg(conf.path())
+            .args(["-q", key, &spec])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(query("203.0.113.7"), "REJECT banned", "{kind}");
+    // Postfix looks up a client address and then its parent networks by dropping octets.
+    assert_eq!(query("198.51.100"), "REJECT banned");
+    assert_eq!(query("192.0.2.1"), "");
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("2001:db8:bad:1::"),
+        "an IPv6 prefix cannot be an lmdb key"
+    );
+    map.expire(Timestamp(T0 + 61 * 60_000)).unwrap();
+    assert_eq!(
+        query("203.0.113.7"),
+        "",
+        "the rebuilt database no longer has the expired ban"
+    );
+}
+
+#[test]
+fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
+    if let Some(why) = skip_reason(&["ip", "postfix", "dovecot", "openssl", "python3", "ss"]) {
+        println!("SKIPPED real_postfix_refuses_a_banned_client_before_auth_on_587_and_465: {why}");
+        return;
+    }
+    let net = Netns::new(&["192.0.2.10", "192.0.2.11"]);
+    let map_dir = tempfile::tempdir().unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(map_dir.path())
+        .status()
+        .unwrap();
+    let spec = format!("cidr:{}", map_dir.path().join("saslguard_access").display());
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut map = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
+    map.apply(&[ban("192.0.2.10", now, 60)], Timestamp(now))
+        .unwrap();
+    let mut server = MailServer::start_with(&net, Some(&spec));
+    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
+    let actions = vec![
+        auth("192.0.2.10", 587, true),
+        auth("192.0.2.10", 465, false),
+        // Port 25 keeps Postfix's default smtpd_delay_reject = yes: the map acts only at
+        // RCPT TO, and a banned client still gets to AUTH. This is why master.cf.saslguard
+        // turns it off where clients log in.
+        auth("192.0.2.10", 25, false),
+        auth("192.0.2.11", 587, true),
+        auth("192.0.2.11", 465, false),
+    ];
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mailclient.py");
+    let out = net.client(&[
+        "python3",
+        script,
+        SERVER_V4,
+        &serde_json::to_string(&actions).unwrap(),
+    ]);
+    let results = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{results}{}", String::from_utf8_lossy(&out.stderr));
+    let line = |i: usize| results.lines().nth(i).unwrap_or_default().to_string();
+    assert_eq!(
+        line(0),
+        "smtp_auth 192.0.2.10 greeting=554",
+        "banned client refused in the greeting on 587"
+    );
+    assert_eq!(
+        line(1),
+        "smtp_auth 192.0.2.10 greeting=554",
+        "banned client refused in the greeting on 465"
+    );
+    assert!(
+        line(2).contains("auth=235"),
+        "with the default smtpd_delay_reject, AUTH still works on 25: {}",
+        line(2)
+    );
+    assert!(
+        line(2).contains("rcpt=554"),
+        "... and only the recipient is refused: {}",
+        line(2)
+    );
+    assert!(
+        line(3).contains("auth=235") && line(3).contains("sent"),
+        "others submit mail on 587: {}",
+        line(3)
+    );
+    assert!(
+        line(4).contains("auth=235") && line(4).contains("sent"),
+        "and on 465: {}",
+        line(4)
+    );
+
+    // A new ban while Postfix runs: cidr maps are read when smtpd starts, so the
+    // documented step after a change is `postfix reload` (or waiting out max_idle).
+    map.apply(&[ban("192.0.2.11", now, 60)], Timestamp(now))
+        .unwrap();
+    let conf = server.dir.path().join("postfix");
+    net.exec_ok(
+        &net.server,
+        &["postfix", "-c", conf.to_str().unwrap(), "reload"],
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let out = net.client(&[
+        "python3",
+        script,
+        SERVER_V4,
+        &serde_json::to_string(&[auth("192.0.2.11", 587, true)]).unwrap(),
+    ]);
+    let r = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        r.contains("greeting=554"),
+        "after reload the new ban holds: {r}"
+    );
+    server.stop();
+    let dovecot = server.log_text(&server.dovecot_log());
+    assert!(
+        !dovecot.contains("192.0.2.10): Password") && !dovecot.contains(",192.0.2.10,"),
+        "no password of the banned client reached Dovecot on 587/465 (only port 25's):\n{dovecot}"
+    );
+}
