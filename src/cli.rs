@@ -65,4 +65,48 @@ pub enum Command {
     },
     /// Validate a configuration file; print every error with file:line.
     CheckConfig { file: PathBuf },
+    /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
+    /// reconcile with a list of bans, or remove it.
+    Nft {
+        /// Table name (family inet).
+        #[arg(long, default_value = "saslguard", global = true)]
+        table: String,
+        /// TCP ports to protect, comma-separated, or "all" for all traffic.
+        #[arg(long, default_value = "25,465,587,110,143,993,995,4190", global = true)]
+        ports: String,
+        /// Reject TCP with a reset instead of dropping.
+        #[arg(long, global = true)]
+        reject: bool,
+        #[command(subcommand)]
+        action: NftAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NftAction {
+    /// Create the table, chain and sets when missing; replace the rules. Keeps bans.
+    Setup,
+    /// Ban addresses or networks (CIDR) for a duration, in one batch; "-" reads them,
+    /// one per line, from standard input.
+    Ban {
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove bans; one that already expired is not an error.
+    Unban {
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Active bans with their remaining time.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-add the bans of a `replay --json` document (or a JSON list of
+    /// {"target", "until"}) that still have time left.
+    Reconcile { file: PathBuf },
+    /// Remove saslguard's table, its sets and rules.
+    Reset,
 }

@@ -2,6 +2,9 @@
 //! Postfix access map; the nftables enforcer builds on the same trait.
 
 pub mod dry_run;
+pub mod nft;
+#[allow(unsafe_code)]
+mod nft_sys;
 pub mod postfix_map;
 
 use crate::policy::Decision;

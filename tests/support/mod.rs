@@ -77,6 +77,9 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 pub struct Netns {
     pub server: String,
     pub client: String,
+    /// The veth ends: in the server namespace and in the client namespace.
+    pub server_dev: String,
+    pub client_dev: String,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -88,11 +91,13 @@ impl Netns {
             std::process::id() % 100_000,
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
+        let (vs, vc) = (format!("sg{id}a"), format!("sg{id}b"));
         let ns = Netns {
             server: format!("sg{id}s"),
             client: format!("sg{id}c"),
+            server_dev: vs.clone(),
+            client_dev: vc.clone(),
         };
-        let (vs, vc) = (format!("sg{id}a"), format!("sg{id}b"));
         run_ok(Command::new("ip").args(["netns", "add", &ns.server]));
         run_ok(Command::new("ip").args(["netns", "add", &ns.client]));
         run_ok(Command::new("ip").args([

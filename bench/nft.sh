@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Time to apply bans in the kernel: saslguard's one netlink batch against fail2ban's
+# nftables action, which runs one `nft add element` process per ban. Both run in a
+# network namespace this script creates and always deletes; the machine's own ruleset
+# is never touched.
+#
+#   bash bench/nft.sh            # 10,000 bans side by side, then 100,000 with saslguard
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-10000}
+BIG=${BIG:-100000}
+command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null
+cargo build --release --quiet --bin saslguard
+bin=$PWD/target/release/saslguard
+ns=sgbench$$
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null || true; rm -f "$list"' EXIT
+list=$(mktemp)
+in_ns() { ip netns exec "$ns" "$@"; }
+addrs() { # N distinct documentation addresses (2001:db8::/32), set elements only
+  python3 -c "import sys; n=int(sys.argv[1]); [print('2001:db8:%x:%x::1' % (i >> 16, i & 0xffff)) for i in range(1, n+1)]" "$1"
+}
+now() { date +%s.%N; }
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r); $(nft --version)"
+
+addrs "$N" > "$list"
+in_ns "$bin" nft setup >/dev/null
+t0=$(now); in_ns "$bin" nft ban --for 1h - < "$list" >/dev/null; t1=$(now)
+sg=$(echo "$t1 - $t0" | bc -l)
+count=$(in_ns "$bin" nft list | wc -l)
+in_ns "$bin" nft reset >/dev/null
+
+# fail2ban's action.d/nftables.conf: one `nft add element` per ban, into a timeout set.
+in_ns nft add table inet f2b-table
+in_ns nft add set inet f2b-table addr-set-sasl '{ type ipv6_addr; flags timeout; }'
+t0=$(now)
+while read -r ip; do in_ns nft add element inet f2b-table addr-set-sasl "{ $ip timeout 3600s }"; done < "$list"
+t1=$(now)
+f2b=$(echo "$t1 - $t0" | bc -l)
+f2bcount=$(in_ns nft list set inet f2b-table addr-set-sasl | grep -o '2001:db8:[0-9a-f:]*' | wc -l)
+
+addrs "$BIG" > "$list"
+in_ns "$bin" nft setup >/dev/null
+t0=$(now); in_ns "$bin" nft ban --for 1h - < "$list" >/dev/null; t1=$(now)
+big=$(echo "$t1 - $t0" | bc -l)
+bigcount=$(in_ns "$bin" nft list | wc -l)
+
+printf "| bans | saslguard (one batch, incl. read-back) | nft process per ban | ratio |\n|---|---|---|---|\n"
+printf "| %d | %.3f s (%d in the set) | %.1f s (%d in the set) | %.0fx |\n" "$N" "$sg" "$count" "$f2b" "$f2bcount" "$(echo "$f2b / $sg" | bc -l)"
+printf "| %d | %.3f s (%d in the set) | | |\n" "$BIG" "$big" "$bigcount"

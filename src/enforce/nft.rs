@@ -1,0 +1,535 @@
+//! The nftables enforcer, through netlink (nftnl), never an `nft` process per ban.
+//!
+//! saslguard owns one table (default `inet saslguard`) and nothing outside it. In it:
+//! sets `addr4`/`addr6` (addresses) and `net4`/`net6` (prefixes, interval sets), all
+//! with `flags timeout` so the kernel drops each ban on time even when saslguard is not
+//! running; a set `ports`; and a chain on the input hook whose rules drop (or reject
+//! with a TCP reset) packets from banned sources to those ports (or to every port).
+//!
+//! - `setup` is idempotent: table, chain and sets are created when missing; the chain's
+//!   rules and the port set are replaced in one transaction; bans are never flushed.
+//! - `ban` sends all elements in one batch; an element already there is extended (when
+//!   the new ban is longer). A batch the kernel refuses is retried element by element,
+//!   and the result is read back from the kernel.
+//! - `unban` of an element the kernel already expired is not an error.
+//! - `reconcile` re-adds, with their remaining time, the bans the caller says should be
+//!   active (after a reboot or `nft flush ruleset`).
+//!
+//! The unsafe parts (set flags, element timeouts, reading elements) are in nft_sys.rs.
+
+use super::nft_sys::{self, FlushSet, Port, RawElem};
+use crate::policy::target_string;
+use crate::time::Timestamp;
+use ipnet::IpNet;
+use nftnl::expr::{RejectionType, Verdict};
+use nftnl::set::Set;
+use nftnl::{
+    Batch, Chain, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr,
+};
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const CHAIN: &CStr = c"input";
+const ADDR4: &CStr = c"addr4";
+const ADDR6: &CStr = c"addr6";
+const NET4: &CStr = c"net4";
+const NET6: &CStr = c"net6";
+const PORTS: &CStr = c"ports";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("nftables table {table}: {op}: {source}")]
+    Netlink {
+        table: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("nftables table {table}: {0}", table = .1)]
+    Other(String, String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftConfig {
+    /// Table name in the `inet` family.
+    pub table: String,
+    /// TCP ports to protect; empty: all traffic from banned sources.
+    pub ports: Vec<u16>,
+    /// Reject TCP with a reset instead of dropping.
+    pub reject: bool,
+}
+
+impl Default for NftConfig {
+    fn default() -> Self {
+        NftConfig {
+            table: "saslguard".into(),
+            ports: vec![25, 465, 587, 110, 143, 993, 995, 4190],
+            reject: false,
+        }
+    }
+}
+
+/// A ban in the kernel, with the time it has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    pub target: IpNet,
+    pub remaining_ms: u64,
+}
+
+/// What `ban` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BanReport {
+    pub added: usize,
+    pub extended: usize,
+    /// Already there with at least as much time left.
+    pub kept: usize,
+    /// The batch failed and elements were sent one by one.
+    pub retried: bool,
+    pub failed: Vec<(IpNet, String)>,
+}
+
+pub struct Nft {
+    cfg: NftConfig,
+    table_name: CString,
+}
+
+fn set_of(net: &IpNet) -> &'static CStr {
+    match (net, net.prefix_len() == net.max_prefix_len()) {
+        (IpNet::V4(_), true) => ADDR4,
+        (IpNet::V6(_), true) => ADDR6,
+        (IpNet::V4(_), false) => NET4,
+        (IpNet::V6(_), false) => NET6,
+    }
+}
+
+/// The element keys of a ban: one address, or an interval start and (exclusive) end.
+fn keys(net: &IpNet) -> (Vec<u8>, Option<Vec<u8>>) {
+    match net {
+        IpNet::V4(n) => {
+            let start = n.network().octets().to_vec();
+            if n.prefix_len() == 32 {
+                return (start, None);
+            }
+            let end = u32::from(n.broadcast())
+                .checked_add(1)
+                .map(|e| Ipv4Addr::from(e).octets().to_vec());
+            (start, end)
+        }
+        IpNet::V6(n) => {
+            let start = n.network().octets().to_vec();
+            if n.prefix_len() == 128 {
+                return (start, None);
+            }
+            let end = u128::from(n.broadcast())
+                .checked_add(1)
+                .map(|e| Ipv6Addr::from(e).octets().to_vec());
+            (start, end)
+        }
+    }
+}
+
+fn addr_of(key: &[u8]) -> Option<IpAddr> {
+    match key.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(key).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(key).ok()?)),
+        _ => None,
+    }
+}
+
+/// Intervals back to prefixes: each start with the smallest end above it.
+fn intervals(elems: &[RawElem]) -> Vec<Active> {
+    let mut ends: Vec<(u128, u64)> = elems
+        .iter()
+        .filter(|e| e.interval_end)
+        .filter_map(|e| Some((num(addr_of(&e.key)?), e.expires_ms)))
+        .collect();
+    ends.sort_unstable();
+    let mut out = Vec::new();
+    for e in elems.iter().filter(|e| !e.interval_end) {
+        let Some(start) = addr_of(&e.key) else {
+            continue;
+        };
+        let s = num(start);
+        let bits = if start.is_ipv4() { 32 } else { 128 };
+        let end = ends.iter().find(|(x, _)| *x > s).map(|(x, _)| *x);
+        let size = match end {
+            Some(x) => x - s,
+            None => (if bits == 32 { 1u128 << 32 } else { u128::MAX }) - s,
+        };
+        let host_bits = 128 - size.leading_zeros() - 1;
+        let len = (bits - host_bits.min(bits)) as u8;
+        if let Ok(net) = IpNet::new(start, len) {
+            out.push(Active {
+                target: net,
+                remaining_ms: e.expires_ms,
+            });
+        }
+    }
+    out
+}
+
+fn num(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+impl Nft {
+    pub fn new(cfg: NftConfig) -> Result<Nft, NftError> {
+        let table_name = CString::new(cfg.table.clone()).map_err(|_| {
+            NftError::Other(
+                "the table name contains a NUL byte".into(),
+                cfg.table.clone(),
+            )
+        })?;
+        if cfg.table.is_empty() || cfg.table.len() > 255 {
+            return Err(NftError::Other("bad table name".into(), cfg.table.clone()));
+        }
+        Ok(Nft { cfg, table_name })
+    }
+
+    fn nl(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> NftError + '_ {
+        move |source| NftError::Netlink {
+            table: self.cfg.table.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn table(&self) -> Table {
+        Table::new(&self.table_name, ProtoFamily::Inet)
+    }
+
+    /// Creates the table, chain and sets when missing; replaces the chain's rules and
+    /// the port set. Bans already in the sets stay.
+    pub fn setup(&self) -> Result<(), NftError> {
+        let table = self.table();
+        let mut chain = Chain::new(CHAIN, &table);
+        chain.set_hook(Hook::In, 0);
+        chain.set_policy(Policy::Accept);
+        let addr4 = Set::<Ipv4Addr>::new_named(ADDR4, 1, &table, ProtoFamily::Inet);
+        let addr6 = Set::<Ipv6Addr>::new_named(ADDR6, 2, &table, ProtoFamily::Inet);
+        let net4 = Set::<Ipv4Addr>::new_named(NET4, 3, &table, ProtoFamily::Inet);
+        let net6 = Set::<Ipv6Addr>::new_named(NET6, 4, &table, ProtoFamily::Inet);
+        let mut ports = Set::<Port>::new_named(PORTS, 5, &table, ProtoFamily::Inet);
+        nft_sys::set_flags(&addr4, true, false);
+        nft_sys::set_flags(&addr6, true, false);
+        nft_sys::set_flags(&net4, true, true);
+        nft_sys::set_flags(&net6, true, true);
+        // Batch 1: everything that may already exist, created only when missing.
+        let mut batch = Batch::new();
+        batch.add(&table, MsgType::Add);
+        batch.add(&chain, MsgType::Add);
+        batch.add(&addr4, MsgType::Add);
+        batch.add(&addr6, MsgType::Add);
+        batch.add(&net4, MsgType::Add);
+        batch.add(&net6, MsgType::Add);
+        batch.add(&ports, MsgType::Add);
+        self.send(batch.finalize())
+            .map_err(self.nl("create table, chain and sets"))?;
+        // Batch 2, one transaction: the port set's content and the chain's rules.
+        let mut batch = Batch::new();
+        batch.add(
+            &FlushSet::new(libc::NFPROTO_INET as u32, &self.table_name, PORTS),
+            MsgType::Del,
+        );
+        for p in &self.cfg.ports {
+            nft_sys::add_elem(&mut ports, &p.to_be_bytes(), None, false);
+        }
+        if !self.cfg.ports.is_empty() {
+            batch.add_iter(ports.elems_iter(), MsgType::Add);
+        }
+        // A rule with no handle, deleted: flushes the chain.
+        batch.add(&Rule::new(&chain), MsgType::Del);
+        for (set, v6) in [(&addr4, false), (&net4, false)]
+            .map(|(s, v)| (s as &dyn LookupSet, v))
+            .into_iter()
+            .chain([(&addr6, true), (&net6, true)].map(|(s, v)| (s as &dyn LookupSet, v)))
+        {
+            for rule in self.rules(&chain, set, v6, &ports) {
+                batch.add(&rule, MsgType::Add);
+            }
+        }
+        self.send(batch.finalize())
+            .map_err(self.nl("replace rules"))
+    }
+
+    fn rules<'a>(
+        &self,
+        chain: &'a Chain<'a>,
+        set: &dyn LookupSet,
+        v6: bool,
+        ports: &Set<'_, Port>,
+    ) -> Vec<Rule<'a>> {
+        let mut out = Vec::new();
+        let tcp_only = !self.cfg.ports.is_empty() || self.cfg.reject;
+        let verdicts: Vec<(bool, Verdict)> = match (self.cfg.reject, self.cfg.ports.is_empty()) {
+            (false, _) => vec![(!self.cfg.ports.is_empty(), Verdict::Drop)],
+            (true, false) => vec![(true, Verdict::Reject(RejectionType::TcpRst))],
+            // Reject TCP with a reset, drop everything else.
+            (true, true) => vec![
+                (true, Verdict::Reject(RejectionType::TcpRst)),
+                (false, Verdict::Drop),
+            ],
+        };
+        let _ = tcp_only;
+        for (tcp, verdict) in verdicts {
+            let mut r = Rule::new(chain);
+            if v6 {
+                r.add_expr(&nft_expr!(meta nfproto));
+                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+                r.add_expr(&nft_expr!(payload ipv6 saddr));
+            } else {
+                r.add_expr(&nft_expr!(meta nfproto));
+                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+                r.add_expr(&nft_expr!(payload ipv4 saddr));
+            }
+            set.add_lookup(&mut r);
+            if tcp {
+                r.add_expr(&nft_expr!(meta l4proto));
+                r.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
+                if !self.cfg.ports.is_empty() {
+                    r.add_expr(&nft_expr!(payload tcp dport));
+                    r.add_expr(&nft_expr!(lookup ports));
+                }
+            }
+            r.add_expr(&nft_expr!(counter));
+            r.add_expr(&verdict);
+            out.push(r);
+        }
+        out
+    }
+
+    fn send(&self, batch: FinalizedBatch) -> std::io::Result<()> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        let portid = socket.portid();
+        socket.send_all(&batch)?;
+        let mut buffer = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
+        let mut expected = batch.sequence_numbers();
+        let mut first_err = None;
+        while !expected.is_empty() {
+            let n = socket.recv_raw(as_bytes(&mut buffer))?;
+            if n == 0 {
+                break;
+            }
+            for message in mnl::NlMessages::new(&as_bytes(&mut buffer)[..n]) {
+                let message = message?;
+                let Some(seq) = expected.next() else { break };
+                if let Err(e) = mnl::cb_run(message, seq, portid) {
+                    // The kernel aborts the whole transaction; it acknowledges up to the
+                    // failing message.
+                    first_err.get_or_insert(e);
+                    expected = 0..0;
+                    break;
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn dump(&self, set: &CStr) -> Result<Vec<RawElem>, NftError> {
+        let socket =
+            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
+        nft_sys::dump_elems(&socket, libc::NFPROTO_INET as u32, &self.table_name, set)
+            .map_err(self.nl("read set"))
+    }
+
+    /// Every ban in the kernel with its remaining time.
+    pub fn list(&self) -> Result<Vec<Active>, NftError> {
+        let mut out = Vec::new();
+        for set in [ADDR4, ADDR6] {
+            for e in self.dump(set)? {
+                if let Some(a) = addr_of(&e.key) {
+                    out.push(Active {
+                        target: IpNet::from(a),
+                        remaining_ms: e.expires_ms,
+                    });
+                }
+            }
+        }
+        for set in [NET4, NET6] {
+            out.extend(intervals(&self.dump(set)?));
+        }
+        out.sort_by_key(|a| a.target);
+        Ok(out)
+    }
+
+    /// Adds bans, `ms` each, in one batch; retries one by one if the batch fails, then
+    /// reads the sets back.
+    pub fn ban(&self, bans: &[(IpNet, u64)]) -> Result<BanReport, NftError> {
+        let current: BTreeMap<IpNet, u64> = self
+            .list()?
+            .into_iter()
+            .map(|a| (a.target, a.remaining_ms))
+            .collect();
+        let mut report = BanReport::default();
+        let mut work: Vec<(IpNet, u64, bool)> = Vec::new();
+        for &(net, ms) in bans {
+            let net = net.trunc();
+            match current.get(&net) {
+                Some(&left) if left >= ms => report.kept += 1,
+                Some(_) => work.push((net, ms, true)),
+                None => work.push((net, ms, false)),
+            }
+        }
+        if work.is_empty() {
+            return Ok(report);
+        }
+        if let Err(e) = self.send(self.element_batch(&work)) {
+            tracing::warn!(table = %self.cfg.table, error = %e, "nftables batch refused; retrying element by element");
+            report.retried = true;
+            for item in &work {
+                if let Err(e) = self.send(self.element_batch(std::slice::from_ref(item))) {
+                    report.failed.push((item.0, e.to_string()));
+                }
+            }
+        }
+        let now: BTreeMap<IpNet, u64> = self
+            .list()?
+            .into_iter()
+            .map(|a| (a.target, a.remaining_ms))
+            .collect();
+        for (net, _, existed) in &work {
+            if report.failed.iter().any(|(f, _)| f == net) {
+                continue;
+            }
+            if now.contains_key(net) {
+                if *existed {
+                    report.extended += 1
+                } else {
+                    report.added += 1
+                }
+            } else {
+                report
+                    .failed
+                    .push((*net, "not in the set after the batch".into()));
+            }
+        }
+        Ok(report)
+    }
+
+    fn element_batch(&self, work: &[(IpNet, u64, bool)]) -> FinalizedBatch {
+        let table = self.table();
+        let mut adds: BTreeMap<&CStr, Set<'_, Ipv4Addr>> = BTreeMap::new();
+        let mut dels: BTreeMap<&CStr, Set<'_, Ipv4Addr>> = BTreeMap::new();
+        for &(net, ms, existed) in work {
+            let name = set_of(&net);
+            let (start, end) = keys(&net);
+            if existed {
+                let d = dels
+                    .entry(name)
+                    .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
+                nft_sys::add_elem(d, &start, None, false);
+                if let Some(end) = &end {
+                    nft_sys::add_elem(d, end, None, true);
+                }
+            }
+            let a = adds
+                .entry(name)
+                .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
+            nft_sys::add_elem(a, &start, Some(ms.max(1)), false);
+            if let Some(end) = &end {
+                nft_sys::add_elem(a, end, None, true);
+            }
+        }
+        let mut batch = Batch::new();
+        for s in dels.values() {
+            batch.add_iter(s.elems_iter(), MsgType::Del);
+        }
+        for s in adds.values() {
+            batch.add_iter(s.elems_iter(), MsgType::Add);
+        }
+        batch.finalize()
+    }
+
+    /// Removes bans. One the kernel no longer has (expired) is not an error.
+    pub fn unban(&self, targets: &[IpNet]) -> Result<usize, NftError> {
+        let current: Vec<IpNet> = self.list()?.into_iter().map(|a| a.target).collect();
+        let present: Vec<(IpNet, u64, bool)> = targets
+            .iter()
+            .map(|t| t.trunc())
+            .filter(|t| current.contains(t))
+            .map(|t| (t, 0, true))
+            .collect();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let table = self.table();
+        let mut dels: BTreeMap<&CStr, Set<'_, Ipv4Addr>> = BTreeMap::new();
+        for (net, _, _) in &present {
+            let name = set_of(net);
+            let (start, end) = keys(net);
+            let d = dels
+                .entry(name)
+                .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
+            nft_sys::add_elem(d, &start, None, false);
+            if let Some(end) = &end {
+                nft_sys::add_elem(d, end, None, true);
+            }
+        }
+        let mut batch = Batch::new();
+        for s in dels.values() {
+            batch.add_iter(s.elems_iter(), MsgType::Del);
+        }
+        match self.send(batch.finalize()) {
+            Ok(()) => Ok(present.len()),
+            // Expired between the listing and the batch: gone either way.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(present.len()),
+            Err(e) => Err(self.nl("delete elements")(e)),
+        }
+    }
+
+    /// Makes the kernel hold every ban in `want` that has time left at `now`, with the
+    /// time it has left. Returns how many were re-added or extended.
+    pub fn reconcile(
+        &self,
+        want: &[(IpNet, Timestamp)],
+        now: Timestamp,
+    ) -> Result<usize, NftError> {
+        self.setup()?;
+        let bans: Vec<(IpNet, u64)> = want
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(t, until)| (*t, (until.0 - now.0) as u64))
+            .collect();
+        let r = self.ban(&bans)?;
+        if let Some((net, why)) = r.failed.first() {
+            return Err(NftError::Other(
+                format!("could not restore {}: {why}", target_string(net)),
+                self.cfg.table.clone(),
+            ));
+        }
+        Ok(r.added + r.extended)
+    }
+
+    /// Deletes saslguard's table with its sets and rules (`saslguard nft reset`).
+    /// Returns false when there was no table.
+    pub fn reset(&self) -> Result<bool, NftError> {
+        let mut batch = Batch::new();
+        batch.add(&self.table(), MsgType::Del);
+        match self.send(batch.finalize()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(self.nl("delete table")(e)),
+        }
+    }
+}
+
+fn as_bytes(buf: &mut [u32]) -> &mut [u8] {
+    // A u32 buffer keeps netlink headers aligned; viewed as bytes for the socket.
+    bytemuck_bytes(buf)
+}
+
+/// Sets a rule can look up, whatever their key type.
+trait LookupSet {
+    fn add_lookup(&self, rule: &mut Rule<'_>);
+}
+
+impl<K> LookupSet for Set<'_, K> {
+    fn add_lookup(&self, rule: &mut Rule<'_>) {
+        rule.add_expr(&nft_expr!(lookup self));
+    }
+}
+
+use nft_sys::bytemuck_bytes;
