@@ -304,7 +304,16 @@ impl Nft {
     fn send(&self, batch: FinalizedBatch) -> std::io::Result<()> {
         let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
         let portid = socket.portid();
-        socket.send_all(&batch)?;
+        // One sendmsg for the whole batch: the kernel must see BEGIN and END in one
+        // message, and mnl's send_all sends each batch page on its own.
+        let mut data = Vec::new();
+        for page in batch.iter() {
+            data.extend_from_slice(page);
+        }
+        nft_sys::size_buffers(&socket, data.len() + 65_536, 4 << 20)?;
+        if socket.send(&data)? < data.len() {
+            return Err(std::io::Error::other("netlink sent part of the batch"));
+        }
         let mut buffer = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
         let mut expected = batch.sequence_numbers();
         let mut first_err = None;
@@ -376,7 +385,14 @@ impl Nft {
         if work.is_empty() {
             return Ok(report);
         }
-        if let Err(e) = self.send(self.element_batch(&work)) {
+        let started = std::time::Instant::now();
+        let sent = self.send(self.element_batch(&work));
+        tracing::debug!(
+            elements = work.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "nftables batch committed"
+        );
+        if let Err(e) = sent {
             tracing::warn!(table = %self.cfg.table, error = %e, "nftables batch refused; retrying element by element");
             report.retried = true;
             for item in &work {
@@ -385,11 +401,28 @@ impl Nft {
                 }
             }
         }
-        let now: BTreeMap<IpNet, u64> = self
-            .list()?
-            .into_iter()
-            .map(|a| (a.target, a.remaining_ms))
-            .collect();
+        // Read back. A hash set that just grew is resized by the kernel in the background,
+        // and a dump during the resize can skip elements (seen after 10,000 inserts): an
+        // element that looks missing is looked for again before it counts as failed.
+        let mut now: BTreeMap<IpNet, u64> = BTreeMap::new();
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
+            }
+            now.extend(self.list()?.into_iter().map(|a| (a.target, a.remaining_ms)));
+            tracing::debug!(
+                attempt,
+                ms = started.elapsed().as_millis() as u64,
+                "nftables sets read back"
+            );
+            let failed = |n: &IpNet| report.failed.iter().any(|(f, _)| f == n);
+            if work
+                .iter()
+                .all(|(n, _, _)| now.contains_key(n) || failed(n))
+            {
+                break;
+            }
+        }
         for (net, _, existed) in &work {
             if report.failed.iter().any(|(f, _)| f == net) {
                 continue;
@@ -533,3 +566,30 @@ impl<K> LookupSet for Set<'_, K> {
 }
 
 use nft_sys::bytemuck_bytes;
+
+impl super::Enforcer for Nft {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn ban(&mut self, decisions: &[crate::policy::Decision]) -> Result<(), super::EnforceError> {
+        let bans: Vec<(IpNet, u64)> = decisions
+            .iter()
+            .map(|d| (d.target, d.until.0.saturating_sub(d.at.0).max(1) as u64))
+            .collect();
+        let failed = |message: String| super::EnforceError::Failed {
+            enforcer: "nftables",
+            message,
+        };
+        let r = Nft::ban(self, &bans).map_err(|e| failed(e.to_string()))?;
+        match r.failed.first() {
+            None => Ok(()),
+            Some((net, why)) => Err(failed(format!(
+                "{} of {} bans failed, first {}: {why}",
+                r.failed.len(),
+                bans.len(),
+                target_string(net)
+            ))),
+        }
+    }
+}

@@ -255,3 +255,28 @@ pub fn bytemuck_bytes(buf: &mut [u32]) -> &mut [u8] {
         std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, std::mem::size_of_val(buf))
     }
 }
+
+/// Makes the socket's buffers large enough for one batch of `send` bytes and its
+/// answers, as nft does: a netlink message must fit in the send buffer whole.
+/// SO_*BUFFORCE need CAP_NET_ADMIN, which any nftables change needs anyway.
+pub fn size_buffers(socket: &mnl::Socket, send: usize, recv: usize) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    for (opt, size) in [(libc::SO_SNDBUFFORCE, send), (libc::SO_RCVBUFFORCE, recv)] {
+        let v: libc::c_int = size.min(libc::c_int::MAX as usize / 2) as libc::c_int;
+        // SAFETY: a valid socket descriptor owned by `socket`, a pointer to a c_int that
+        // lives across the call, and its exact size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
