@@ -102,29 +102,33 @@ fn set_of(net: &IpNet) -> &'static CStr {
     }
 }
 
-/// The element keys of a ban: one address, or an interval start and (exclusive) end.
+/// The element keys of a ban: one address, or an interval start and (exclusive) end;
+/// no end for a prefix that reaches the top of the address space.
 fn keys(net: &IpNet) -> (Vec<u8>, Option<Vec<u8>>) {
-    match net {
-        IpNet::V4(n) => {
-            let start = n.network().octets().to_vec();
-            if n.prefix_len() == 32 {
-                return (start, None);
-            }
-            let end = u32::from(n.broadcast())
-                .checked_add(1)
-                .map(|e| Ipv4Addr::from(e).octets().to_vec());
-            (start, end)
-        }
-        IpNet::V6(n) => {
-            let start = n.network().octets().to_vec();
-            if n.prefix_len() == 128 {
-                return (start, None);
-            }
-            let end = u128::from(n.broadcast())
-                .checked_add(1)
-                .map(|e| Ipv6Addr::from(e).octets().to_vec());
-            (start, end)
-        }
+    let bytes = |a: IpAddr| match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    };
+    let start = bytes(net.network());
+    if net.prefix_len() == net.max_prefix_len() {
+        return (start, None);
+    }
+    let end = num(net.broadcast()).checked_add(1).and_then(|e| match net {
+        IpNet::V4(_) => u32::try_from(e)
+            .ok()
+            .map(|e| IpAddr::from(Ipv4Addr::from(e))),
+        IpNet::V6(_) => Some(IpAddr::from(Ipv6Addr::from(e))),
+    });
+    (start, end.map(bytes))
+}
+
+/// Adds a ban's elements to `set`: the start (with the timeout, if any) and, for a
+/// prefix, its interval end (never with a timeout: the kernel refuses that, EINVAL).
+fn add_ban(set: &mut Set<'_, Ipv4Addr>, net: &IpNet, timeout_ms: Option<u64>) {
+    let (start, end) = keys(net);
+    nft_sys::add_elem(set, &start, timeout_ms, false);
+    if let Some(end) = &end {
+        nft_sys::add_elem(set, end, None, true);
     }
 }
 
@@ -448,23 +452,15 @@ impl Nft {
         let mut dels: BTreeMap<&CStr, Set<'_, Ipv4Addr>> = BTreeMap::new();
         for &(net, ms, existed) in work {
             let name = set_of(&net);
-            let (start, end) = keys(&net);
+            let new_set = || Set::new_named(name, 0, &table, ProtoFamily::Inet);
             if existed {
-                let d = dels
-                    .entry(name)
-                    .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
-                nft_sys::add_elem(d, &start, None, false);
-                if let Some(end) = &end {
-                    nft_sys::add_elem(d, end, None, true);
-                }
+                add_ban(dels.entry(name).or_insert_with(new_set), &net, None);
             }
-            let a = adds
-                .entry(name)
-                .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
-            nft_sys::add_elem(a, &start, Some(ms.max(1)), false);
-            if let Some(end) = &end {
-                nft_sys::add_elem(a, end, None, true);
-            }
+            add_ban(
+                adds.entry(name).or_insert_with(new_set),
+                &net,
+                Some(ms.max(1)),
+            );
         }
         let mut batch = Batch::new();
         for s in dels.values() {
@@ -492,14 +488,10 @@ impl Nft {
         let mut dels: BTreeMap<&CStr, Set<'_, Ipv4Addr>> = BTreeMap::new();
         for (net, _, _) in &present {
             let name = set_of(net);
-            let (start, end) = keys(net);
             let d = dels
                 .entry(name)
                 .or_insert_with(|| Set::new_named(name, 0, &table, ProtoFamily::Inet));
-            nft_sys::add_elem(d, &start, None, false);
-            if let Some(end) = &end {
-                nft_sys::add_elem(d, end, None, true);
-            }
+            add_ban(d, net, None);
         }
         let mut batch = Batch::new();
         for s in dels.values() {
