@@ -415,9 +415,7 @@ impl Counter {
                     // Left pending: Dovecot may still process the abandoned request
                     // after Postfix gave up and log its mismatch seconds later (seen
                     // with Dovecot 2.3.19); that line must join this attempt.
-                    let mut e = ev.clone();
-                    e.kind = Kind::AuthFailure;
-                    self.count_new(time, L, &e, 1, posture, out);
+                    self.count_new(time, L, ev, 1, posture, out);
                     return;
                 }
             }
@@ -467,9 +465,7 @@ impl Counter {
         let failed = tally.auth_total.saturating_sub(tally.auth_ok);
         let extra = failed.saturating_sub(explained);
         if extra > 0 {
-            let mut e = ev.clone();
-            e.kind = Kind::AuthFailure;
-            self.count_new(time, 0, &e, extra, Some(label), out);
+            self.count_new(time, 0, ev, extra, Some(label), out);
         }
         if tally.auth_ok > 0 && !success_seen {
             out.push(Outcome::Success {

@@ -5,8 +5,8 @@ use anyhow::Result;
 use clap::Parser;
 use saslguard::cli::{Cli, Command, NftAction, TimeArgs};
 use saslguard::config::{self, Config};
-use saslguard::parse::parse_line;
 use saslguard::pipeline::{Skip, prepare};
+use saslguard::replay::ReplayError;
 use saslguard::source::Line;
 use saslguard::source::replay::{FileSource, SourceError, TimeSettings};
 use saslguard::time::{Timestamp, Zone};
@@ -28,7 +28,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if let Some(src) = e.downcast_ref::<SourceError>() {
+            let source = e
+                .downcast_ref::<SourceError>()
+                .or_else(|| match e.downcast_ref() {
+                    Some(ReplayError::Source(s)) => Some(s),
+                    _ => None,
+                });
+            if let Some(src) = source {
                 eprintln!("saslguard: {src}");
                 return ExitCode::from(EX_NOINPUT);
             }
@@ -210,7 +216,6 @@ fn parse_files(
         }
     }
     out.flush()?;
-    let _ = parse_line;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -47,8 +47,12 @@ fn is_zero(n: &u64) -> bool {
 pub struct Counts(Vec<(Box<str>, u64)>);
 
 impl Counts {
+    /// Where `key` is, or where it would go (the vector is kept sorted by key).
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(key))
+    }
     pub fn get(&self, key: &str) -> Option<&u64> {
-        self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
+        self.position(key).ok().map(|i| &self.0[i].1)
     }
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
@@ -67,7 +71,7 @@ impl Counts {
     }
 
     fn bump(&mut self, key: &str, n: u64) {
-        match self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
+        match self.position(key) {
             Ok(i) => self.0[i].1 += n,
             Err(i) => {
                 self.0.reserve_exact(1);
@@ -78,7 +82,7 @@ impl Counts {
 
     /// Moves up to `n` from `from` to `to`.
     fn shift(&mut self, from: &str, to: &str, n: u64) {
-        let Ok(i) = self.0.binary_search_by(|(k, _)| (**k).cmp(from)) else {
+        let Ok(i) = self.position(from) else {
             return;
         };
         let moved = n.min(self.0[i].1);

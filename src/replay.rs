@@ -2,7 +2,7 @@
 //! and its report (text for people, one JSON document for programs).
 
 use crate::config::Config;
-use crate::enforce::{Enforcer, dry_run::DryRun};
+use crate::enforce::{EnforceError, Enforcer, dry_run::DryRun};
 use crate::offender::Offender;
 use crate::pipeline::{Pipeline, Stats};
 use crate::policy::{Decision, human_ms, target_string};
@@ -36,8 +36,16 @@ pub struct Replay {
     pub files: Vec<PathBuf>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+}
+
 /// Runs `files` through a fresh pipeline.
-pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Replay, SourceError> {
+pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Replay, ReplayError> {
     let mut sources = files
         .iter()
         .map(|p| FileSource::open(p, cfg.max_line_bytes, time))
@@ -50,6 +58,9 @@ pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Rep
             enforce_err.get_or_insert(e);
         }
     })?;
+    if let Some(e) = enforce_err {
+        return Err(e.into());
+    }
     Ok(Replay {
         pipeline,
         dry_run,

@@ -17,7 +17,7 @@
 //!
 //! The unsafe parts (set flags, element timeouts, reading elements) are in nft_sys.rs.
 
-use super::nft_sys::{self, FlushSet, Port, RawElem};
+use super::nft_sys::{self, FlushSet, Port, RawElem, bytemuck_bytes};
 use crate::policy::target_string;
 use crate::time::Timestamp;
 use ipnet::IpNet;
@@ -246,11 +246,13 @@ impl Nft {
         }
         // A rule with no handle, deleted: flushes the chain.
         batch.add(&Rule::new(&chain), MsgType::Del);
-        for (set, v6) in [(&addr4, false), (&net4, false)]
-            .map(|(s, v)| (s as &dyn LookupSet, v))
-            .into_iter()
-            .chain([(&addr6, true), (&net6, true)].map(|(s, v)| (s as &dyn LookupSet, v)))
-        {
+        let sets: [(&dyn LookupSet, bool); 4] = [
+            (&addr4, false),
+            (&net4, false),
+            (&addr6, true),
+            (&net6, true),
+        ];
+        for (set, v6) in sets {
             for rule in self.rules(&chain, set, v6, &ports) {
                 batch.add(&rule, MsgType::Add);
             }
@@ -267,7 +269,6 @@ impl Nft {
         ports: &Set<'_, Port>,
     ) -> Vec<Rule<'a>> {
         let mut out = Vec::new();
-        let tcp_only = !self.cfg.ports.is_empty() || self.cfg.reject;
         let verdicts: Vec<(bool, Verdict)> = match (self.cfg.reject, self.cfg.ports.is_empty()) {
             (false, _) => vec![(!self.cfg.ports.is_empty(), Verdict::Drop)],
             (true, false) => vec![(true, Verdict::Reject(RejectionType::TcpRst))],
@@ -277,15 +278,13 @@ impl Nft {
                 (false, Verdict::Drop),
             ],
         };
-        let _ = tcp_only;
         for (tcp, verdict) in verdicts {
             let mut r = Rule::new(chain);
+            r.add_expr(&nft_expr!(meta nfproto));
             if v6 {
-                r.add_expr(&nft_expr!(meta nfproto));
                 r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
                 r.add_expr(&nft_expr!(payload ipv6 saddr));
             } else {
-                r.add_expr(&nft_expr!(meta nfproto));
                 r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
                 r.add_expr(&nft_expr!(payload ipv4 saddr));
             }
@@ -322,11 +321,11 @@ impl Nft {
         let mut expected = batch.sequence_numbers();
         let mut first_err = None;
         while !expected.is_empty() {
-            let n = socket.recv_raw(as_bytes(&mut buffer))?;
+            let n = socket.recv_raw(bytemuck_bytes(&mut buffer))?;
             if n == 0 {
                 break;
             }
-            for message in mnl::NlMessages::new(&as_bytes(&mut buffer)[..n]) {
+            for message in mnl::NlMessages::new(&bytemuck_bytes(&mut buffer)[..n]) {
                 let message = message?;
                 let Some(seq) = expected.next() else { break };
                 if let Err(e) = mnl::cb_run(message, seq, portid) {
@@ -541,11 +540,6 @@ impl Nft {
     }
 }
 
-fn as_bytes(buf: &mut [u32]) -> &mut [u8] {
-    // A u32 buffer keeps netlink headers aligned; viewed as bytes for the socket.
-    bytemuck_bytes(buf)
-}
-
 /// Sets a rule can look up, whatever their key type.
 trait LookupSet {
     fn add_lookup(&self, rule: &mut Rule<'_>);
@@ -556,8 +550,6 @@ impl<K> LookupSet for Set<'_, K> {
         rule.add_expr(&nft_expr!(lookup self));
     }
 }
-
-use nft_sys::bytemuck_bytes;
 
 impl super::Enforcer for Nft {
     fn name(&self) -> &'static str {

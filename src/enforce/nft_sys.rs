@@ -136,10 +136,7 @@ pub fn dump_elems(
     // nlmsghdr-aligned receive buffer.
     let mut rbuf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
     loop {
-        // SAFETY: reinterpreting a u32 buffer as bytes: same memory, u8 has no alignment
-        // or validity requirements, and the length is the byte size of the allocation.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(rbuf.as_mut_ptr() as *mut u8, rbuf.len() * 4) };
+        let bytes = bytemuck_bytes(&mut rbuf);
         let n = socket.recv_raw(bytes)?;
         if n == 0 {
             break;
