@@ -26,12 +26,19 @@ addrs() { # N distinct documentation addresses (2001:db8::/32), set elements onl
 now() { date +%s.%N; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); kernel $(uname -r); $(nft --version)"
 
-addrs "$N" > "$list"
-in_ns "$bin" nft setup >/dev/null
-t0=$(now); in_ns "$bin" --log-level saslguard=debug nft ban --for 1h - < "$list" >/dev/null 2>"$log"; t1=$(now)
-sg=$(echo "$t1 - $t0" | bc -l)
-sgc=$(committed)
-count=$(in_ns "$bin" nft list | wc -l)
+# saslguard bans N addresses in one command; sets: seconds, ms to commit, bans in the set.
+saslguard_ban() {
+  addrs "$1" > "$list"
+  in_ns "$bin" nft setup >/dev/null
+  local t0 t1
+  t0=$(now); in_ns "$bin" --log-level saslguard=debug nft ban --for 1h - < "$list" >/dev/null 2>"$log"; t1=$(now)
+  secs=$(echo "$t1 - $t0" | bc -l)
+  ms=$(committed)
+  inset=$(in_ns "$bin" nft list | wc -l)
+}
+
+saslguard_ban "$N"
+sg=$secs sgc=$ms count=$inset
 in_ns "$bin" nft reset >/dev/null
 
 # fail2ban's action.d/nftables.conf: one `nft add element` per ban, into a timeout set.
@@ -43,12 +50,8 @@ t1=$(now)
 f2b=$(echo "$t1 - $t0" | bc -l)
 f2bcount=$(in_ns nft list set inet f2b-table addr-set-sasl | grep -o '2001:db8:[0-9a-f:]*' | wc -l)
 
-addrs "$BIG" > "$list"
-in_ns "$bin" nft setup >/dev/null
-t0=$(now); in_ns "$bin" --log-level saslguard=debug nft ban --for 1h - < "$list" >/dev/null 2>"$log"; t1=$(now)
-big=$(echo "$t1 - $t0" | bc -l)
-bigc=$(committed)
-bigcount=$(in_ns "$bin" nft list | wc -l)
+saslguard_ban "$BIG"
+big=$secs bigc=$ms bigcount=$inset
 
 printf "| bans | saslguard: batch committed | saslguard: whole command, incl. verified read-back | nft process per ban | ratio (whole command) |\n|---|---|---|---|---|\n"
 printf "| %d | %d ms | %.3f s (%d in the set) | %.1f s (%d in the set) | %.0fx |\n" "$N" "$sgc" "$sg" "$count" "$f2b" "$f2bcount" "$(echo "$f2b / $sg" | bc -l)"

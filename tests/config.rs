@@ -67,6 +67,14 @@ fn example_config_covers_every_key_and_matches_the_defaults() {
     );
 }
 
+fn check_config(file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_saslguard"))
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_refuses_bad_files_with_file_line_and_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,11 +84,7 @@ fn check_config_refuses_bad_files_with_file_line_and_reason() {
         "[input]\ntimezone = \"Mars/Olympus\"\n\n[[rule]]\nname = \"fast\"\nfailures = 0\nwithin = \"10 minutes\"\nban = \"1h\"\n\n[allowlist]\nnetworks = [\"192.0.2.7/24\"]\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
-        .args(["check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8(out.stderr).unwrap();
     let path = bad.display().to_string();
@@ -97,22 +101,14 @@ fn check_config_refuses_bad_files_with_file_line_and_reason() {
         );
     }
     std::fs::write(&bad, "[input]\ntimezone = \"UTC\"\nmystery = 1\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
-        .args(["check-config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.starts_with(&format!("{path}:3:")) && err.contains("mystery"),
         "{err}"
     );
-    let ok = Command::new(env!("CARGO_BIN_EXE_saslguard"))
-        .args(["check-config"])
-        .arg(example())
-        .output()
-        .unwrap();
+    let ok = check_config(&example());
     assert!(
         ok.status.success(),
         "{}",

@@ -195,15 +195,7 @@ fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
         auth("192.0.2.11", 587, true),
         auth("192.0.2.11", 465, false),
     ];
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mailclient.py");
-    let out = net.client(&[
-        "python3",
-        script,
-        SERVER_V4,
-        &serde_json::to_string(&actions).unwrap(),
-    ]);
-    let results = String::from_utf8_lossy(&out.stdout).to_string();
-    println!("{results}{}", String::from_utf8_lossy(&out.stderr));
+    let results = net.mail_clients(SERVER_V4, &actions);
     let line = |i: usize| results.lines().nth(i).unwrap_or_default().to_string();
     assert_eq!(
         line(0),
@@ -246,13 +238,7 @@ fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
         &["postfix", "-c", conf.to_str().unwrap(), "reload"],
     );
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let out = net.client(&[
-        "python3",
-        script,
-        SERVER_V4,
-        &serde_json::to_string(&[auth("192.0.2.11", 587, true)]).unwrap(),
-    ]);
-    let r = String::from_utf8_lossy(&out.stdout).to_string();
+    let r = net.mail_clients(SERVER_V4, &[auth("192.0.2.11", 587, true)]);
     assert!(
         r.contains("greeting=554"),
         "after reload the new ban holds: {r}"

@@ -59,18 +59,7 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
     // A user who mistypes once, then logs in.
     actions.push(json!({"kind": "imap", "from": "192.0.2.14", "logins": [["alice", "typo"], ["alice", PASSWORD]]}));
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mailclient.py");
-    let out = net.client(&[
-        "python3",
-        script,
-        SERVER_V4,
-        &serde_json::to_string(&actions).unwrap(),
-    ]);
-    let results = String::from_utf8_lossy(&out.stdout).to_string();
-    println!(
-        "client results:\n{results}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let results = net.mail_clients(SERVER_V4, &actions);
     assert_eq!(
         results.lines().count(),
         actions.len(),

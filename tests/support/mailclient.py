@@ -16,13 +16,17 @@ def bound(cls, src):
     return Bound
 
 
-def smtp(a):
+def smtp_connect(a):
+    """An SMTP connection from the action's source address: implicit TLS on 465."""
     port, src = a["port"], a["from"]
     host = a.get("server", SERVER)
     if port == 465:
-        s = smtplib.SMTP_SSL(host, port, timeout=40, source_address=(src, 0), context=ctx)
-    else:
-        s = smtplib.SMTP(host, port, timeout=40, source_address=(src, 0))
+        return smtplib.SMTP_SSL(host, port, timeout=40, source_address=(src, 0), context=ctx)
+    return smtplib.SMTP(host, port, timeout=40, source_address=(src, 0))
+
+
+def smtp(a):
+    s = smtp_connect(a)
     s.ehlo("client.example.net")
     if a.get("starttls"):
         s.starttls(context=ctx)
@@ -48,12 +52,8 @@ def smtp(a):
 def smtp_auth(a):
     """The reply codes to EHLO, STARTTLS (if asked) and AUTH PLAIN, as the server gives
     them: a refused client sees its refusal, not an exception."""
-    port, src = a["port"], a["from"]
     try:
-        if port == 465:
-            s = smtplib.SMTP_SSL(SERVER, port, timeout=40, source_address=(src, 0), context=ctx)
-        else:
-            s = smtplib.SMTP(SERVER, port, timeout=40, source_address=(src, 0))
+        s = smtp_connect(a)
     except smtplib.SMTPConnectError as e:
         return "greeting=%d" % e.smtp_code
     codes = ["greeting=220"]

@@ -142,9 +142,27 @@ impl Netns {
         run_ok(Command::new("ip").args(["netns", "exec", ns]).args(args))
     }
 
-    /// A command in the client namespace, from source address `from`.
+    /// A command in the client namespace.
     pub fn client(&self, args: &[&str]) -> Output {
         self.exec(&self.client.clone(), args)
+    }
+
+    /// Runs tests/support/mailclient.py in the client namespace against `server` with
+    /// `actions`; returns its result lines (printed, with its stderr, for failures).
+    pub fn mail_clients(&self, server: &str, actions: &[serde_json::Value]) -> String {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mailclient.py");
+        let out = self.client(&[
+            "python3",
+            script,
+            server,
+            &serde_json::to_string(actions).unwrap(),
+        ]);
+        let results = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!(
+            "client results:\n{results}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        results
     }
 }
 
