@@ -29,6 +29,17 @@ pub struct TimeArgs {
     pub year: Option<i32>,
 }
 
+/// Where the daemon's control socket is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArgs {
+    /// Control socket path (default: the configuration's daemon.control_socket).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Configuration file naming the socket.
+    #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+    pub config: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show how each log line is understood (like fail2ban-regex).
@@ -65,6 +76,49 @@ pub enum Command {
     },
     /// Validate a configuration file; print every error with file:line.
     CheckConfig { file: PathBuf },
+    /// Run the daemon: follow the logs, ban, keep state (SIGHUP reloads, SIGTERM stops).
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+        config: PathBuf,
+    },
+    /// The running daemon: sources with their positions, counts, active bans.
+    Status {
+        #[command(flatten)]
+        socket: SocketArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Active bans with remaining time, reason and what the offender did.
+    Bans {
+        #[command(flatten)]
+        socket: SocketArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address or network (CIDR) by hand.
+    Ban {
+        #[command(flatten)]
+        socket: SocketArgs,
+        /// How long (90s, 10m, 1h, 7d).
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+        target: String,
+    },
+    /// Lift a ban by hand (the address's failures so far are forgotten).
+    Unban {
+        #[command(flatten)]
+        socket: SocketArgs,
+        target: String,
+    },
+    /// Make the daemon read its configuration again (as SIGHUP); a bad file is refused.
+    Reload {
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
     /// reconcile with a list of bans, or remove it.
     Nft {

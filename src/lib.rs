@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod count;
+pub mod daemon;
 pub mod enforce;
 pub mod offender;
 pub mod parse;
@@ -16,5 +17,6 @@ pub mod policy;
 pub mod replay;
 pub mod session;
 pub mod source;
+pub mod store;
 pub mod time;
 pub mod track;

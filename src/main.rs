@@ -3,8 +3,9 @@
 
 use anyhow::Result;
 use clap::Parser;
-use saslguard::cli::{Cli, Command, NftAction, TimeArgs};
+use saslguard::cli::{Cli, Command, NftAction, SocketArgs, TimeArgs};
 use saslguard::config::{self, Config};
+use saslguard::daemon::control::{Request, call};
 use saslguard::pipeline::{Skip, prepare};
 use saslguard::replay::ReplayError;
 use saslguard::source::Line;
@@ -16,6 +17,8 @@ use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
 const EX_NOINPUT: u8 = 66;
+/// The daemon cannot be reached (sysexits EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -120,6 +124,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             reject,
             action,
         } => nft(table, &ports, reject, action),
+        Command::Run { config } => match saslguard::daemon::run(&config) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                if let Some(c) = e.downcast_ref::<config::ConfigErrors>() {
+                    eprintln!("{c}");
+                    return Ok(ExitCode::from(EX_USAGE));
+                }
+                Err(e)
+            }
+        },
+        Command::Status { socket, json } => control(&socket, Request::Status, json),
+        Command::Bans { socket, json } => control(&socket, Request::Bans, json),
+        Command::Ban {
+            socket,
+            duration,
+            reason,
+            target,
+        } => control(
+            &socket,
+            Request::Ban {
+                target,
+                duration: Some(duration),
+                reason,
+            },
+            false,
+        ),
+        Command::Unban { socket, target } => control(&socket, Request::Unban { target }, false),
+        Command::Reload { socket } => control(&socket, Request::Reload, false),
         Command::Parse {
             json,
             verbose,
@@ -256,6 +288,46 @@ fn describe(ev: &saslguard::parse::Event) -> String {
         ));
     }
     s
+}
+
+/// Sends one request to the daemon and prints the answer.
+fn control(args: &SocketArgs, req: Request, json: bool) -> Result<ExitCode> {
+    let path = match &args.socket {
+        Some(p) => p.clone(),
+        None => match config::load(&args.config) {
+            Ok(c) => c.daemon.control_socket,
+            // No readable configuration: the packaged default.
+            Err(_) if !args.config.exists() => Config::default().daemon.control_socket,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+        },
+    };
+    let kind = req.clone();
+    let answer = match call(&path, &req) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("saslguard: {e}");
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
+        }
+    };
+    if answer["ok"] != serde_json::Value::Bool(true) {
+        eprintln!(
+            "saslguard: {}",
+            answer["error"].as_str().unwrap_or("the daemon refused")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", saslguard::daemon::render::text(&kind, &answer))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_target(s: &str) -> Result<ipnet::IpNet, String> {

@@ -7,14 +7,14 @@
 use crate::count::{Attempt, Outcome, UNKNOWN_POSTURE};
 use crate::time::Timestamp;
 use lru::LruCache;
-use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 
 pub const MAX_USERS: usize = 50;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Offender {
     pub address: IpAddr,
     pub failures: u64,
@@ -23,16 +23,16 @@ pub struct Offender {
     pub services: Counts,
     pub mechanisms: Counts,
     pub users: Vec<String>,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", default)]
     pub users_not_kept: u64,
     /// Failed attempts by TLS posture: `TLSv1.3 TLS_AES_256_GCM_SHA384`, `plaintext`,
     /// `TLS (cipher not logged)`, `unknown`.
     pub tls: Counts,
     /// Successful logins from this address after its first failure.
     pub logins_after_failure: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub login_users: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub allowlisted: bool,
 }
 
@@ -106,6 +106,13 @@ impl Serialize for Counts {
     }
 }
 
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
+        Ok(Counts(m.into_iter().map(|(k, v)| (k.into(), v)).collect()))
+    }
+}
+
 impl Offender {
     fn new(a: &Attempt) -> Offender {
         Offender {
@@ -151,6 +158,11 @@ impl Offenders {
 
     pub fn get(&self, addr: &IpAddr) -> Option<&Offender> {
         self.map.peek(addr)
+    }
+
+    /// Puts back a record kept in the store (the daemon at start).
+    pub fn restore(&mut self, o: Offender) {
+        self.map.put(o.address, o);
     }
 
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {

@@ -10,11 +10,14 @@ use crate::count::{Counter, Outcome};
 use crate::offender::Offenders;
 use crate::parse::{self, Parsed};
 use crate::policy::{Decision, Policy};
+use crate::store::Restored;
 use crate::time::{Timestamp, YearResolver};
 use crate::track::Tracker;
+use ipnet::IpNet;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// Why a line was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +65,16 @@ pub fn prepare(raw: &[u8], resolver: &mut YearResolver) -> Result<(Timestamp, Pa
     Ok((time, parsed, lossy))
 }
 
+/// What a batch of lines changed, for the daemon's store (collected only when
+/// [`Pipeline::record_changes`] is on).
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Counted failures: address, time, attempts.
+    pub failures: Vec<(IpAddr, Timestamp, u32)>,
+    /// Addresses whose offender record may have changed.
+    pub touched: Vec<IpAddr>,
+}
+
 pub struct Pipeline {
     counter: Counter,
     tracker: Tracker,
@@ -72,6 +85,9 @@ pub struct Pipeline {
     outcomes: Vec<Outcome>,
     decisions: Vec<Decision>,
     prefix_rules: bool,
+    pub changes: Changes,
+    /// Collect [`Changes`] (the daemon drains them after each batch).
+    pub record_changes: bool,
 }
 
 impl Pipeline {
@@ -89,6 +105,8 @@ impl Pipeline {
             now: Timestamp::default(),
             outcomes: Vec::new(),
             decisions: Vec::new(),
+            changes: Changes::default(),
+            record_changes: false,
         }
     }
 
@@ -124,6 +142,9 @@ impl Pipeline {
                 _ => false,
             };
             self.offenders.apply(o, allow);
+            if self.record_changes {
+                self.note(o);
+            }
             match o {
                 Outcome::Counted(a) => {
                     self.stats.failures += u64::from(a.count);
@@ -148,6 +169,60 @@ impl Pipeline {
         }
         self.outcomes = outcomes;
         &self.decisions
+    }
+
+    fn note(&mut self, o: &Outcome) {
+        let addr = match o {
+            Outcome::Counted(a) => {
+                self.changes.failures.push((a.address, a.time, a.count));
+                a.address
+            }
+            Outcome::Refined { address, .. }
+            | Outcome::Posture { address, .. }
+            | Outcome::Success { address, .. } => *address,
+            Outcome::Unavailable { .. } | Outcome::Ambiguous => return,
+        };
+        if self.offenders.get(&addr).is_some() && self.changes.touched.last() != Some(&addr) {
+            self.changes.touched.push(addr);
+        }
+    }
+
+    /// Puts back what the store kept (daemon start, reload): offender records, the
+    /// failures still inside the windows, and bans (active ones with their end).
+    pub fn restore(&mut self, r: &Restored) {
+        for o in r.offenders.iter().rev() {
+            self.offenders.restore(o.clone());
+        }
+        for &(addr, time, count) in &r.failures {
+            self.now = self.now.max(time);
+            if self.policy.allowlisted(addr) {
+                continue;
+            }
+            let prefix = self.prefix_rules.then(|| self.policy.prefix_of(addr));
+            self.tracker.record(addr, prefix, time, count);
+        }
+        for &(target, at) in &r.history {
+            self.policy.restore(target, at, None);
+        }
+        for b in &r.active {
+            self.policy.restore(b.target, b.at, Some(b.until));
+        }
+    }
+
+    /// A ban made by hand: the policy treats the target as banned until `until`.
+    pub fn manual_ban(&mut self, target: IpNet, at: Timestamp, until: Timestamp) {
+        self.policy.restore(target, at, Some(until));
+    }
+
+    /// An unban by hand: the target may be banned again, and its failures so far are
+    /// forgotten (the admin let it try again).
+    pub fn manual_unban(&mut self, target: IpNet) {
+        self.policy.lift(&target);
+        self.tracker.forget(target);
+    }
+
+    pub fn allowlisted(&self, addr: IpAddr) -> bool {
+        self.policy.allowlisted(addr)
     }
 
     /// Addresses and prefixes in the sliding windows now, and evictions so far.

@@ -139,6 +139,29 @@ impl Policy {
         (depth(Scope::Address), depth(Scope::Prefix))
     }
 
+    /// Puts back a ban made before a restart (`until` None: one that has ended, kept
+    /// for escalation), or a ban made by hand.
+    pub fn restore(&mut self, target: IpNet, at: Timestamp, until: Option<Timestamp>) {
+        let rec = self.bans.get_or_insert_mut(target, BanRecord::default);
+        if !rec.history.contains(&at) {
+            rec.history.push_back(at);
+            rec.history.make_contiguous().sort_unstable();
+            if rec.history.len() > 64 {
+                rec.history.pop_front();
+            }
+        }
+        if let Some(u) = until {
+            rec.until = rec.until.max(u);
+        }
+    }
+
+    /// Ends a ban early (unban by hand): the target can be banned again.
+    pub fn lift(&mut self, target: &IpNet) {
+        if let Some(rec) = self.bans.get_mut(target) {
+            rec.until = Timestamp::default();
+        }
+    }
+
     fn active(&self, target: &IpNet, now: Timestamp) -> bool {
         self.bans.peek(target).is_some_and(|b| b.until > now)
     }

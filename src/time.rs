@@ -6,7 +6,7 @@
 //! reference year and the zone for zone-less stamps are handed in by the caller.
 
 use chrono::{DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, TimeZone, Utc};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Milliseconds since the Unix epoch, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -40,6 +40,18 @@ impl Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(ms) = s.strip_prefix('@') {
+            return ms.parse().map(Timestamp).map_err(serde::de::Error::custom);
+        }
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| Timestamp(t.timestamp_millis()))
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod raw;
 pub mod validate;
 
 use crate::count::CountConfig;
+use crate::enforce::nft::NftConfig;
 use crate::policy::PolicyConfig;
 use crate::time::Zone;
 use std::fmt;
@@ -22,6 +23,56 @@ pub struct Config {
     pub max_offenders: usize,
     /// Prefix entries in the sliding windows.
     pub max_prefixes: usize,
+    pub sources: SourcesConfig,
+    pub daemon: DaemonConfig,
+    /// None: `[nftables] enabled = false`.
+    pub nftables: Option<NftConfig>,
+    /// None: `[postfix_map] enabled = false`.
+    pub postfix_map: Option<MapConfig>,
+}
+
+/// Where a followed file is read from when saslguard has no checkpoint for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Only lines written from now on (as `tail -f`).
+    End,
+    /// The whole file.
+    Beginning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcesConfig {
+    pub files: Vec<PathBuf>,
+    pub journal: bool,
+    /// SYSLOG_IDENTIFIER prefixes taken from the journal (`postfix` matches
+    /// `postfix/smtpd` and `postfix/submission/smtpd`).
+    pub journal_identifiers: Vec<String>,
+    /// A journal directory instead of the system journal.
+    pub journal_directory: Option<PathBuf>,
+    pub start_at: StartAt,
+    /// How long a rotated file is still read after a new one took its name.
+    pub rotate_grace_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub state_directory: PathBuf,
+    pub control_socket: PathBuf,
+    pub control_socket_mode: u32,
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Ban history older than this is deleted from the store.
+    pub keep_history_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapConfig {
+    /// `cidr:/etc/postfix/saslguard_access`, `hash:PATH` or `lmdb:PATH`.
+    pub map: String,
+    pub reply: String,
+    /// `postmap -c DIR` for a Postfix instance with its own configuration.
+    pub postfix_config: Option<PathBuf>,
+    /// Run after the map changed (argv, no shell); empty: none.
+    pub reload_command: Vec<String>,
 }
 
 impl Default for Config {

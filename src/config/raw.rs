@@ -21,6 +21,54 @@ pub struct RawConfig {
     pub escalation: RawEscalation,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub sources: RawSources,
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub nftables: RawNftables,
+    #[serde(default)]
+    pub postfix_map: RawPostfixMap,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    pub files: Option<Vec<Spanned<String>>>,
+    pub journal: Option<Spanned<bool>>,
+    pub journal_identifiers: Option<Vec<Spanned<String>>>,
+    pub journal_directory: Option<Spanned<String>>,
+    pub start_at: Option<Spanned<String>>,
+    pub rotate_grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub state_directory: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub control_socket_mode: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
+    pub keep_history: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNftables {
+    pub enabled: Option<Spanned<bool>>,
+    pub table: Option<Spanned<String>>,
+    pub ports: Option<Vec<Spanned<i64>>>,
+    pub reject: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostfixMap {
+    pub enabled: Option<Spanned<bool>>,
+    pub map: Option<Spanned<String>>,
+    pub reply: Option<Spanned<String>>,
+    pub postfix_config: Option<Spanned<String>>,
+    pub reload_command: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,14 +1,15 @@
 //! Raw configuration → typed [`Config`], collecting every error with file:line.
 
-use super::raw::RawConfig;
-use super::{Config, ConfigError, ConfigErrors};
+use super::raw::{RawConfig, RawDaemon, RawNftables, RawPostfixMap, RawSources};
+use super::{Config, ConfigError, ConfigErrors, DaemonConfig, MapConfig, SourcesConfig, StartAt};
 use crate::count::{ConnectionLost, CountConfig};
+use crate::enforce::nft::NftConfig;
 use crate::policy::{Escalation, PolicyConfig, Rule, Scope};
 use crate::time::Zone;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -320,6 +321,11 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         memory_ms: e.duration(&raw.escalation.memory, "escalation.memory", 30 * 86_400_000),
     };
 
+    let sources = sources(&mut e, &raw.sources);
+    let daemon = daemon(&mut e, &raw.daemon);
+    let nftables = nftables(&mut e, &raw.nftables);
+    let postfix_map = postfix_map(&mut e, &raw.postfix_map);
+
     if !e.list.is_empty() {
         return Err(ConfigErrors(e.list));
     }
@@ -337,7 +343,216 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         },
         max_offenders,
         max_prefixes,
+        sources,
+        daemon,
+        nftables,
+        postfix_map,
     })
+}
+
+fn absolute(e: &mut Errs, v: &Spanned<String>, key: &str) -> PathBuf {
+    let p = PathBuf::from(v.get_ref());
+    if !p.is_absolute() {
+        e.at(
+            v.span(),
+            format!("{key} = {:?}: the path must be absolute", v.get_ref()),
+        );
+    }
+    p
+}
+
+fn sources(e: &mut Errs, raw: &RawSources) -> SourcesConfig {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for f in raw.files.iter().flatten() {
+        let p = absolute(e, f, "sources.files");
+        if files.contains(&p) {
+            e.at(
+                f.span(),
+                format!("sources.files: {:?} is listed twice", f.get_ref()),
+            );
+        }
+        files.push(p);
+    }
+    let journal = raw.journal.as_ref().is_none_or(|j| *j.get_ref());
+    let journal_identifiers = match &raw.journal_identifiers {
+        None => vec!["postfix".to_string(), "dovecot".to_string()],
+        Some(list) => {
+            for i in list {
+                if i.get_ref().trim().is_empty() {
+                    e.at(
+                        i.span(),
+                        "sources.journal_identifiers: an empty identifier matches everything",
+                    );
+                }
+            }
+            list.iter()
+                .map(|i| i.get_ref().trim().to_string())
+                .collect()
+        }
+    };
+    let journal_directory = match &raw.journal_directory {
+        Some(d) if !d.get_ref().is_empty() => Some(absolute(e, d, "sources.journal_directory")),
+        _ => None,
+    };
+    let start_at = match raw
+        .start_at
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span()))
+    {
+        None | Some(("end", _)) => StartAt::End,
+        Some(("beginning", _)) => StartAt::Beginning,
+        Some((other, span)) => {
+            e.at(
+                span,
+                format!("sources.start_at = {other:?}: expected \"end\" or \"beginning\""),
+            );
+            StartAt::End
+        }
+    };
+    let rotate_grace_ms = e.duration(&raw.rotate_grace, "sources.rotate_grace", 5_000);
+    SourcesConfig {
+        files,
+        journal,
+        journal_identifiers,
+        journal_directory,
+        start_at,
+        rotate_grace_ms,
+    }
+}
+
+fn daemon(e: &mut Errs, raw: &RawDaemon) -> DaemonConfig {
+    let path = |e: &mut Errs, v: &Option<Spanned<String>>, key: &str, default: &str| match v {
+        None => PathBuf::from(default),
+        Some(s) => absolute(e, s, key),
+    };
+    let state_directory = path(
+        e,
+        &raw.state_directory,
+        "daemon.state_directory",
+        "/var/lib/saslguard",
+    );
+    let control_socket = path(
+        e,
+        &raw.control_socket,
+        "daemon.control_socket",
+        "/run/saslguard/control.sock",
+    );
+    let control_socket_mode = match &raw.control_socket_mode {
+        None => 0o600,
+        Some(m) => match u32::from_str_radix(m.get_ref(), 8) {
+            Ok(v) if v <= 0o777 && v & 0o600 == 0o600 => v,
+            _ => {
+                e.at(m.span(), format!("daemon.control_socket_mode = {:?}: expected an octal mode like \"0600\" or \"0660\" (the owner needs rw)", m.get_ref()));
+                0o600
+            }
+        },
+    };
+    let metrics_listen = match &raw.metrics_listen {
+        Some(m) if !m.get_ref().is_empty() => match m.get_ref().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                e.at(m.span(), format!("daemon.metrics_listen = {:?}: expected ADDRESS:PORT like \"127.0.0.1:9117\", or \"\" for off", m.get_ref()));
+                None
+            }
+        },
+        _ => None,
+    };
+    let keep_history_ms = e.duration(&raw.keep_history, "daemon.keep_history", 365 * 86_400_000);
+    DaemonConfig {
+        state_directory,
+        control_socket,
+        control_socket_mode,
+        metrics_listen,
+        keep_history_ms,
+    }
+}
+
+fn nftables(e: &mut Errs, raw: &RawNftables) -> Option<NftConfig> {
+    let mut cfg = NftConfig::default();
+    if let Some(t) = &raw.table {
+        let ok = !t.get_ref().is_empty()
+            && t.get_ref().len() <= 64
+            && t.get_ref()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !ok {
+            e.at(
+                t.span(),
+                format!(
+                    "nftables.table = {:?}: expected 1 to 64 letters, digits, _ or -",
+                    t.get_ref()
+                ),
+            );
+        }
+        cfg.table = t.get_ref().clone();
+    }
+    if let Some(list) = &raw.ports {
+        cfg.ports = Vec::new();
+        for p in list {
+            match u16::try_from(*p.get_ref()) {
+                Ok(v) if v > 0 => cfg.ports.push(v),
+                _ => e.at(
+                    p.span(),
+                    format!(
+                        "nftables.ports: {} is not a TCP port (1..=65535)",
+                        p.get_ref()
+                    ),
+                ),
+            }
+        }
+    }
+    if let Some(r) = &raw.reject {
+        cfg.reject = *r.get_ref();
+    }
+    raw.enabled
+        .as_ref()
+        .is_none_or(|v| *v.get_ref())
+        .then_some(cfg)
+}
+
+fn postfix_map(e: &mut Errs, raw: &RawPostfixMap) -> Option<MapConfig> {
+    let map = match &raw.map {
+        None => "cidr:/etc/postfix/saslguard_access".to_string(),
+        Some(m) => {
+            let ok = match m.get_ref().split_once(':') {
+                Some(("cidr" | "hash" | "lmdb", p)) => Path::new(p).is_absolute(),
+                _ => false,
+            };
+            if !ok {
+                e.at(m.span(), format!("postfix_map.map = {:?}: expected cidr:/ABSOLUTE/PATH, hash:PATH or lmdb:PATH", m.get_ref()));
+            }
+            m.get_ref().clone()
+        }
+    };
+    let reply = match &raw.reply {
+        None => "REJECT too many failed logins from your address".to_string(),
+        Some(r) => {
+            if r.get_ref().trim().is_empty() || r.get_ref().contains('\n') {
+                e.at(
+                    r.span(),
+                    "postfix_map.reply must be one non-empty line (an access(5) action)",
+                );
+            }
+            r.get_ref().trim().to_string()
+        }
+    };
+    let postfix_config = match &raw.postfix_config {
+        Some(d) if !d.get_ref().is_empty() => Some(absolute(e, d, "postfix_map.postfix_config")),
+        _ => None,
+    };
+    let reload_command = match &raw.reload_command {
+        None => vec!["postfix".to_string(), "reload".to_string()],
+        Some(list) => list.iter().map(|a| a.get_ref().clone()).collect(),
+    };
+    raw.enabled
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+        .then_some(MapConfig {
+            map,
+            reply,
+            postfix_config,
+            reload_command,
+        })
 }
 
 /// `192.0.2.7`, `192.0.2.0/24`, `2001:db8::/32`. A network with host bits set is refused:

@@ -2,6 +2,8 @@
 //! sources (whole files, plain or gzip, and stdin); the live file and journal sources
 //! come with the daemon.
 
+pub mod follow;
+pub mod journal;
 pub mod replay;
 
 use std::io::{self, BufRead};

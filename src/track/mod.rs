@@ -113,6 +113,29 @@ impl Tracker {
         (tags.len() as u32 >= min_addresses).then_some(in_window)
     }
 
+    /// Forgets the failures of every address and prefix inside `net` (an unban by
+    /// hand: the admin let the client try again).
+    pub fn forget(&mut self, net: IpNet) {
+        let addrs: Vec<IpAddr> = self
+            .addrs
+            .iter()
+            .map(|(a, _)| *a)
+            .filter(|a| net.contains(a))
+            .collect();
+        for a in addrs {
+            self.addrs.pop(&a);
+        }
+        let prefixes: Vec<IpNet> = self
+            .prefixes
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| net.contains(p) || p.contains(&net))
+            .collect();
+        for p in prefixes {
+            self.prefixes.pop(&p);
+        }
+    }
+
     /// Addresses and prefixes tracked now.
     pub fn len(&self) -> (usize, usize) {
         (self.addrs.len(), self.prefixes.len())

@@ -1,0 +1,769 @@
+//! The daemon's engine: the pipeline, the enforcers, the active bans and the store,
+//! driven by lines from the sources, control requests and a one-second tick.
+//!
+//! Synchronous: it runs inline in the daemon's event loop, one message at a time, so
+//! no lock is needed and bans reach the kernel a few hundred microseconds after their
+//! last line arrived.
+
+use super::control::{Request, error};
+use super::metrics::label;
+use super::sources::Input;
+use super::store_writer::StoreWriter;
+use crate::config::{self, Config, MapConfig};
+use crate::enforce::nft::{Nft, NftConfig};
+use crate::enforce::postfix_map::PostfixMap;
+use crate::offender::Offender;
+use crate::pipeline::{Pipeline, Skip, prepare};
+use crate::policy::{Decision, human_ms, target_string};
+use crate::source::follow::FollowStats;
+use crate::store::{BanRow, Batch, Op, Restored, Store};
+use crate::time::{Timestamp, YearResolver};
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+pub fn wall_now() -> Timestamp {
+    Timestamp(chrono::Utc::now().timestamp_millis())
+}
+
+/// One source as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceState {
+    /// `file:/var/log/mail.log` or `journal`.
+    pub name: String,
+    pub position: String,
+    pub lines: u64,
+    pub lines_too_long: u64,
+    pub behind_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FollowStats>,
+    /// Time of the newest line read (its own timestamp).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_line_time: Option<Timestamp>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    bans: BTreeMap<String, u64>,
+    unbans: u64,
+    enforcer_errors: BTreeMap<&'static str, u64>,
+}
+
+pub struct Engine {
+    cfg: Config,
+    config_path: PathBuf,
+    store_path: PathBuf,
+    pipeline: Pipeline,
+    resolvers: Vec<YearResolver>,
+    pub sources: Vec<SourceState>,
+    nft: Option<Nft>,
+    map: Option<PostfixMap>,
+    active: BTreeMap<IpNet, BanRow>,
+    store: StoreWriter,
+    counters: Counters,
+    started: Instant,
+    last_prune: Timestamp,
+}
+
+fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
+    let map = PostfixMap::open(&m.map, &m.reply).map_err(|e| e.to_string())?;
+    Ok(match &m.postfix_config {
+        Some(dir) => map.with_postfix_config(dir),
+        None => map,
+    })
+}
+
+/// The longest rule window: failures older than this no longer matter.
+fn max_window(cfg: &Config) -> i64 {
+    cfg.policy
+        .rules
+        .iter()
+        .map(|r| r.within_ms)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reads what the store holds for a pipeline built from `cfg`.
+pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Restored, String> {
+    store
+        .restore(
+            now,
+            now.add_ms(-cfg.policy.escalation.memory_ms),
+            now.add_ms(-max_window(cfg)),
+            cfg.max_offenders,
+        )
+        .map_err(|e| e.to_string())
+}
+
+impl Engine {
+    /// Builds the engine: restores state, sets up the enforcers and puts every active
+    /// ban back in them (the kernel may have lost its table in a reboot).
+    pub fn new(
+        cfg: Config,
+        config_path: &Path,
+        store_path: &Path,
+        restored: &Restored,
+        store: StoreWriter,
+        sources: Vec<String>,
+    ) -> Result<Engine, String> {
+        let now = wall_now();
+        let mut pipeline = Pipeline::new(&cfg);
+        pipeline.record_changes = true;
+        pipeline.restore(restored);
+        let active: BTreeMap<IpNet, BanRow> = restored
+            .active
+            .iter()
+            .map(|b| (b.target, b.clone()))
+            .collect();
+        let nft = match &cfg.nftables {
+            None => None,
+            Some(nc) => Some(Self::setup_nft(nc, &active, now)?),
+        };
+        let map = match &cfg.postfix_map {
+            None => None,
+            Some(mc) => {
+                let mut m = open_map(mc)?;
+                let want: Vec<Decision> = active.values().map(decision_of).collect();
+                m.apply(&want, now).map_err(|e| e.to_string())?;
+                Some(m)
+            }
+        };
+        let resolvers = sources
+            .iter()
+            .map(|_| YearResolver::new(cfg.zone, now))
+            .collect();
+        let sources = sources
+            .into_iter()
+            .map(|name| SourceState {
+                position: restored
+                    .checkpoints
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default(),
+                name,
+                lines: 0,
+                lines_too_long: 0,
+                behind_bytes: 0,
+                file: None,
+                last_line_time: None,
+            })
+            .collect();
+        if !active.is_empty() {
+            tracing::info!("{} active bans restored", active.len());
+        }
+        Ok(Engine {
+            cfg,
+            config_path: config_path.to_path_buf(),
+            store_path: store_path.to_path_buf(),
+            pipeline,
+            resolvers,
+            sources,
+            nft,
+            map,
+            active,
+            store,
+            counters: Counters::default(),
+            started: Instant::now(),
+            last_prune: Timestamp::default(),
+        })
+    }
+
+    fn setup_nft(
+        nc: &NftConfig,
+        active: &BTreeMap<IpNet, BanRow>,
+        now: Timestamp,
+    ) -> Result<Nft, String> {
+        let nft = Nft::new(nc.clone()).map_err(|e| e.to_string())?;
+        let want: Vec<(IpNet, Timestamp)> = active.values().map(|b| (b.target, b.until)).collect();
+        let n = nft.reconcile(&want, now).map_err(|e| e.to_string())?;
+        if n > 0 {
+            tracing::info!("nftables: {n} bans put back in table inet {}", nc.table);
+        }
+        Ok(nft)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Lines from a source.
+    pub fn input(&mut self, input: Input) {
+        let now = wall_now();
+        let mut decisions: Vec<Decision> = Vec::new();
+        let i = input.source;
+        let mut lines = 0u64;
+        let mut last_time = None;
+        for line in input.data.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            lines += 1;
+            match prepare(line, &mut self.resolvers[i]) {
+                Err(why) => self.pipeline.skip(why),
+                Ok((t, parsed, lossy)) => {
+                    last_time = Some(t);
+                    decisions.extend_from_slice(self.pipeline.process(t, &parsed, lossy));
+                }
+            }
+        }
+        for _ in 0..input.too_long {
+            self.pipeline.skip(Skip::TooLong);
+        }
+        let s = &mut self.sources[i];
+        s.lines += lines;
+        s.lines_too_long += input.too_long;
+        s.behind_bytes = input.behind;
+        if input.follow.is_some() {
+            s.file = input.follow;
+        }
+        if last_time.is_some() {
+            s.last_line_time = last_time;
+        }
+        s.position.clone_from(&input.position);
+        let mut batch = self.changes();
+        if !decisions.is_empty() {
+            self.enforce(&decisions, now, "policy", &mut batch);
+        }
+        batch.push(Op::Checkpoint {
+            source: self.sources[i].name.clone(),
+            position: input.position,
+            at: now,
+        });
+        self.store.send(batch);
+    }
+
+    /// The pipeline's changes since the last call, as store operations.
+    fn changes(&mut self) -> Batch {
+        let ch = std::mem::take(&mut self.pipeline.changes);
+        let mut batch: Batch = ch
+            .failures
+            .iter()
+            .map(|&(address, time, count)| Op::Failure {
+                address,
+                time,
+                count,
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for a in ch.touched {
+            if seen.insert(a) {
+                if let Some(o) = self.pipeline.offenders.get(&a) {
+                    batch.push(Op::Offender(Box::new(o.clone())));
+                }
+            }
+        }
+        batch
+    }
+
+    fn enforcer_error(&mut self, enforcer: &'static str, message: &str) {
+        *self.counters.enforcer_errors.entry(enforcer).or_insert(0) += 1;
+        tracing::error!("{enforcer}: {message}");
+    }
+
+    /// Carries out decisions in every enforcer and records them.
+    fn enforce(&mut self, decisions: &[Decision], now: Timestamp, origin: &str, batch: &mut Batch) {
+        let kernel: Vec<(IpNet, u64)> = decisions
+            .iter()
+            .filter(|d| d.until > now)
+            .map(|d| (d.target, (d.until.0 - now.0) as u64))
+            .collect();
+        if let (Some(nft), false) = (&self.nft, kernel.is_empty()) {
+            match nft.ban(&kernel) {
+                Ok(r) => {
+                    for (t, why) in r.failed {
+                        self.enforcer_error("nftables", &format!("{}: {why}", target_string(&t)));
+                    }
+                }
+                Err(e) => self.enforcer_error("nftables", &e.to_string()),
+            }
+        }
+        if let Some(map) = &mut self.map {
+            let r = map.apply(decisions, now);
+            match r {
+                Ok(()) => self.reload_postfix(),
+                Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
+            }
+        }
+        for d in decisions {
+            let row = BanRow {
+                target: d.target,
+                at: d.at,
+                until: d.until,
+                rule: d.rule.clone(),
+                reason: d.reason.clone(),
+                failures: d.failures,
+                nth: d.nth,
+                origin: origin.to_string(),
+                lifted_at: None,
+                lifted_by: None,
+            };
+            let posture = match (d.target.prefix_len() == d.target.max_prefix_len())
+                .then(|| self.pipeline.offenders.get(&d.target.addr()))
+                .flatten()
+            {
+                Some(o) => o
+                    .tls
+                    .iter()
+                    .map(|(k, v)| format!("{k} x{v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => "-".into(),
+            };
+            tracing::warn!(
+                "ban {} for {} until {}: {} [tls: {posture}]",
+                target_string(&d.target),
+                human_ms(d.until.0 - d.at.0),
+                d.until.rfc3339(),
+                d.reason
+            );
+            *self.counters.bans.entry(origin.to_string()).or_insert(0) += 1;
+            if d.until > now {
+                self.active.insert(d.target, row.clone());
+            }
+            batch.push(Op::Ban(row));
+        }
+    }
+
+    /// Postfix processes read a cidr map when they start; a reload makes a change
+    /// effective at once. Runs in the background.
+    fn reload_postfix(&self) {
+        let Some(cmd) = self
+            .cfg
+            .postfix_map
+            .as_ref()
+            .map(|m| m.reload_command.clone())
+            .filter(|c| !c.is_empty())
+        else {
+            return;
+        };
+        std::thread::spawn(move || {
+            match std::process::Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+            {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::warn!(
+                    "{}: {} {}",
+                    cmd.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => tracing::warn!("{}: {e}", cmd.join(" ")),
+            }
+        });
+    }
+
+    /// Once a second: forget bans that are over, expire map entries, prune the store.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.active.retain(|t, b| {
+            let keep = b.until > now;
+            if !keep {
+                tracing::info!("ban of {} is over", target_string(t));
+            }
+            keep
+        });
+        if let Some(map) = &mut self.map {
+            match map.expire(now) {
+                Ok(0) => {}
+                Ok(_) => self.reload_postfix(),
+                Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
+            }
+        }
+        if now.0 - self.last_prune.0 >= 3_600_000 {
+            self.last_prune = now;
+            self.store.send(vec![Op::Prune {
+                failures_before: now.add_ms(-max_window(&self.cfg)),
+                history_before: now.add_ms(-self.cfg.daemon.keep_history_ms),
+            }]);
+        }
+    }
+
+    pub fn handle(&mut self, req: Request) -> Value {
+        match req {
+            Request::Status => self.status(),
+            Request::Bans => self.bans(),
+            Request::Ban {
+                target,
+                duration,
+                reason,
+            } => self.ban_by_hand(&target, duration.as_deref(), reason.as_deref()),
+            Request::Unban { target } => self.unban(&target),
+            Request::Reload => match self.reload() {
+                Ok(msg) => json!({"ok": true, "message": msg}),
+                Err(e) => error(e),
+            },
+            Request::Metrics => json!({"ok": true, "text": self.metrics()}),
+        }
+    }
+
+    fn status(&self) -> Value {
+        let (addresses, prefixes, evicted) = self.pipeline.tracked();
+        json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": self.config_path.display().to_string(),
+            "store": self.store_path.display().to_string(),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "sources": self.sources,
+            "stats": self.pipeline.stats,
+            "tracked": {"addresses": addresses, "prefixes": prefixes, "evicted": evicted},
+            "offenders": self.pipeline.offenders.len(),
+            "active_bans": self.active.len(),
+            "bans": self.counters.bans,
+            "unbans": self.counters.unbans,
+            "enforcer_errors": self.counters.enforcer_errors,
+            "enforcers": {
+                "nftables": self.cfg.nftables.as_ref().map(|n| n.table.clone()),
+                "postfix_map": self.cfg.postfix_map.as_ref().map(|m| m.map.clone()),
+            },
+            "store_errors": self.store.errors.load(Ordering::Relaxed),
+        })
+    }
+
+    fn bans(&self) -> Value {
+        let now = wall_now();
+        let mut list: Vec<&BanRow> = self.active.values().filter(|b| b.until > now).collect();
+        list.sort_by_key(|b| std::cmp::Reverse(b.until));
+        let bans: Vec<Value> = list
+            .iter()
+            .map(|b| {
+                let offender = (b.target.prefix_len() == b.target.max_prefix_len())
+                    .then(|| self.pipeline.offenders.get(&b.target.addr()))
+                    .flatten()
+                    .map(summary);
+                json!({
+                    "target": target_string(&b.target),
+                    "since": b.at,
+                    "until": b.until,
+                    "remaining_s": (b.until.0 - now.0) / 1000,
+                    "remaining": human_ms(b.until.0 - now.0),
+                    "rule": b.rule,
+                    "reason": b.reason,
+                    "origin": b.origin,
+                    "nth": b.nth,
+                    "offender": offender,
+                })
+            })
+            .collect();
+        json!({"ok": true, "bans": bans})
+    }
+
+    fn ban_by_hand(&mut self, target: &str, duration: Option<&str>, reason: Option<&str>) -> Value {
+        let target = match config::validate::parse_network(target) {
+            Ok(t) => t,
+            Err(e) => return error(e),
+        };
+        if self
+            .cfg
+            .policy
+            .allowlist
+            .iter()
+            .any(|a| a.contains(&target) || target.contains(a))
+        {
+            return error(format!(
+                "{} is on or overlaps the allowlist; remove it from [allowlist] first",
+                target_string(&target)
+            ));
+        }
+        let ms = match duration.map(config::validate::parse_duration) {
+            None => 3_600_000,
+            Some(Ok(ms)) if ms > 0 => ms,
+            Some(_) => return error("duration: expected something like 90s, 10m, 1h, 7d"),
+        };
+        let now = wall_now();
+        let until = now.add_ms(ms);
+        let d = Decision {
+            target,
+            at: now,
+            until,
+            reason: match reason {
+                Some(r) if !r.trim().is_empty() => format!("banned by hand: {}", r.trim()),
+                _ => "banned by hand".into(),
+            },
+            rule: "manual".into(),
+            failures: 0,
+            nth: 1,
+        };
+        self.pipeline.manual_ban(target, now, until);
+        let mut batch = Vec::new();
+        self.enforce(std::slice::from_ref(&d), now, "manual", &mut batch);
+        self.store.send(batch);
+        json!({"ok": true, "target": target_string(&target), "until": until})
+    }
+
+    fn unban(&mut self, target: &str) -> Value {
+        let target = match config::validate::parse_network(target) {
+            Ok(t) => t,
+            Err(e) => return error(e),
+        };
+        let now = wall_now();
+        let mut removed = self.active.remove(&target).is_some();
+        let mut errors = Vec::new();
+        if let Some(nft) = &self.nft {
+            match nft.unban(&[target]) {
+                Ok(n) => removed |= n > 0,
+                Err(e) => errors.push(("nftables", e.to_string())),
+            }
+        }
+        if let Some(map) = &mut self.map {
+            match map.unban(&[target]) {
+                Ok(n) => {
+                    removed |= n > 0;
+                    if n > 0 {
+                        self.reload_postfix();
+                    }
+                }
+                Err(e) => errors.push(("postfix-map", e.to_string())),
+            }
+        }
+        for (who, e) in &errors {
+            self.enforcer_error(who, e);
+        }
+        self.pipeline.manual_unban(target);
+        self.counters.unbans += u64::from(removed);
+        self.store.send(vec![Op::Lift {
+            target,
+            at: now,
+            by: "hand".into(),
+        }]);
+        tracing::warn!("unban {} by hand", target_string(&target));
+        if let Some((who, e)) = errors.first() {
+            return error(format!("{who}: {e}"));
+        }
+        json!({"ok": true, "target": target_string(&target), "was_banned": removed})
+    }
+
+    /// Reads the configuration file again. A bad file is refused and the running
+    /// configuration kept. Counting, policy and enforcer settings take effect at once
+    /// (the windows are rebuilt from the store); sources and daemon paths need a
+    /// restart.
+    pub fn reload(&mut self) -> Result<String, String> {
+        let cfg = config::load(&self.config_path).map_err(|e| {
+            let msg = format!("configuration not reloaded, the running one is kept:\n{e}");
+            tracing::error!("{msg}");
+            msg
+        })?;
+        let mut notes = Vec::new();
+        if cfg.sources != self.cfg.sources || cfg.daemon != self.cfg.daemon {
+            notes.push("[sources] and [daemon] changes take effect at the next restart");
+        }
+        self.store.flush()?;
+        let now = wall_now();
+        let store = Store::open_read_only(&self.store_path).map_err(|e| e.to_string())?;
+        let restored = restore_from(&store, &cfg, now)?;
+        drop(store);
+        let mut pipeline = Pipeline::new(&cfg);
+        pipeline.record_changes = true;
+        pipeline.restore(&restored);
+        pipeline.stats = std::mem::take(&mut self.pipeline.stats);
+        let nft = match &cfg.nftables {
+            Some(nc) if Some(nc) != self.cfg.nftables.as_ref() => {
+                Some(Self::setup_nft(nc, &self.active, now)?)
+            }
+            Some(_) => self.nft.take(),
+            None => None,
+        };
+        let map = match &cfg.postfix_map {
+            Some(mc) if Some(mc) != self.cfg.postfix_map.as_ref() => {
+                let mut m = open_map(mc)?;
+                let want: Vec<Decision> = self.active.values().map(decision_of).collect();
+                m.apply(&want, now).map_err(|e| e.to_string())?;
+                Some(m)
+            }
+            Some(_) => self.map.take(),
+            None => None,
+        };
+        if cfg.zone != self.cfg.zone {
+            self.resolvers = self
+                .resolvers
+                .iter()
+                .map(|_| YearResolver::new(cfg.zone, now))
+                .collect();
+        }
+        self.pipeline = pipeline;
+        self.nft = nft;
+        self.map = map;
+        self.cfg = cfg;
+        let msg = format!(
+            "configuration reloaded from {}{}",
+            self.config_path.display(),
+            notes.iter().map(|n| format!("; {n}")).collect::<String>()
+        );
+        tracing::warn!("{msg}");
+        Ok(msg)
+    }
+
+    fn metrics(&self) -> String {
+        let mut m = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+            let _ = writeln!(
+                m,
+                "# HELP saslguard_{name} {help}\n# TYPE saslguard_{name} {kind}"
+            );
+            for (labels, v) in rows {
+                let _ = writeln!(m, "saslguard_{name}{labels} {v}");
+            }
+        };
+        let src = |f: &dyn Fn(&SourceState) -> f64| -> Vec<(String, f64)> {
+            self.sources
+                .iter()
+                .map(|s| (format!("{{source=\"{}\"}}", label(&s.name)), f(s)))
+                .collect()
+        };
+        let st = &self.pipeline.stats;
+        let now = wall_now();
+        metric(
+            "lines_read_total",
+            "counter",
+            "Lines read, by source.",
+            src(&|s| s.lines as f64),
+        );
+        metric(
+            "lines_skipped_total",
+            "counter",
+            "Lines skipped, by reason.",
+            vec![
+                (
+                    "{reason=\"unparsable\"}".into(),
+                    st.skipped_unparsable as f64,
+                ),
+                ("{reason=\"too_long\"}".into(), st.skipped_too_long as f64),
+                ("{reason=\"bad_time\"}".into(), st.skipped_bad_time as f64),
+            ],
+        );
+        metric(
+            "events_total",
+            "counter",
+            "Events parsed, by kind.",
+            st.events
+                .iter()
+                .map(|(k, v)| (format!("{{kind=\"{}\"}}", label(k)), *v as f64))
+                .collect(),
+        );
+        metric(
+            "failures_total",
+            "counter",
+            "Failed logins counted.",
+            vec![(String::new(), st.failures as f64)],
+        );
+        metric(
+            "bans_total",
+            "counter",
+            "Bans made, by origin (policy or manual).",
+            ["policy", "manual"]
+                .iter()
+                .map(|o| {
+                    (
+                        format!("{{origin=\"{o}\"}}"),
+                        *self.counters.bans.get(*o).unwrap_or(&0) as f64,
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "unbans_total",
+            "counter",
+            "Bans lifted by hand.",
+            vec![(String::new(), self.counters.unbans as f64)],
+        );
+        metric(
+            "active_bans",
+            "gauge",
+            "Bans in force.",
+            vec![(String::new(), self.active.len() as f64)],
+        );
+        metric(
+            "enforcer_errors_total",
+            "counter",
+            "Errors of the enforcers.",
+            ["nftables", "postfix-map"]
+                .iter()
+                .map(|e| {
+                    (
+                        format!("{{enforcer=\"{e}\"}}"),
+                        *self.counters.enforcer_errors.get(*e).unwrap_or(&0) as f64,
+                    )
+                })
+                .collect(),
+        );
+        metric(
+            "source_lag_bytes",
+            "gauge",
+            "Bytes written to a followed file and not read yet.",
+            src(&|s| s.behind_bytes as f64),
+        );
+        metric(
+            "source_lag_seconds",
+            "gauge",
+            "Age of the newest line read, by its own timestamp.",
+            src(&|s| {
+                s.last_line_time
+                    .map_or(0.0, |t| (now.0 - t.0).max(0) as f64 / 1000.0)
+            }),
+        );
+        let (a, p, _) = self.pipeline.tracked();
+        metric(
+            "tracked_addresses",
+            "gauge",
+            "Addresses in the sliding windows.",
+            vec![(String::new(), a as f64)],
+        );
+        metric(
+            "tracked_prefixes",
+            "gauge",
+            "Prefixes in the sliding windows.",
+            vec![(String::new(), p as f64)],
+        );
+        metric(
+            "store_errors_total",
+            "counter",
+            "Failed store writes.",
+            vec![(
+                String::new(),
+                self.store.errors.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        m
+    }
+
+    /// Stops: writes what is left to the store.
+    pub fn shutdown(&mut self) {
+        self.store.close();
+    }
+}
+
+fn decision_of(b: &BanRow) -> Decision {
+    Decision {
+        target: b.target,
+        at: b.at,
+        until: b.until,
+        reason: b.reason.clone(),
+        rule: b.rule.clone(),
+        failures: b.failures,
+        nth: b.nth,
+    }
+}
+
+/// What `bans` shows of an offender.
+fn summary(o: &Offender) -> Value {
+    json!({
+        "failures": o.failures,
+        "first_failure": o.first_failure,
+        "last_failure": o.last_failure,
+        "services": o.services,
+        "mechanisms": o.mechanisms,
+        "users": o.users.iter().take(10).collect::<Vec<_>>(),
+        "users_total": o.users.len() as u64 + o.users_not_kept,
+        "tls": o.tls,
+        "logins_after_failure": o.logins_after_failure,
+    })
+}

@@ -1,0 +1,213 @@
+//! `saslguard run`: the live daemon.
+//!
+//! Start-up order: configuration → store (opened and migrated; state read back) →
+//! enforcers (table set up, active bans put back) → control socket → sources (each
+//! from its stored position). Then one event loop: lines, control requests, a
+//! one-second tick, SIGHUP (reload; a bad file is refused and the running
+//! configuration kept) and SIGTERM/SIGINT (sources stop, lines already read are
+//! processed, the store is written, the socket removed). The nftables table stays
+//! when saslguard stops, so the kernel keeps enforcing and expiring bans.
+
+pub mod control;
+pub mod engine;
+pub mod metrics;
+pub mod render;
+pub mod sources;
+pub mod store_writer;
+
+use crate::config::{self, StartAt};
+use crate::source::follow::{Follower, parse_positions};
+use crate::store::Store;
+use anyhow::{Context, Result, bail};
+use engine::{Engine, restore_from, wall_now};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use store_writer::StoreWriter;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+/// The store file inside the state directory.
+pub fn store_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("saslguard.db")
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: &Path) -> Result<()> {
+    let cfg = config::load(config_path)?;
+    if cfg.sources.files.is_empty() && !cfg.sources.journal {
+        bail!(
+            "{}: no sources: set [sources] files or journal = true",
+            config_path.display()
+        );
+    }
+    if cfg.sources.journal {
+        sources::journalctl_available().map_err(anyhow::Error::msg)?;
+    }
+    let state = &cfg.daemon.state_directory;
+    std::fs::create_dir_all(state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let path = store_path(state);
+    let store = Store::open(&path)?;
+    let now = wall_now();
+    let restored = restore_from(&store, &cfg, now).map_err(anyhow::Error::msg)?;
+    let writer = StoreWriter::start(store);
+
+    let mut names: Vec<String> = cfg
+        .sources
+        .files
+        .iter()
+        .map(|f| format!("file:{}", f.display()))
+        .collect();
+    if cfg.sources.journal {
+        names.push("journal".into());
+    }
+    let mut engine = Engine::new(
+        cfg.clone(),
+        config_path,
+        &path,
+        &restored,
+        writer,
+        names.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let checkpoint = |name: &str| {
+        restored
+            .checkpoints
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, p)| p.clone())
+    };
+    let from_start = cfg.sources.start_at == StartAt::Beginning;
+    let grace = Duration::from_millis(cfg.sources.rotate_grace_ms as u64);
+    let mut followers = Vec::new();
+    for (i, f) in cfg.sources.files.iter().enumerate() {
+        let pos = checkpoint(&names[i]).and_then(|p| {
+            let parsed = parse_positions(&p);
+            if parsed.is_none() {
+                tracing::warn!(file = %f.display(), "stored position {p:?} unreadable; starting as configured");
+            }
+            parsed
+        });
+        followers.push((
+            i,
+            Follower::new(f, pos.as_deref(), from_start, cfg.max_line_bytes, grace),
+        ));
+    }
+    let journal = cfg.sources.journal.then(|| sources::JournalSpec {
+        source: names.len() - 1,
+        directory: cfg.sources.journal_directory.clone(),
+        identifiers: cfg.sources.journal_identifiers.clone(),
+        cursor: checkpoint("journal"),
+        from_start,
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(event_loop(&mut engine, followers, journal));
+    engine.shutdown();
+    let _ = std::fs::remove_file(&cfg.daemon.control_socket);
+    result?;
+    tracing::warn!("stopped; bans stay in the kernel until they expire");
+    Ok(())
+}
+
+async fn event_loop(
+    engine: &mut Engine,
+    followers: Vec<(usize, Follower)>,
+    journal: Option<sources::JournalSpec>,
+) -> Result<()> {
+    let cfg = engine.config().clone();
+    let (tx, mut rx) = mpsc::channel::<sources::Input>(64);
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<control::Call>(16);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
+    let listener = control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode)
+        .with_context(|| format!("control socket {}", cfg.daemon.control_socket.display()))?;
+    tokio::spawn(control::serve(listener, ctl_tx.clone()));
+    if let Some(addr) = cfg.daemon.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics listener {addr}"))?;
+        tokio::spawn(metrics::serve(l, ctl_tx.clone()));
+    }
+    let mut tasks = Vec::new();
+    if !followers.is_empty() {
+        tasks.push(tokio::spawn(sources::files(
+            followers,
+            tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(j) = journal {
+        tasks.push(tokio::spawn(sources::journal(
+            j,
+            tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    drop(tx);
+    notify_ready();
+    tracing::warn!(
+        "running: {} sources, control socket {}",
+        engine.sources.len(),
+        cfg.daemon.control_socket.display()
+    );
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some(input) = rx.recv() => engine.input(input),
+            Some((req, reply)) = ctl_rx.recv() => {
+                let answer = engine.handle(req);
+                let _ = reply.send(answer);
+            }
+            _ = tick.tick() => engine.tick(wall_now()),
+            _ = hup.recv() => { let _ = engine.reload(); }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // Stop the sources; process what they already sent.
+    let _ = stop_tx.send(true);
+    let drain = async {
+        while let Some(input) = rx.recv().await {
+            engine.input(input);
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("sources did not stop within 10 s");
+    }
+    for t in tasks {
+        t.abort();
+    }
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) that start-up is done.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
+    } else {
+        sock.send_to(b"READY=1", &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify: {e}");
+    }
+}

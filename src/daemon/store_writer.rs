@@ -1,0 +1,137 @@
+//! The store's writer thread: batches go to SQLite off the daemon's hot path.
+//!
+//! The engine sends each batch of changes (one per chunk of lines, ending with that
+//! source's position) and never waits; the thread writes whatever has arrived in one
+//! transaction. A failed write (disk full) is retried with the batches kept, so the
+//! positions on disk never run ahead of the failures recorded with them.
+
+use crate::store::{Batch, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Batches kept in memory while the disk refuses writes; beyond, the oldest go.
+const MAX_HELD: usize = 100_000;
+
+enum Msg {
+    Batch(Batch),
+    Flush(mpsc::Sender<Result<(), String>>),
+}
+
+pub struct StoreWriter {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    pub errors: Arc<AtomicU64>,
+    pub written: Arc<AtomicU64>,
+}
+
+impl StoreWriter {
+    pub fn start(mut store: Store) -> StoreWriter {
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let errors = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let (e, w) = (errors.clone(), written.clone());
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                let mut held: Vec<Batch> = Vec::new();
+                let mut acks: Vec<mpsc::Sender<Result<(), String>>> = Vec::new();
+                let mut open = true;
+                while open || !held.is_empty() {
+                    let first = if held.is_empty() {
+                        rx.recv().ok()
+                    } else {
+                        rx.recv_timeout(Duration::from_secs(1)).ok()
+                    };
+                    let take = |m: Msg, held: &mut Vec<Batch>, acks: &mut Vec<_>| match m {
+                        Msg::Batch(b) => held.push(b),
+                        Msg::Flush(a) => acks.push(a),
+                    };
+                    match first {
+                        Some(m) => take(m, &mut held, &mut acks),
+                        None if held.is_empty() => open = false,
+                        None => {}
+                    }
+                    while let Ok(m) = rx.try_recv() {
+                        take(m, &mut held, &mut acks);
+                        if held.len() >= 4096 {
+                            break;
+                        }
+                    }
+                    if held.is_empty() {
+                        for a in acks.drain(..) {
+                            let _ = a.send(Ok(()));
+                        }
+                        continue;
+                    }
+                    match store.write(&held) {
+                        Ok(()) => {
+                            w.fetch_add(held.len() as u64, Ordering::Relaxed);
+                            held.clear();
+                            for a in acks.drain(..) {
+                                let _ = a.send(Ok(()));
+                            }
+                        }
+                        Err(err) => {
+                            e.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!("{err}; keeping {} batches to retry", held.len());
+                            for a in acks.drain(..) {
+                                let _ = a.send(Err(err.to_string()));
+                            }
+                            if held.len() > MAX_HELD {
+                                let drop = held.len() - MAX_HELD;
+                                held.drain(..drop);
+                                tracing::error!(
+                                    "store: {drop} batches dropped after repeated write errors"
+                                );
+                            }
+                            if !open {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    }
+                }
+            })
+            .expect("spawn the store thread");
+        StoreWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            errors,
+            written,
+        }
+    }
+
+    pub fn send(&self, batch: Batch) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Batch(batch));
+        }
+    }
+
+    /// Waits until everything sent so far is on disk.
+    pub fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .as_ref()
+            .ok_or("store closed")?
+            .send(Msg::Flush(tx))
+            .map_err(|_| "store thread gone".to_string())?;
+        rx.recv().map_err(|_| "store thread gone".to_string())?
+    }
+
+    /// Writes what is left and stops the thread.
+    pub fn close(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for StoreWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,635 @@
+//! The daemon's state on disk: one SQLite file in the state directory.
+//!
+//! Holds bans (active and history), offender records, the failures still inside the
+//! longest rule window (so a restart resumes counting instead of starting from zero)
+//! and each source's position. Writes come in [`Batch`]es and every batch is one
+//! transaction: a batch ends with the position of the source whose lines it records,
+//! so after a crash the file never says a line was read whose failures it lacks, or the
+//! other way round, and no line is counted twice.
+//!
+//! The schema is versioned with `PRAGMA user_version`; migrations run at open. A file
+//! written by a newer saslguard, or one that is not a SQLite database, is refused with
+//! a clear error and left untouched: replacing it would silently forget every ban.
+
+use crate::offender::Offender;
+use crate::policy::target_string;
+use crate::time::Timestamp;
+use ipnet::IpNet;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The schema this build writes; `MIGRATIONS[i]` takes version i to i + 1.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &["
+CREATE TABLE bans (
+    id        INTEGER PRIMARY KEY,
+    target    TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    until     INTEGER NOT NULL,
+    rule      TEXT    NOT NULL,
+    reason    TEXT    NOT NULL,
+    failures  INTEGER NOT NULL,
+    nth       INTEGER NOT NULL,
+    origin    TEXT    NOT NULL,
+    lifted_at INTEGER,
+    lifted_by TEXT
+);
+CREATE INDEX bans_target ON bans(target);
+CREATE INDEX bans_until ON bans(until);
+CREATE TABLE offenders (
+    address       TEXT PRIMARY KEY,
+    first_failure INTEGER NOT NULL,
+    last_failure  INTEGER NOT NULL,
+    failures      INTEGER NOT NULL,
+    record        TEXT    NOT NULL
+);
+CREATE INDEX offenders_last ON offenders(last_failure);
+CREATE TABLE failures (
+    address TEXT    NOT NULL,
+    time    INTEGER NOT NULL,
+    count   INTEGER NOT NULL
+);
+CREATE INDEX failures_time ON failures(time);
+CREATE TABLE checkpoints (
+    source   TEXT PRIMARY KEY,
+    position TEXT    NOT NULL,
+    updated  INTEGER NOT NULL
+);
+"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {message}")]
+    Refused { path: PathBuf, message: String },
+    #[error("store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// One ban as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanRow {
+    pub target: IpNet,
+    pub at: Timestamp,
+    pub until: Timestamp,
+    pub rule: String,
+    pub reason: String,
+    pub failures: u32,
+    pub nth: u32,
+    /// `policy` or `manual`.
+    pub origin: String,
+    pub lifted_at: Option<Timestamp>,
+    pub lifted_by: Option<String>,
+}
+
+/// One change to the store.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Failure {
+        address: IpAddr,
+        time: Timestamp,
+        count: u32,
+    },
+    Offender(Box<Offender>),
+    Ban(BanRow),
+    /// Bans of `target` still active at `at` are lifted (by hand: `by` says who).
+    Lift {
+        target: IpNet,
+        at: Timestamp,
+        by: String,
+    },
+    Checkpoint {
+        source: String,
+        position: String,
+        at: Timestamp,
+    },
+    /// Deletes failures older than `failures_before` and ban history (ended bans)
+    /// older than `history_before`.
+    Prune {
+        failures_before: Timestamp,
+        history_before: Timestamp,
+    },
+}
+
+/// Changes written together, in one transaction.
+pub type Batch = Vec<Op>;
+
+/// What the daemon reads back at start.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Bans not lifted whose time is not over at `now`.
+    pub active: Vec<BanRow>,
+    /// Start times of bans (also ended ones) since the escalation memory began.
+    pub history: Vec<(IpNet, Timestamp)>,
+    pub failures: Vec<(IpAddr, Timestamp, u32)>,
+    pub offenders: Vec<Offender>,
+    pub checkpoints: Vec<(String, String)>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+impl Store {
+    /// Opens (creating it if missing) and migrates the store.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens an existing store without writing to it (reports, `bans` without a
+    /// daemon).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, read_only: bool) -> Result<Store, StoreError> {
+        let refused = |message: String| StoreError::Refused {
+            path: path.to_path_buf(),
+            message,
+        };
+        match std::fs::read(path) {
+            Ok(head) if !head.is_empty() && !head.starts_with(SQLITE_MAGIC) => {
+                return Err(refused(
+                    "is not a SQLite database (corrupt, or another file); saslguard will not \
+                     overwrite it. Move it away to start with an empty store."
+                        .into(),
+                ));
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound || read_only => {
+                return Err(refused(format!("cannot read: {e}")));
+            }
+            _ => {}
+        }
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let sql = |source| StoreError::Sql {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| {
+                refused(format!(
+                    "is damaged ({e}); saslguard will not overwrite it. Move it away to start \
+                     with an empty store."
+                ))
+            })?;
+        if check != "ok" {
+            return Err(refused(format!(
+                "is damaged ({check}); saslguard will not overwrite it. Move it away to start \
+                 with an empty store."
+            )));
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql)?;
+        if version > SCHEMA_VERSION {
+            return Err(refused(format!(
+                "has schema version {version}, written by a newer saslguard; this one knows \
+                 versions up to {SCHEMA_VERSION}. Run the newer saslguard, or move the file away."
+            )));
+        }
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        if read_only {
+            if version < SCHEMA_VERSION {
+                return Err(refused(format!(
+                    "has schema version {version}; start the daemon once to migrate it"
+                )));
+            }
+            return Ok(store);
+        }
+        store
+            .conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(sql)?;
+        store.migrate(version)?;
+        Ok(store)
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn migrate(&mut self, from: i64) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        for v in from..SCHEMA_VERSION {
+            let tx = self.conn.transaction().map_err(&sql)?;
+            tx.execute_batch(MIGRATIONS[v as usize]).map_err(&sql)?;
+            tx.pragma_update(None, "user_version", v + 1)
+                .map_err(&sql)?;
+            tx.commit().map_err(&sql)?;
+            tracing::info!(store = %self.path.display(), version = v + 1, "store schema migrated");
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes several batches in one transaction.
+    pub fn write(&mut self, batches: &[Batch]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = move |source| StoreError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut fail = tx
+                .prepare_cached("INSERT INTO failures(address, time, count) VALUES (?1, ?2, ?3)")
+                .map_err(&sql)?;
+            let mut off = tx
+                .prepare_cached(
+                    "INSERT INTO offenders(address, first_failure, last_failure, failures, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(address) DO UPDATE SET first_failure = ?2, last_failure = ?3,
+                     failures = ?4, record = ?5",
+                )
+                .map_err(&sql)?;
+            for op in batches.iter().flatten() {
+                match op {
+                    Op::Failure {
+                        address,
+                        time,
+                        count,
+                    } => {
+                        fail.execute(params![address.to_string(), time.0, count])
+                            .map_err(&sql)?;
+                    }
+                    Op::Offender(o) => {
+                        let record = serde_json::to_string(o).unwrap_or_default();
+                        off.execute(params![
+                            o.address.to_string(),
+                            o.first_failure.0,
+                            o.last_failure.0,
+                            o.failures as i64,
+                            record
+                        ])
+                        .map_err(&sql)?;
+                    }
+                    Op::Ban(b) => {
+                        tx.execute(
+                            "INSERT INTO bans(target, at, until, rule, reason, failures, nth,
+                             origin, lifted_at, lifted_by) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                            params![
+                                target_string(&b.target),
+                                b.at.0,
+                                b.until.0,
+                                b.rule,
+                                b.reason,
+                                b.failures,
+                                b.nth,
+                                b.origin,
+                                b.lifted_at.map(|t| t.0),
+                                b.lifted_by
+                            ],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::Lift { target, at, by } => {
+                        tx.execute(
+                            "UPDATE bans SET lifted_at = ?2, lifted_by = ?3
+                             WHERE target = ?1 AND lifted_at IS NULL AND until > ?2",
+                            params![target_string(target), at.0, by],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::Checkpoint {
+                        source,
+                        position,
+                        at,
+                    } => {
+                        tx.execute(
+                            "INSERT INTO checkpoints(source, position, updated) VALUES (?1, ?2, ?3)
+                             ON CONFLICT(source) DO UPDATE SET position = ?2, updated = ?3",
+                            params![source, position, at.0],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::Prune {
+                        failures_before,
+                        history_before,
+                    } => {
+                        tx.execute(
+                            "DELETE FROM failures WHERE time < ?1",
+                            params![failures_before.0],
+                        )
+                        .map_err(&sql)?;
+                        tx.execute(
+                            "DELETE FROM bans WHERE until < ?1 OR lifted_at < ?1",
+                            params![history_before.0],
+                        )
+                        .map_err(&sql)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// What the daemon needs at start: active bans at `now`, ban starts since
+    /// `history_since`, failures since `failures_since`, the `max_offenders` most
+    /// recent offender records, and the source positions.
+    pub fn restore(
+        &self,
+        now: Timestamp,
+        history_since: Timestamp,
+        failures_since: Timestamp,
+        max_offenders: usize,
+    ) -> Result<Restored, StoreError> {
+        let sql = self.sql();
+        let mut r = Restored {
+            active: self.bans(Some(now))?,
+            ..Restored::default()
+        };
+        let mut st = self
+            .conn
+            .prepare("SELECT target, at FROM bans WHERE at >= ?1 ORDER BY at")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![history_since.0], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(&sql)?;
+        for row in rows {
+            let (t, at) = row.map_err(&sql)?;
+            if let Some(t) = parse_target(&t) {
+                r.history.push((t, Timestamp(at)));
+            }
+        }
+        let mut st = self
+            .conn
+            .prepare("SELECT address, time, count FROM failures WHERE time >= ?1 ORDER BY time")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![failures_since.0], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, u32>(2)?,
+                ))
+            })
+            .map_err(&sql)?;
+        for row in rows {
+            let (a, t, n) = row.map_err(&sql)?;
+            if let Ok(a) = a.parse() {
+                r.failures.push((a, Timestamp(t), n));
+            }
+        }
+        r.offenders = self.offenders(max_offenders)?;
+        let mut st = self
+            .conn
+            .prepare("SELECT source, position FROM checkpoints")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(&sql)?;
+        for row in rows {
+            r.checkpoints.push(row.map_err(&sql)?);
+        }
+        Ok(r)
+    }
+
+    /// Bans, newest first: with `active_at`, only those not lifted and not over then
+    /// (the latest row of each target); without, the whole history.
+    pub fn bans(&self, active_at: Option<Timestamp>) -> Result<Vec<BanRow>, StoreError> {
+        let sql = self.sql();
+        let query = if active_at.is_some() {
+            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by
+             FROM bans WHERE lifted_at IS NULL AND until > ?1 ORDER BY at DESC, id DESC"
+        } else {
+            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by
+             FROM bans WHERE ?1 IS NULL OR 1 ORDER BY at DESC, id DESC"
+        };
+        let mut st = self.conn.prepare(query).map_err(&sql)?;
+        let rows = st
+            .query_map(params![active_at.map(|t| t.0)], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    BanRow {
+                        target: IpNet::default(),
+                        at: Timestamp(row.get(1)?),
+                        until: Timestamp(row.get(2)?),
+                        rule: row.get(3)?,
+                        reason: row.get(4)?,
+                        failures: row.get(5)?,
+                        nth: row.get(6)?,
+                        origin: row.get(7)?,
+                        lifted_at: row.get::<_, Option<i64>>(8)?.map(Timestamp),
+                        lifted_by: row.get(9)?,
+                    },
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out: Vec<BanRow> = Vec::new();
+        for row in rows {
+            let (t, mut b) = row.map_err(&sql)?;
+            let Some(t) = parse_target(&t) else { continue };
+            if active_at.is_some() && out.iter().any(|x| x.target == t) {
+                continue;
+            }
+            b.target = t;
+            out.push(b);
+        }
+        Ok(out)
+    }
+
+    /// The `limit` most recently active offender records.
+    pub fn offenders(&self, limit: usize) -> Result<Vec<Offender>, StoreError> {
+        let sql = self.sql();
+        let mut st = self
+            .conn
+            .prepare("SELECT record FROM offenders ORDER BY last_failure DESC LIMIT ?1")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![limit as i64], |row| row.get::<_, String>(0))
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            match serde_json::from_str(&row.map_err(&sql)?) {
+                Ok(o) => out.push(o),
+                Err(e) => {
+                    tracing::warn!(store = %self.path.display(), "unreadable offender record skipped: {e}")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn offender(&self, addr: IpAddr) -> Result<Option<Offender>, StoreError> {
+        let sql = self.sql();
+        let rec: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT record FROM offenders WHERE address = ?1",
+                params![addr.to_string()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(&sql)?;
+        Ok(rec.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    pub fn checkpoint(&self, source: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT position FROM checkpoints WHERE source = ?1",
+                params![source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// Rows in the failures table (for tests and `status`).
+    pub fn failure_rows(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COALESCE(SUM(count), 0) FROM failures", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(self.sql())
+    }
+}
+
+fn parse_target(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(target: &str, at: i64, until: i64) -> BanRow {
+        BanRow {
+            target: parse_target(target).unwrap(),
+            at: Timestamp(at),
+            until: Timestamp(until),
+            rule: "fast".into(),
+            reason: "5 failures within 10m (rule fast)".into(),
+            failures: 5,
+            nth: 1,
+            origin: "policy".into(),
+            lifted_at: None,
+            lifted_by: None,
+        }
+    }
+
+    #[test]
+    fn bans_round_trip_and_lifting_ends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut s = Store::open(&path).unwrap();
+        s.write(&[vec![
+            Op::Ban(ban("192.0.2.7", 1_000, 10_000)),
+            Op::Ban(ban("198.51.100.0/24", 1_000, 5_000)),
+            Op::Checkpoint {
+                source: "file:/var/log/mail.log".into(),
+                position: "1:2:300".into(),
+                at: Timestamp(1_000),
+            },
+        ]])
+        .unwrap();
+        drop(s);
+        let mut s = Store::open(&path).unwrap();
+        let active = s.bans(Some(Timestamp(6_000))).unwrap();
+        assert_eq!(active.len(), 1, "the /24 ended at 5000");
+        assert_eq!(active[0], ban("192.0.2.7", 1_000, 10_000));
+        s.write(&[vec![Op::Lift {
+            target: parse_target("192.0.2.7").unwrap(),
+            at: Timestamp(7_000),
+            by: "hand".into(),
+        }]])
+        .unwrap();
+        assert!(s.bans(Some(Timestamp(7_500))).unwrap().is_empty());
+        let all = s.bans(None).unwrap();
+        assert_eq!(all.len(), 2);
+        let lifted = all.iter().find(|b| b.target.prefix_len() == 32).unwrap();
+        assert_eq!(lifted.lifted_by.as_deref(), Some("hand"));
+        assert_eq!(lifted.lifted_at, Some(Timestamp(7_000)));
+        assert_eq!(
+            s.checkpoint("file:/var/log/mail.log").unwrap().as_deref(),
+            Some("1:2:300")
+        );
+    }
+
+    #[test]
+    fn refuses_a_newer_schema_and_a_file_that_is_not_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer saslguard"), "{e}");
+
+        let junk = dir.path().join("junk.db");
+        std::fs::write(&junk, b"this is not a database at all, but a log line\n").unwrap();
+        let e = Store::open(&junk).err().unwrap().to_string();
+        assert!(e.contains("not a SQLite database"), "{e}");
+        assert_eq!(
+            std::fs::read(&junk).unwrap(),
+            b"this is not a database at all, but a log line\n",
+            "left untouched"
+        );
+    }
+
+    #[test]
+    fn refuses_a_damaged_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            let batch: Batch = (0..2000)
+                .map(|i| Op::Failure {
+                    address: format!("192.0.2.{}", i % 250).parse().unwrap(),
+                    time: Timestamp(i),
+                    count: 1,
+                })
+                .collect();
+            s.write(&[batch]).unwrap();
+            s.conn
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .unwrap();
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Keep the header, wreck the pages after the first.
+        for b in bytes.iter_mut().skip(4096 + 100).step_by(7) {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Store::open(&path).err().unwrap().to_string();
+        assert!(e.contains("damaged"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+    }
+}
