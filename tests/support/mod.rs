@@ -469,3 +469,192 @@ impl Drop for MailServer {
         self.stop();
     }
 }
+
+/// A `saslguard run` started by a test, in a network namespace, with its configuration,
+/// state and control socket in a temporary directory. Stopped (by its own pid) on drop.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub ns: String,
+    child: Option<std::process::Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("saslguard.toml")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("control.sock")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("daemon{n}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Writes a configuration (`extra` is appended: sources, rules, enforcers) and
+    /// starts the daemon in namespace `ns`.
+    pub fn start(ns: &str, extra: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("saslguard-daemon")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("saslguard.toml"),
+            format!(
+                "[input]\ntimezone = \"UTC\"\n[daemon]\nstate_directory = \"{}\"\ncontrol_socket = \"{}\"\n{extra}",
+                d.join("state").display(),
+                d.join("control.sock").display()
+            ),
+        )
+        .unwrap();
+        let mut daemon = Daemon {
+            dir,
+            ns: ns.to_string(),
+            child: None,
+            starts: 0,
+        };
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts the daemon (again) and waits until its control socket answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("daemon{}.log", self.starts)))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(env!("CARGO_BIN_EXE_saslguard"))
+            .args(["--log-level", "info", "run", "-c"])
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..100 {
+            if self.ctl(&["status"]).status.success() {
+                return;
+            }
+            if let Some(c) = &mut self.child {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("saslguard run exited with {st}:\n{}", self.log());
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("saslguard did not answer on its socket:\n{}", self.log());
+    }
+
+    /// SIGTERM, as systemd stops it; waits for the exit and returns its status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        run(Command::new("kill").args(["-TERM", &c.id().to_string()]));
+        c.wait().unwrap()
+    }
+
+    /// Runs `saslguard ARGS --socket SOCKET`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        run(Command::new(env!("CARGO_BIN_EXE_saslguard"))
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket()))
+    }
+
+    /// A control command's `--json` answer.
+    pub fn json(&self, cmd: &str) -> serde_json::Value {
+        let out = self.ctl(&[cmd, "--json"]);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Active ban targets.
+    pub fn banned(&self) -> Vec<String> {
+        self.json("bans")["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["target"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Waits up to `secs` for `cond` on the status answer; panics with the log if not.
+    pub fn wait_status(
+        &self,
+        secs: u64,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let s = self.json("status");
+            if cond(&s) {
+                return s;
+            }
+            if std::time::Instant::now() > end {
+                panic!(
+                    "timed out waiting for {what}; status: {s:#}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Waits up to `secs` until `target` is (or is no longer) banned.
+    pub fn wait_banned(&self, target: &str, banned: bool, secs: u64) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while self.banned().iter().any(|t| t == target) != banned {
+            if std::time::Instant::now() > end {
+                panic!(
+                    "{target} banned={} after {secs} s; bans: {:?}\nlog:\n{}",
+                    !banned,
+                    self.banned(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// The elements of one of the daemon's nftables sets, as `nft` lists them.
+    pub fn kernel_set(&self, set: &str) -> String {
+        let o = run(Command::new("ip").args([
+            "netns",
+            "exec",
+            &self.ns,
+            "nft",
+            "list",
+            "set",
+            "inet",
+            "saslguard",
+            set,
+        ]));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}

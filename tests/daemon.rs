@@ -1,0 +1,309 @@
+//! The live daemon, end to end, with the real kernel: `saslguard run` in a network
+//! namespace the test creates (and deletes), bans in its nftables table, state in a
+//! real SQLite file.
+//!
+//! - rotation (while stopped, rename-and-create while running with a late writer,
+//!   copytruncate) and restarts: no failure lost, none counted twice, bans kept;
+//! - real Postfix and Dovecot: a guesser on submission and one on IMAP are banned and
+//!   their next connection fails, a user with one typo is not banned and sends mail,
+//!   a restart mid-ban keeps the ban, `postfix logrotate` mid-attack loses nothing, and
+//!   bans lift when they expire.
+//!
+//! Needs root (namespaces, nftables); skips with the reason otherwise.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+use support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4, skip_reason};
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// `n` Postfix SASL failure lines from `addr`, stamped now.
+fn failures(addr: &str, n: usize) -> String {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    (0..n)
+        .map(|i| {
+            format!(
+                "{now} mx postfix/submission/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user{i}\n",
+                4000 + i
+            )
+        })
+        .collect()
+}
+
+fn failures_counted(s: &Value) -> u64 {
+    s["stats"]["failures"].as_u64().unwrap()
+}
+
+fn offender_failures(d: &Daemon, target: &str) -> u64 {
+    let bans = d.json("bans");
+    bans["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == target)
+        .unwrap_or_else(|| panic!("{target} not banned: {bans:#}"))["offender"]["failures"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
+    if let Some(why) = skip_reason(&["ip", "nft"]) {
+        println!("SKIPPED rotation_and_restarts_lose_no_failure_and_count_none_twice: {why}");
+        return;
+    }
+    let net = Netns::new(&["192.0.2.99"]);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("mail.log");
+    std::fs::write(&log, "").unwrap();
+    let mut d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\nrotate_grace = \"1s\"\n\
+             [[rule]]\nname = \"test\"\nfailures = 4\nwithin = \"10m\"\nban = \"1h\"\n",
+            log.display()
+        ),
+    );
+
+    // Two failures, then a stop; while stopped: one more, a rotation, one in the new file.
+    append(&log, &failures("192.0.2.50", 2));
+    d.wait_status(10, "2 failures", |s| failures_counted(s) == 2);
+    assert!(d.stop().success(), "SIGTERM is a clean stop");
+    append(&log, &failures("192.0.2.50", 1));
+    std::fs::rename(&log, logs.path().join("mail.log.1")).unwrap();
+    append(&log, &failures("192.0.2.50", 1));
+    d.restart();
+    // Exactly the two lines written while stopped are read (none of the first two
+    // again), and with the two from before the restart the address reaches 4.
+    d.wait_banned("192.0.2.50", true, 10);
+    let s = d.json("status");
+    assert_eq!(failures_counted(&s), 2, "nothing read twice: {s:#}");
+    assert_eq!(offender_failures(&d, "192.0.2.50"), 4);
+
+    // Rename and create while running, the logger still writing to the old file.
+    append(&log, &failures("192.0.2.51", 1));
+    d.wait_status(10, "B's first failure", |s| failures_counted(s) == 3);
+    std::fs::rename(&log, logs.path().join("mail.log.2")).unwrap();
+    append(&logs.path().join("mail.log.2"), &failures("192.0.2.51", 1));
+    append(&log, &failures("192.0.2.51", 2));
+    d.wait_banned("192.0.2.51", true, 10);
+    assert_eq!(offender_failures(&d, "192.0.2.51"), 4);
+
+    // copytruncate: the file is emptied in place and written again.
+    append(&log, &failures("192.0.2.52", 2));
+    d.wait_status(10, "C's first failures", |s| failures_counted(s) == 8);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, &failures("192.0.2.52", 2));
+    d.wait_banned("192.0.2.52", true, 10);
+    assert_eq!(offender_failures(&d, "192.0.2.52"), 4);
+
+    // A garbage line is counted and skipped; the lines around it still count.
+    append(&log, "\u{0}garbage \u{7f}\n");
+    append(&log, &failures("192.0.2.53", 1));
+    let s = d.wait_status(10, "the line after the garbage", |s| {
+        failures_counted(s) == 11
+    });
+    assert_eq!(s["stats"]["skipped_unparsable"], 1, "{s:#}");
+
+    // In the kernel.
+    let set = d.kernel_set("addr4");
+    for a in ["192.0.2.50", "192.0.2.51", "192.0.2.52"] {
+        assert!(set.contains(a), "{a} not in the kernel set:\n{set}");
+    }
+
+    // Another restart: the bans are kept, nothing is read again.
+    assert!(d.stop().success());
+    d.restart();
+    let banned = d.banned();
+    for a in ["192.0.2.50", "192.0.2.51", "192.0.2.52"] {
+        assert!(banned.iter().any(|b| b == a), "{a} lost: {banned:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let s = d.json("status");
+    assert_eq!(s["stats"]["lines"], 0, "nothing read again: {s:#}");
+
+    // Ban and unban by hand.
+    let out = d.ctl(&[
+        "ban",
+        "203.0.113.0/24",
+        "--for",
+        "2h",
+        "--reason",
+        "seen in a report",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.kernel_set("net4").contains("203.0.113.0/24"));
+    let out = d.ctl(&["unban", "192.0.2.50"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ban lifted"));
+    assert!(!d.kernel_set("addr4").contains("192.0.2.50"));
+    let out = d.ctl(&["ban", "127.0.0.1"]);
+    assert!(!out.status.success(), "loopback is always allowlisted");
+
+    // A bad configuration on reload is refused; the daemon keeps running.
+    let good = std::fs::read_to_string(d.config_path()).unwrap();
+    std::fs::write(d.config_path(), format!("{good}\n[[rule]]\nname = \"x\"\n")).unwrap();
+    let out = d.ctl(&["reload"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("saslguard.toml:") && err.contains("running one is kept"),
+        "{err}"
+    );
+    std::fs::write(d.config_path(), &good).unwrap();
+    assert!(d.ctl(&["reload"]).status.success());
+
+    // A store written by a newer saslguard is refused at start, and left alone.
+    assert!(d.stop().success());
+    let db = d.state().join("saslguard.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.server])
+        .arg(env!("CARGO_BIN_EXE_saslguard"))
+        .args(["run", "-c"])
+        .arg(d.config_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema version 99") && err.contains("newer saslguard"),
+        "{err}"
+    );
+}
+
+#[test]
+fn real_guessers_are_banned_and_users_are_not() {
+    if let Some(why) = skip_reason(&[
+        "ip", "nft", "postfix", "dovecot", "openssl", "python3", "ss",
+    ]) {
+        println!("SKIPPED real_guessers_are_banned_and_users_are_not: {why}");
+        return;
+    }
+    let (guesser, typo, imap_guesser, rotator) =
+        ("192.0.2.20", "192.0.2.21", "192.0.2.22", "192.0.2.23");
+    let net = Netns::new(&[guesser, typo, imap_guesser, rotator]);
+    let server = MailServer::start(&net);
+    let d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\", \"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 3\nwithin = \"10m\"\nban = \"40s\"\n\
+             [nftables]\nreject = true\n",
+            server.postfix_log().display(),
+            server.dovecot_log().display()
+        ),
+    );
+    let mut d = d;
+    let smtp = |from: &str, user: &str, password: &str, send: bool| json!({"kind": "smtp", "from": from, "port": 587, "starttls": true, "user": user, "password": password, "send": send});
+
+    // A guesser on submission, a user with one typo who then sends mail, and an IMAP
+    // guesser with three wrong passwords in one session.
+    let results = net.mail_clients(
+        SERVER_V4,
+        &[
+            smtp(guesser, "alice", "guess1", false),
+            smtp(guesser, "alice", "guess2", false),
+            smtp(guesser, "alice", "guess3", false),
+            smtp(typo, "bob", "typo", false),
+            smtp(typo, "bob", PASSWORD, true),
+            json!({"kind": "imap", "from": imap_guesser, "logins": [["admin", "a"], ["info", "b"], ["root", "c"]]}),
+        ],
+    );
+    assert!(
+        results.contains(&format!("smtp {typo} ok")),
+        "the user sent mail: {results}"
+    );
+    d.wait_banned(guesser, true, 30);
+    d.wait_banned(imap_guesser, true, 30);
+    assert!(
+        !d.banned().iter().any(|b| b == typo),
+        "one typo is not a ban"
+    );
+
+    // The guesser's next connection fails (reset by the kernel); the user's works.
+    let results = net.mail_clients(
+        SERVER_V4,
+        &[
+            smtp(guesser, "alice", PASSWORD, false),
+            smtp(typo, "bob", PASSWORD, false),
+        ],
+    );
+    assert!(
+        results.contains(&format!("smtp {guesser} error ConnectionRefusedError")),
+        "{results}"
+    );
+    assert!(results.contains(&format!("smtp {typo} ok")), "{results}");
+
+    // Restart mid-ban: the ban stays, in the daemon and in the kernel, and no line is
+    // counted again.
+    let before = d.json("status");
+    assert!(d.stop().success());
+    d.restart();
+    assert!(
+        d.banned().iter().any(|b| b == guesser),
+        "ban kept over a restart"
+    );
+    assert!(d.kernel_set("addr4").contains(guesser));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let after = d.json("status");
+    assert_eq!(
+        after["stats"]["failures"], 0,
+        "nothing counted twice (before: {before:#})"
+    );
+
+    // `postfix logrotate` in the middle of an attack: one guess before, two after.
+    net.mail_clients(SERVER_V4, &[smtp(rotator, "alice", "r1", false)]);
+    d.wait_status(30, "the rotator's first failure", |s| {
+        failures_counted(s) >= 1
+    });
+    support::run_ok(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &net.server, "postfix", "-c"])
+            .arg(server.dir.path().join("postfix"))
+            .arg("logrotate"),
+    );
+    net.mail_clients(
+        SERVER_V4,
+        &[
+            smtp(rotator, "alice", "r2", false),
+            smtp(rotator, "alice", "r3", false),
+        ],
+    );
+    d.wait_banned(rotator, true, 40);
+    assert_eq!(
+        offender_failures(&d, rotator),
+        3,
+        "no failure lost or doubled in the rotation"
+    );
+
+    // The bans lift when their time is over (40 s), in the daemon and the kernel, and
+    // the former guesser can connect again.
+    d.wait_banned(guesser, false, 60);
+    assert!(!d.kernel_set("addr4").contains(guesser));
+    let results = net.mail_clients(SERVER_V4, &[smtp(guesser, "alice", PASSWORD, false)]);
+    assert!(results.contains(&format!("smtp {guesser} ok")), "{results}");
+    println!("{}", d.log());
+}
