@@ -307,3 +307,88 @@ fn real_guessers_are_banned_and_users_are_not() {
     assert!(results.contains(&format!("smtp {guesser} ok")), "{results}");
     println!("{}", d.log());
 }
+
+/// Journal entries in export format (what systemd-journal-remote reads): SASL failures
+/// from `addr` and one line of another mail program, stamped now.
+fn journal_export(addr: &str, n: usize, seq: &mut u64) -> String {
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut out = String::new();
+    let mut entry = |ident: &str, msg: &str| {
+        *seq += 1;
+        out.push_str(&format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={seq}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             _HOSTNAME=mx\nSYSLOG_FACILITY=2\nSYSLOG_IDENTIFIER={ident}\n_PID=77\nMESSAGE={msg}\n\n",
+            now + *seq as i64
+        ));
+    };
+    entry(
+        "opendkim",
+        &format!("warning: unknown[{addr}]: SASL LOGIN authentication failed: x"),
+    );
+    for _ in 0..n {
+        entry(
+            "postfix/submission/smtpd",
+            &format!("warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"),
+        );
+    }
+    out
+}
+
+#[test]
+fn the_journal_is_followed_and_resumed_from_its_cursor() {
+    let remote = "/lib/systemd/systemd-journal-remote";
+    if let Some(why) = skip_reason(&["ip", "nft", "journalctl", remote]) {
+        println!("SKIPPED the_journal_is_followed_and_resumed_from_its_cursor: {why}");
+        return;
+    }
+    let net = Netns::new(&["192.0.2.99"]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let mut seq = 0;
+    let write = |addr: &str, n: usize, seq: &mut u64| {
+        let export = dir.path().join("entries.export");
+        std::fs::write(&export, journal_export(addr, n, seq)).unwrap();
+        support::run_ok(
+            std::process::Command::new(remote)
+                .arg(format!(
+                    "--output={}",
+                    journal.join("remote.journal").display()
+                ))
+                .arg(&export),
+        );
+    };
+    write("192.0.2.60", 2, &mut seq);
+    let mut d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\njournal = true\njournal_directory = \"{}\"\nstart_at = \"beginning\"\n\
+             [[rule]]\nname = \"test\"\nfailures = 4\nwithin = \"10m\"\nban = \"1h\"\n",
+            journal.display()
+        ),
+    );
+    d.wait_status(10, "the two entries already there", |s| {
+        failures_counted(s) == 2
+    });
+    write("192.0.2.60", 2, &mut seq);
+    d.wait_banned("192.0.2.60", true, 10);
+    let s = d.json("status");
+    assert_eq!(
+        failures_counted(&s),
+        4,
+        "opendkim's lines are not Postfix's: {s:#}"
+    );
+    assert!(d.kernel_set("addr4").contains("192.0.2.60"));
+
+    // Restart: resumes after the stored cursor.
+    assert!(d.stop().success());
+    write("192.0.2.61", 1, &mut seq);
+    d.restart();
+    let s = d.wait_status(10, "the entry written while stopped", |s| {
+        failures_counted(s) >= 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let s2 = d.json("status");
+    assert_eq!(failures_counted(&s2), 1, "only the new entry: {s:#}");
+    assert!(d.banned().iter().any(|b| b == "192.0.2.60"));
+}
