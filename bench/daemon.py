@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Benchmarks of the live daemon (issue 4), as root, in a network namespace this script
+creates and always deletes (the machine's own ruleset is never touched):
+
+  latency   time from writing a failure line to the ban being in the kernel set, as
+            `nft monitor` reports it, over N bans (one failure bans: rule failures = 1)
+  intake    failure lines per second the daemon reads, counts and stores, with the
+            bytes it is behind sampled while a writer appends as fast as it can
+  memory    RSS of the daemon with 1,000,000 tracked addresses
+
+  python3 bench/daemon.py [latency|intake|memory|all]
+"""
+import json, os, subprocess, sys, tempfile, threading, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/saslguard")
+NS = "sgdbench%d" % os.getpid()
+
+
+def stamp():
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000000Z"
+
+
+def line(addr, ts):
+    return "%s mx postfix/submission/smtpd[77]: warning: unknown[%s]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=info\n" % (ts, addr)
+
+
+def v6(i):
+    return "2001:db8:%x:%x::1" % (i >> 16, i & 0xFFFF)
+
+
+class Daemon:
+    def __init__(self, rules, limits=""):
+        self.dir = tempfile.mkdtemp(prefix="sgbench")
+        self.log = os.path.join(self.dir, "mail.log")
+        open(self.log, "w").close()
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        cfg = os.path.join(self.dir, "cfg.toml")
+        with open(cfg, "w") as f:
+            f.write('[input]\ntimezone = "UTC"\n[sources]\nfiles = ["%s"]\njournal = false\n'
+                    '[daemon]\nstate_directory = "%s/state"\ncontrol_socket = "%s"\n%s\n%s\n'
+                    % (self.log, self.dir, self.sock, rules, limits))
+        self.out = open(os.path.join(self.dir, "daemon.log"), "w")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", NS, BIN, "--log-level", "error", "run", "-c", cfg],
+                                     stdout=self.out, stderr=self.out)
+        for _ in range(100):
+            if os.path.exists(self.sock) and self.status():
+                return
+            time.sleep(0.1)
+        raise SystemExit("daemon did not start: " + open(self.out.name).read())
+
+    def status(self):
+        r = subprocess.run([BIN, "status", "--json", "--socket", self.sock], capture_output=True, text=True)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def rss(self):
+        pid = subprocess.run(["pgrep", "-f", self.dir + "/cfg.toml"], capture_output=True, text=True).stdout.split()
+        fields = {}
+        for l in open("/proc/%s/status" % pid[-1]):
+            k, _, v = l.partition(":")
+            fields[k] = v.strip()
+        return fields["VmRSS"], fields["VmHWM"]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def latency(n=int(os.environ.get("N", "1000"))):
+    d = Daemon('[[rule]]\nname = "one"\nfailures = 1\nwithin = "10m"\nban = "1h"\n')
+    mon = subprocess.Popen(["ip", "netns", "exec", NS, "nft", "monitor", "elements"], stdout=subprocess.PIPE, text=True)
+    seen = {}
+    cond = threading.Condition()
+
+    def reader():
+        for l in mon.stdout:
+            t = time.perf_counter()
+            if "add element" in l:
+                addr = l.split("{")[1].split()[0]
+                with cond:
+                    seen[addr] = t
+                    cond.notify_all()
+    threading.Thread(target=reader, daemon=True).start()
+    time.sleep(0.5)
+    lat = []
+    with open(d.log, "a") as f:
+        for i in range(1, n + 1):
+            a = v6(i)
+            f.write(line(a, stamp()))
+            f.flush()
+            t0 = time.perf_counter()
+            with cond:
+                if not cond.wait_for(lambda: a in seen, timeout=5):
+                    raise SystemExit("no ban for %s" % a)
+            lat.append((seen[a] - t0) * 1000)
+    mon.terminate()
+    st = d.status()
+    d.stop()
+    print("latency over %d bans (line written -> element in the kernel set, nft monitor): "
+          "p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms; bans made %s"
+          % (n, pct(lat, 50), pct(lat, 90), pct(lat, 99), max(lat), st["bans"]))
+
+
+def intake(total=int(os.environ.get("LINES", "2000000"))):
+    d = Daemon('[[rule]]\nname = "never"\nfailures = 1000\nwithin = "10m"\nban = "1h"\n')
+    ts = stamp()
+    chunk = "".join(line(v6(i % 100000 + 1), ts) for i in range(10000))
+    behind = []
+    stop = False
+
+    def sample():
+        while not stop:
+            s = d.status()
+            if s:
+                behind.append(s["sources"][0]["behind_bytes"])
+            time.sleep(0.2)
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    with open(d.log, "a") as f:
+        for _ in range(total // 10000):
+            f.write(chunk)
+    t_written = time.perf_counter()
+    while True:
+        s = d.status()
+        if s["stats"]["lines"] >= total:
+            break
+        time.sleep(0.05)
+    t1 = time.perf_counter()
+    stop = True
+    rss = d.rss()
+    d.stop()
+    print("intake: %d failure lines (100,000 addresses) appended in %.2f s, all counted after %.2f s: "
+          "%.0f failures/s; largest lag sampled %d bytes; RSS %s (peak %s); failures counted %d"
+          % (total, t_written - t0, t1 - t0, total / (t1 - t0), max(behind or [0]), rss[0], rss[1], s["stats"]["failures"]))
+
+
+def memory(n=1000000):
+    d = Daemon('[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n',
+               '[limits]\nmax_addresses = 1000000\n')
+    ts = stamp()
+    with open(d.log, "a") as f:
+        for start in range(1, n + 1, 10000):
+            f.write("".join(line(v6(i), ts) for i in range(start, min(start + 10000, n + 1))))
+    while True:
+        s = d.status()
+        if s["stats"]["lines"] >= n:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    s = d.status()
+    rss = d.rss()
+    d.stop()
+    print("memory: %d tracked addresses (%d offender records, the [limits] default), RSS %s (peak %s)"
+          % (s["tracked"]["addresses"], s["offenders"], rss[0], rss[1]))
+
+
+def main():
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "saslguard"], cwd=ROOT, check=True)
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    try:
+        subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
+        print("machine: %d cores, %s; kernel %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(), os.uname().release))
+        for name, fn in [("latency", latency), ("intake", intake), ("memory", memory)]:
+            if what in (name, "all"):
+                fn()
+    finally:
+        subprocess.run(["ip", "netns", "del", NS])
+
+
+if __name__ == "__main__":
+    main()
