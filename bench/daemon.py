@@ -6,9 +6,11 @@ creates and always deletes (the machine's own ruleset is never touched):
             `nft monitor` reports it, over N bans (one failure bans: rule failures = 1)
   intake    failure lines per second the daemon reads, counts and stores, with the
             bytes it is behind sampled while a writer appends as fast as it can
+  sustained fixed write rates (20k, 50k, 80k failures/s for 10 s each): does the lag
+            stay flat
   memory    RSS of the daemon with 1,000,000 tracked addresses
 
-  python3 bench/daemon.py [latency|intake|memory|all]
+  python3 bench/daemon.py [latency|intake|sustained|memory|all]
 """
 import json, os, subprocess, sys, tempfile, threading, time
 
@@ -41,7 +43,7 @@ class Daemon:
                     '[daemon]\nstate_directory = "%s/state"\ncontrol_socket = "%s"\n%s\n%s\n'
                     % (self.log, self.dir, self.sock, rules, limits))
         self.out = open(os.path.join(self.dir, "daemon.log"), "w")
-        self.proc = subprocess.Popen(["ip", "netns", "exec", NS, BIN, "--log-level", "error", "run", "-c", cfg],
+        self.proc = subprocess.Popen(["ip", "netns", "exec", NS] + os.environ.get("WRAP", "").split() + [BIN, "--log-level", "error", "run", "-c", cfg],
                                      stdout=self.out, stderr=self.out)
         for _ in range(100):
             if os.path.exists(self.sock) and self.status():
@@ -74,14 +76,14 @@ def pct(xs, p):
 
 def latency(n=int(os.environ.get("N", "1000"))):
     d = Daemon('[[rule]]\nname = "one"\nfailures = 1\nwithin = "10m"\nban = "1h"\n')
-    mon = subprocess.Popen(["ip", "netns", "exec", NS, "nft", "monitor", "elements"], stdout=subprocess.PIPE, text=True)
+    mon = subprocess.Popen(["ip", "netns", "exec", NS, "stdbuf", "-oL", "nft", "monitor", "elements"], stdout=subprocess.PIPE, text=True)
     seen = {}
     cond = threading.Condition()
 
     def reader():
         for l in mon.stdout:
             t = time.perf_counter()
-            if "add element" in l:
+            if "element" in l and ("add " in l or "create " in l):
                 addr = l.split("{")[1].split()[0]
                 with cond:
                     seen[addr] = t
@@ -140,6 +142,39 @@ def intake(total=int(os.environ.get("LINES", "2000000"))):
           % (total, t_written - t0, t1 - t0, total / (t1 - t0), max(behind or [0]), rss[0], rss[1], s["stats"]["failures"]))
 
 
+def sustained(rates=(20000, 50000, 80000), seconds=10):
+    """A writer appends at a fixed rate (in 10 ms slices); the lag (bytes written and
+    not read) is sampled every 100 ms. Keeping up means the lag stays flat."""
+    d = Daemon('[[rule]]\nname = "never"\nfailures = 1000\nwithin = "10m"\nban = "1h"\n')
+    for rate in rates:
+        per = rate // 100
+        lags = []
+        t0 = time.perf_counter()
+        with open(d.log, "a") as f:
+            k = 0
+            while time.perf_counter() - t0 < seconds:
+                ts = stamp()
+                f.write("".join(line(v6(i % 100000 + 1), ts) for i in range(k, k + per)))
+                f.flush()
+                k += per
+                if k % (per * 10) == 0:
+                    s = d.status()
+                    lags.append(os.path.getsize(d.log) - int(s["sources"][0]["position"].split(":")[2]))
+                slot = t0 + k / rate
+                pause = slot - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+        written = k
+        elapsed = time.perf_counter() - t0
+        half = len(lags) // 2
+        print("sustained %d failures/s asked, %.0f written for %.1f s: lag sampled in the first half max %d bytes, "
+              "second half max %d bytes, at the end %d bytes"
+              % (rate, written / elapsed, elapsed, max(lags[:half] or [0]), max(lags[half:] or [0]), lags[-1] if lags else 0))
+        while int(d.status()["sources"][0]["position"].split(":")[2]) < os.path.getsize(d.log):
+            time.sleep(0.1)
+    d.stop()
+
+
 def memory(n=1000000):
     d = Daemon('[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n',
                '[limits]\nmax_addresses = 1000000\n')
@@ -167,7 +202,7 @@ def main():
     try:
         subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
         print("machine: %d cores, %s; kernel %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(), os.uname().release))
-        for name, fn in [("latency", latency), ("intake", intake), ("memory", memory)]:
+        for name, fn in [("latency", latency), ("intake", intake), ("sustained", sustained), ("memory", memory)]:
             if what in (name, "all"):
                 fn()
     finally:

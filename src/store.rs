@@ -95,7 +95,7 @@ pub enum Op {
         count: u32,
     },
     Offender(Box<Offender>),
-    Ban(BanRow),
+    Ban(Box<BanRow>),
     /// Bans of `target` still active at `at` are lifted (by hand: `by` says who).
     Lift {
         target: IpNet,
@@ -548,8 +548,8 @@ mod tests {
         let path = dir.path().join("state.db");
         let mut s = Store::open(&path).unwrap();
         s.write(&[vec![
-            Op::Ban(ban("192.0.2.7", 1_000, 10_000)),
-            Op::Ban(ban("198.51.100.0/24", 1_000, 5_000)),
+            Op::Ban(Box::new(ban("192.0.2.7", 1_000, 10_000))),
+            Op::Ban(Box::new(ban("198.51.100.0/24", 1_000, 5_000))),
             Op::Checkpoint {
                 source: "file:/var/log/mail.log".into(),
                 position: "1:2:300".into(),

@@ -192,6 +192,11 @@ impl Engine {
         &self.cfg
     }
 
+    /// True while the store is too far behind to take more lines (backpressure).
+    pub fn store_busy(&self) -> bool {
+        self.store.busy()
+    }
+
     /// Lines from a source.
     pub fn input(&mut self, input: Input) {
         let now = wall_now();
@@ -326,7 +331,7 @@ impl Engine {
             if d.until > now {
                 self.active.insert(d.target, row.clone());
             }
-            batch.push(Op::Ban(row));
+            batch.push(Op::Ban(Box::new(row)));
         }
     }
 

@@ -118,7 +118,7 @@ async fn event_loop(
     journal: Option<sources::JournalSpec>,
 ) -> Result<()> {
     let cfg = engine.config().clone();
-    let (tx, mut rx) = mpsc::channel::<sources::Input>(64);
+    let (tx, mut rx) = mpsc::channel::<sources::Input>(4);
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<control::Call>(16);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut hup = signal(SignalKind::hangup())?;
@@ -159,9 +159,13 @@ async fn event_loop(
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // While the store is behind, lines wait in their source (see StoreWriter::busy).
+    let mut pause = tokio::time::interval(Duration::from_millis(5));
     loop {
+        let busy = engine.store_busy();
         tokio::select! {
-            Some(input) = rx.recv() => engine.input(input),
+            Some(input) = rx.recv(), if !busy => engine.input(input),
+            _ = pause.tick(), if busy => {}
             Some((req, reply)) = ctl_rx.recv() => {
                 let answer = engine.handle(req);
                 let _ = reply.send(answer);

@@ -4,16 +4,23 @@
 //! source's position) and never waits; the thread writes whatever has arrived in one
 //! transaction. A failed write (disk full) is retried with the batches kept, so the
 //! positions on disk never run ahead of the failures recorded with them.
+//!
+//! [`StoreWriter::busy`] is the backpressure: while the thread is that far behind, the
+//! daemon stops taking lines (they wait in the log, behind a saved position), so a flood
+//! costs lag, not memory. Bans and the control socket go on meanwhile.
 
 use crate::store::{Batch, Store};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Batches kept in memory while the disk refuses writes; beyond, the oldest go.
 const MAX_HELD: usize = 100_000;
+
+/// Batches sent and not yet taken by the thread beyond which the writer is busy.
+const BUSY: usize = 32;
 
 enum Msg {
     Batch(Batch),
@@ -23,6 +30,7 @@ enum Msg {
 pub struct StoreWriter {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
+    queued: Arc<AtomicUsize>,
     pub errors: Arc<AtomicU64>,
     pub written: Arc<AtomicU64>,
 }
@@ -32,7 +40,8 @@ impl StoreWriter {
         let (tx, rx) = mpsc::channel::<Msg>();
         let errors = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        let (e, w) = (errors.clone(), written.clone());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (e, w, q) = (errors.clone(), written.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name("store".into())
             .spawn(move || {
@@ -46,7 +55,10 @@ impl StoreWriter {
                         rx.recv_timeout(Duration::from_secs(1)).ok()
                     };
                     let take = |m: Msg, held: &mut Vec<Batch>, acks: &mut Vec<_>| match m {
-                        Msg::Batch(b) => held.push(b),
+                        Msg::Batch(b) => {
+                            q.fetch_sub(1, Ordering::Relaxed);
+                            held.push(b)
+                        }
                         Msg::Flush(a) => acks.push(a),
                     };
                     match first {
@@ -54,11 +66,10 @@ impl StoreWriter {
                         None if held.is_empty() => open = false,
                         None => {}
                     }
+                    // Everything waiting goes into `held`, so that while the disk
+                    // refuses writes the MAX_HELD cap below bounds the memory.
                     while let Ok(m) = rx.try_recv() {
                         take(m, &mut held, &mut acks);
-                        if held.len() >= 4096 {
-                            break;
-                        }
                     }
                     if held.is_empty() {
                         for a in acks.drain(..) {
@@ -99,6 +110,7 @@ impl StoreWriter {
         StoreWriter {
             tx: Some(tx),
             thread: Some(thread),
+            queued,
             errors,
             written,
         }
@@ -106,8 +118,17 @@ impl StoreWriter {
 
     pub fn send(&self, batch: Batch) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Batch(batch));
+            // Counted before sending, so the thread never takes it below zero.
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            if tx.send(Msg::Batch(batch)).is_err() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// True while the thread has more batches waiting than it should.
+    pub fn busy(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > BUSY
     }
 
     /// Waits until everything sent so far is on disk.
