@@ -175,9 +175,9 @@ def sustained(rates=(20000, 50000, 80000), seconds=10):
     d.stop()
 
 
-def memory(n=1000000):
+def memory(n=int(os.environ.get("ADDRESSES", "1000000"))):
     d = Daemon('[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n',
-               '[limits]\nmax_addresses = 1000000\n')
+               '[limits]\nmax_addresses = %d\n' % n)
     ts = stamp()
     with open(d.log, "a") as f:
         for start in range(1, n + 1, 10000):
