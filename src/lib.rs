@@ -5,11 +5,13 @@
 //! [`enforce`]; [`pipeline`] strings the synchronous middle together and [`replay`]
 //! drives it over old logs. The binary is a thin CLI over it.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod count;
 pub mod daemon;
 pub mod enforce;
+pub mod geo;
 pub mod offender;
 pub mod parse;
 pub mod pipeline;
@@ -19,4 +21,5 @@ pub mod session;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod track;

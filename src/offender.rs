@@ -5,6 +5,7 @@
 //! counted and reported, never silent.
 
 use crate::count::{Attempt, Outcome, UNKNOWN_POSTURE};
+use crate::geo::Origin;
 use crate::time::Timestamp;
 use lru::LruCache;
 use serde::ser::SerializeMap;
@@ -34,6 +35,9 @@ pub struct Offender {
     pub login_users: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub allowlisted: bool,
+    /// Country and AS, when GeoIP databases are configured.
+    #[serde(skip_serializing_if = "Origin::is_empty", default)]
+    pub geo: Origin,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -70,7 +74,7 @@ impl Counts {
         self.0.iter().map(|(_, v)| v)
     }
 
-    fn bump(&mut self, key: &str, n: u64) {
+    pub fn bump(&mut self, key: &str, n: u64) {
         match self.position(key) {
             Ok(i) => self.0[i].1 += n,
             Err(i) => {
@@ -128,6 +132,7 @@ impl Offender {
             logins_after_failure: 0,
             login_users: Vec::new(),
             allowlisted: false,
+            geo: Origin::default(),
         }
     }
 
@@ -163,6 +168,16 @@ impl Offenders {
     /// Puts back a record kept in the store (the daemon at start).
     pub fn restore(&mut self, o: Offender) {
         self.map.put(o.address, o);
+    }
+
+    /// Records where an offender comes from (looked up at each failure, so a
+    /// reloaded database updates it).
+    pub fn set_geo(&mut self, addr: &IpAddr, geo: &Origin) {
+        if let Some(r) = self.map.peek_mut(addr)
+            && r.geo != *geo
+        {
+            r.geo = geo.clone();
+        }
     }
 
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {

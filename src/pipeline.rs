@@ -5,8 +5,10 @@
 //! times it is fed, so a replay of last month's log decides exactly what the daemon
 //! would have decided then.
 
+use crate::alert::{Alert, Alerts};
 use crate::config::Config;
 use crate::count::{Counter, Outcome};
+use crate::geo::{Geo, Origin};
 use crate::offender::Offenders;
 use crate::parse::{self, Parsed};
 use crate::policy::{Decision, Policy};
@@ -88,7 +90,20 @@ pub struct Pipeline {
     pub changes: Changes,
     /// Collect [`Changes`] (the daemon drains them after each batch).
     pub record_changes: bool,
+    /// GeoIP databases (none until the caller opens them: that is I/O).
+    pub geo: Geo,
+    alert_state: Alerts,
+    /// Alerts raised; `replay` keeps them all (up to [`MAX_ALERTS_KEPT`]), the daemon
+    /// drains them after each batch.
+    pub alerts: Vec<Alert>,
+    pub alerts_dropped: u64,
 }
+
+pub const MAX_ALERTS_KEPT: usize = 100_000;
+
+/// Alert kinds that ban the address when `[alerts] ban` is set. `new_origin` does
+/// not (a traveller), nor `spray_account` (its addresses are many and each did little).
+const BANNING_ALERTS: &[&str] = &["login_after_failures", "marked_country", "spray_address"];
 
 impl Pipeline {
     pub fn new(cfg: &Config) -> Pipeline {
@@ -107,6 +122,41 @@ impl Pipeline {
             decisions: Vec::new(),
             changes: Changes::default(),
             record_changes: false,
+            geo: Geo::none(),
+            alert_state: Alerts::new(cfg.alerts.clone(), limits.max_addresses),
+            alerts: Vec::new(),
+            alerts_dropped: 0,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn alert_state(&mut self) -> &mut Alerts {
+        &mut self.alert_state
+    }
+
+    fn lookup(&self, addr: IpAddr) -> Origin {
+        self.geo.lookup(addr)
+    }
+
+    fn raise(&mut self, new: Vec<Alert>) {
+        let ban_ms = self.alert_state.config().ban_ms;
+        for a in new {
+            if ban_ms > 0
+                && BANNING_ALERTS.contains(&a.kind.as_str())
+                && let Some(d) =
+                    self.policy
+                        .alert_ban(a.address, ban_ms, &a.kind, &a.geo, a.time.max(self.now))
+            {
+                self.decisions.push(d);
+            }
+            if self.alerts.len() < MAX_ALERTS_KEPT {
+                self.alerts.push(a);
+            } else {
+                self.alerts_dropped += 1;
+            }
         }
     }
 
@@ -148,22 +198,59 @@ impl Pipeline {
             match o {
                 Outcome::Counted(a) => {
                     self.stats.failures += u64::from(a.count);
+                    let geo = self.lookup(a.address);
+                    self.offenders.set_geo(&a.address, &geo);
+                    let mut new = Vec::new();
+                    self.alert_state
+                        .failure(a.time, a.address, a.user.as_deref(), &geo, &mut new);
                     if allow {
                         self.stats.allowlisted_failures += u64::from(a.count);
+                        self.raise(new);
                         continue;
                     }
                     let prefix = self.prefix_rules.then(|| self.policy.prefix_of(a.address));
                     self.tracker.record(a.address, prefix, a.time, a.count);
+                    let first = self.decisions.len();
                     self.policy.decide(
                         &self.tracker,
                         a.address,
+                        &geo,
                         a.time.max(self.now),
                         &mut self.decisions,
                     );
+                    if self.decisions.len() > first {
+                        let posture = self
+                            .offenders
+                            .get(&a.address)
+                            .map(|r| crate::tls::Posture::of(&r.tls));
+                        for d in &mut self.decisions[first..] {
+                            d.tls.clone_from(&posture);
+                        }
+                    }
+                    self.raise(new);
                 }
                 Outcome::Ambiguous => self.stats.ambiguous += 1,
                 Outcome::Unavailable { .. } => self.stats.auth_unavailable_not_counted += 1,
-                Outcome::Success { .. } => self.stats.logins += 1,
+                Outcome::Success {
+                    time,
+                    address,
+                    user,
+                    service,
+                } => {
+                    self.stats.logins += 1;
+                    let geo = self.lookup(*address);
+                    let mut new = Vec::new();
+                    self.alert_state.login(
+                        *time,
+                        *address,
+                        user.as_deref(),
+                        service.as_deref(),
+                        &geo,
+                        self.offenders.get(address),
+                        &mut new,
+                    );
+                    self.raise(new);
+                }
                 Outcome::Refined { .. } | Outcome::Posture { .. } => {}
             }
         }
@@ -190,6 +277,9 @@ impl Pipeline {
     /// Puts back what the store kept (daemon start, reload): offender records, the
     /// failures still inside the windows, and bans (active ones with their end).
     pub fn restore(&mut self, r: &Restored) {
+        for (user, h) in &r.accounts {
+            self.alert_state.restore_account(user.clone(), h.clone());
+        }
         for o in r.offenders.iter().rev() {
             self.offenders.restore(o.clone());
         }

@@ -7,8 +7,16 @@
 //! again until its ban ends. Each new ban of the same target within the escalation
 //! memory lasts `factor` times longer than the one before, up to `max`.
 //!
-//! Pure: takes the tracker's view and the event time, returns decisions.
+//! Origin rules (`[[origin]]`) replace the address rules for the addresses they match
+//! (by country and/or AS number): the first one in file order that matches is the
+//! address rule for that address; prefix rules still apply to everyone, and the
+//! allowlist still wins over all. There is no "never ban" origin: a country's
+//! networks hold rented servers like any other, so only the allowlist never bans.
+//!
+//! Pure: takes the tracker's view, the address's origin and the event time, returns
+//! decisions.
 
+use crate::geo::Origin;
 use crate::time::Timestamp;
 use crate::track::{Tracker, prefix_of};
 use ipnet::IpNet;
@@ -35,6 +43,31 @@ pub struct Rule {
     pub min_addresses: u32,
 }
 
+/// An `[[origin]]`: the address rule for addresses of some countries or networks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginRule {
+    /// Matches when the country is one of these (`--`: no country known). Empty: any.
+    pub countries: Vec<String>,
+    /// Matches when the country is none of these.
+    pub not_countries: Vec<String>,
+    /// Matches when the AS number is one of these. Empty: any.
+    pub asns: Vec<u32>,
+    pub rule: Rule,
+}
+
+impl OriginRule {
+    pub fn matches(&self, o: &Origin) -> bool {
+        let country = o.country.as_deref().unwrap_or("--");
+        (self.countries.is_empty() || self.countries.iter().any(|c| c == country))
+            && !self.not_countries.iter().any(|c| c == country)
+            && (self.asns.is_empty() || o.asn.is_some_and(|a| self.asns.contains(&a)))
+    }
+
+    pub fn needs_country(&self) -> bool {
+        !self.countries.is_empty() || !self.not_countries.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Escalation {
     pub factor: f64,
@@ -45,6 +78,7 @@ pub struct Escalation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyConfig {
     pub rules: Vec<Rule>,
+    pub origins: Vec<OriginRule>,
     pub allowlist: Vec<IpNet>,
     pub prefix_v4: u8,
     pub prefix_v6: u8,
@@ -65,6 +99,12 @@ pub struct Decision {
     pub failures: u32,
     /// 1 for a first ban, 2 for the second within the escalation memory, ...
     pub nth: u32,
+    /// Where the address that caused it comes from.
+    #[serde(skip_serializing_if = "Origin::is_empty")]
+    pub geo: Origin,
+    /// How that address talked to us (None for bans by hand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::Posture>,
 }
 
 /// An address is written without `/32` or `/128`; a prefix with its length.
@@ -125,12 +165,27 @@ impl Policy {
         self.cfg.rules.iter().any(|r| r.scope == Scope::Prefix)
     }
 
+    /// The databases the origin rules need: (country, ASN).
+    pub fn needs_geo(&self) -> (bool, bool) {
+        let o = &self.cfg.origins;
+        (
+            o.iter().any(OriginRule::needs_country),
+            o.iter().any(|r| !r.asns.is_empty()),
+        )
+    }
+
+    /// All rules with their windows: the `[[rule]]`s and the origin rules.
+    pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.cfg
+            .rules
+            .iter()
+            .chain(self.cfg.origins.iter().map(|o| &o.rule))
+    }
+
     /// Depth the tracker needs per scope.
     pub fn depths(&self) -> (usize, usize) {
         let depth = |sc| {
-            self.cfg
-                .rules
-                .iter()
+            self.all_rules()
                 .filter(|r| r.scope == sc)
                 .map(|r| r.failures as usize)
                 .max()
@@ -171,6 +226,7 @@ impl Policy {
         &mut self,
         tracker: &Tracker,
         addr: IpAddr,
+        geo: &Origin,
         now: Timestamp,
         out: &mut Vec<Decision>,
     ) {
@@ -179,9 +235,16 @@ impl Policy {
         }
         let prefix = self.prefix_of(addr);
         let single = IpNet::from(addr);
+        let origin_rule = self.cfg.origins.iter().find(|o| o.matches(geo));
+        let rules = self
+            .cfg
+            .rules
+            .iter()
+            .filter(|r| origin_rule.is_none() || r.scope == Scope::Prefix)
+            .chain(origin_rule.map(|o| &o.rule));
         // The strongest rule that fires for each scope: the longest ban.
         let mut best: [Option<(&Rule, u32)>; 2] = [None, None];
-        for rule in &self.cfg.rules {
+        for rule in rules {
             let fired = match rule.scope {
                 Scope::Address => tracker.address_hits(addr, rule.failures, rule.within_ms, now),
                 Scope::Prefix => tracker.prefix_hits(
@@ -214,9 +277,47 @@ impl Policy {
         if let (Some((rule, n)), false) = (best[0], covered || self.active(&single, now)) {
             made.push((single, rule.clone(), n));
         }
+        let origin_name = origin_rule.map(|o| o.rule.name.clone());
         for (target, rule, n) in made {
-            out.push(self.ban(target, &rule, n, now));
+            let mut d = self.ban(target, &rule, n, now);
+            if origin_name.as_ref() == Some(&rule.name) {
+                d.reason = d.reason.replacen(
+                    &format!("(rule {})", rule.name),
+                    &format!("(origin {}: {})", rule.name, geo.label()),
+                    1,
+                );
+            }
+            d.geo = geo.clone();
+            out.push(d);
         }
+    }
+
+    /// A ban asked for by an alert (`[alerts] ban`): None when the address is
+    /// allowlisted or already banned.
+    pub fn alert_ban(
+        &mut self,
+        addr: IpAddr,
+        ban_ms: i64,
+        kind: &str,
+        geo: &Origin,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        let target = IpNet::from(addr);
+        if self.allowlisted(addr) || self.active(&target, now) {
+            return None;
+        }
+        let rule = Rule {
+            name: format!("alert {kind}"),
+            scope: Scope::Address,
+            failures: 0,
+            within_ms: 0,
+            ban_ms,
+            min_addresses: 1,
+        };
+        let mut d = self.ban(target, &rule, 0, now);
+        d.reason = format!("alert {kind} ({})", geo.label());
+        d.geo = geo.clone();
+        Some(d)
     }
 
     fn ban(&mut self, target: IpNet, rule: &Rule, failures: u32, now: Timestamp) -> Decision {
@@ -263,6 +364,8 @@ impl Policy {
             rule: rule.name.clone(),
             failures,
             nth,
+            geo: Origin::default(),
+            tls: None,
         }
     }
 }

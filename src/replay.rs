@@ -28,6 +28,13 @@ pub struct Report<'a> {
     pub offenders: Vec<&'a Offender>,
     pub offenders_evicted: u64,
     pub bans: &'a [Decision],
+    pub alerts: &'a [crate::alert::Alert],
+    #[serde(skip_serializing_if = "is_zero")]
+    pub alerts_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub struct Replay {
@@ -42,6 +49,8 @@ pub enum ReplayError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Enforce(#[from] EnforceError),
+    #[error("GeoIP: {0}")]
+    Geo(String),
 }
 
 /// Runs `files` through a fresh pipeline.
@@ -51,6 +60,8 @@ pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Rep
         .map(|p| FileSource::open(p, cfg.max_line_bytes, time))
         .collect::<Result<Vec<_>, _>>()?;
     let mut pipeline = Pipeline::new(cfg);
+    pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), true)
+        .map_err(ReplayError::Geo)?;
     let mut dry_run = DryRun::default();
     let mut enforce_err = None;
     run(&mut sources, &mut pipeline, |d| {
@@ -90,6 +101,8 @@ impl Replay {
             offenders: self.pipeline.offenders.sorted(),
             offenders_evicted: self.pipeline.offenders.evicted(),
             bans: &self.dry_run.bans,
+            alerts: &self.pipeline.alerts,
+            alerts_dropped: self.pipeline.alerts_dropped,
         }
     }
 }
@@ -227,6 +240,14 @@ pub fn render_text(r: &Report, top: usize) -> String {
             human_ms(b.until.0 - b.at.0),
             b.reason
         );
+        if let Some(p) = &b.tls {
+            let _ = writeln!(o, "      tls: {}", p.summary());
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "alerts: {}", r.alerts.len());
+    for a in r.alerts {
+        let _ = writeln!(o, "  {}  {}  {}", a.time.rfc3339(), a.kind, a.message);
     }
     o
 }

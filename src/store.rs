@@ -11,18 +11,22 @@
 //! written by a newer saslguard, or one that is not a SQLite database, is refused with
 //! a clear error and left untouched: replacing it would silently forget every ban.
 
+use crate::alert::{AccountHistory, Alert};
+use crate::geo::Origin;
 use crate::offender::Offender;
 use crate::policy::target_string;
 use crate::time::Timestamp;
+use crate::tls::Posture;
 use ipnet::IpNet;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The schema this build writes; `MIGRATIONS[i]` takes version i to i + 1.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE bans (
     id        INTEGER PRIMARY KEY,
     target    TEXT    NOT NULL,
@@ -57,7 +61,25 @@ CREATE TABLE checkpoints (
     position TEXT    NOT NULL,
     updated  INTEGER NOT NULL
 );
-"];
+",
+    "
+ALTER TABLE bans ADD COLUMN geo TEXT;
+ALTER TABLE bans ADD COLUMN tls TEXT;
+CREATE TABLE alerts (
+    id      INTEGER PRIMARY KEY,
+    time    INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    address TEXT    NOT NULL,
+    user    TEXT,
+    record  TEXT    NOT NULL
+);
+CREATE INDEX alerts_time ON alerts(time);
+CREATE TABLE accounts (
+    user    TEXT PRIMARY KEY,
+    record  TEXT NOT NULL
+);
+",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -84,6 +106,8 @@ pub struct BanRow {
     pub origin: String,
     pub lifted_at: Option<Timestamp>,
     pub lifted_by: Option<String>,
+    pub geo: Origin,
+    pub tls: Option<Posture>,
 }
 
 /// One change to the store.
@@ -96,6 +120,9 @@ pub enum Op {
     },
     Offender(Box<Offender>),
     Ban(Box<BanRow>),
+    Alert(Box<Alert>),
+    /// An account's login origins (for `new_origin` alerts).
+    Account(Box<(String, AccountHistory)>),
     /// Bans of `target` still active at `at` are lifted (by hand: `by` says who).
     Lift {
         target: IpNet,
@@ -128,6 +155,7 @@ pub struct Restored {
     pub failures: Vec<(IpAddr, Timestamp, u32)>,
     pub offenders: Vec<Offender>,
     pub checkpoints: Vec<(String, String)>,
+    pub accounts: Vec<(String, AccountHistory)>,
 }
 
 pub struct Store {
@@ -295,7 +323,8 @@ impl Store {
                     Op::Ban(b) => {
                         tx.execute(
                             "INSERT INTO bans(target, at, until, rule, reason, failures, nth,
-                             origin, lifted_at, lifted_by) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                             origin, lifted_at, lifted_by, geo, tls)
+                             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
                             params![
                                 target_string(&b.target),
                                 b.at.0,
@@ -306,8 +335,35 @@ impl Store {
                                 b.nth,
                                 b.origin,
                                 b.lifted_at.map(|t| t.0),
-                                b.lifted_by
+                                b.lifted_by,
+                                (!b.geo.is_empty())
+                                    .then(|| serde_json::to_string(&b.geo).unwrap_or_default()),
+                                b.tls
+                                    .as_ref()
+                                    .map(|p| serde_json::to_string(p).unwrap_or_default()),
                             ],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::Alert(a) => {
+                        tx.execute(
+                            "INSERT INTO alerts(time, kind, address, user, record)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![
+                                a.time.0,
+                                a.kind,
+                                a.address.to_string(),
+                                a.user,
+                                serde_json::to_string(a).unwrap_or_default()
+                            ],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::Account(acc) => {
+                        tx.execute(
+                            "INSERT INTO accounts(user, record) VALUES (?1, ?2)
+                             ON CONFLICT(user) DO UPDATE SET record = ?2",
+                            params![acc.0, serde_json::to_string(&acc.1).unwrap_or_default()],
                         )
                         .map_err(&sql)?;
                     }
@@ -342,6 +398,11 @@ impl Store {
                         .map_err(&sql)?;
                         tx.execute(
                             "DELETE FROM bans WHERE until < ?1 OR lifted_at < ?1",
+                            params![history_before.0],
+                        )
+                        .map_err(&sql)?;
+                        tx.execute(
+                            "DELETE FROM alerts WHERE time < ?1",
                             params![history_before.0],
                         )
                         .map_err(&sql)?;
@@ -412,7 +473,41 @@ impl Store {
         for row in rows {
             r.checkpoints.push(row.map_err(&sql)?);
         }
+        let mut st = self
+            .conn
+            .prepare("SELECT user, record FROM accounts")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(&sql)?;
+        for row in rows {
+            let (user, rec) = row.map_err(&sql)?;
+            if let Ok(h) = serde_json::from_str(&rec) {
+                r.accounts.push((user, h));
+            }
+        }
         Ok(r)
+    }
+
+    /// Alerts since `since`, oldest first.
+    pub fn alerts(&self, since: Timestamp) -> Result<Vec<Alert>, StoreError> {
+        let sql = self.sql();
+        let mut st = self
+            .conn
+            .prepare("SELECT record FROM alerts WHERE time >= ?1 ORDER BY time, id")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![since.0], |row| row.get::<_, String>(0))
+            .map_err(&sql)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(a) = serde_json::from_str(&row.map_err(&sql)?) {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// Bans, newest first: with `active_at`, only those not lifted and not over then
@@ -420,11 +515,11 @@ impl Store {
     pub fn bans(&self, active_at: Option<Timestamp>) -> Result<Vec<BanRow>, StoreError> {
         let sql = self.sql();
         let query = if active_at.is_some() {
-            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by
-             FROM bans WHERE lifted_at IS NULL AND until > ?1 ORDER BY at DESC, id DESC"
+            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by,
+             geo, tls FROM bans WHERE lifted_at IS NULL AND until > ?1 ORDER BY at DESC, id DESC"
         } else {
-            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by
-             FROM bans WHERE ?1 IS NULL OR 1 ORDER BY at DESC, id DESC"
+            "SELECT target, at, until, rule, reason, failures, nth, origin, lifted_at, lifted_by,
+             geo, tls FROM bans WHERE ?1 IS NULL OR 1 ORDER BY at DESC, id DESC"
         };
         let mut st = self.conn.prepare(query).map_err(&sql)?;
         let rows = st
@@ -442,6 +537,13 @@ impl Store {
                         origin: row.get(7)?,
                         lifted_at: row.get::<_, Option<i64>>(8)?.map(Timestamp),
                         lifted_by: row.get(9)?,
+                        geo: row
+                            .get::<_, Option<String>>(10)?
+                            .and_then(|g| serde_json::from_str(&g).ok())
+                            .unwrap_or_default(),
+                        tls: row
+                            .get::<_, Option<String>>(11)?
+                            .and_then(|t| serde_json::from_str(&t).ok()),
                     },
                 ))
             })
@@ -539,6 +641,11 @@ mod tests {
             origin: "policy".into(),
             lifted_at: None,
             lifted_by: None,
+            geo: crate::geo::Origin {
+                country: Some("NL".into()),
+                ..Default::default()
+            },
+            tls: None,
         }
     }
 

@@ -27,6 +27,8 @@ fn ban(target: &str, at: i64, mins: i64) -> Decision {
         rule: "fast".into(),
         failures: 5,
         nth: 1,
+        geo: Default::default(),
+        tls: None,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod raw;
 pub mod validate;
 
+use crate::alert::AlertConfig;
 use crate::count::CountConfig;
 use crate::enforce::nft::NftConfig;
 use crate::policy::PolicyConfig;
@@ -29,6 +30,18 @@ pub struct Config {
     pub nftables: Option<NftConfig>,
     /// None: `[postfix_map] enabled = false`.
     pub postfix_map: Option<MapConfig>,
+    pub geoip: GeoConfig,
+    pub alerts: AlertConfig,
+}
+
+/// MaxMind-format databases; None: not used (`= ""`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoConfig {
+    pub country_database: Option<PathBuf>,
+    pub asn_database: Option<PathBuf>,
+    /// A path other than the default was configured (a missing default file is only
+    /// worth a note to `replay`).
+    pub explicit: bool,
 }
 
 /// Where a followed file is read from when saslguard has no checkpoint for it.

@@ -29,6 +29,46 @@ pub struct RawConfig {
     pub nftables: RawNftables,
     #[serde(default)]
     pub postfix_map: RawPostfixMap,
+    #[serde(default)]
+    pub geoip: RawGeoip,
+    #[serde(default)]
+    pub origin: Option<Vec<Spanned<RawOrigin>>>,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoip {
+    pub country_database: Option<Spanned<String>>,
+    pub asn_database: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOrigin {
+    pub name: Spanned<String>,
+    pub countries: Option<Vec<Spanned<String>>>,
+    pub not_countries: Option<Vec<Spanned<String>>>,
+    pub asns: Option<Vec<Spanned<i64>>>,
+    pub failures: Spanned<i64>,
+    pub within: Spanned<String>,
+    pub ban: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub login_after_failures: Option<Spanned<String>>,
+    pub login_after_failures_min: Option<Spanned<i64>>,
+    pub new_origin: Option<Spanned<bool>>,
+    pub learning: Option<Spanned<String>>,
+    pub countries: Option<Vec<Spanned<String>>>,
+    pub spray_addresses: Option<Spanned<i64>>,
+    pub spray_accounts: Option<Spanned<i64>>,
+    pub spray_window: Option<Spanned<String>>,
+    pub command: Option<Vec<Spanned<String>>>,
+    pub ban: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

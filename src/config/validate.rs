@@ -1,10 +1,16 @@
 //! Raw configuration → typed [`Config`], collecting every error with file:line.
 
-use super::raw::{RawConfig, RawDaemon, RawNftables, RawPostfixMap, RawSources};
-use super::{Config, ConfigError, ConfigErrors, DaemonConfig, MapConfig, SourcesConfig, StartAt};
+use super::raw::{
+    RawAlerts, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap, RawSources,
+};
+use super::{
+    Config, ConfigError, ConfigErrors, DaemonConfig, GeoConfig, MapConfig, SourcesConfig, StartAt,
+};
+use crate::alert::AlertConfig;
 use crate::count::{ConnectionLost, CountConfig};
 use crate::enforce::nft::NftConfig;
-use crate::policy::{Escalation, PolicyConfig, Rule, Scope};
+use crate::geo::is_country_code;
+use crate::policy::{Escalation, OriginRule, PolicyConfig, Rule, Scope};
 use crate::time::Zone;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -325,6 +331,9 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
     let daemon = daemon(&mut e, &raw.daemon);
     let nftables = nftables(&mut e, &raw.nftables);
     let postfix_map = postfix_map(&mut e, &raw.postfix_map);
+    let geoip = geoip(&mut e, &raw.geoip);
+    let origins = origins(&mut e, raw.origin.as_deref().unwrap_or_default());
+    let alerts = alerts(&mut e, &raw.alerts);
 
     if !e.list.is_empty() {
         return Err(ConfigErrors(e.list));
@@ -335,6 +344,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         count,
         policy: PolicyConfig {
             rules,
+            origins,
             allowlist,
             prefix_v4,
             prefix_v6,
@@ -347,7 +357,150 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         daemon,
         nftables,
         postfix_map,
+        geoip,
+        alerts,
     })
+}
+
+fn geoip(e: &mut Errs, raw: &RawGeoip) -> GeoConfig {
+    let path = |e: &mut Errs, v: &Option<Spanned<String>>, key: &str, default: &str| match v {
+        None => (Some(PathBuf::from(default)), false),
+        Some(s) if s.get_ref().is_empty() => (None, false),
+        Some(s) => (Some(absolute(e, s, key)), s.get_ref() != default),
+    };
+    let (country_database, c) = path(
+        e,
+        &raw.country_database,
+        "geoip.country_database",
+        "/var/lib/GeoIP/GeoLite2-Country.mmdb",
+    );
+    let (asn_database, a) = path(
+        e,
+        &raw.asn_database,
+        "geoip.asn_database",
+        "/var/lib/GeoIP/GeoLite2-ASN.mmdb",
+    );
+    GeoConfig {
+        country_database,
+        asn_database,
+        explicit: c || a,
+    }
+}
+
+fn country_list(e: &mut Errs, list: &Option<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in list.iter().flatten() {
+        let v = c.get_ref();
+        if v == "--" || is_country_code(v) {
+            out.push(v.clone());
+        } else if is_country_code(&v.to_ascii_uppercase()) {
+            e.at(
+                c.span(),
+                format!(
+                    "{key}: {v:?}: country codes are upper case ({:?})",
+                    v.to_ascii_uppercase()
+                ),
+            );
+        } else {
+            e.at(
+                c.span(),
+                format!(
+                    "{key}: {v:?} is not an ISO 3166-1 alpha-2 country code (\"GB\", not \"UK\"; \"--\" for addresses the database gives no country)"
+                ),
+            );
+        }
+    }
+    out
+}
+
+fn origins(e: &mut Errs, list: &[Spanned<RawOrigin>]) -> Vec<OriginRule> {
+    let mut out: Vec<OriginRule> = Vec::new();
+    for so in list {
+        let o = so.get_ref();
+        let name = o.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            e.at(o.name.span(), "origin name is empty");
+        }
+        if out.iter().any(|x| x.rule.name == name) {
+            e.at(o.name.span(), format!("origin name {name:?} is used twice"));
+        }
+        let countries = country_list(e, &o.countries, "countries");
+        let not_countries = country_list(e, &o.not_countries, "not_countries");
+        let mut asns = Vec::new();
+        for a in o.asns.iter().flatten() {
+            match u32::try_from(*a.get_ref()) {
+                Ok(n) if n > 0 => asns.push(n),
+                _ => e.at(
+                    a.span(),
+                    format!("asns: {} is not an AS number", a.get_ref()),
+                ),
+            }
+        }
+        if o.countries.is_none() && o.not_countries.is_none() && o.asns.is_none() {
+            e.at(
+                so.span(),
+                format!("origin {name:?} matches nothing: give countries, not_countries or asns"),
+            );
+        }
+        out.push(OriginRule {
+            countries,
+            not_countries,
+            asns,
+            rule: Rule {
+                name,
+                scope: Scope::Address,
+                failures: e.int(&Some(o.failures.clone()), "failures", 1..=1000, 1) as u32,
+                within_ms: e.duration(&Some(o.within.clone()), "within", 1),
+                ban_ms: e.duration(&Some(o.ban.clone()), "ban", 1),
+                min_addresses: 1,
+            },
+        });
+    }
+    out
+}
+
+fn alerts(e: &mut Errs, raw: &RawAlerts) -> AlertConfig {
+    let off_or = |e: &mut Errs, v: &Option<Spanned<String>>, key: &str, default: i64| match v {
+        Some(s) if s.get_ref() == "0s" || s.get_ref() == "off" => 0,
+        _ => e.duration(v, key, default),
+    };
+    AlertConfig {
+        login_after_failures_ms: off_or(
+            e,
+            &raw.login_after_failures,
+            "alerts.login_after_failures",
+            86_400_000,
+        ),
+        login_after_failures_min: e.int(
+            &raw.login_after_failures_min,
+            "alerts.login_after_failures_min",
+            1..=1000,
+            3,
+        ) as u32,
+        new_origin: raw.new_origin.as_ref().is_none_or(|v| *v.get_ref()),
+        learning_ms: e.duration(&raw.learning, "alerts.learning", 14 * 86_400_000),
+        countries: country_list(e, &raw.countries, "alerts.countries"),
+        spray_addresses: e.int(
+            &raw.spray_addresses,
+            "alerts.spray_addresses",
+            0..=100_000,
+            10,
+        ) as u32,
+        spray_accounts: e.int(
+            &raw.spray_accounts,
+            "alerts.spray_accounts",
+            0..=100_000,
+            10,
+        ) as u32,
+        spray_window_ms: e.duration(&raw.spray_window, "alerts.spray_window", 3_600_000),
+        command: raw
+            .command
+            .iter()
+            .flatten()
+            .map(|a| a.get_ref().clone())
+            .collect(),
+        ban_ms: off_or(e, &raw.ban, "alerts.ban", 0),
+    }
 }
 
 fn absolute(e: &mut Errs, v: &Spanned<String>, key: &str) -> PathBuf {

@@ -52,6 +52,7 @@ struct Counters {
     bans: BTreeMap<String, u64>,
     unbans: u64,
     enforcer_errors: BTreeMap<&'static str, u64>,
+    alerts: BTreeMap<String, u64>,
 }
 
 pub struct Engine {
@@ -68,6 +69,7 @@ pub struct Engine {
     counters: Counters,
     started: Instant,
     last_prune: Timestamp,
+    last_geo_check: Instant,
 }
 
 fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
@@ -83,6 +85,7 @@ fn max_window(cfg: &Config) -> i64 {
     cfg.policy
         .rules
         .iter()
+        .chain(cfg.policy.origins.iter().map(|o| &o.rule))
         .map(|r| r.within_ms)
         .max()
         .unwrap_or(0)
@@ -114,6 +117,7 @@ impl Engine {
         let now = wall_now();
         let mut pipeline = Pipeline::new(&cfg);
         pipeline.record_changes = true;
+        pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), false)?;
         pipeline.restore(restored);
         let active: BTreeMap<IpNet, BanRow> = restored
             .active
@@ -171,6 +175,7 @@ impl Engine {
             counters: Counters::default(),
             started: Instant::now(),
             last_prune: Timestamp::default(),
+            last_geo_check: Instant::now(),
         })
     }
 
@@ -232,6 +237,7 @@ impl Engine {
         }
         s.position.clone_from(&input.position);
         let mut batch = self.changes();
+        self.alerts(&mut batch);
         if !decisions.is_empty() {
             self.enforce(&decisions, now, "policy", &mut batch);
         }
@@ -264,6 +270,35 @@ impl Engine {
             }
         }
         batch
+    }
+
+    /// Alerts raised by the last lines: logged, stored, and handed to the command.
+    fn alerts(&mut self, batch: &mut Batch) {
+        let alerts = std::mem::take(&mut self.pipeline.alerts);
+        let state = self.pipeline.alert_state();
+        let changed = std::mem::take(&mut state.changed_accounts);
+        let mut seen = HashSet::new();
+        for user in changed {
+            if seen.insert(user.clone())
+                && let Some(h) = state.account(&user)
+            {
+                batch.push(Op::Account(Box::new((user, h.clone()))));
+            }
+        }
+        for a in alerts {
+            *self.counters.alerts.entry(a.kind.clone()).or_insert(0) += 1;
+            tracing::warn!(
+                kind = %a.kind,
+                ip = %a.address,
+                user = a.user.as_deref().unwrap_or(""),
+                country = a.geo.country.as_deref().unwrap_or(""),
+                asn = a.geo.asn.unwrap_or(0),
+                "alert: {}",
+                a.message
+            );
+            crate::alert::run_command(&self.cfg.alerts.command, &a);
+            batch.push(Op::Alert(Box::new(a)));
+        }
     }
 
     fn enforcer_error(&mut self, enforcer: &'static str, message: &str) {
@@ -307,25 +342,21 @@ impl Engine {
                 origin: origin.to_string(),
                 lifted_at: None,
                 lifted_by: None,
-            };
-            let posture = match (d.target.prefix_len() == d.target.max_prefix_len())
-                .then(|| self.pipeline.offenders.get(&d.target.addr()))
-                .flatten()
-            {
-                Some(o) => o
-                    .tls
-                    .iter()
-                    .map(|(k, v)| format!("{k} x{v}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                None => "-".into(),
+                geo: d.geo.clone(),
+                tls: d.tls.clone(),
             };
             tracing::warn!(
-                "ban {} for {} until {}: {} [tls: {posture}]",
+                "ban {} for {} until {}: {}{} [tls: {}]",
                 target_string(&d.target),
                 human_ms(d.until.0 - d.at.0),
                 d.until.rfc3339(),
-                d.reason
+                d.reason,
+                if d.geo.is_empty() || d.reason.contains("(origin ") {
+                    String::new()
+                } else {
+                    format!(" [{}]", d.geo.label())
+                },
+                d.tls.as_ref().map_or("-".to_string(), |p| p.summary())
             );
             *self.counters.bans.entry(origin.to_string()).or_insert(0) += 1;
             if d.until > now {
@@ -383,6 +414,10 @@ impl Engine {
                 Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
             }
         }
+        if self.last_geo_check.elapsed() >= std::time::Duration::from_secs(5) {
+            self.last_geo_check = Instant::now();
+            self.pipeline.geo.reload_changed();
+        }
         if now.0 - self.last_prune.0 >= 3_600_000 {
             self.last_prune = now;
             self.store.send(vec![Op::Prune {
@@ -426,6 +461,11 @@ impl Engine {
             "bans": self.counters.bans,
             "unbans": self.counters.unbans,
             "enforcer_errors": self.counters.enforcer_errors,
+            "alerts": self.counters.alerts,
+            "geoip": {
+                "country": self.pipeline.geo.has_country(),
+                "asn": self.pipeline.geo.has_asn(),
+            },
             "enforcers": {
                 "nftables": self.cfg.nftables.as_ref().map(|n| n.table.clone()),
                 "postfix_map": self.cfg.postfix_map.as_ref().map(|m| m.map.clone()),
@@ -455,6 +495,8 @@ impl Engine {
                     "reason": b.reason,
                     "origin": b.origin,
                     "nth": b.nth,
+                    "geo": b.geo,
+                    "tls": b.tls,
                     "offender": offender,
                 })
             })
@@ -497,6 +539,8 @@ impl Engine {
             rule: "manual".into(),
             failures: 0,
             nth: 1,
+            geo: target_geo(&self.pipeline, &target),
+            tls: None,
         };
         self.pipeline.manual_ban(target, now, until);
         let mut batch = Vec::new();
@@ -568,6 +612,12 @@ impl Engine {
         drop(store);
         let mut pipeline = Pipeline::new(&cfg);
         pipeline.record_changes = true;
+        pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), false)
+            .map_err(|e| {
+                let msg = format!("configuration not reloaded, the running one is kept: {e}");
+                tracing::error!("{msg}");
+                msg
+            })?;
         pipeline.restore(&restored);
         pipeline.stats = std::mem::take(&mut self.pipeline.stats);
         let nft = match &cfg.nftables {
@@ -701,6 +751,26 @@ impl Engine {
                 .collect(),
         );
         metric(
+            "alerts_total",
+            "counter",
+            "Alerts raised, by kind.",
+            [
+                "login_after_failures",
+                "new_origin",
+                "marked_country",
+                "spray_account",
+                "spray_address",
+            ]
+            .iter()
+            .map(|k| {
+                (
+                    format!("{{kind=\"{k}\"}}"),
+                    *self.counters.alerts.get(*k).unwrap_or(&0) as f64,
+                )
+            })
+            .collect(),
+        );
+        metric(
             "source_lag_bytes",
             "gauge",
             "Bytes written to a followed file and not read yet.",
@@ -755,6 +825,17 @@ fn decision_of(b: &BanRow) -> Decision {
         rule: b.rule.clone(),
         failures: b.failures,
         nth: b.nth,
+        geo: b.geo.clone(),
+        tls: b.tls.clone(),
+    }
+}
+
+/// Country and AS of a single address (nothing for a prefix).
+fn target_geo(p: &Pipeline, target: &IpNet) -> crate::geo::Origin {
+    if target.prefix_len() == target.max_prefix_len() {
+        p.geo.lookup(target.addr())
+    } else {
+        crate::geo::Origin::default()
     }
 }
 

@@ -74,6 +74,13 @@ pub fn text(req: &Request, a: &Value) -> String {
                 counts(&a["enforcer_errors"]),
                 s(&a["store_errors"])
             );
+            let _ = writeln!(
+                o,
+                "alerts: {}  geoip: country {}  asn {}",
+                counts(&a["alerts"]),
+                s(&a["geoip"]["country"]),
+                s(&a["geoip"]["asn"])
+            );
         }
         Request::Bans => {
             let list = a["bans"].as_array().cloned().unwrap_or_default();
@@ -90,6 +97,42 @@ pub fn text(req: &Request, a: &Value) -> String {
                     s(&b["reason"]),
                     s(&b["origin"])
                 );
+                let geo = &b["geo"];
+                if geo.is_object() {
+                    let _ = writeln!(
+                        o,
+                        "    from {} {}{}",
+                        geo["country"].as_str().unwrap_or("--"),
+                        geo["asn"]
+                            .as_u64()
+                            .map_or(String::new(), |n| format!("AS{n} ")),
+                        geo["as_org"].as_str().unwrap_or("")
+                    );
+                }
+                let tls = &b["tls"];
+                if tls.is_object() {
+                    let weak: Vec<String> = tls["weak"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect();
+                    let _ = writeln!(
+                        o,
+                        "    tls at ban time: {}{}{}",
+                        counts(&tls["attempts"]),
+                        if tls["plaintext_credentials"] == Value::Bool(true) {
+                            "; CREDENTIALS SENT IN PLAINTEXT"
+                        } else {
+                            ""
+                        },
+                        if weak.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; weak: {}", weak.join(", "))
+                        }
+                    );
+                }
                 let off = &b["offender"];
                 if off.is_object() {
                     let users: Vec<String> = off["users"]

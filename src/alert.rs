@@ -1,0 +1,438 @@
+//! Alerts for logins that look like stolen passwords, and for password spraying.
+//!
+//! Owns the little history alerts need: which countries and networks each account
+//! logged in from (with a learning period before "new" means anything), which
+//! addresses failed for each account and which accounts each address failed for,
+//! within a window. All of it is bounded (LRUs), since user names in failures are
+//! chosen by attackers. Pure: outcomes, origins and the offender record in, alerts out;
+//! the daemon logs, stores and runs commands, `replay` reports.
+//!
+//! Kinds:
+//! - `login_after_failures`: a login from an address that failed at least
+//!   `login_after_failures_min` times within `login_after_failures` before. One typo
+//!   before a login is not an alert.
+//! - `new_origin`: a login for an account from a country or AS it has not logged in
+//!   from, once its history is older than `learning`.
+//! - `marked_country`: a login from a country in `[alerts] countries`.
+//! - `spray_account`: one account failing from `spray_addresses` addresses within
+//!   `spray_window` (password spraying from a botnet).
+//! - `spray_address`: one address failing for `spray_accounts` accounts within
+//!   `spray_window`.
+
+use crate::geo::Origin;
+use crate::offender::Offender;
+use crate::time::Timestamp;
+use lru::LruCache;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertConfig {
+    /// 0: off.
+    pub login_after_failures_ms: i64,
+    pub login_after_failures_min: u32,
+    pub new_origin: bool,
+    pub learning_ms: i64,
+    pub countries: Vec<String>,
+    /// 0: off.
+    pub spray_addresses: u32,
+    /// 0: off.
+    pub spray_accounts: u32,
+    pub spray_window_ms: i64,
+    /// Run for each alert (argv, no shell).
+    pub command: Vec<String>,
+    /// Ban the address of `login_after_failures`, `marked_country` and
+    /// `spray_address` alerts for this long; 0: no.
+    pub ban_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: String,
+    pub time: Timestamp,
+    pub address: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Origin::is_empty", default)]
+    pub geo: Origin,
+    /// One line for people.
+    pub message: String,
+    /// Failures of the address before the login (`login_after_failures`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub failures: Option<u64>,
+    /// Accounts the address tried (`login_after_failures`, `spray_address`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub users_tried: Vec<String>,
+    /// Distinct addresses that failed for the account (`spray_account`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub addresses: Option<u32>,
+    /// Countries and ASes the account used before (`new_origin`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub known_origins: Vec<String>,
+}
+
+/// Where an account logged in from, as kept for `new_origin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountHistory {
+    pub first_seen: Timestamp,
+    pub countries: Vec<String>,
+    pub asns: Vec<u32>,
+}
+
+const MAX_ORIGINS_PER_ACCOUNT: usize = 64;
+const MAX_ACCOUNTS: usize = 100_000;
+
+pub struct Alerts {
+    cfg: AlertConfig,
+    accounts: LruCache<String, AccountHistory>,
+    by_user: LruCache<String, VecDeque<(Timestamp, IpAddr)>>,
+    by_addr: LruCache<IpAddr, VecDeque<(Timestamp, u64)>>,
+    /// When each (kind, key) last alerted: one alert per window, not one per line.
+    last: LruCache<(u8, String), Timestamp>,
+    /// Accounts whose history changed, for the store.
+    pub changed_accounts: Vec<String>,
+}
+
+fn cap(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n.max(1)).expect("nonzero")
+}
+
+fn hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+impl Alerts {
+    pub fn new(cfg: AlertConfig, max_addresses: usize) -> Alerts {
+        Alerts {
+            cfg,
+            accounts: LruCache::new(cap(MAX_ACCOUNTS)),
+            by_user: LruCache::new(cap(MAX_ACCOUNTS)),
+            by_addr: LruCache::new(cap(max_addresses)),
+            last: LruCache::new(cap(MAX_ACCOUNTS)),
+            changed_accounts: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &AlertConfig {
+        &self.cfg
+    }
+
+    pub fn account(&self, user: &str) -> Option<&AccountHistory> {
+        self.accounts.peek(user)
+    }
+
+    /// Puts back an account's login history (daemon start).
+    pub fn restore_account(&mut self, user: String, h: AccountHistory) {
+        self.accounts.put(user, h);
+    }
+
+    /// True when (kind, key) has not alerted within `window_ms` before `now`.
+    fn fresh(&mut self, kind: u8, key: String, now: Timestamp, window_ms: i64) -> bool {
+        match self.last.get_mut(&(kind, key.clone())) {
+            Some(t) if now.0 - t.0 < window_ms => false,
+            Some(t) => {
+                *t = now;
+                true
+            }
+            None => {
+                self.last.put((kind, key), now);
+                true
+            }
+        }
+    }
+
+    /// A counted failure of `addr` (with the account it tried, if logged).
+    pub fn failure(
+        &mut self,
+        time: Timestamp,
+        addr: IpAddr,
+        user: Option<&str>,
+        geo: &Origin,
+        out: &mut Vec<Alert>,
+    ) {
+        let Some(user) = user else { return };
+        let w = self.cfg.spray_window_ms;
+        if self.cfg.spray_addresses > 0 {
+            let need = self.cfg.spray_addresses as usize;
+            let ring = self
+                .by_user
+                .get_or_insert_mut(user.to_string(), VecDeque::new);
+            ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
+            ring.push_back((time, addr));
+            while ring.len() > need * 2 {
+                ring.pop_front();
+            }
+            let n = ring.len();
+            if n >= need && self.fresh(0, user.to_string(), time, w) {
+                out.push(Alert {
+                    kind: "spray_account".into(),
+                    time,
+                    address: addr,
+                    user: Some(user.to_string()),
+                    service: None,
+                    geo: geo.clone(),
+                    message: format!(
+                        "account {user:?} failed from {n} addresses within {} (password spraying); last {addr}",
+                        crate::policy::human_ms(w)
+                    ),
+                    failures: None,
+                    users_tried: Vec::new(),
+                    addresses: Some(n as u32),
+                    known_origins: Vec::new(),
+                });
+            }
+        }
+        if self.cfg.spray_accounts > 0 {
+            let need = self.cfg.spray_accounts as usize;
+            let h = hash(user);
+            let ring = self.by_addr.get_or_insert_mut(addr, VecDeque::new);
+            ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
+            ring.push_back((time, h));
+            while ring.len() > need * 2 {
+                ring.pop_front();
+            }
+            let n = ring.len();
+            if n >= need && self.fresh(1, addr.to_string(), time, w) {
+                out.push(Alert {
+                    kind: "spray_address".into(),
+                    time,
+                    address: addr,
+                    user: None,
+                    service: None,
+                    geo: geo.clone(),
+                    message: format!(
+                        "{addr} ({}) failed for {n} accounts within {}",
+                        geo.label(),
+                        crate::policy::human_ms(w)
+                    ),
+                    failures: None,
+                    users_tried: Vec::new(),
+                    addresses: None,
+                    known_origins: Vec::new(),
+                });
+            }
+        }
+    }
+
+    /// A successful login. `offender` is the address's failure record, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn login(
+        &mut self,
+        time: Timestamp,
+        addr: IpAddr,
+        user: Option<&str>,
+        service: Option<&str>,
+        geo: &Origin,
+        offender: Option<&Offender>,
+        out: &mut Vec<Alert>,
+    ) {
+        let base = |kind: &str, message: String| Alert {
+            kind: kind.into(),
+            time,
+            address: addr,
+            user: user.map(str::to_string),
+            service: service.map(str::to_string),
+            geo: geo.clone(),
+            message,
+            failures: None,
+            users_tried: Vec::new(),
+            addresses: None,
+            known_origins: Vec::new(),
+        };
+        let who = user.map_or("an account (name not logged)".to_string(), |u| {
+            format!("account {u:?}")
+        });
+        let window = self.cfg.login_after_failures_ms;
+        if window > 0
+            && let Some(o) = offender
+            && time.0 - o.last_failure.0 <= window
+            && o.failures >= u64::from(self.cfg.login_after_failures_min)
+            && self.fresh(2, format!("{addr} {}", user.unwrap_or("")), time, window)
+        {
+            let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));
+            let mut a = base(
+                "login_after_failures",
+                format!(
+                    "login to {who} from {addr} ({}) after {} failed attempts from that address since {}{} (stolen password?)",
+                    geo.label(),
+                    o.failures,
+                    o.first_failure.rfc3339(),
+                    if tried_it {
+                        ", some of them for this account"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            a.failures = Some(o.failures);
+            a.users_tried = o.users.iter().take(20).cloned().collect();
+            out.push(a);
+        }
+        if let Some(c) = &geo.country
+            && self.cfg.countries.contains(c)
+            && self.fresh(
+                3,
+                format!("{addr} {}", user.unwrap_or("")),
+                time,
+                86_400_000,
+            )
+        {
+            out.push(base(
+                "marked_country",
+                format!(
+                    "login to {who} from {addr} ({}), a country marked in [alerts]",
+                    geo.label()
+                ),
+            ));
+        }
+        let Some(user) = user else { return };
+        if geo.country.is_none() && geo.asn.is_none() {
+            return;
+        }
+        let country = geo.country.clone().unwrap_or_else(|| "--".into());
+        let learning = self.cfg.learning_ms;
+        let alerting = self.cfg.new_origin;
+        let h = self
+            .accounts
+            .get_or_insert_mut(user.to_string(), || AccountHistory {
+                first_seen: time,
+                countries: Vec::new(),
+                asns: Vec::new(),
+            });
+        let new_country = !h.countries.contains(&country);
+        let new_asn = geo.asn.is_some_and(|a| !h.asns.contains(&a));
+        if !new_country && !new_asn {
+            return;
+        }
+        let learned = time.0 - h.first_seen.0 >= learning && !h.countries.is_empty();
+        let known: Vec<String> = h
+            .countries
+            .iter()
+            .cloned()
+            .chain(h.asns.iter().map(|a| format!("AS{a}")))
+            .collect();
+        if new_country && h.countries.len() < MAX_ORIGINS_PER_ACCOUNT {
+            h.countries.push(country);
+        }
+        if let Some(a) = geo
+            .asn
+            .filter(|_| new_asn && h.asns.len() < MAX_ORIGINS_PER_ACCOUNT)
+        {
+            h.asns.push(a);
+        }
+        self.changed_accounts.push(user.to_string());
+        if alerting && learned {
+            let what = match (new_country, new_asn) {
+                (true, true) => "a country and a network",
+                (true, false) => "a country",
+                _ => "a network",
+            };
+            let mut a = base(
+                "new_origin",
+                format!(
+                    "login to {who} from {addr} ({}): {what} this account has not logged in from (known: {})",
+                    geo.label(),
+                    known.join(" ")
+                ),
+            );
+            a.known_origins = known;
+            out.push(a);
+        }
+    }
+}
+
+/// The environment an alert command gets: `SASLGUARD_ALERT_KIND`, `_TIME`, `_ADDRESS`,
+/// `_USER`, `_SERVICE`, `_COUNTRY`, `_ASN`, `_AS_ORG`, `_MESSAGE`, and `_JSON` (the
+/// whole alert).
+pub fn command_env(a: &Alert) -> Vec<(&'static str, String)> {
+    vec![
+        ("SASLGUARD_ALERT_KIND", a.kind.clone()),
+        ("SASLGUARD_ALERT_TIME", a.time.rfc3339()),
+        ("SASLGUARD_ALERT_ADDRESS", a.address.to_string()),
+        ("SASLGUARD_ALERT_USER", a.user.clone().unwrap_or_default()),
+        (
+            "SASLGUARD_ALERT_SERVICE",
+            a.service.clone().unwrap_or_default(),
+        ),
+        (
+            "SASLGUARD_ALERT_COUNTRY",
+            a.geo.country.clone().unwrap_or_default(),
+        ),
+        (
+            "SASLGUARD_ALERT_ASN",
+            a.geo.asn.map(|n| n.to_string()).unwrap_or_default(),
+        ),
+        (
+            "SASLGUARD_ALERT_AS_ORG",
+            a.geo.as_org.clone().unwrap_or_default(),
+        ),
+        ("SASLGUARD_ALERT_MESSAGE", a.message.clone()),
+        (
+            "SASLGUARD_ALERT_JSON",
+            serde_json::to_string(a).unwrap_or_default(),
+        ),
+    ]
+}
+
+/// How long an alert command may run before it is killed.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the configured alert command (argv, no shell: nothing from the log reaches a
+/// shell) in the background; its failure is logged, never fatal.
+pub fn run_command(argv: &[String], a: &Alert) {
+    let Some((prog, args)) = argv.split_first() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args)
+        .envs(command_env(a))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let prog = prog.clone();
+    let spawned = cmd.spawn();
+    let _ = std::thread::Builder::new()
+        .name("alert-command".into())
+        .spawn(move || {
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("alert command {prog}: {e}");
+                    return;
+                }
+            };
+            let start = std::time::Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(Some(st)) if st.success() => return,
+                    Ok(Some(st)) => {
+                        let mut err = String::new();
+                        if let Some(mut e) = child.stderr.take() {
+                            use std::io::Read;
+                            let _ = e.read_to_string(&mut err);
+                        }
+                        tracing::error!("alert command {prog}: {st}: {}", err.trim());
+                        return;
+                    }
+                    Ok(None) if start.elapsed() > COMMAND_TIMEOUT => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        tracing::error!("alert command {prog}: killed after {COMMAND_TIMEOUT:?}");
+                        return;
+                    }
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                    Err(e) => {
+                        tracing::error!("alert command {prog}: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+}
