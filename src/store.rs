@@ -121,6 +121,12 @@ pub enum Op {
     Offender(Box<Offender>),
     Ban(Box<BanRow>),
     Alert(Box<Alert>),
+    /// The TLS posture of a ban, completed after it was made.
+    BanTls {
+        target: IpNet,
+        at: Timestamp,
+        tls: Posture,
+    },
     /// An account's login origins (for `new_origin` alerts).
     Account(Box<(String, AccountHistory)>),
     /// Bans of `target` still active at `at` are lifted (by hand: `by` says who).
@@ -341,6 +347,17 @@ impl Store {
                                 b.tls
                                     .as_ref()
                                     .map(|p| serde_json::to_string(p).unwrap_or_default()),
+                            ],
+                        )
+                        .map_err(&sql)?;
+                    }
+                    Op::BanTls { target, at, tls } => {
+                        tx.execute(
+                            "UPDATE bans SET tls = ?3 WHERE target = ?1 AND at = ?2",
+                            params![
+                                target_string(target),
+                                at.0,
+                                serde_json::to_string(tls).unwrap_or_default()
                             ],
                         )
                         .map_err(&sql)?;
@@ -685,6 +702,47 @@ mod tests {
             s.checkpoint("file:/var/log/mail.log").unwrap().as_deref(),
             Some("1:2:300")
         );
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_bans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // The store as saslguard 0.1 with schema 1 left it.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO bans(target, at, until, rule, reason, failures, nth, origin)
+                 VALUES ('192.0.2.7', 1000, 10000, 'fast', 'r', 5, 1, 'policy')",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        let active = s.bans(Some(Timestamp(2_000))).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].geo, Origin::default());
+        assert_eq!(active[0].tls, None);
+        let mut posture = crate::offender::Counts::default();
+        posture.bump("TLSv1 AES256-SHA", 2);
+        s.write(&[vec![Op::BanTls {
+            target: active[0].target,
+            at: active[0].at,
+            tls: Posture::of(&posture),
+        }]])
+        .unwrap();
+        let tls = s.bans(Some(Timestamp(2_000))).unwrap()[0]
+            .tls
+            .clone()
+            .unwrap();
+        assert_eq!(tls.weak, ["TLSv1 AES256-SHA: TLS 1.0"]);
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

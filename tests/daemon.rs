@@ -392,3 +392,203 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
     assert_eq!(failures_counted(&s2), 1, "only the new entry: {s:#}");
     assert!(d.banned().iter().any(|b| b == "192.0.2.60"));
 }
+
+fn dovecot(line: &str) -> String {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    format!("{now} mx dovecot: {line}\n")
+}
+
+fn ban_of(d: &Daemon, target: &str) -> Value {
+    let bans = d.json("bans");
+    bans["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["target"] == target)
+        .unwrap_or_else(|| panic!("{target} not banned: {bans:#}"))
+        .clone()
+}
+
+#[test]
+fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
+    use support::mmdb::{self, asn, country};
+    if let Some(why) = skip_reason(&["ip", "nft"]) {
+        println!("SKIPPED geoip_origins_tls_posture_and_alerts_in_the_live_daemon: {why}");
+        return;
+    }
+    let net = Netns::new(&["192.0.2.99"]);
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("mail.log");
+    std::fs::write(&log, "").unwrap();
+    let cdb = work.path().join("country.mmdb");
+    let write_country = |third: &str| {
+        let tmp = work.path().join("country.new");
+        std::fs::write(
+            &tmp,
+            mmdb::build(
+                "GeoLite2-Country",
+                vec![
+                    ("192.0.2.0/24", country(Some("DE"), "EU")),
+                    ("198.51.100.0/24", country(Some("CN"), "AS")),
+                    ("203.0.113.0/24", country(Some(third), "EU")),
+                ],
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &cdb).unwrap();
+    };
+    write_country("DE");
+    let adb = work.path().join("asn.mmdb");
+    std::fs::write(
+        &adb,
+        mmdb::build(
+            "GeoLite2-ASN",
+            vec![("192.0.2.0/24", asn(64500, "Example Home ISP"))],
+        ),
+    )
+    .unwrap();
+    let alerts_dir = work.path().join("alerts");
+    std::fs::create_dir(&alerts_dir).unwrap();
+    let d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [geoip]\ncountry_database = \"{}\"\nasn_database = \"{}\"\n\
+             [[origin]]\nname = \"abroad\"\nnot_countries = [\"DE\"]\nfailures = 1\nwithin = \"1d\"\nban = \"7d\"\n\
+             [alerts]\ncommand = [\"/bin/sh\", \"-c\", \"env | grep ^SASLGUARD_ALERT_ | sort > {}/$SASLGUARD_ALERT_KIND\"]\n",
+            log.display(),
+            cdb.display(),
+            adb.display(),
+            alerts_dir.display()
+        ),
+    );
+
+    // A Chinese address, one plaintext IMAP failure: banned at once, geo and posture on
+    // the ban.
+    append(
+        &log,
+        &dovecot(
+            "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<admin>, method=PLAIN, rip=198.51.100.23, lip=192.0.2.1, session=<Y24xMDAyMw>",
+        ),
+    );
+    d.wait_banned("198.51.100.23", true, 10);
+    let b = ban_of(&d, "198.51.100.23");
+    assert_eq!(b["geo"]["country"], "CN");
+    assert_eq!(b["tls"]["plaintext_credentials"], true, "{b:#}");
+    assert!(
+        b["reason"].as_str().unwrap().contains("origin abroad: CN"),
+        "{b:#}"
+    );
+
+    // Banned on Dovecot's auth line, before the session said how it talked: the ban's
+    // posture is completed when the session ends.
+    append(
+        &log,
+        &dovecot("auth: passwd-file(admin,198.51.100.30,<Y24xMDAzMA>): unknown user"),
+    );
+    d.wait_banned("198.51.100.30", true, 10);
+    assert_eq!(ban_of(&d, "198.51.100.30")["tls"]["unknown"], 1);
+    append(
+        &log,
+        &dovecot(
+            "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<admin>, method=PLAIN, rip=198.51.100.30, lip=192.0.2.1, TLS, TLSv1 with cipher ECDHE-RSA-AES256-SHA (256/256 bits), session=<Y24xMDAzMA>",
+        ),
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let tls = loop {
+        let t = ban_of(&d, "198.51.100.30")["tls"].clone();
+        if t.get("unknown").is_none() || std::time::Instant::now() > end {
+            break t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        tls,
+        json!({"attempts": {"TLSv1 ECDHE-RSA-AES256-SHA": 1}, "plaintext_credentials": false,
+               "weak": ["TLSv1 ECDHE-RSA-AES256-SHA: TLS 1.0"]})
+    );
+
+    // A German address guesses carol's password on the third try: not banned (the
+    // default rules), but an alert with everything in the command's environment.
+    append(
+        &log,
+        &(dovecot(
+            "imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<carol@example.org>, method=PLAIN, rip=192.0.2.60, lip=192.0.2.1, TLS, session=<ZGUwMDYw>",
+        ) + &dovecot(
+            "imap-login: Login: user=<carol@example.org>, method=PLAIN, rip=192.0.2.60, lip=192.0.2.1, mpid=4242, TLS, session=<ZGUwMDYx>",
+        )),
+    );
+    let env_file = alerts_dir.join("login_after_failures");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !env_file.exists() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let env = std::fs::read_to_string(&env_file)
+        .unwrap_or_else(|e| panic!("alert command not run ({e}):\n{}", d.log()));
+    for want in [
+        "SASLGUARD_ALERT_ADDRESS=192.0.2.60",
+        "SASLGUARD_ALERT_USER=carol@example.org",
+        "SASLGUARD_ALERT_COUNTRY=DE",
+        "SASLGUARD_ALERT_ASN=64500",
+        "SASLGUARD_ALERT_SERVICE=imap",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} in\n{env}");
+    }
+    assert!(!d.banned().contains(&"192.0.2.60".to_string()));
+    assert!(
+        d.log()
+            .contains("alert: login to account \"carol@example.org\"")
+    );
+    assert_eq!(d.json("status")["alerts"]["login_after_failures"], 1);
+
+    // geoipupdate replaces the country database: 203.0.113.0/24 moves from DE to FR.
+    // Before, one failure from there is no ban; after, without a restart, it is.
+    append(
+        &log,
+        &dovecot(
+            "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<bmwwMDA1>",
+        ),
+    );
+    d.wait_status(10, "the failure from 203.0.113.5", |s| {
+        s["stats"]["failures"].as_u64() >= Some(6)
+    });
+    assert!(!d.banned().contains(&"203.0.113.5".to_string()));
+    write_country("FR");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !d.log().contains("country database") || !d.log().contains("reloaded") {
+        assert!(
+            std::time::Instant::now() < end,
+            "not reloaded:\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    append(
+        &log,
+        &dovecot(
+            "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=203.0.113.6, lip=192.0.2.1, TLS, session=<bmwwMDA2>",
+        ),
+    );
+    d.wait_banned("203.0.113.6", true, 10);
+    assert_eq!(ban_of(&d, "203.0.113.6")["geo"]["country"], "FR");
+
+    // The store keeps the alert and the ban's origin for reports.
+    let mut d = d;
+    d.stop();
+    let store = saslguard::store::Store::open_read_only(&d.state().join("saslguard.db")).unwrap();
+    let alerts = store.alerts(saslguard::time::Timestamp(0)).unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].kind, "login_after_failures");
+    let bans = store.bans(None).unwrap();
+    let cn = bans
+        .iter()
+        .find(|b| b.target.to_string() == "198.51.100.30/32")
+        .unwrap();
+    assert_eq!(cn.geo.country.as_deref(), Some("CN"));
+    assert_eq!(
+        cn.tls.as_ref().unwrap().unknown,
+        0,
+        "completed posture stored"
+    );
+}

@@ -266,6 +266,26 @@ impl Engine {
             if seen.insert(a) {
                 if let Some(o) = self.pipeline.offenders.get(&a) {
                     batch.push(Op::Offender(Box::new(o.clone())));
+                    // A Dovecot session tells its TLS posture only when it ends, often
+                    // after its failures got the address banned: complete the ban.
+                    if let Some(row) = self.active.get_mut(&IpNet::from(a))
+                        && row.tls.as_ref().is_some_and(|p| p.unknown > 0)
+                    {
+                        let now = crate::tls::Posture::of(&o.tls);
+                        if row.tls.as_ref() != Some(&now) {
+                            tracing::info!(
+                                "ban {}: tls now known: {}",
+                                target_string(&row.target),
+                                now.summary()
+                            );
+                            row.tls = Some(now.clone());
+                            batch.push(Op::BanTls {
+                                target: row.target,
+                                at: row.at,
+                                tls: now,
+                            });
+                        }
+                    }
                 }
             }
         }
