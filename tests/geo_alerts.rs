@@ -184,6 +184,10 @@ fn alerts_can_ban_the_address_and_a_typo_user_is_never_banned() {
                 "alert marked_country".to_string()
             ),
             ("192.0.2.80".to_string(), "alert spray_address".to_string()),
+            (
+                "192.0.2.90".to_string(),
+                "alert login_after_failures".to_string()
+            ),
         ],
         "new_origin and spray_account alerts do not ban"
     );
