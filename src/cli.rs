@@ -119,6 +119,39 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Check a mail server as a client sees it: greeting, capabilities before and after
+    /// TLS, AUTH offered in plaintext, TLS version and cipher, certificate, TLS versions
+    /// still accepted, optionally one login; refused, dropped or silent connections
+    /// (what a banned client sees). Exit 0: open (and the login worked), 1: the login
+    /// failed, 3: refused, dropped or no answer.
+    Probe {
+        /// Host name or address.
+        host: String,
+        /// Port (default: the service's).
+        #[arg(long)]
+        port: Option<u16>,
+        /// smtp, submission, smtps, imap, imaps, pop3 or pop3s (default: from the port,
+        /// else submission).
+        #[arg(long)]
+        service: Option<String>,
+        /// Every standard mail port: 25, 465, 587, 110, 143, 993, 995.
+        #[arg(long, conflicts_with_all = ["port", "service"])]
+        all: bool,
+        /// Log in as this user (needs --password-file).
+        #[arg(long, requires = "password_file")]
+        user: Option<String>,
+        /// File whose first line is the password ("-": standard input). Never printed.
+        #[arg(long, requires = "user")]
+        password_file: Option<PathBuf>,
+        /// PLAIN, LOGIN or CRAM-MD5.
+        #[arg(long, default_value = "PLAIN")]
+        mechanism: String,
+        /// Connect and read timeout (5s, 1m).
+        #[arg(long, default_value = "5s")]
+        timeout: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
     /// reconcile with a list of bans, or remove it.
     Nft {

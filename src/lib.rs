@@ -16,6 +16,7 @@ pub mod offender;
 pub mod parse;
 pub mod pipeline;
 pub mod policy;
+pub mod probe;
 pub mod replay;
 pub mod session;
 pub mod source;

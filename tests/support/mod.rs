@@ -203,6 +203,16 @@ impl MailServer {
     /// As [`MailServer::start`], with saslguard's access map `map` (`cidr:/path`) wired
     /// in exactly as config/postfix/*.saslguard documents it.
     pub fn start_with(netns: &Netns, map: Option<&str>) -> MailServer {
+        MailServer::start_full(netns, map, false)
+    }
+
+    /// As [`MailServer::start`], for `saslguard probe`: Dovecot also offers CRAM-MD5 and
+    /// still accepts TLS 1.0 (as an old server would); Postfix keeps OpenSSL's defaults.
+    pub fn start_for_probe(netns: &Netns) -> MailServer {
+        MailServer::start_full(netns, None, true)
+    }
+
+    fn start_full(netns: &Netns, map: Option<&str>, probe: bool) -> MailServer {
         let dir = tempfile::Builder::new()
             .prefix("saslguard-mail")
             .tempdir()
@@ -255,7 +265,7 @@ ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{dovecot_probe}
 auth_verbose = yes
 auth_failure_delay = 0
 mail_location = maildir:{mail}/%u
@@ -282,6 +292,11 @@ service auth {{
                 key = p("key.pem"),
                 mail = p("mail"),
                 users = p("users"),
+                dovecot_probe = if probe {
+                    " cram-md5\nssl_min_protocol = TLSv1\nssl_cipher_list = ALL:@SECLEVEL=0"
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
@@ -332,6 +347,7 @@ smtpd_sasl_path = {run}/auth-postfix
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
 smtpd_recipient_restrictions = permit_sasl_authenticated, reject
 {access_main}
+{postfix_probe}
 default_transport = discard
 relay_transport = discard
 "#,
@@ -343,6 +359,11 @@ relay_transport = discard
                 key = p("key.pem"),
                 run = p("run"),
                 access_main = map.map(access_main_cf).unwrap_or_default(),
+                postfix_probe = if probe {
+                    "smtpd_tls_protocols = >=TLSv1.2\nsmtpd_tls_mandatory_protocols = >=TLSv1.2"
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
