@@ -119,6 +119,41 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Banned hosts of a period: where from, what they did, TLS posture, what became of
+    /// their bans, totals by country, AS, service and TLS. From the daemon's store, or
+    /// from log files (--from-logs).
+    Report {
+        /// Configuration naming the store (daemon.state_directory).
+        #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+        config: PathBuf,
+        /// The store file itself (default: STATE_DIRECTORY/saslguard.db).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Start of the period: a duration back from --until (7d) or an RFC 3339 time
+        /// (default: 7d for the store, everything for --from-logs).
+        #[arg(long)]
+        since: Option<String>,
+        /// End of the period: RFC 3339, or a duration back from now (default: now, or
+        /// the last log line).
+        #[arg(long)]
+        until: Option<String>,
+        /// Accounts tried to list per host.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+        #[arg(long, conflicts_with_all = ["csv", "html"])]
+        json: bool,
+        #[arg(long, conflicts_with = "html")]
+        csv: bool,
+        /// One self-contained HTML file with charts.
+        #[arg(long)]
+        html: bool,
+        /// Read these log files instead of the store.
+        #[arg(long, requires = "files")]
+        from_logs: bool,
+        #[command(flatten)]
+        time: TimeArgs,
+        files: Vec<PathBuf>,
+    },
     /// Check a mail server as a client sees it: greeting, capabilities before and after
     /// TLS, AUTH offered in plaintext, TLS version and cipher, certificate, TLS versions
     /// still accepted, optionally one login; refused, dropped or silent connections

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod probe;
 pub mod replay;
+pub mod report;
 pub mod session;
 pub mod source;
 pub mod store;
