@@ -154,6 +154,43 @@ pub enum Command {
         time: TimeArgs,
         files: Vec<PathBuf>,
     },
+    /// The TLS posture of all mail traffic in the logs: protocol and cipher histograms
+    /// (inbound SMTP, outbound SMTP, Dovecot logins), the share of inbound sessions and
+    /// received messages that used TLS, and who is still on weak TLS.
+    Tls {
+        /// Networks whose traffic is internal (repeatable; loopback always is).
+        #[arg(long)]
+        internal: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        time: TimeArgs,
+        /// Log files (plain or .gz), read in this order; "-" for standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The whole story of a message or client in the logs: connect, TLS, AUTH, queue
+    /// ID, message-id, sender, each recipient with relay, delay and status, removal.
+    Trace {
+        #[arg(long)]
+        queue_id: Option<String>,
+        /// An address or network.
+        #[arg(long)]
+        client: Option<String>,
+        /// Sessions whose TLS cipher or protocol contains this text.
+        #[arg(long)]
+        cipher: Option<String>,
+        /// SASL user name (Postfix) or login (Dovecot).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        time: TimeArgs,
+        /// Log files (plain or .gz), read in this order; "-" for standard input.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Check a mail server as a client sees it: greeting, capabilities before and after
     /// TLS, AUTH offered in plaintext, TLS version and cipher, certificate, TLS versions
     /// still accepted, optionally one login; refused, dropped or silent connections

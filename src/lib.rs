@@ -12,6 +12,7 @@ pub mod count;
 pub mod daemon;
 pub mod enforce;
 pub mod geo;
+pub mod maillog;
 pub mod offender;
 pub mod parse;
 pub mod pipeline;

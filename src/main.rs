@@ -149,6 +149,86 @@ fn run(cli: Cli) -> Result<ExitCode> {
             time,
             files,
         }),
+        Command::Tls {
+            internal,
+            json,
+            time,
+            files,
+        } => {
+            let mut nets: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+            for n in &internal {
+                match config::validate::parse_network(n) {
+                    Ok(n) => nets.push(n),
+                    Err(e) => {
+                        eprintln!("saslguard tls: --internal {n:?}: {e}");
+                        return Ok(ExitCode::from(EX_USAGE));
+                    }
+                }
+            }
+            let mut sc = saslguard::maillog::Scanner::default();
+            if let Err(code) = scan_logs(&files, &time, &mut sc, |_| {}) {
+                return Ok(code);
+            }
+            sc.finish();
+            let r = saslguard::maillog::tls_report(&sc, &nets);
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut out, &r)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", saslguard::maillog::render_tls(&r))?;
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trace {
+            queue_id,
+            client,
+            cipher,
+            user,
+            json,
+            time,
+            files,
+        } => {
+            let client = match client.as_deref().map(config::validate::parse_network) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(e)) => {
+                    eprintln!("saslguard trace: --client: {e}");
+                    return Ok(ExitCode::from(EX_USAGE));
+                }
+            };
+            if queue_id.is_none() && client.is_none() && cipher.is_none() && user.is_none() {
+                eprintln!("saslguard trace: give --queue-id, --client, --cipher or --user");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+            let mut sc = saslguard::maillog::Scanner::default();
+            sc.keep_lines = true;
+            let mut tracer = saslguard::maillog::Tracer::new(saslguard::maillog::Filter {
+                queue_id,
+                client,
+                cipher,
+                user,
+            });
+            if let Err(code) = scan_logs(&files, &time, &mut sc, |sc| tracer.absorb(sc)) {
+                return Ok(code);
+            }
+            let t = tracer.finish(&mut sc);
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            if json {
+                serde_json::to_writer_pretty(&mut out, &t)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", saslguard::maillog::render_trace(&t))?;
+            }
+            out.flush()?;
+            let found = !(t.sessions.is_empty() && t.messages.is_empty() && t.logins.is_empty());
+            Ok(if found {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Probe {
             host,
             port,
@@ -798,4 +878,56 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Feeds every line of `files` (in order) to the scanner; `after` runs after each line.
+fn scan_logs(
+    files: &[PathBuf],
+    time: &TimeArgs,
+    sc: &mut saslguard::maillog::Scanner,
+    mut after: impl FnMut(&mut saslguard::maillog::Scanner),
+) -> Result<(), ExitCode> {
+    use saslguard::parse::syslog;
+    let cfg = Config::default();
+    let ts = time_settings(time, &cfg)?;
+    for path in files {
+        let mut src = FileSource::open(path, cfg.max_line_bytes, ts).map_err(|e| {
+            eprintln!("saslguard: {e}");
+            ExitCode::from(EX_NOINPUT)
+        })?;
+        loop {
+            let raw = match src.next_raw() {
+                Ok(Some(Line::Ok(b))) => String::from_utf8_lossy(b).into_owned(),
+                Ok(Some(Line::TooLong(_))) => continue,
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("saslguard: {e}");
+                    return Err(ExitCode::from(EX_NOINPUT));
+                }
+            };
+            let line = raw.trim_end_matches('\r');
+            let Some(prefix) = syslog::parse(line) else {
+                continue;
+            };
+            let Some(t) = src.resolver().resolve(prefix.time) else {
+                continue;
+            };
+            let Some((program, pid, msg)) = syslog::tag(prefix.rest) else {
+                continue;
+            };
+            let parsed = saslguard::parse::parse_line(line).ok();
+            let event = parsed.as_ref().and_then(|p| p.event.as_deref());
+            sc.feed(&saslguard::maillog::LogLine {
+                time: t,
+                host: prefix.host.unwrap_or(""),
+                program,
+                pid,
+                msg,
+                raw: line,
+                event,
+            });
+            after(sc);
+        }
+    }
+    Ok(())
 }
