@@ -262,16 +262,15 @@ impl Scanner {
             self.smtpd(key, l);
             return;
         }
-        if l.program.ends_with("/smtp") || l.program.ends_with("/lmtp") {
-            if let Some(ev) = l.event
-                && ev.kind == Kind::Tls
-                && ev.direction == Some(Direction::Outbound)
-                && let Some(t) = &ev.tls
-            {
-                let label = t.label();
-                *self.outbound.entry(label.clone()).or_insert(0) += 1;
-                self.outbound_tls.insert(key.clone(), label);
-            }
+        if (l.program.ends_with("/smtp") || l.program.ends_with("/lmtp"))
+            && let Some(ev) = l.event
+            && ev.kind == Kind::Tls
+            && ev.direction == Some(Direction::Outbound)
+            && let Some(t) = &ev.tls
+        {
+            let label = t.label();
+            *self.outbound.entry(label.clone()).or_insert(0) += 1;
+            self.outbound_tls.insert(key.clone(), label);
         }
         let Some((qid, rest)) = queue_id(l.msg) else {
             return;
@@ -395,6 +394,13 @@ impl Scanner {
         if l.msg.starts_with("disconnect from ") {
             let mut s = self.sessions.remove(&key).expect("present");
             s.end = Some(l.time);
+            // The tally is the session's last word on STARTTLS.
+            let posture = s.posture();
+            for q in &s.queue_ids {
+                if let Some(m) = self.messages.get_mut(q) {
+                    m.tls = Some(posture.clone());
+                }
+            }
             self.closed_sessions.push(s);
         }
     }
