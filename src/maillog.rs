@@ -217,6 +217,13 @@ pub struct Scanner {
     pub keep_lines: bool,
 }
 
+fn message<'a>(messages: &'a mut HashMap<String, Message>, qid: &str) -> &'a mut Message {
+    messages.entry(qid.to_string()).or_insert_with(|| Message {
+        queue_id: qid.to_string(),
+        ..Message::default()
+    })
+}
+
 fn is_smtpd(program: &str) -> bool {
     program.ends_with("/smtpd")
 }
@@ -276,13 +283,7 @@ impl Scanner {
             return;
         };
         let keep = self.keep_lines;
-        let m = self
-            .messages
-            .entry(qid.to_string())
-            .or_insert_with(|| Message {
-                queue_id: qid.to_string(),
-                ..Message::default()
-            });
+        let m = message(&mut self.messages, qid);
         if keep {
             m.lines.push(l.raw.to_string());
         }
@@ -375,13 +376,7 @@ impl Scanner {
                 // STARTTLS not logged (smtpd_tls_loglevel 0) is told at disconnect.
                 posture.replace(crate::count::PLAINTEXT, "plaintext (so far)")
             };
-            let m = self
-                .messages
-                .entry(qid.to_string())
-                .or_insert_with(|| Message {
-                    queue_id: qid.to_string(),
-                    ..Message::default()
-                });
+            let m = message(&mut self.messages, qid);
             m.received = Some(l.time);
             m.client = Some(client);
             m.client_address = addr;

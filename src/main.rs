@@ -171,14 +171,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             sc.finish();
             let r = saslguard::maillog::tls_report(&sc, &nets);
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            if json {
-                serde_json::to_writer_pretty(&mut out, &r)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", saslguard::maillog::render_tls(&r))?;
-            }
-            out.flush()?;
+            emit(json, &r, saslguard::maillog::render_tls)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Trace {
@@ -214,14 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(code);
             }
             let t = tracer.finish(&mut sc);
-            let mut out = BufWriter::new(std::io::stdout().lock());
-            if json {
-                serde_json::to_writer_pretty(&mut out, &t)?;
-                writeln!(out)?;
-            } else {
-                write!(out, "{}", saslguard::maillog::render_trace(&t))?;
-            }
-            out.flush()?;
+            emit(json, &t, saslguard::maillog::render_trace)?;
             let found = !(t.sessions.is_empty() && t.messages.is_empty() && t.logins.is_empty());
             Ok(if found {
                 ExitCode::SUCCESS
@@ -799,20 +785,7 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
             .dry_run
             .bans
             .iter()
-            .map(|d| BanRow {
-                target: d.target,
-                at: d.at,
-                until: d.until,
-                rule: d.rule.clone(),
-                reason: d.reason.clone(),
-                failures: d.failures,
-                nth: d.nth,
-                origin: "policy".into(),
-                lifted_at: None,
-                lifted_by: None,
-                geo: d.geo.clone(),
-                tls: d.tls.clone(),
-            })
+            .map(|d| BanRow::of(d, "policy"))
             .collect();
         let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
         (
@@ -929,5 +902,18 @@ fn scan_logs(
             after(sc);
         }
     }
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON, or as `text` renders it.
+fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl Fn(&T) -> String) -> Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", text(value))?;
+    }
+    out.flush()?;
     Ok(())
 }

@@ -110,6 +110,26 @@ pub struct BanRow {
     pub tls: Option<Posture>,
 }
 
+impl BanRow {
+    /// The row of a decision carried out (`origin`: `policy` or `manual`).
+    pub fn of(d: &crate::policy::Decision, origin: &str) -> BanRow {
+        BanRow {
+            target: d.target,
+            at: d.at,
+            until: d.until,
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+            failures: d.failures,
+            nth: d.nth,
+            origin: origin.to_string(),
+            lifted_at: None,
+            lifted_by: None,
+            geo: d.geo.clone(),
+            tls: d.tls.clone(),
+        }
+    }
+}
+
 /// One change to the store.
 #[derive(Debug, Clone)]
 pub enum Op {

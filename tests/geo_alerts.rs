@@ -22,21 +22,7 @@ fn fixture(name: &str) -> PathBuf {
 fn databases(dir: &Path) -> (PathBuf, PathBuf) {
     let c = dir.join("country.mmdb");
     let a = dir.join("asn.mmdb");
-    std::fs::write(
-        &c,
-        mmdb::build(
-            "GeoLite2-Country",
-            vec![
-                ("192.0.2.0/24", country(Some("DE"), "EU")),
-                ("198.51.100.0/24", country(Some("CN"), "AS")),
-                ("203.0.113.0/24", country(Some("NL"), "EU")),
-                ("2001:db8:1::/48", country(Some("DE"), "EU")),
-                ("2001:db8:2::/48", country(None, "EU")),
-                ("2001:db8:3::/48", country(Some("BR"), "SA")),
-            ],
-        ),
-    )
-    .unwrap();
+    std::fs::write(&c, mmdb::build("GeoLite2-Country", mmdb::test_countries())).unwrap();
     std::fs::write(
         &a,
         mmdb::build(

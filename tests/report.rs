@@ -11,7 +11,7 @@ use saslguard::time::Timestamp;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::mmdb::{self, asn, country};
+use support::mmdb::{self, asn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 const DAY: i64 = 86_400_000;
@@ -152,19 +152,7 @@ fn a_report_from_the_store_knows_each_ban_s_fate_and_the_period() {
 
 fn geo_config(dir: &Path) -> PathBuf {
     let c = dir.join("country.mmdb");
-    std::fs::write(
-        &c,
-        mmdb::build(
-            "GeoLite2-Country",
-            vec![
-                ("192.0.2.0/24", country(Some("DE"), "EU")),
-                ("198.51.100.0/24", country(Some("CN"), "AS")),
-                ("203.0.113.0/24", country(Some("NL"), "EU")),
-                ("2001:db8:2::/48", country(None, "EU")),
-            ],
-        ),
-    )
-    .unwrap();
+    std::fs::write(&c, mmdb::build("GeoLite2-Country", mmdb::test_countries())).unwrap();
     let a = dir.join("asn.mmdb");
     std::fs::write(
         &a,

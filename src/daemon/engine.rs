@@ -351,20 +351,7 @@ impl Engine {
             }
         }
         for d in decisions {
-            let row = BanRow {
-                target: d.target,
-                at: d.at,
-                until: d.until,
-                rule: d.rule.clone(),
-                reason: d.reason.clone(),
-                failures: d.failures,
-                nth: d.nth,
-                origin: origin.to_string(),
-                lifted_at: None,
-                lifted_by: None,
-                geo: d.geo.clone(),
-                tls: d.tls.clone(),
-            };
+            let row = BanRow::of(d, origin);
             tracing::warn!(
                 "ban {} for {} until {}: {}{} [tls: {}]",
                 target_string(&d.target),

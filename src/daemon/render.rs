@@ -111,12 +111,7 @@ pub fn text(req: &Request, a: &Value) -> String {
                 }
                 let tls = &b["tls"];
                 if tls.is_object() {
-                    let weak: Vec<String> = tls["weak"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect();
+                    let weak = strings(&tls["weak"]);
                     let _ = writeln!(
                         o,
                         "    tls at ban time: {}{}{}",
@@ -135,12 +130,7 @@ pub fn text(req: &Request, a: &Value) -> String {
                 }
                 let off = &b["offender"];
                 if off.is_object() {
-                    let users: Vec<String> = off["users"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect();
+                    let users = strings(&off["users"]);
                     let _ = writeln!(
                         o,
                         "    {} failures {} .. {}; services: {}; mechanisms: {}; tls: {}",
@@ -180,4 +170,9 @@ pub fn text(req: &Request, a: &Value) -> String {
         }
     }
     o
+}
+
+/// A JSON array as strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().map(s).collect()
 }

@@ -158,3 +158,16 @@ pub fn asn(number: u32, org: &str) -> V {
         ("autonomous_system_organization", V::Str(org.into())),
     ])
 }
+
+/// The country networks the GeoIP tests share: DE, CN, NL, a continent-only IPv6
+/// network (anycast) and BR.
+pub fn test_countries() -> Vec<(&'static str, V)> {
+    vec![
+        ("192.0.2.0/24", country(Some("DE"), "EU")),
+        ("198.51.100.0/24", country(Some("CN"), "AS")),
+        ("203.0.113.0/24", country(Some("NL"), "EU")),
+        ("2001:db8:1::/48", country(Some("DE"), "EU")),
+        ("2001:db8:2::/48", country(None, "EU")),
+        ("2001:db8:3::/48", country(Some("BR"), "SA")),
+    ]
+}
