@@ -459,80 +459,143 @@ fn is_tls(posture: &str) -> bool {
     posture != crate::count::PLAINTEXT && !posture.starts_with("plaintext")
 }
 
-/// Builds the TLS report from what the scanner closed. `internal`: networks whose
-/// traffic is not "from outside".
-pub fn tls_report(sc: &Scanner, internal: &[IpNet]) -> TlsReport {
-    let mut r = TlsReport {
-        outbound: sc.outbound.clone(),
-        ..TlsReport::default()
-    };
-    let external = |a: Option<IpAddr>| a.is_some_and(|a| !internal.iter().any(|n| n.contains(&a)));
-    let mut weak: [BTreeMap<(String, String), u64>; 3] = Default::default();
-    let mut session_posture: HashMap<String, String> = HashMap::new();
-    for s in &sc.closed_sessions {
-        let p = s.posture();
-        *r.inbound.entry(p.clone()).or_insert(0) += 1;
-        r.inbound_sessions.add(is_tls(&p));
-        if external(s.client_address) {
-            r.inbound_sessions_external.add(is_tls(&p));
-        }
-        for q in &s.queue_ids {
-            session_posture.insert(q.clone(), p.clone());
-        }
-        if weakness(&p).is_some() && p != crate::count::PLAINTEXT {
-            *weak[0].entry((s.client.clone(), p.clone())).or_insert(0) += 1;
-            for u in &s.users {
-                *weak[1].entry((u.clone(), p.clone())).or_insert(0) += 1;
-            }
+/// Builds the TLS report while the scan goes on: sessions, messages and logins are
+/// counted as they finish and dropped, so memory holds only what is open (and, for
+/// messages whose session ended first, their queue ID and posture until they leave
+/// the queue).
+pub struct TlsAggregate {
+    internal: Vec<IpNet>,
+    r: TlsReport,
+    weak: [BTreeMap<(String, String), u64>; 3],
+    /// Posture of closed sessions, by the queue IDs they created, until the message is
+    /// done.
+    session_posture: HashMap<String, String>,
+    /// Messages done while their session was still open.
+    waiting: HashMap<String, Message>,
+}
+
+fn weak_not_plain(p: &str) -> bool {
+    weakness(p).is_some() && p != crate::count::PLAINTEXT
+}
+
+impl TlsAggregate {
+    /// `internal`: networks whose traffic is not "from outside".
+    pub fn new(internal: Vec<IpNet>) -> TlsAggregate {
+        TlsAggregate {
+            internal,
+            r: TlsReport::default(),
+            weak: Default::default(),
+            session_posture: HashMap::new(),
+            waiting: HashMap::new(),
         }
     }
-    for m in &sc.done_messages {
-        if m.received.is_none() {
-            continue;
+
+    fn external(&self, a: Option<IpAddr>) -> bool {
+        a.is_some_and(|a| !self.internal.iter().any(|n| n.contains(&a)))
+    }
+
+    fn message(&mut self, m: &Message, p: &str) {
+        self.r.received_messages.add(is_tls(p));
+        if self.external(m.client_address) {
+            self.r.received_messages_external.add(is_tls(p));
         }
-        // The session's final word (its disconnect tally) over the guess made when the
-        // message came in.
-        let p = session_posture
-            .get(&m.queue_id)
-            .cloned()
-            .or_else(|| m.tls.clone())
-            .unwrap_or_else(|| crate::count::PLAINTEXT.into());
-        r.received_messages.add(is_tls(&p));
-        if external(m.client_address) {
-            r.received_messages_external.add(is_tls(&p));
-        }
-        if weakness(&p).is_some()
-            && p != crate::count::PLAINTEXT
+        if weak_not_plain(p)
             && let Some(f) = &m.from
         {
-            *weak[2].entry((f.clone(), p.clone())).or_insert(0) += 1;
+            *self.weak[2].entry((f.clone(), p.to_string())).or_insert(0) += 1;
         }
     }
-    for l in &sc.logins {
-        *r.dovecot.entry(l.tls.clone()).or_insert(0) += 1;
-        if weakness(&l.tls).is_some() && l.tls != crate::count::PLAINTEXT {
-            *weak[1]
-                .entry((format!("{} ({})", l.user, l.service), l.tls.clone()))
-                .or_insert(0) += 1;
+
+    /// Counts what the scanner finished since the last call.
+    pub fn absorb(&mut self, sc: &mut Scanner) {
+        for s in sc.closed_sessions.drain(..) {
+            let p = s.posture();
+            *self.r.inbound.entry(p.clone()).or_insert(0) += 1;
+            self.r.inbound_sessions.add(is_tls(&p));
+            if self.external(s.client_address) {
+                self.r.inbound_sessions_external.add(is_tls(&p));
+            }
+            if weak_not_plain(&p) {
+                *self.weak[0]
+                    .entry((s.client.clone(), p.clone()))
+                    .or_insert(0) += 1;
+                for u in &s.users {
+                    *self.weak[1].entry((u.clone(), p.clone())).or_insert(0) += 1;
+                }
+            }
+            for q in &s.queue_ids {
+                match self.waiting.remove(q) {
+                    Some(m) => self.message(&m, &p),
+                    None => {
+                        self.session_posture.insert(q.clone(), p.clone());
+                    }
+                }
+            }
+        }
+        for mut m in sc.done_messages.drain(..) {
+            if m.received.is_none() {
+                continue;
+            }
+            m.lines = Vec::new();
+            if let Some(p) = self.session_posture.remove(&m.queue_id) {
+                self.message(&m, &p);
+            } else if sc
+                .sessions
+                .values()
+                .any(|s| s.queue_ids.contains(&m.queue_id))
+            {
+                // The session's disconnect tally is its last word on STARTTLS.
+                self.waiting.insert(m.queue_id.clone(), m);
+            } else {
+                let p = m
+                    .tls
+                    .clone()
+                    .unwrap_or_else(|| crate::count::PLAINTEXT.into());
+                self.message(&m, &p);
+            }
+        }
+        for l in sc.logins.drain(..) {
+            *self.r.dovecot.entry(l.tls.clone()).or_insert(0) += 1;
+            if weak_not_plain(&l.tls) {
+                *self.weak[1]
+                    .entry((format!("{} ({})", l.user, l.service), l.tls.clone()))
+                    .or_insert(0) += 1;
+            }
+        }
+        for (k, v) in std::mem::take(&mut sc.outbound) {
+            *self.r.outbound.entry(k).or_insert(0) += v;
         }
     }
-    let list = |m: &BTreeMap<(String, String), u64>| {
-        let mut v: Vec<WeakUse> = m
-            .iter()
-            .map(|((who, p), n)| WeakUse {
-                who: who.clone(),
-                posture: p.clone(),
-                why: weakness(p).unwrap_or("").to_string(),
-                count: *n,
-            })
-            .collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.who.cmp(&b.who)));
-        v
-    };
-    r.weak_clients = list(&weak[0]);
-    r.weak_accounts = list(&weak[1]);
-    r.weak_senders = list(&weak[2]);
-    r
+
+    /// Ends the scan and returns the report.
+    pub fn finish(mut self, sc: &mut Scanner) -> TlsReport {
+        sc.finish();
+        self.absorb(sc);
+        for (_, m) in std::mem::take(&mut self.waiting) {
+            let p = m
+                .tls
+                .clone()
+                .unwrap_or_else(|| crate::count::PLAINTEXT.into());
+            self.message(&m, &p);
+        }
+        let list = |m: &BTreeMap<(String, String), u64>| {
+            let mut v: Vec<WeakUse> = m
+                .iter()
+                .map(|((who, p), n)| WeakUse {
+                    who: who.clone(),
+                    posture: p.clone(),
+                    why: weakness(p).unwrap_or("").to_string(),
+                    count: *n,
+                })
+                .collect();
+            v.sort_by(|a, b| b.count.cmp(&a.count).then(a.who.cmp(&b.who)));
+            v
+        };
+        self.r.weak_clients = list(&self.weak[0]);
+        self.r.weak_accounts = list(&self.weak[1]);
+        self.r.weak_senders = list(&self.weak[2]);
+        self.r
+    }
 }
 
 pub fn render_tls(r: &TlsReport) -> String {

@@ -166,11 +166,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let mut sc = saslguard::maillog::Scanner::default();
-            if let Err(code) = scan_logs(&files, &time, &mut sc, |_| {}) {
+            let mut agg = saslguard::maillog::TlsAggregate::new(nets);
+            if let Err(code) = scan_logs(&files, &time, &mut sc, |sc| agg.absorb(sc)) {
                 return Ok(code);
             }
-            sc.finish();
-            let r = saslguard::maillog::tls_report(&sc, &nets);
+            let r = agg.finish(&mut sc);
             emit(json, &r, saslguard::maillog::render_tls)?;
             Ok(ExitCode::SUCCESS)
         }
