@@ -97,6 +97,15 @@ pub struct Alerts {
     pub changed_accounts: Vec<String>,
 }
 
+/// ` (DE AS3320 ...)`, or nothing without GeoIP.
+fn place(geo: &Origin) -> String {
+    if geo.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", geo.label())
+    }
+}
+
 fn cap(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("nonzero")
 }
@@ -208,8 +217,8 @@ impl Alerts {
                     service: None,
                     geo: geo.clone(),
                     message: format!(
-                        "{addr} ({}) failed for {n} accounts within {}",
-                        geo.label(),
+                        "{addr}{} failed for {n} accounts within {}",
+                        place(geo),
                         crate::policy::human_ms(w)
                     ),
                     failures: None,
@@ -260,8 +269,8 @@ impl Alerts {
             let mut a = base(
                 "login_after_failures",
                 format!(
-                    "login to {who} from {addr} ({}) after {} failed attempts from that address since {}{} (stolen password?)",
-                    geo.label(),
+                    "login to {who} from {addr}{} after {} failed attempts from that address since {}{} (stolen password?)",
+                    place(geo),
                     o.failures,
                     o.first_failure.rfc3339(),
                     if tried_it {
@@ -287,8 +296,8 @@ impl Alerts {
             out.push(base(
                 "marked_country",
                 format!(
-                    "login to {who} from {addr} ({}), a country marked in [alerts]",
-                    geo.label()
+                    "login to {who} from {addr}{}, a country marked in [alerts]",
+                    place(geo)
                 ),
             ));
         }
@@ -337,8 +346,8 @@ impl Alerts {
             let mut a = base(
                 "new_origin",
                 format!(
-                    "login to {who} from {addr} ({}): {what} this account has not logged in from (known: {})",
-                    geo.label(),
+                    "login to {who} from {addr}{}: {what} this account has not logged in from (known: {})",
+                    place(geo),
                     known.join(" ")
                 ),
             );

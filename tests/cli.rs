@@ -116,6 +116,21 @@ fn replay_json_document() {
         old["tls"]["TLSv1 ECDHE-RSA-AES256-SHA"], 2,
         "weak TLS posture kept as written"
     );
+    let alerts: Vec<(&str, &str)> = v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap(), a["address"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            ("spray_account", "2001:db8:bad:1::6d"),
+            ("login_after_failures", "192.0.2.66")
+        ],
+        "the IPv6 rotator sprays admin; office@example.org's password is guessed"
+    );
+    assert_eq!(bans[1]["tls"]["plaintext_credentials"], true);
 }
 
 #[test]
