@@ -11,6 +11,11 @@
 //! - `login_after_failures`: a login from an address that failed at least
 //!   `login_after_failures_min` times within `login_after_failures` before. One typo
 //!   before a login is not an alert.
+//! - `login_after_prefix_failures`: the same, counted over the address's prefix
+//!   (`[prefix]`, /24 and /64 by default) when the address alone did not fail enough:
+//!   a guesser that moves to a neighbouring address, or an IPv6 host whose privacy
+//!   address changed, before it logs in. Alert only, never a ban: the address itself
+//!   has not shown enough failures to be banned on its own evidence.
 //! - `new_origin`: a login for an account from a country or AS it has not logged in
 //!   from, once its history is older than `learning`.
 //! - `marked_country`: a login from a country in `[alerts] countries`.
@@ -22,6 +27,7 @@
 use crate::geo::Origin;
 use crate::offender::Offender;
 use crate::time::Timestamp;
+use ipnet::IpNet;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -73,6 +79,9 @@ pub struct Alert {
     /// Countries and ASes the account used before (`new_origin`).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub known_origins: Vec<String>,
+    /// The prefix whose failures made the alert (`login_after_prefix_failures`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prefix: Option<IpNet>,
 }
 
 /// Where an account logged in from, as kept for `new_origin`.
@@ -83,14 +92,37 @@ pub struct AccountHistory {
     pub asns: Vec<u32>,
 }
 
+/// Every kind of alert, for the metrics.
+pub const KINDS: &[&str] = &[
+    "login_after_failures",
+    "login_after_prefix_failures",
+    "new_origin",
+    "marked_country",
+    "spray_account",
+    "spray_address",
+];
+
 const MAX_ORIGINS_PER_ACCOUNT: usize = 64;
 const MAX_ACCOUNTS: usize = 100_000;
+/// Addresses and accounts kept per prefix, for the alert's details.
+const MAX_PER_PREFIX: usize = 16;
+
+/// Recent failures of one prefix: a run of failures with no gap longer than the
+/// `login_after_failures` window.
+struct PrefixFailures {
+    first: Timestamp,
+    last: Timestamp,
+    failures: u64,
+    addresses: Vec<IpAddr>,
+    users: Vec<String>,
+}
 
 pub struct Alerts {
     cfg: AlertConfig,
     accounts: LruCache<String, AccountHistory>,
     by_user: LruCache<String, VecDeque<(Timestamp, IpAddr)>>,
     by_addr: LruCache<IpAddr, VecDeque<(Timestamp, u64)>>,
+    by_prefix: LruCache<IpNet, PrefixFailures>,
     /// When each (kind, key) last alerted: one alert per window, not one per line.
     last: LruCache<(u8, String), Timestamp>,
     /// Accounts whose history changed, for the store.
@@ -124,6 +156,7 @@ impl Alerts {
             accounts: LruCache::new(cap(MAX_ACCOUNTS)),
             by_user: LruCache::new(cap(MAX_ACCOUNTS)),
             by_addr: LruCache::new(cap(max_addresses)),
+            by_prefix: LruCache::new(cap(max_addresses)),
             last: LruCache::new(cap(MAX_ACCOUNTS)),
             changed_accounts: Vec::new(),
         }
@@ -157,15 +190,20 @@ impl Alerts {
         }
     }
 
-    /// A counted failure of `addr` (with the account it tried, if logged).
+    /// `count` counted failures of `addr`, in `prefix` (with the account tried, if
+    /// logged).
+    #[allow(clippy::too_many_arguments)]
     pub fn failure(
         &mut self,
         time: Timestamp,
         addr: IpAddr,
+        prefix: IpNet,
+        count: u32,
         user: Option<&str>,
         geo: &Origin,
         out: &mut Vec<Alert>,
     ) {
+        self.prefix_failure(time, addr, prefix, count, user);
         let Some(user) = user else { return };
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
@@ -195,6 +233,7 @@ impl Alerts {
                     users_tried: Vec::new(),
                     addresses: Some(n as u32),
                     known_origins: Vec::new(),
+                    prefix: None,
                 });
             }
         }
@@ -225,17 +264,56 @@ impl Alerts {
                     users_tried: Vec::new(),
                     addresses: None,
                     known_origins: Vec::new(),
+                    prefix: None,
                 });
             }
         }
     }
 
-    /// A successful login. `offender` is the address's failure record, if any.
+    fn prefix_failure(
+        &mut self,
+        time: Timestamp,
+        addr: IpAddr,
+        prefix: IpNet,
+        count: u32,
+        user: Option<&str>,
+    ) {
+        let window = self.cfg.login_after_failures_ms;
+        if window <= 0 {
+            return;
+        }
+        let fresh = || PrefixFailures {
+            first: time,
+            last: time,
+            failures: 0,
+            addresses: Vec::new(),
+            users: Vec::new(),
+        };
+        let p = self.by_prefix.get_or_insert_mut(prefix, fresh);
+        if time.0 - p.last.0 > window {
+            *p = fresh();
+        }
+        p.last = p.last.max(time);
+        p.failures += u64::from(count);
+        if !p.addresses.contains(&addr) && p.addresses.len() < MAX_PER_PREFIX {
+            p.addresses.push(addr);
+        }
+        if let Some(u) = user
+            && !p.users.iter().any(|x| x == u)
+            && p.users.len() < MAX_PER_PREFIX
+        {
+            p.users.push(u.to_string());
+        }
+    }
+
+    /// A successful login from `addr` in `prefix`. `offender` is the address's
+    /// failure record, if any.
     #[allow(clippy::too_many_arguments)]
     pub fn login(
         &mut self,
         time: Timestamp,
         addr: IpAddr,
+        prefix: IpNet,
         user: Option<&str>,
         service: Option<&str>,
         geo: &Origin,
@@ -254,15 +332,17 @@ impl Alerts {
             users_tried: Vec::new(),
             addresses: None,
             known_origins: Vec::new(),
+            prefix: None,
         };
         let who = user.map_or("an account (name not logged)".to_string(), |u| {
             format!("account {u:?}")
         });
         let window = self.cfg.login_after_failures_ms;
-        if window > 0
+        let min = u64::from(self.cfg.login_after_failures_min);
+        let by_address = window > 0
+            && offender.is_some_and(|o| time.0 - o.last_failure.0 <= window && o.failures >= min);
+        if by_address
             && let Some(o) = offender
-            && time.0 - o.last_failure.0 <= window
-            && o.failures >= u64::from(self.cfg.login_after_failures_min)
             && self.fresh(2, format!("{addr} {}", user.unwrap_or("")), time, window)
         {
             let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));
@@ -283,6 +363,39 @@ impl Alerts {
             a.failures = Some(o.failures);
             a.users_tried = o.users.iter().take(20).cloned().collect();
             out.push(a);
+        }
+        if window > 0
+            && !by_address
+            && prefix.prefix_len() < prefix.max_prefix_len()
+            && let Some(p) = self.by_prefix.peek(&prefix)
+            && time.0 - p.last.0 <= window
+            && p.failures >= min
+            && p.addresses.iter().any(|a| *a != addr)
+        {
+            let (failures, first) = (p.failures, p.first);
+            let others: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
+            let users = p.users.clone();
+            let tried_it = user.is_some_and(|u| users.iter().any(|x| x == u));
+            if self.fresh(4, format!("{prefix} {}", user.unwrap_or("")), time, window) {
+                let mut a = base(
+                    "login_after_prefix_failures",
+                    format!(
+                        "login to {who} from {addr}{} after {failures} failed attempts from {prefix} since {} (from {}){} (stolen password?)",
+                        place(geo),
+                        first.rfc3339(),
+                        others.join(", "),
+                        if tried_it {
+                            ", some of them for this account"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                a.failures = Some(failures);
+                a.users_tried = users;
+                a.prefix = Some(prefix);
+                out.push(a);
+            }
         }
         if let Some(c) = &geo.country
             && self.cfg.countries.contains(c)

@@ -201,8 +201,15 @@ impl Pipeline {
                     let geo = self.lookup(a.address);
                     self.offenders.set_geo(&a.address, &geo);
                     let mut new = Vec::new();
-                    self.alert_state
-                        .failure(a.time, a.address, a.user.as_deref(), &geo, &mut new);
+                    self.alert_state.failure(
+                        a.time,
+                        a.address,
+                        self.policy.prefix_of(a.address),
+                        a.count,
+                        a.user.as_deref(),
+                        &geo,
+                        &mut new,
+                    );
                     if allow {
                         self.stats.allowlisted_failures += u64::from(a.count);
                         self.raise(new);
@@ -243,6 +250,7 @@ impl Pipeline {
                     self.alert_state.login(
                         *time,
                         *address,
+                        self.policy.prefix_of(*address),
                         user.as_deref(),
                         service.as_deref(),
                         &geo,

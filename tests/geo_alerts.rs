@@ -140,6 +140,24 @@ fn origins_decide_bans_and_alerts_name_stolen_passwords_and_spraying() {
         serde_json::json!(["bob@example.org"]),
         "bob's typo is recorded, and nothing else comes of it"
     );
+    let kinds = |who: &str| -> Vec<String> {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["user"] == who)
+            .map(|a| a["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        kinds("frank@example.org"),
+        ["login_after_prefix_failures"],
+        "guessed from two addresses of a /64, logged in from a third"
+    );
+    assert!(
+        kinds("grace@example.org").is_empty(),
+        "one typo in the /64 before a login is not an alert"
+    );
 }
 
 #[test]

@@ -761,21 +761,15 @@ impl Engine {
             "alerts_total",
             "counter",
             "Alerts raised, by kind.",
-            [
-                "login_after_failures",
-                "new_origin",
-                "marked_country",
-                "spray_account",
-                "spray_address",
-            ]
-            .iter()
-            .map(|k| {
-                (
-                    format!("{{kind=\"{k}\"}}"),
-                    *self.counters.alerts.get(*k).unwrap_or(&0) as f64,
-                )
-            })
-            .collect(),
+            crate::alert::KINDS
+                .iter()
+                .map(|k| {
+                    (
+                        format!("{{kind=\"{k}\"}}"),
+                        *self.counters.alerts.get(*k).unwrap_or(&0) as f64,
+                    )
+                })
+                .collect(),
         );
         metric(
             "source_lag_bytes",
