@@ -165,7 +165,7 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         time: TimeArgs,
-        /// Log files (plain or .gz), read in this order; "-" for standard input.
+        /// Log files (plain or .gz), merged by time; "-" for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -187,7 +187,7 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         time: TimeArgs,
-        /// Log files (plain or .gz), read in this order; "-" for standard input.
+        /// Log files (plain or .gz), merged by time; "-" for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

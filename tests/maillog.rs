@@ -158,3 +158,58 @@ fn trace_a_queue_id_a_client_a_cipher_and_a_user() {
     let (code, text) = run(&["trace", "--client", "192.0.2.99"]);
     assert_eq!((code, text.as_str()), (1, "nothing matched\n"));
 }
+
+#[test]
+fn rotated_and_side_by_side_files_read_as_one_log() {
+    // The fixture cut in the middle of a session into mail.log.1 (older) and mail.log,
+    // given newest first as `mail.log*` expands; and cut into Postfix's and Dovecot's
+    // lines. Both must tell exactly what the single file tells.
+    let dir = tempfile::tempdir().unwrap();
+    let all = std::fs::read_to_string(LOG).unwrap();
+    let lines: Vec<&str> = all.lines().collect();
+    let (old, new) = lines.split_at(lines.len() / 2);
+    let write = |name: &str, ls: &[&str]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, ls.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let rotated = [write("mail.log", new), write("mail.log.1", old)];
+    let (dovecot, postfix): (Vec<&str>, Vec<&str>) =
+        lines.iter().partition(|l| l.contains(" dovecot"));
+    let split = [
+        write("dovecot.log", &dovecot),
+        write("postfix.log", &postfix),
+    ];
+    let with_files = |args: &[&str], files: &[String]| -> Value {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--json", "--timezone", "UTC", "--year", "2026"])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let one = [LOG.to_string()];
+    for args in [
+        &["tls", "--internal", "192.0.2.0/24"][..],
+        &["trace", "--client", "0.0.0.0/0"][..],
+        &["trace", "--user", "alice@example.org"][..],
+    ] {
+        let expect = with_files(args, &one);
+        assert_eq!(
+            with_files(args, &rotated),
+            expect,
+            "{args:?} on mail.log mail.log.1"
+        );
+        assert_eq!(
+            with_files(args, &split),
+            expect,
+            "{args:?} on dovecot.log postfix.log"
+        );
+    }
+}
