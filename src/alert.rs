@@ -4,7 +4,8 @@
 //! logged in from (with a learning period before "new" means anything), which
 //! addresses failed for each account and which accounts each address failed for,
 //! within a window. All of it is bounded (LRUs), since user names in failures are
-//! chosen by attackers. Pure: outcomes, origins and the offender record in, alerts out;
+//! chosen by attackers; the per-address and per-prefix tables hold as many entries as
+//! there are offender records (`[limits] max_offenders`), the most recent kept. Pure: outcomes, origins and the offender record in, alerts out;
 //! the daemon logs, stores and runs commands, `replay` reports.
 //!
 //! Kinds:
@@ -105,7 +106,7 @@ pub const KINDS: &[&str] = &[
 const MAX_ORIGINS_PER_ACCOUNT: usize = 64;
 const MAX_ACCOUNTS: usize = 100_000;
 /// Addresses and accounts kept per prefix, for the alert's details.
-const MAX_PER_PREFIX: usize = 16;
+const MAX_PER_PREFIX: usize = 8;
 
 /// Recent failures of one prefix: a run of failures with no gap longer than the
 /// `login_after_failures` window.
@@ -150,13 +151,14 @@ fn hash(s: &str) -> u64 {
 }
 
 impl Alerts {
-    pub fn new(cfg: AlertConfig, max_addresses: usize) -> Alerts {
+    /// `per_address`: entries of the per-address and per-prefix tables.
+    pub fn new(cfg: AlertConfig, per_address: usize) -> Alerts {
         Alerts {
             cfg,
             accounts: LruCache::new(cap(MAX_ACCOUNTS)),
             by_user: LruCache::new(cap(MAX_ACCOUNTS)),
-            by_addr: LruCache::new(cap(max_addresses)),
-            by_prefix: LruCache::new(cap(max_addresses)),
+            by_addr: LruCache::new(cap(per_address)),
+            by_prefix: LruCache::new(cap(per_address)),
             last: LruCache::new(cap(MAX_ACCOUNTS)),
             changed_accounts: Vec::new(),
         }

@@ -123,7 +123,7 @@ impl Pipeline {
             changes: Changes::default(),
             record_changes: false,
             geo: Geo::none(),
-            alert_state: Alerts::new(cfg.alerts.clone(), limits.max_addresses),
+            alert_state: Alerts::new(cfg.alerts.clone(), cfg.max_offenders),
             alerts: Vec::new(),
             alerts_dropped: 0,
         }
