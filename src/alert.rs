@@ -25,6 +25,7 @@
 //! - `spray_address`: one address failing for `spray_accounts` accounts within
 //!   `spray_window`.
 
+use crate::count::Attempt;
 use crate::geo::Origin;
 use crate::offender::Offender;
 use crate::time::Timestamp;
@@ -192,21 +193,13 @@ impl Alerts {
         }
     }
 
-    /// `count` counted failures of `addr`, in `prefix` (with the account tried, if
-    /// logged).
-    #[allow(clippy::too_many_arguments)]
-    pub fn failure(
-        &mut self,
-        time: Timestamp,
-        addr: IpAddr,
-        prefix: IpNet,
-        count: u32,
-        user: Option<&str>,
-        geo: &Origin,
-        out: &mut Vec<Alert>,
-    ) {
-        self.prefix_failure(time, addr, prefix, count, user);
-        let Some(user) = user else { return };
+    /// A counted attempt `a` (failures of its address, in `prefix`).
+    pub fn failure(&mut self, a: &Attempt, prefix: IpNet, geo: &Origin, out: &mut Vec<Alert>) {
+        self.prefix_failure(a, prefix);
+        let (time, addr) = (a.time, a.address);
+        let Some(user) = a.user.as_deref() else {
+            return;
+        };
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
             let need = self.cfg.spray_addresses as usize;
@@ -272,14 +265,8 @@ impl Alerts {
         }
     }
 
-    fn prefix_failure(
-        &mut self,
-        time: Timestamp,
-        addr: IpAddr,
-        prefix: IpNet,
-        count: u32,
-        user: Option<&str>,
-    ) {
+    fn prefix_failure(&mut self, a: &Attempt, prefix: IpNet) {
+        let (time, addr) = (a.time, a.address);
         let window = self.cfg.login_after_failures_ms;
         if window <= 0 {
             return;
@@ -296,11 +283,11 @@ impl Alerts {
             *p = fresh();
         }
         p.last = p.last.max(time);
-        p.failures += u64::from(count);
+        p.failures += u64::from(a.count);
         if !p.addresses.contains(&addr) && p.addresses.len() < MAX_PER_PREFIX {
             p.addresses.push(addr);
         }
-        if let Some(u) = user
+        if let Some(u) = a.user.as_deref()
             && !p.users.iter().any(|x| x == u)
             && p.users.len() < MAX_PER_PREFIX
         {

@@ -201,15 +201,8 @@ impl Pipeline {
                     let geo = self.lookup(a.address);
                     self.offenders.set_geo(&a.address, &geo);
                     let mut new = Vec::new();
-                    self.alert_state.failure(
-                        a.time,
-                        a.address,
-                        self.policy.prefix_of(a.address),
-                        a.count,
-                        a.user.as_deref(),
-                        &geo,
-                        &mut new,
-                    );
+                    self.alert_state
+                        .failure(a, self.policy.prefix_of(a.address), &geo, &mut new);
                     if allow {
                         self.stats.allowlisted_failures += u64::from(a.count);
                         self.raise(new);

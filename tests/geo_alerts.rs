@@ -87,26 +87,20 @@ spray_accounts = 4
 }
 
 fn replay(cfg: &Path) -> Value {
-    let out = Command::new(BIN)
-        .args([
-            "replay",
-            "--json",
-            "--timezone",
-            "UTC",
-            "--year",
-            "2026",
-            "-c",
-        ])
-        .arg(cfg)
-        .arg(fixture("mail.log"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    support::json_ok(
+        Command::new(BIN)
+            .args([
+                "replay",
+                "--json",
+                "--timezone",
+                "UTC",
+                "--year",
+                "2026",
+                "-c",
+            ])
+            .arg(cfg)
+            .arg(fixture("mail.log")),
+    )
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! submission, two plaintext of which one internal), one outbound TLS delivery, a
 //! bounce, a deferred message still queued, three Dovecot logins.
 
+mod support;
+
 use serde_json::{Value, json};
 use std::process::Command;
 
@@ -181,18 +183,12 @@ fn rotated_and_side_by_side_files_read_as_one_log() {
         write("postfix.log", &postfix),
     ];
     let with_files = |args: &[&str], files: &[String]| -> Value {
-        let out = Command::new(BIN)
-            .args(args)
-            .args(["--json", "--timezone", "UTC", "--year", "2026"])
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        support::json_ok(
+            Command::new(BIN)
+                .args(args)
+                .args(["--json", "--timezone", "UTC", "--year", "2026"])
+                .args(files),
+        )
     };
     let one = [LOG.to_string()];
     for args in [

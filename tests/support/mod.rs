@@ -74,6 +74,17 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `cmd`, which must succeed, and reads its standard output as JSON.
+pub fn json_ok(cmd: &mut Command) -> serde_json::Value {
+    let out = run_ok(cmd);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{cmd:?}: not JSON: {e}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// Two namespaces joined by a veth pair. Server: 192.0.2.1/24, 2001:db8::1/64.
 /// Client: the addresses given (each /24 or /64 of the same networks).
 pub struct Netns {
