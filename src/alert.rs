@@ -5,8 +5,10 @@
 //! addresses failed for each account and which accounts each address failed for,
 //! within a window. All of it is bounded (LRUs), since user names in failures are
 //! chosen by attackers; the per-address and per-prefix tables hold as many entries as
-//! there are offender records (`[limits] max_offenders`), the most recent kept. Pure: outcomes, origins and the offender record in, alerts out;
-//! the daemon logs, stores and runs commands, `replay` reports.
+//! there are offender records (`[limits] max_offenders`), the most recent kept.
+//!
+//! Pure: outcomes, origins and the offender record in, alerts out; the daemon logs,
+//! stores and runs commands, `replay` reports.
 //!
 //! Kinds:
 //! - `login_after_failures`: a login from an address that failed at least
