@@ -328,10 +328,14 @@ impl Engine {
 
     /// Carries out decisions in every enforcer and records them.
     fn enforce(&mut self, decisions: &[Decision], now: Timestamp, origin: &str, batch: &mut Batch) {
+        // The kernel's timeout counts from the moment the element goes in: measure it
+        // from the clock now, not from when this batch of lines began, so the kernel
+        // and `tick` end the ban at the same `until`.
+        let wall = wall_now().max(now);
         let kernel: Vec<(IpNet, u64)> = decisions
             .iter()
-            .filter(|d| d.until > now)
-            .map(|d| (d.target, (d.until.0 - now.0) as u64))
+            .filter(|d| d.until > wall)
+            .map(|d| (d.target, (d.until.0 - wall.0) as u64))
             .collect();
         if let (Some(nft), false) = (&self.nft, kernel.is_empty()) {
             match nft.ban(&kernel) {
