@@ -28,9 +28,23 @@ const TEMPLATES: &[&str] = &[
     "Nov 22 10:00:00 mx postfix/submission/smtpd[1]: 4XyZ1k2P: client=unknown[203.0.113.99], sasl_method=PLAIN, sasl_username={U}",
 ];
 
-/// User names an attacker would try: addresses in every field syntax the parsers know.
+/// User names an attacker would try: addresses in every field syntax the parsers know,
+/// fake driver anchors (`: a(`), both Dovecot generations' closes, IPv4 and IPv6, nested
+/// as deep as the attacker likes (framing through a Dovecot auth line took 17 pieces).
 fn hostile_user() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
+        ": a(",
+        "passwd-file(",
+        ",192.0.2.1): unknown user",
+        ",192.0.2.1): Password mismatch (",
+        ",2001:db8::1): unknown user",
+        ",192.0.2.1,sasl:plain)<x>: passwd-file: Password mismatch",
+        ",2001:db8::1,sasl:plain): passwd-file: unknown user (",
+        "default): pam(",
+        "7): Info: sql(",
+        ">, method=PLAIN, rip=192.0.2.1, session=<q",
+        ">, rip=2001:db8::1, lip=192.0.2.2, mpid=1, TLS, session=<q",
+        "::ffff:192.0.2.1",
         "192.0.2.1",
         "[192.0.2.1]",
         "rip=192.0.2.1",
@@ -58,7 +72,7 @@ fn hostile_user() -> impl Strategy<Value = String> {
         "\u{0}",
         "é",
     ]);
-    prop::collection::vec(pieces, 0..8).prop_map(|v| v.concat())
+    prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat())
 }
 
 proptest! {
@@ -81,12 +95,16 @@ proptest! {
     }
 
     #[test]
-    fn client_chosen_user_names_never_supply_the_address(user in hostile_user(), i in 0..TEMPLATES.len()) {
-        let line = TEMPLATES[i].replace("{U}", &user);
+    fn client_chosen_user_names_never_supply_the_address(user in hostile_user(), i in 0..TEMPLATES.len(), v6 in any::<bool>()) {
+        let mut line = TEMPLATES[i].replace("{U}", &user);
+        if v6 {
+            line = line.replace("203.0.113.99", "2001:db8:99::99");
+        }
         let (_, parsed, _) = prepare(line.as_bytes(), &mut resolver()).expect("prefix parses");
         if let Some(ev) = parsed.event {
             if let Some(a) = ev.address {
-                prop_assert_eq!(a.to_string(), "203.0.113.99", "line: {}", line);
+                let want = if v6 { "2001:db8:99::99" } else { "203.0.113.99" };
+                prop_assert_eq!(a.to_string(), want, "line: {}", line);
             } else {
                 prop_assert!(ev.ambiguous, "an address-less event must say it is ambiguous: {}", line);
             }
@@ -94,10 +112,57 @@ proptest! {
     }
 }
 
+/// Lines the daemons write, with every field a client chooses (HELO, reverse-DNS name as
+/// far as Postfix lets it through, SNI, SASL user name, Dovecot login name) hostile.
+const CLIENT_FIELD_TEMPLATES: &[&str] = &[
+    "Nov 22 10:00:00 mx postfix/smtpd[1]: NOQUEUE: reject: RCPT from unknown[203.0.113.99]: 554 5.7.1 <a@b>: Relay access denied; from=<{U}> to=<{U}> proto=ESMTP helo=<{U}>",
+    "Nov 22 10:00:00 mx postfix/submission/smtpd[1]: warning: {H}[203.0.113.99]: SASL PLAIN authentication failed: authentication failure, sasl_username={U}",
+    "Nov 22 10:00:00 mx postfix/smtpd[1]: connect from {H}[203.0.113.99]",
+    "Nov 22 10:00:00 mx postfix/smtpd[1]: Anonymous TLS connection established from {H}[203.0.113.99] to {U}: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
+    "Nov 22 10:00:00 mx postfix/smtpd[1]: disconnect from {H}[203.0.113.99] ehlo=1 auth=0/1 quit=1 commands=2/3",
+    "Nov 22 10:00:00 mx dovecot: pop3-login: Login aborted: Logged out (auth failed, 1 attempts in 2 secs) (auth_failed): user=<{U}>, method=PLAIN, rip=203.0.113.99, lip=192.0.2.2, TLS, session=<abc>",
+    "Nov 22 10:00:00 mx dovecot: imap-login: Logged in: user=<{U}>, method=PLAIN, rip=203.0.113.99, lip=192.0.2.2, mpid=1, TLS, session=<abc>",
+    "Nov 22 10:00:00 mx dovecot: auth-worker(3201): conn unix:auth-worker (pid=3100,uid=97): auth-worker<55>: sql({U},203.0.113.99): unknown user",
+    "Nov 22 10:00:00 mx dovecot: auth-worker({U},203.0.113.99,sasl:plain)<cGF0>: Info: pam: pam_authenticate() failed: Authentication failure (Password mismatch?)",
+];
+
+/// Host names: Postfix writes only valid names (or `unknown`), but their labels are the
+/// attacker's own reverse DNS.
+fn hostile_host() -> impl Strategy<Value = String> {
+    let labels = prop::sample::select(vec![
+        "192.0.2.1",
+        "unknown",
+        "mail",
+        "rip",
+        "203-0-113-66",
+        "x",
+        "2001",
+        "db8",
+        "",
+    ]);
+    prop::collection::vec(labels, 1..6).prop_map(|v| v.join("."))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn valid_daemon_lines_with_hostile_client_fields_name_only_the_client(
+        user in hostile_user(), host in hostile_host(), i in 0..CLIENT_FIELD_TEMPLATES.len(),
+    ) {
+        let line = CLIENT_FIELD_TEMPLATES[i].replace("{U}", &user).replace("{H}", &host);
+        let (_, parsed, _) = prepare(line.as_bytes(), &mut resolver()).expect("prefix parses");
+        if let Some(a) = parsed.event.and_then(|e| e.address) {
+            prop_assert_eq!(a.to_string(), "203.0.113.99", "line: {}", line);
+        }
+    }
+}
+
 #[test]
 fn plain_user_names_give_the_right_address_in_every_template() {
-    for t in TEMPLATES {
-        let line = t.replace("{U}", "alice");
+    // The first client-field template (a reject) is no event of saslguard's.
+    for t in TEMPLATES.iter().chain(&CLIENT_FIELD_TEMPLATES[1..]) {
+        let line = t.replace("{U}", "alice").replace("{H}", "mail.example.org");
         let (_, parsed, _) = prepare(line.as_bytes(), &mut resolver()).unwrap();
         let ev = parsed.event.unwrap_or_else(|| panic!("no event: {line}"));
         assert_eq!(

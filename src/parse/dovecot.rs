@@ -3,14 +3,19 @@
 //! and PAM's `pam_unix(dovecot:auth)` line; with or without the `dovecot:` syslog tag
 //! and the `Info:` level that Dovecot's own `log_path` keeps.
 //!
-//! Address rules, from how Dovecot builds these lines:
-//! - login lines are `..., user=<U>, method=M, rip=A, lip=A, ..., session=<S>`: the user
-//!   comes first and everything after `rip=` is written by Dovecot, so the *last*
-//!   `rip=` is the real one;
+//! Address rules, from how Dovecot builds these lines. The user name is the client's
+//! and may hold anything Dovecot's own text holds, so a field is Dovecot's only where
+//! no placement of the user name could make it otherwise:
+//! - login lines are `..., user=<U>, method=M, rip=A, lip=A, ..., session=<S>`: every
+//!   place where `U` may end is tried, and a place counts only if a well-formed run of
+//!   Dovecot's fields, in Dovecot's order, follows it ([`login_fields`]);
 //! - auth lines are `driver(U,A[,master][,<S>]): message` (2.3) or
-//!   `auth(U,A,sasl:mech)<S>: driver: message` (2.4), where U may contain commas and
-//!   parentheses. Every reading of the line is tried; if two readings give different
-//!   addresses the line is ambiguous and gives none.
+//!   `auth(U,A,sasl:mech)<S>: driver: message` (2.4): where `U` begins is fixed by
+//!   Dovecot's prefix, every `)` that may close the call is read, and the line gives an
+//!   address only if every reading agrees ([`auth_line`]).
+//!
+//! A line whose readings disagree is ambiguous: it is counted in the stats and against
+//! no one. Every path looks at a bounded stretch around each candidate: linear time.
 
 use super::postfix::tls_desc;
 use super::scan::{self, ip, leading_u32, starts_with_ci};
@@ -81,7 +86,7 @@ enum Summary {
     NoAttempts,
 }
 
-fn summary(body: &str) -> Option<Summary> {
+fn summary(body: &str) -> Option<(Summary, usize)> {
     // The markers are written before the fields; the user name (client text) comes
     // after them, so the earliest marker is Dovecot's own.
     let markers: [(&str, u8); 5] = [
@@ -98,7 +103,7 @@ fn summary(body: &str) -> Option<Summary> {
             .find(|(m, _)| body[p..].starts_with(m))
             .map(|(_, w)| (p, *w))
     })?;
-    Some(match which {
+    let summary = match which {
         0 => {
             let after = &body[pos + "(auth failed, ".len()..];
             let (n, tail) = leading_u32(after)?;
@@ -119,53 +124,132 @@ fn summary(body: &str) -> Option<Summary> {
         ),
         2 => Summary::Refused("proxy destination auth failed", "dovecot.proxy_auth_failed"),
         _ => Summary::NoAttempts,
+    };
+    Some((summary, pos))
+}
+
+/// The rank of a field of a login-process line after the user name, in the order
+/// Dovecot writes them (`login_log_format_elements`).
+fn field_rank(f: &str) -> Option<u8> {
+    Some(if let Some(m) = f.strip_prefix("method=") {
+        if m.is_empty() || m.contains(' ') {
+            return None;
+        }
+        1
+    } else if let Some(a) = f.strip_prefix("rip=") {
+        ip(a)?;
+        2
+    } else if let Some(a) = f.strip_prefix("lip=") {
+        ip(a)?;
+        3
+    } else if let Some(n) = f.strip_prefix("mpid=") {
+        scan::parse_u32(n)?;
+        4
+    } else if let Some(s) = f.strip_prefix("session=<") {
+        s.strip_suffix('>')?;
+        7
+    } else {
+        // `TLS`, `TLS: reason`, `TLS handshaking: ...`, `secured`, `%k`, pieces of a
+        // reason that held `, `, fields an admin added: after mpid, before session.
+        RANK_ANY
     })
 }
 
-/// The position of the real `rip=` (the last one that is a field of its own and holds
-/// an address) and that address.
-fn real_rip(body: &str) -> Option<(usize, IpAddr)> {
-    let mut end = body.len();
-    while let Some(pos) = scan::rfind_str(&body[..end], "rip=") {
-        let field_start = pos == 0 || body[..pos].ends_with(", ") || body[..pos].ends_with(": ");
-        if field_start {
-            let val = &body[pos + 4..];
-            let v = &val[..scan::find_byte(val, b',').unwrap_or(val.len())];
-            if let Some(a) = ip(v) {
-                return Some((pos, a));
-            }
-            // The last rip= is Dovecot's own: if it does not hold an address the line is
-            // truncated or not Dovecot's, and an earlier one may be client text.
-            return None;
-        }
-        end = pos;
+/// The rank that may repeat.
+const RANK_ANY: u8 = 6;
+
+/// Splits the fields of a login line, `user=<U>, method=M, rip=A, ...`, into the user
+/// name and Dovecot's fields after it. The user name is the client's and may itself
+/// hold `>, method=PLAIN, rip=192.0.2.1, ...`, so every place where it may end is
+/// tried: a place counts if what follows starts with `method=` or `rip=` (the fields
+/// Dovecot writes right after the user) and is a well-formed run of Dovecot's fields,
+/// each in its order and each once. Dovecot writes `method=` and `rip=` once, so a
+/// line it wrote has one such place; if several places disagree on `rip=`, the line is
+/// ambiguous (`Err(true)`); with no such place at all the line is not Dovecot's
+/// (`Err(false)`). One pass from the right: linear time.
+fn login_fields(elements: &str) -> Result<(Option<&str>, &str), bool> {
+    const USER: &str = "user=<";
+    if !elements.starts_with(USER) {
+        return Ok((None, elements));
     }
-    None
+    let mut next_rank = u8::MAX;
+    let mut end = elements.len();
+    let mut rip: Option<&str> = None;
+    // The rightmost place (the longest user name) and the rip= it sees.
+    let mut found: Option<(usize, Option<&str>)> = None;
+    let mut ambiguous = false;
+    let seps: Vec<usize> = memchr::memmem::find_iter(elements.as_bytes(), b", ").collect();
+    for &sep in seps.iter().rev() {
+        let field = &elements[sep + 2..end];
+        let Some(rank) = field_rank(field) else { break };
+        if rank > next_rank || (rank == next_rank && rank != RANK_ANY) {
+            break;
+        }
+        next_rank = rank;
+        if rank == 2 {
+            rip = Some(&field[4..]);
+        }
+        if rank <= 2 && sep > USER.len() && elements[..sep].ends_with('>') {
+            match found {
+                None => found = Some((sep, rip)),
+                Some((_, r)) => ambiguous |= r != rip,
+            }
+        }
+        end = sep;
+    }
+    match found {
+        Some(_) if ambiguous => Err(true),
+        Some((sep, _)) => Ok((Some(&elements[USER.len()..sep - 1]), &elements[sep + 2..])),
+        // A line cut short or garbled: no field of Dovecot's is certain.
+        None => Err(false),
+    }
 }
 
 fn login_line(service: &str, body: &str) -> Option<Event> {
-    let (kind, attempts, secs, reason, rule) = if body.starts_with("Login: ") {
-        (Kind::AuthSuccess, None, None, None, "dovecot.login")
+    let (kind, attempts, secs, reason, rule, fields_at) = if let Some(r) = body
+        .strip_prefix("Login: ")
+        .or_else(|| body.strip_prefix("Logged in: "))
+    {
+        let at = body.len() - r.len();
+        (Kind::AuthSuccess, None, None, None, "dovecot.login", at)
     } else {
-        match summary(body)? {
-            Summary::Failed(n, s) => (Kind::AuthFailure, Some(n), s, None, "dovecot.auth_failed"),
-            Summary::Refused(r, rule) => (Kind::AuthFailure, Some(1), None, Some(r), rule),
+        let (summary, pos) = summary(body)?;
+        // The fields begin after the first `: ` past the marker: all of that is
+        // Dovecot's text, written before the user name.
+        let at = pos + scan::find_str(&body[pos..], ": ")? + 2;
+        match summary {
+            Summary::Failed(n, s) => (
+                Kind::AuthFailure,
+                Some(n),
+                s,
+                None,
+                "dovecot.auth_failed",
+                at,
+            ),
+            Summary::Refused(r, rule) => (Kind::AuthFailure, Some(1), None, Some(r), rule, at),
             Summary::NoAttempts => (
                 Kind::Disconnect,
                 None,
                 None,
                 None,
                 "dovecot.no_auth_attempts",
+                at,
             ),
         }
     };
-    let (rip_pos, addr) = real_rip(body)?;
-    let before = &body[..rip_pos];
     let mut e = Event::new(kind, Channel::DovecotLogin, rule);
     if kind != Kind::AuthFailure {
         e.channel = Channel::None;
     }
-    e.address = Some(addr);
+    let (user, fields) = match login_fields(&body[fields_at..]) {
+        Ok(f) => f,
+        // Only a failure is worth counting as "seen but not attributable".
+        Err(true) if kind == Kind::AuthFailure => {
+            e.ambiguous = true;
+            return Some(e);
+        }
+        Err(_) => return None,
+    };
     e.service = Some(name(
         service,
         &["imap", "pop3", "managesieve", "dovecot-submission"],
@@ -173,41 +257,21 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
     e.attempts = attempts;
     e.secs = secs;
     e.reason = reason.map(str::to_string);
-    // `method=M, ` sits right before rip=; `user=<U>, ` right before that.
-    let mut user_end = before.len();
-    if let Some(m) = before
-        .strip_suffix(", ")
-        .and_then(|b| scan::rfind_str(b, "method=").map(|p| (b, p)))
-    {
-        let (b, p) = m;
-        let mech = &b[p + 7..];
-        if !mech.is_empty()
-            && !mech.contains(' ')
-            && (p == 0 || b[..p].ends_with(", ") || b[..p].ends_with(": "))
-        {
-            e.mechanism = Some(mech.to_ascii_uppercase());
-            user_end = p;
-        }
-    }
-    if let Some(u) = scan::find_str(before, "user=<") {
-        let ubody = &before[..user_end];
-        if let Some(stripped) = ubody.strip_suffix(">, ") {
-            if u + 6 <= stripped.len() {
-                let user = &stripped[u + 6..];
-                if !user.is_empty() {
-                    e.user = Some(user.to_string());
-                }
-            }
-        }
-    }
-    // Fields after rip=: lip, mpid, the TLS element (`TLS`, `TLS: reason`,
+    e.user = user.filter(|u| !u.is_empty()).map(str::to_string);
+    // Fields: method, rip, lip, mpid, the TLS element (`TLS`, `TLS: reason`,
     // `TLS handshaking: ...`, `secured`), optionally `%k` (`TLSv1.3 with cipher ...`),
     // session=<S>.
-    let after = &body[rip_pos..];
     let mut tls_seen = false;
-    for field in scan::fields(after, ", ") {
-        if field == "TLS" || field.starts_with("TLS: ") {
+    let mut secured = false;
+    for field in scan::fields(fields, ", ") {
+        if let Some(a) = field.strip_prefix("rip=") {
+            e.address = ip(a);
+        } else if let Some(m) = field.strip_prefix("method=") {
+            e.mechanism = Some(m.to_ascii_uppercase());
+        } else if field == "TLS" || field.starts_with("TLS: ") {
             tls_seen = true;
+        } else if field == "secured" || field.starts_with("TLS handshaking") {
+            secured = true;
         } else if let Some(t) = tls_desc(field) {
             e.tls = Some(t);
         } else if let Some(s) = field.strip_prefix("session=<") {
@@ -217,75 +281,122 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
             }
         }
     }
+    // A connection over a unix socket has no rip=: nobody to count against.
+    e.address?;
     if e.tls.is_none() {
         if tls_seen {
             e.tls = Some(Tls::unknown_cipher());
-        } else if scan::find_str(after, ", secured").is_none()
-            && scan::find_str(after, "TLS handshaking").is_none()
-        {
+        } else if !secured {
             e.plaintext = true;
         }
     }
     Some(e)
 }
 
-/// A reading of an auth-process driver call.
-#[derive(Debug, Clone, PartialEq)]
+/// Which generation's grammar a reading follows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// 2.3 and older: `DRIVER(U,A[,master][,<S>]): MESSAGE`.
+    V23,
+    /// 2.4: `auth(U,A[,sasl:M][,master])[<S>]: [LEVEL: ]DRIVER: MESSAGE`.
+    V24,
+}
+
+/// Where the client's user name begins, fixed by Dovecot's own prefix (which is
+/// written before any client text), and the grammar of the rest.
+#[derive(Debug, Clone, Copy)]
+struct Start<'a> {
+    at: usize,
+    form: Form,
+    driver: &'a str,
+}
+
+/// A reading of an auth-process line: one place where the driver call may close.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Reading<'a> {
     addr: IpAddr,
     user: &'a str,
     session: Option<&'a str>,
     mech: Option<&'a str>,
     driver: &'a str,
+    /// The message after the call is one of Dovecot's "wrong password" messages.
+    failure: bool,
 }
 
+/// The longest stretch of Dovecot's own fields after the user name:
+/// `,ADDR,sasl:MECH,master,<SESSION>` with a 64-byte session id and a 45-byte address.
+const FIELDS_MAX: usize = 200;
+/// Longest driver or process name read (`passwd-file`, `auth-worker`, `checkpassword`).
+const NAME_MAX: usize = 32;
+
+/// A run of `[a-z0-9_-]` at the start of `s`, at most [`NAME_MAX`] long.
+fn driver_name(s: &str) -> Option<&str> {
+    let n = s
+        .bytes()
+        .take(NAME_MAX + 1)
+        .take_while(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        .count();
+    (n > 0 && n <= NAME_MAX).then(|| &s[..n])
+}
+
+/// Auth-process lines. Dovecot writes its prefix first and the client's user name
+/// inside the driver call, so where the user name *begins* is fixed by Dovecot's text;
+/// where it *ends* is not, since a user name may hold `,ADDR): Password mismatch`. Every
+/// `)` that could close the call is read; the address counts only if every reading
+/// agrees on it and on the line being a failure. Each reading looks at a bounded
+/// stretch of text, so the whole line costs time linear in its length.
 fn auth_line(text: &str) -> Option<Event> {
-    let mut readings: Vec<Reading> = Vec::new();
-    let bytes = text.as_bytes();
-    // Anchors: `NAME(` at the start of a segment (start of text or after ": ").
-    let mut anchors = Vec::new();
-    let mut seg = 0;
-    loop {
-        let n = bytes[seg..]
-            .iter()
-            .take_while(|&&b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
-            })
-            .count();
-        if n > 0 && bytes.get(seg + n) == Some(&b'(') {
-            anchors.push((seg, seg + n + 1));
-        }
-        match scan::find_str(&text[seg..], ": ") {
-            Some(p) => seg += p + 2,
-            None => break,
-        }
-        if anchors.len() > 16 {
-            break;
-        }
-    }
-    if anchors.is_empty() {
+    let mut starts: [Option<Start>; 2] = [None, None];
+    let proc_len = if text.starts_with("auth-worker") {
+        "auth-worker".len()
+    } else if text.starts_with("auth") {
+        "auth".len()
+    } else {
         return None;
-    }
-    for i in memchr::memchr_iter(b')', text.as_bytes()) {
-        let Some(tail) = failure_tail(&text[i..]) else {
-            continue;
-        };
-        for &(name_start, open) in &anchors {
-            if open > i {
-                continue;
+    };
+    let process = &text[..proc_len];
+    let after = &text[proc_len..];
+    if let Some(inner) = after.strip_prefix('(') {
+        // 2.4: `auth(USER,...`.
+        starts[0] = Some(Start {
+            at: proc_len + 1,
+            form: Form::V24,
+            driver: process,
+        });
+        // Older: `auth(default): ` / `auth-worker(PID): ` before the driver call.
+        if let Some(word) = driver_name(inner) {
+            if let Some(rest) = inner[word.len()..].strip_prefix("): ") {
+                starts[1] = driver_call(text, text.len() - rest.len());
             }
-            let driver = &text[name_start..open - 1];
-            if let Some(r) = reading(driver, &text[open..i], tail) {
-                if !readings.contains(&r) {
-                    readings.push(r);
+        }
+    } else if let Some(rest) = after.strip_prefix(": ") {
+        starts[0] = driver_call(text, text.len() - rest.len());
+    }
+    let mut first: Option<Reading> = None;
+    let mut ambiguous = false;
+    let mut users_agree = true;
+    for start in starts.into_iter().flatten() {
+        for close in memchr::memchr_iter(b')', &text.as_bytes()[start.at..]) {
+            let close = start.at + close;
+            let Some((session, failure)) = tail(&text[close..], start.form) else {
+                continue;
+            };
+            let Some(r) = reading(start, &text[start.at..close], session, failure) else {
+                continue;
+            };
+            match &first {
+                None => first = Some(r),
+                Some(f) => {
+                    ambiguous |= f.addr != r.addr || f.failure != r.failure;
+                    users_agree &= f.user == r.user;
                 }
             }
         }
-        if readings.len() > 8 {
-            break;
-        }
     }
-    let first = readings.first()?.clone();
+    let first = first?;
+    if !first.failure && !ambiguous {
+        return None;
+    }
     let rule = if first.driver == "auth" || first.driver == "auth-worker" {
         "dovecot.auth_v24"
     } else {
@@ -294,14 +405,12 @@ fn auth_line(text: &str) -> Option<Event> {
     let mut e = Event::new(Kind::AuthFailure, Channel::DovecotAuth, rule);
     e.attempts = Some(1);
     e.service = Some(Name::Borrowed(SERVICE_AUTH));
-    if readings.iter().any(|r| r.addr != first.addr) {
+    if ambiguous {
         e.ambiguous = true;
         return Some(e);
     }
     e.address = Some(first.addr);
-    // Users may differ between readings (the split point moves); keep the user only
-    // when all readings agree on it.
-    if readings.iter().all(|r| r.user == first.user) && first.user != "?" {
+    if users_agree && first.user != "?" {
         e.user = Some(first.user.to_string());
     }
     e.session = first.session.map(str::to_string);
@@ -312,75 +421,94 @@ fn auth_line(text: &str) -> Option<Event> {
     Some(e)
 }
 
-/// What may follow the closing parenthesis of a driver call on a failure line.
-#[derive(Debug, Clone, Copy)]
-enum Tail<'a> {
-    /// 2.3: `): PHRASE`
-    V23,
-    /// 2.4: `)<SID>: [Info: ]DRIVER: PHRASE`
-    V24 { session: Option<&'a str> },
-}
-
-fn failure_tail(s: &str) -> Option<Tail<'_>> {
-    let s = s.strip_prefix(')')?;
-    if let Some(msg) = s.strip_prefix(": ") {
-        if is_failure_phrase(msg) {
-            return Some(Tail::V23);
-        }
-        // 2.4 without a session id.
-        let msg = strip_level(msg);
-        return v24_message(msg).then_some(Tail::V24 { session: None });
+/// The start of a 2.3 driver call at `pos`: `[LEVEL: ][conn unix:auth-worker (...):
+/// auth-worker<N>: [LEVEL: ]]DRIVER(`.
+fn driver_call(text: &str, pos: usize) -> Option<Start<'_>> {
+    let mut s = strip_level(&text[pos..]);
+    if let Some(conn) = s.strip_prefix("conn unix:") {
+        // `conn unix:auth-worker (pid=27359,uid=97): auth-worker<55>: `: Dovecot's own,
+        // short, and before any client text.
+        let window = &conn.as_bytes()[..conn.len().min(96)];
+        let p = memchr::memmem::find(window, b"): auth-worker<")?;
+        let rest = &conn[p + "): auth-worker<".len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        s = strip_level(rest[digits..].strip_prefix(">: ")?);
     }
-    let s = s.strip_prefix('<')?;
-    let close = scan::find_str(s, ">: ")?;
-    let sid = &s[..close];
-    if sid.is_empty() || sid.len() > 64 || sid.contains(' ') {
+    let driver = driver_name(s)?;
+    if driver == "auth" || driver == "auth-worker" {
         return None;
     }
-    let msg = strip_level(&s[close + 3..]);
-    v24_message(msg).then_some(Tail::V24 { session: Some(sid) })
+    s[driver.len()..].strip_prefix('(')?;
+    Some(Start {
+        at: text.len() - s.len() + driver.len() + 1,
+        form: Form::V23,
+        driver,
+    })
 }
 
-/// `DRIVER: PHRASE`
-fn v24_message(msg: &str) -> bool {
-    let n = msg
-        .bytes()
-        .take_while(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        .count();
-    n > 0 && msg[n..].strip_prefix(": ").is_some_and(is_failure_phrase)
+/// What follows a `)` that closes the driver call, if it can: the session id (2.4) and
+/// whether the message is a failure. Looks at a bounded stretch only.
+fn tail(s: &str, form: Form) -> Option<(Option<&str>, bool)> {
+    let s = s.strip_prefix(')')?;
+    match form {
+        Form::V23 => Some((None, failure_message(s.strip_prefix(": ")?))),
+        Form::V24 => {
+            let (session, msg) = if let Some(m) = s.strip_prefix(": ") {
+                (None, m)
+            } else {
+                let s = s.strip_prefix('<')?;
+                let window = &s.as_bytes()[..s.len().min(66)];
+                let close = memchr::memmem::find(window, b">: ")?;
+                let sid = &s[..close];
+                if sid.is_empty() || sid.contains([' ', '<', '>']) {
+                    return None;
+                }
+                (Some(sid), &s[close + 3..])
+            };
+            let msg = strip_level(msg);
+            let driver = driver_name(msg)?;
+            let phrase = msg[driver.len()..].strip_prefix(": ")?;
+            Some((session, failure_message(phrase)))
+        }
+    }
 }
 
-fn is_failure_phrase(msg: &str) -> bool {
-    FAILURE_PHRASES.iter().any(|p| starts_with_ci(msg, p))
+/// A whole Dovecot failure message: the phrase, then the end of the line, ` (...)` (the
+/// given password or its hash, `for LDAP bind`) or `: ...` (PAM's reason).
+fn failure_message(msg: &str) -> bool {
+    FAILURE_PHRASES.iter().any(|p| {
+        starts_with_ci(msg, p) && {
+            let rest = &msg[p.len()..];
+            rest.is_empty() || rest.starts_with(" (") || rest.starts_with(": ")
+        }
+    })
 }
 
-/// Splits `U,A[,master][,<S>]` (2.3) or `U,A[,sasl:M][,master]` (2.4) from the right.
-fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Reading<'a>> {
-    let mut rest = inner;
-    let mut session = None;
+/// Splits `U,A[,master][,<S>]` (2.3) or `U,A[,sasl:M][,master]` (2.4) from the right,
+/// looking no further back than Dovecot's own fields can reach.
+fn reading<'a>(
+    start: Start<'a>,
+    inner: &'a str,
+    session: Option<&'a str>,
+    failure: bool,
+) -> Option<Reading<'a>> {
+    let mut lo = inner.len().saturating_sub(FIELDS_MAX);
+    while !inner.is_char_boundary(lo) {
+        lo += 1;
+    }
+    let mut rest = &inner[lo..];
+    let mut session = session;
     let mut mech = None;
-    match tail {
-        Tail::V23 => {
-            if driver == "auth" || driver == "auth-worker" {
-                // `auth(default): ` is a process prefix, not a driver call.
-                return None;
-            }
-            // `ldap(dog,52.37.139.121,)`: an empty trailing field.
-            if let Some(r) = rest.strip_suffix(',') {
+    if start.form == Form::V23 {
+        // `ldap(dog,52.37.139.121,)`: an empty trailing field.
+        if let Some(r) = rest.strip_suffix(',') {
+            rest = r;
+        }
+        if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
+            if let Some(s) = last.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
+                session = Some(s);
                 rest = r;
             }
-            if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
-                if let Some(s) = last.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
-                    session = Some(s);
-                    rest = r;
-                }
-            }
-        }
-        Tail::V24 { session: s } => {
-            if driver != "auth" && driver != "auth-worker" {
-                return None;
-            }
-            session = s;
         }
     }
     if let Some(r) = rest.strip_suffix(",master") {
@@ -392,14 +520,17 @@ fn reading<'a>(driver: &'a str, inner: &'a str, tail: Tail<'a>) -> Option<Readin
             rest = r;
         }
     }
-    let (user, addr) = scan::rsplit_byte(rest, b',')?;
+    let (_, addr) = scan::rsplit_byte(rest, b',')?;
+    // The user name is everything from the start to the comma before the address.
+    let user_len = addr.as_ptr() as usize - inner.as_ptr() as usize - 1;
     let addr = ip(addr)?;
     Some(Reading {
         addr,
-        user,
+        user: &inner[..user_len],
         session,
         mech,
-        driver,
+        driver: start.driver,
+        failure,
     })
 }
 
@@ -490,5 +621,59 @@ mod tests {
         assert_eq!(e.address.unwrap().to_string(), "192.0.2.110");
         assert_eq!(e.mechanism.as_deref(), Some("LOGIN"));
         assert_eq!(e.session.as_deref(), Some("CvN+E95U"));
+    }
+
+    fn addr(line: &str) -> (Option<String>, bool) {
+        let e = parse(line).expect("an event");
+        (e.address.map(|a| a.to_string()), e.ambiguous)
+    }
+
+    #[test]
+    fn fake_driver_anchors_in_a_user_name_frame_no_one() {
+        // Nine fake `NAME(` anchors ahead of a fake close: the reading from Dovecot's own
+        // anchor sees two closes with two addresses.
+        let line = "dovecot: auth: passwd-file(: a(: b(: c(: d(: e(: f(: g(: h(,192.0.2.1): unknown user,203.0.113.66): Password mismatch";
+        assert_eq!(addr(line), (None, true));
+        // Deeper nesting changes nothing.
+        let deep = format!(
+            "dovecot: auth: passwd-file({},192.0.2.1): unknown user (,203.0.113.66): Password mismatch",
+            ": x(".repeat(100)
+        );
+        assert_eq!(addr(&deep), (None, true));
+        // The 2.4 prefix and IPv6, the same way.
+        let v24 = "dovecot: auth(: a(: b(: c(: d(: e(: f(: g(: h(,2001:db8::1,sasl:plain)<x>: passwd-file: unknown user,2001:db8::66,sasl:plain)<sid>: passwd-file: Password mismatch";
+        assert_eq!(addr(v24), (None, true));
+    }
+
+    #[test]
+    fn a_2_4_user_that_looks_like_a_2_3_worker_prefix_frames_no_one() {
+        let line = "dovecot: auth(default): passwd-file(x,192.0.2.1): Password mismatch (,203.0.113.66,sasl:plain)<sid>: passwd-file: Password mismatch";
+        assert_eq!(addr(line), (None, true));
+    }
+
+    #[test]
+    fn a_login_line_without_rip_of_its_own_takes_none_from_the_user_name() {
+        // Over a unix socket Dovecot drops the empty rip= and lip=.
+        let line = "dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<q>, method=PLAIN, session=<real>";
+        assert!(parse(line).is_none_or(|e| e.address.is_none()));
+        let line = "dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, rip=192.0.2.1, x>, method=PLAIN, session=<real>";
+        assert!(parse(line).is_none_or(|e| e.address.is_none()));
+        // The same user name on a TCP connection: the real rip= is found.
+        let line = "dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<q>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.2, TLS, session=<real>";
+        let e = parse(line).unwrap();
+        assert_eq!(e.address.unwrap().to_string(), "203.0.113.66");
+        assert_eq!(e.session.as_deref(), Some("real"));
+        assert_eq!(
+            e.user.as_deref(),
+            Some("a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, session=<q")
+        );
+    }
+
+    #[test]
+    fn dovecot_2_4_logged_in_is_a_login() {
+        let e = parse("dovecot: imap-login: Logged in: user=<alice>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, mpid=42, TLS, TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits), session=<abc>").unwrap();
+        assert_eq!(e.kind, Kind::AuthSuccess);
+        assert_eq!(e.address.unwrap().to_string(), "192.0.2.10");
+        assert_eq!(e.tls.unwrap().protocol, "TLSv1.3");
     }
 }
