@@ -7,6 +7,8 @@
 //! The corpus is not part of this repository; when ../shared is absent the test says
 //! so and passes without checking anything.
 
+mod support;
+
 use saslguard::parse::Kind;
 use saslguard::pipeline::prepare;
 use saslguard::time::{YearResolver, Zone};
@@ -31,9 +33,12 @@ fn agrees_with_fail2ban_corpus() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/fail2ban/expected.jsonl");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        println!(
-            "SKIPPED: conformance corpus not found at {} (it lives in the shared/ folder beside the repository)",
-            path.display()
+        support::skip(
+            "agrees_with_fail2ban_corpus",
+            &format!(
+                "conformance corpus not found at {} (it lives in the shared/ folder beside the repository)",
+                path.display()
+            ),
         );
         return;
     };

@@ -16,7 +16,7 @@ mod support;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
-use support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4, skip_reason};
+use support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4};
 
 fn append(path: &Path, text: &str) {
     std::fs::OpenOptions::new()
@@ -59,8 +59,10 @@ fn offender_failures(d: &Daemon, target: &str) -> u64 {
 
 #[test]
 fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
-    if let Some(why) = skip_reason(&["ip", "nft"]) {
-        println!("SKIPPED rotation_and_restarts_lose_no_failure_and_count_none_twice: {why}");
+    if !support::can_run(
+        "rotation_and_restarts_lose_no_failure_and_count_none_twice",
+        &["ip", "nft"],
+    ) {
         return;
     }
     let net = Netns::new(&["192.0.2.99"]);
@@ -196,10 +198,12 @@ fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
 
 #[test]
 fn real_guessers_are_banned_and_users_are_not() {
-    if let Some(why) = skip_reason(&[
-        "ip", "nft", "postfix", "dovecot", "openssl", "python3", "ss",
-    ]) {
-        println!("SKIPPED real_guessers_are_banned_and_users_are_not: {why}");
+    if !support::can_run(
+        "real_guessers_are_banned_and_users_are_not",
+        &[
+            "ip", "nft", "postfix", "dovecot", "openssl", "python3", "ss",
+        ],
+    ) {
         return;
     }
     let (guesser, typo, imap_guesser, rotator) =
@@ -347,8 +351,10 @@ fn journal_export(addr: &str, n: usize, seq: &mut u64) -> String {
 #[test]
 fn the_journal_is_followed_and_resumed_from_its_cursor() {
     let remote = "/lib/systemd/systemd-journal-remote";
-    if let Some(why) = skip_reason(&["ip", "nft", "journalctl", remote]) {
-        println!("SKIPPED the_journal_is_followed_and_resumed_from_its_cursor: {why}");
+    if !support::can_run(
+        "the_journal_is_followed_and_resumed_from_its_cursor",
+        &["ip", "nft", "journalctl", remote],
+    ) {
         return;
     }
     let net = Netns::new(&["192.0.2.99"]);
@@ -422,8 +428,10 @@ fn ban_of(d: &Daemon, target: &str) -> Value {
 #[test]
 fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
     use support::mmdb::{self, asn, country};
-    if let Some(why) = skip_reason(&["ip", "nft"]) {
-        println!("SKIPPED geoip_origins_tls_posture_and_alerts_in_the_live_daemon: {why}");
+    if !support::can_run(
+        "geoip_origins_tls_posture_and_alerts_in_the_live_daemon",
+        &["ip", "nft"],
+    ) {
         return;
     }
     let net = Netns::new(&["192.0.2.99"]);

@@ -8,7 +8,7 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use support::{missing_tool, run_ok};
+use support::run_ok;
 
 #[test]
 fn cargo_deb_builds_a_package_that_installs_and_runs() {
@@ -17,13 +17,16 @@ fn cargo_deb_builds_a_package_that_installs_and_runs() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !have_deb {
-        println!(
-            "SKIPPED cargo_deb_builds_a_package_that_installs_and_runs: cargo-deb is not installed (bash .ci/deps installs it)"
+        support::skip(
+            "cargo_deb_builds_a_package_that_installs_and_runs",
+            "cargo-deb is not installed (bash .ci/deps installs it)",
         );
         return;
     }
-    if let Some(why) = missing_tool(&["dpkg-deb"]) {
-        println!("SKIPPED cargo_deb_builds_a_package_that_installs_and_runs: {why}");
+    if !support::have_tools(
+        "cargo_deb_builds_a_package_that_installs_and_runs",
+        &["dpkg-deb"],
+    ) {
         return;
     }
     let out = tempfile::tempdir().unwrap();
@@ -88,7 +91,10 @@ fn cargo_deb_builds_a_package_that_installs_and_runs() {
     // The unit: valid for systemd, and hardened as the README says.
     let unit_path = root.join("usr/lib/systemd/system/saslguard.service");
     let unit = std::fs::read_to_string(&unit_path).unwrap();
-    if missing_tool(&["systemd-analyze"]).is_none() {
+    if support::have_tools(
+        "cargo_deb_builds_a_package_that_installs_and_runs (systemd-analyze verify)",
+        &["systemd-analyze"],
+    ) {
         let v = Command::new("systemd-analyze")
             .arg("verify")
             .arg(&unit_path)

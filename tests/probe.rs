@@ -10,7 +10,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{MailServer, Netns, PASSWORD, SERVER_V4, skip_reason};
+use support::{MailServer, Netns, PASSWORD, SERVER_V4};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 
@@ -37,8 +37,10 @@ fn probe(net: &Netns, args: &[&str], password: &str) -> (i32, Value) {
 
 #[test]
 fn probe_reports_tls_auth_exposure_logins_and_bans() {
-    if let Some(why) = skip_reason(&["ip", "nft", "postfix", "dovecot", "openssl", "ss"]) {
-        println!("SKIPPED probe_reports_tls_auth_exposure_logins_and_bans: {why}");
+    if !support::can_run(
+        "probe_reports_tls_auth_exposure_logins_and_bans",
+        &["ip", "nft", "postfix", "dovecot", "openssl", "ss"],
+    ) {
         return;
     }
     let net = Netns::new(&["192.0.2.10"]);

@@ -13,12 +13,14 @@ use saslguard::replay::replay;
 use saslguard::source::replay::TimeSettings;
 use saslguard::time::{Timestamp, Zone};
 use serde_json::json;
-use support::{MailServer, Netns, PASSWORD, SERVER_V4, skip_reason};
+use support::{MailServer, Netns, PASSWORD, SERVER_V4};
 
 #[test]
 fn real_postfix_and_dovecot_logs_are_counted_exactly() {
-    if let Some(why) = skip_reason(&["ip", "postfix", "dovecot", "openssl", "python3", "ss"]) {
-        println!("SKIPPED real_postfix_and_dovecot_logs_are_counted_exactly: {why}");
+    if !support::can_run(
+        "real_postfix_and_dovecot_logs_are_counted_exactly",
+        &["ip", "postfix", "dovecot", "openssl", "python3", "ss"],
+    ) {
         return;
     }
     let clients = [

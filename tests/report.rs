@@ -240,8 +240,9 @@ fn the_html_report_renders_its_charts_in_chromium() {
         .into_iter()
         .find(|c| support::missing_tool(&[c]).is_none())
     else {
-        println!(
-            "SKIPPED the_html_report_renders_its_charts_in_chromium: chromium is not installed"
+        support::skip(
+            "the_html_report_renders_its_charts_in_chromium",
+            "chromium is not installed (bash .ci/deps installs it)",
         );
         return;
     };

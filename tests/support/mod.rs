@@ -16,6 +16,49 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const SERVER_V4: &str = "192.0.2.1";
 pub const SERVER_V6: &str = "2001:db8::1";
 
+/// A test that cannot run here. Under CI (`CI` set, as root with everything installed)
+/// that is a failure: the test panics with the reason. Elsewhere the skip is written
+/// to the terminal past the test runner's capture (a passing test's prints are hidden)
+/// and added to `target/saslguard-skipped.txt`, which `.ci/run` counts.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("{test} cannot run under CI: {reason}");
+    }
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/saslguard-skipped.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// True when `test` can run (root and `tools`); otherwise skips it (see [`skip`]).
+pub fn can_run(test: &str, tools: &[&str]) -> bool {
+    match skip_reason(tools) {
+        None => true,
+        Some(why) => {
+            skip(test, &why);
+            false
+        }
+    }
+}
+
+/// True when `tools` are installed (no root needed); otherwise skips `test`.
+pub fn have_tools(test: &str, tools: &[&str]) -> bool {
+    match missing_tool(tools) {
+        None => true,
+        Some(why) => {
+            skip(test, &why);
+            false
+        }
+    }
+}
+
 /// The first of `tools` that is not installed, as a reason to skip.
 pub fn missing_tool(tools: &[&str]) -> Option<String> {
     tools.iter().find_map(|t| {
@@ -580,21 +623,33 @@ impl Daemon {
             if self.ctl(&["status"]).status.success() {
                 return;
             }
-            if let Some(c) = &mut self.child {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("saslguard run exited with {st}:\n{}", self.log());
-                }
+            if let Some(c) = &mut self.child
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("saslguard run exited with {st}:\n{}", self.log());
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         panic!("saslguard did not answer on its socket:\n{}", self.log());
     }
 
-    /// SIGTERM, as systemd stops it; waits for the exit and returns its status.
+    /// SIGTERM, as systemd stops it; waits for the exit and returns its status. A
+    /// daemon that has not exited after 10 s is killed and the test fails: systemd's
+    /// stop timeout is longer, but nothing saslguard does at stop takes that long.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         run(Command::new("kill").args(["-TERM", &c.id().to_string()]));
-        c.wait().unwrap()
+        match wait_until(&mut c, std::time::Duration::from_secs(10)) {
+            Some(st) => st,
+            None => {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "saslguard did not stop within 10 s of SIGTERM:\n{}",
+                    self.log()
+                );
+            }
+        }
     }
 
     /// Runs `saslguard ARGS --socket SOCKET`.
@@ -682,13 +737,33 @@ impl Daemon {
     }
 }
 
+/// Waits for `child` to exit for at most `limit`.
+pub fn wait_until(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(st);
+        }
+        if std::time::Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
-            let _ = c.wait();
+            if wait_until(&mut c, std::time::Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }
