@@ -106,6 +106,11 @@ pub enum Command {
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
+        /// Ban a network wider than the configured shortest prefix (/16, /32). Nothing
+        /// lets through a ban that covers an allowlisted or own address, the
+        /// unspecified address, link-local, multicast or broadcast.
+        #[arg(long)]
+        force: bool,
         target: String,
     },
     /// Lift a ban by hand (the address's failures so far are forgotten).

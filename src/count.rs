@@ -307,15 +307,15 @@ impl Counter {
                     user,
                 });
             }
-            if !p.posture_known {
-                if let Some(label) = posture {
-                    p.posture_known = true;
-                    out.push(Outcome::Posture {
-                        address: addr,
-                        n: 1,
-                        label,
-                    });
-                }
+            if !p.posture_known
+                && let Some(label) = posture
+            {
+                p.posture_known = true;
+                out.push(Outcome::Posture {
+                    address: addr,
+                    n: 1,
+                    label,
+                });
             }
             return true;
         }
@@ -513,32 +513,32 @@ impl Counter {
             (None, false) => None,
         };
         let mut explained = 0;
-        if let Some(sid) = &ev.session {
-            if let Some(sc) = self.dovecot_sessions.pop(sid.as_str()) {
-                explained = sc.counted.min(n);
-                if sc.counted > 0 {
-                    let service = ev
-                        .service
-                        .clone()
-                        .map(|s| (Name::Borrowed(SERVICE_AUTH), s));
-                    let mechanism = match (&ev.mechanism, sc.no_mech) {
-                        (Some(m), k) if k > 0 => Some((String::new(), m.clone())),
-                        _ => None,
-                    };
-                    out.push(Outcome::Refined {
+        if let Some(sid) = &ev.session
+            && let Some(sc) = self.dovecot_sessions.pop(sid.as_str())
+        {
+            explained = sc.counted.min(n);
+            if sc.counted > 0 {
+                let service = ev
+                    .service
+                    .clone()
+                    .map(|s| (Name::Borrowed(SERVICE_AUTH), s));
+                let mechanism = match (&ev.mechanism, sc.no_mech) {
+                    (Some(m), k) if k > 0 => Some((String::new(), m.clone())),
+                    _ => None,
+                };
+                out.push(Outcome::Refined {
+                    address: addr,
+                    n: sc.counted,
+                    service,
+                    mechanism,
+                    user: None,
+                });
+                if let Some(l) = &label {
+                    out.push(Outcome::Posture {
                         address: addr,
                         n: sc.counted,
-                        service,
-                        mechanism,
-                        user: None,
+                        label: l.clone(),
                     });
-                    if let Some(l) = &label {
-                        out.push(Outcome::Posture {
-                            address: addr,
-                            n: sc.counted,
-                            label: l.clone(),
-                        });
-                    }
                 }
             }
         }

@@ -5,12 +5,14 @@
 //! [`enforce`]; [`pipeline`] strings the synchronous middle together and [`replay`]
 //! drives it over old logs. The binary is a thin CLI over it.
 
+pub mod addr;
 pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod count;
 pub mod daemon;
 pub mod enforce;
+pub mod escape;
 pub mod geo;
 pub mod maillog;
 pub mod offender;

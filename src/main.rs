@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const EX_USAGE: u8 = 64;
+const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 /// The daemon cannot be reached (sysexits EX_UNAVAILABLE).
 const EX_UNAVAILABLE: u8 = 69;
@@ -42,10 +43,10 @@ fn main() -> ExitCode {
                 eprintln!("saslguard: {src}");
                 return ExitCode::from(EX_NOINPUT);
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return ExitCode::SUCCESS;
-                }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                return ExitCode::SUCCESS;
             }
             eprintln!("saslguard: {e:#}");
             ExitCode::FAILURE
@@ -83,6 +84,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(cfg) => {
+                if cfg.sources.journal && !cfg.sources.files.is_empty() {
+                    eprintln!(
+                        "{}: warning: {}",
+                        file.display(),
+                        config::BOTH_SOURCES_WARNING
+                    );
+                }
+                if let Some(p) = cfg
+                    .daemon
+                    .control_socket
+                    .symlink_metadata()
+                    .ok()
+                    .filter(|m| !std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    .map(|_| cfg.daemon.control_socket.display().to_string())
+                {
+                    eprintln!(
+                        "{}: daemon.control_socket {p} exists and is not a socket; the daemon will refuse to start",
+                        file.display()
+                    );
+                    return Ok(ExitCode::from(EX_USAGE));
+                }
                 println!("{}: OK ({} rules)", file.display(), cfg.policy.rules.len());
                 Ok(ExitCode::SUCCESS)
             }
@@ -113,7 +135,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 serde_json::to_writer_pretty(&mut out, &report)?;
                 writeln!(out)?;
             } else {
-                write!(out, "{}", saslguard::replay::render_text(&report, top))?;
+                let text = saslguard::replay::render_text(&report, top);
+                write!(out, "{}", saslguard::escape::terminal(&text))?;
             }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
@@ -258,6 +281,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             socket,
             duration,
             reason,
+            force,
             target,
         } => control(
             &socket,
@@ -265,6 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 target,
                 duration: Some(duration),
                 reason,
+                force,
             },
             false,
         ),
@@ -324,7 +349,7 @@ fn parse_files(
                         writeln!(
                             out,
                             "{where_}: skipped ({why:?}): {}",
-                            text.chars().take(120).collect::<String>()
+                            saslguard::escape::escape(&text.chars().take(120).collect::<String>())
                         )?;
                     }
                 }
@@ -349,7 +374,11 @@ fn parse_files(
                         serde_json::to_writer(&mut out, &v)?;
                         writeln!(out)?;
                     } else {
-                        writeln!(out, "{where_}: {}", describe(&ev))?;
+                        writeln!(
+                            out,
+                            "{where_}: {}",
+                            saslguard::escape::escape(&describe(&ev))
+                        )?;
                     }
                 }
             }
@@ -433,8 +462,12 @@ fn control(args: &SocketArgs, req: Request, json: bool) -> Result<ExitCode> {
     if answer["ok"] != serde_json::Value::Bool(true) {
         eprintln!(
             "saslguard: {}",
-            answer["error"].as_str().unwrap_or("the daemon refused")
+            saslguard::escape::escape(answer["error"].as_str().unwrap_or("the daemon refused"))
         );
+        // A target refused for what it is: the input is wrong, not the daemon.
+        if answer["refused"] == serde_json::Value::Bool(true) {
+            return Ok(ExitCode::from(EX_DATAERR));
+        }
         return Ok(ExitCode::FAILURE);
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -442,7 +475,8 @@ fn control(args: &SocketArgs, req: Request, json: bool) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &answer)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", saslguard::daemon::render::text(&kind, &answer))?;
+        let text = saslguard::daemon::render::text(&kind, &answer);
+        write!(out, "{}", saslguard::escape::terminal(&text))?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -587,7 +621,14 @@ fn nft(table: String, ports: &str, reject: bool, action: NftAction) -> Result<Ex
                 ));
             }
             let now = Timestamp(chrono::Utc::now().timestamp_millis());
-            println!("restored {}", n.reconcile(&want, now)?);
+            let r = n.reconcile(&want, now)?;
+            println!("restored {}", r.added + r.extended);
+            for (t, why) in &r.failed {
+                eprintln!("saslguard: could not restore {}: {why}", target_string(t));
+            }
+            if !r.failed.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         NftAction::Reset => {
             println!(
@@ -847,7 +888,11 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
         }
         "csv" => write!(out, "{}", report::render_csv(&rep))?,
         "html" => write!(out, "{}", report::render_html(&rep))?,
-        _ => write!(out, "{}", report::render_text(&rep))?,
+        _ => write!(
+            out,
+            "{}",
+            saslguard::escape::terminal(&report::render_text(&rep))
+        )?,
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -941,7 +986,7 @@ fn emit<T: serde::Serialize>(json: bool, value: &T, text: impl Fn(&T) -> String)
         serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", text(value))?;
+        write!(out, "{}", saslguard::escape::terminal(&text(value)))?;
     }
     out.flush()?;
     Ok(())

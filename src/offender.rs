@@ -235,10 +235,11 @@ impl Offenders {
             Outcome::Success { address, user, .. } => {
                 if let Some(r) = self.map.get_mut(address) {
                     r.logins_after_failure += 1;
-                    if let Some(u) = user {
-                        if !r.login_users.contains(u) && r.login_users.len() < MAX_USERS {
-                            r.login_users.push(u.clone());
-                        }
+                    if let Some(u) = user
+                        && !r.login_users.contains(u)
+                        && r.login_users.len() < MAX_USERS
+                    {
+                        r.login_users.push(u.clone());
                     }
                 }
             }

@@ -312,6 +312,16 @@ impl Pipeline {
         self.tracker.forget(target);
     }
 
+    /// Networks no ban may touch: the allowlist and the host's own addresses.
+    pub fn protected(&self) -> Vec<IpNet> {
+        self.policy.protected().copied().collect()
+    }
+
+    /// Tells the policy the host's own addresses; true if they changed.
+    pub fn set_own_addresses(&mut self, own: Vec<IpNet>) -> bool {
+        self.policy.set_own(own)
+    }
+
     pub fn allowlisted(&self, addr: IpAddr) -> bool {
         self.policy.allowlisted(addr)
     }

@@ -80,6 +80,11 @@ pub struct PolicyConfig {
     pub rules: Vec<Rule>,
     pub origins: Vec<OriginRule>,
     pub allowlist: Vec<IpNet>,
+    /// The host's own addresses are never banned (`[allowlist] own_addresses`); the
+    /// daemon tells the policy what they are ([`Policy::set_own`]).
+    pub own_addresses: bool,
+    /// What a ban by hand must satisfy.
+    pub targets: crate::addr::TargetRules,
     pub prefix_v4: u8,
     pub prefix_v6: u8,
     pub escalation: Escalation,
@@ -142,6 +147,8 @@ struct BanRecord {
 pub struct Policy {
     cfg: PolicyConfig,
     bans: LruCache<IpNet, BanRecord>,
+    /// The host's interface addresses, when `own_addresses` is on.
+    own: Vec<IpNet>,
 }
 
 impl Policy {
@@ -150,11 +157,32 @@ impl Policy {
         Policy {
             cfg,
             bans: LruCache::new(cap),
+            own: Vec::new(),
         }
     }
 
+    /// The host's own addresses as they are now; ignored when `own_addresses` is off.
+    /// Returns true if they changed.
+    pub fn set_own(&mut self, own: Vec<IpNet>) -> bool {
+        let own = if self.cfg.own_addresses {
+            own
+        } else {
+            Vec::new()
+        };
+        let changed = own != self.own;
+        self.own = own;
+        changed
+    }
+
+    /// Networks no ban may touch: the allowlist and the host's own addresses.
+    pub fn protected(&self) -> impl Iterator<Item = &IpNet> {
+        self.cfg.allowlist.iter().chain(&self.own)
+    }
+
+    /// Never banned: allowlisted, one of the host's own addresses, or an address that
+    /// is no internet host (unspecified, link-local, multicast, broadcast).
     pub fn allowlisted(&self, addr: IpAddr) -> bool {
-        self.cfg.allowlist.iter().any(|n| n.contains(&addr))
+        self.protected().any(|n| n.contains(&addr)) || crate::addr::special(addr).is_some()
     }
 
     pub fn prefix_of(&self, addr: IpAddr) -> IpNet {
@@ -264,9 +292,7 @@ impl Policy {
         let prefix_decision = best[1].filter(|_| {
             !self.active(&prefix, now)
                 && !self
-                    .cfg
-                    .allowlist
-                    .iter()
+                    .protected()
                     .any(|a| a.contains(&prefix) || prefix.contains(a))
         });
         let mut made = Vec::new();

@@ -750,11 +750,11 @@ pub fn probe(
     let Some(mut c) = connect(host, port, timeout, &mut r) else {
         return r;
     };
-    if s.implicit_tls() {
-        if let Err(e) = c.start_tls(host, None) {
-            greeting_failed(&mut r, format!("TLS handshake: {e}"), timeout);
-            return r;
-        }
+    if s.implicit_tls()
+        && let Err(e) = c.start_tls(host, None)
+    {
+        greeting_failed(&mut r, format!("TLS handshake: {e}"), timeout);
+        return r;
     }
     match greet(&mut c, f) {
         Ok(g) => {

@@ -208,8 +208,25 @@ impl Store {
             path: path.to_path_buf(),
             message,
         };
-        match std::fs::read(path) {
-            Ok(head) if !head.is_empty() && !head.starts_with(SQLITE_MAGIC) => {
+        // The file's first bytes only: the store may be large.
+        let head = std::fs::File::open(path).and_then(|f| {
+            let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, SQLITE_MAGIC.len() as u64),
+                &mut head,
+            )?;
+            Ok(head)
+        });
+        match head {
+            Ok(head) if head.is_empty() => {
+                return Err(refused(
+                    "is empty (0 bytes): a store cut short by a full disk or a failed copy, \
+                     not a new one; saslguard will not start from nothing in its place. Move \
+                     it away to start with an empty store."
+                        .into(),
+                ));
+            }
+            Ok(head) if !head.starts_with(SQLITE_MAGIC) => {
                 return Err(refused(
                     "is not a SQLite database (corrupt, or another file); saslguard will not \
                      overwrite it. Move it away to start with an empty store."
@@ -660,6 +677,7 @@ fn parse_target(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(crate::addr::canonical_net)
 }
 
 #[cfg(test)]

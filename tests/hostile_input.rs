@@ -80,12 +80,11 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_and_never_invent_an_address(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
-        if let Ok((_, parsed, _)) = prepare(&bytes, &mut resolver()) {
-            if let Some(a) = parsed.event.and_then(|e| e.address) {
+        if let Ok((_, parsed, _)) = prepare(&bytes, &mut resolver())
+            && let Some(a) = parsed.event.and_then(|e| e.address) {
                 let text = String::from_utf8_lossy(&bytes);
                 prop_assert!(text.contains(&a.to_string()) || text.to_lowercase().contains(&a.to_string()), "address {a} not in {text:?}");
             }
-        }
     }
 
     #[test]
@@ -222,4 +221,51 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
         "{:?}",
         o.users
     );
+}
+
+#[test]
+fn ipv4_mapped_addresses_are_ipv4_for_the_allowlist_and_the_bans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mapped.log");
+    let mut text = String::new();
+    for (i, a) in ["::ffff:127.0.0.1", "::ffff:203.0.113.5", "::ffff:cb00:7105"]
+        .iter()
+        .enumerate()
+    {
+        for n in 0..6 {
+            text.push_str(&format!(
+                "Nov 22 10:0{i}:0{n} mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u{n}>, method=PLAIN, rip={a}, lip=::ffff:192.0.2.1, session=<s{i}{n}>\n"
+            ));
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    let r = replay(
+        &Config::default(),
+        &[path],
+        TimeSettings {
+            zone: Zone::utc(),
+            year: Some(2026),
+            now: Timestamp::default(),
+        },
+    )
+    .unwrap();
+    let report = r.report();
+    let v = serde_json::to_value(&report).unwrap();
+    let targets: Vec<&str> = v["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["target"].as_str().unwrap())
+        .collect();
+    // Loopback written as a mapped address is still loopback: never banned. The other
+    // two are one IPv4 address (203.0.113.5 = cb00:7105) with 12 failures, banned once
+    // as IPv4 so the kernel's IPv4 set holds it.
+    assert_eq!(targets, ["203.0.113.5"], "{v:#}");
+    assert_eq!(r.pipeline.stats.allowlisted_failures, 6);
+    let o = r
+        .pipeline
+        .offenders
+        .get(&"203.0.113.5".parse().unwrap())
+        .unwrap();
+    assert_eq!(o.failures, 12);
 }

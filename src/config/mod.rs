@@ -15,6 +15,9 @@ use crate::time::Zone;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Said by `check-config` and the daemon when both the journal and files are followed.
+pub const BOTH_SOURCES_WARNING: &str = "[sources] follows the journal and files: on a host where rsyslog writes the journal's mail lines to those files, every line is read twice and every failure counted twice; follow one of the two";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub zone: Zone,

@@ -148,6 +148,9 @@ pub struct RawPrefix {
 #[serde(deny_unknown_fields)]
 pub struct RawAllowlist {
     pub networks: Option<Vec<Spanned<String>>>,
+    pub own_addresses: Option<Spanned<bool>>,
+    pub shortest_prefix_v4: Option<Spanned<i64>>,
+    pub shortest_prefix_v6: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -13,7 +13,6 @@ use crate::geo::is_country_code;
 use crate::policy::{Escalation, OriginRule, PolicyConfig, Rule, Scope};
 use crate::time::Zone;
 use ipnet::IpNet;
-use std::net::IpAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -291,6 +290,25 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
     let prefix_v4 = e.int(&raw.prefix.ipv4, "prefix.ipv4", 8..=32, 24) as u8;
     let prefix_v6 = e.int(&raw.prefix.ipv6, "prefix.ipv6", 16..=128, 64) as u8;
 
+    let own_addresses = raw
+        .allowlist
+        .own_addresses
+        .as_ref()
+        .is_none_or(|v| *v.get_ref());
+    let targets = crate::addr::TargetRules {
+        shortest_v4: e.int(
+            &raw.allowlist.shortest_prefix_v4,
+            "allowlist.shortest_prefix_v4",
+            0..=32,
+            16,
+        ) as u8,
+        shortest_v6: e.int(
+            &raw.allowlist.shortest_prefix_v6,
+            "allowlist.shortest_prefix_v6",
+            0..=128,
+            32,
+        ) as u8,
+    };
     // Loopback is always allowlisted: banning it would cut the host off from itself.
     let mut allowlist: Vec<IpNet> = vec![
         "127.0.0.0/8".parse().expect("net"),
@@ -346,6 +364,8 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
             rules,
             origins,
             allowlist,
+            own_addresses,
+            targets,
             prefix_v4,
             prefix_v6,
             escalation,
@@ -708,24 +728,7 @@ fn postfix_map(e: &mut Errs, raw: &RawPostfixMap) -> Option<MapConfig> {
         })
 }
 
-/// `192.0.2.7`, `192.0.2.0/24`, `2001:db8::/32`. A network with host bits set is refused:
-/// `192.0.2.7/24` is more likely a typo than a wish to allow the whole /24.
-pub fn parse_network(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    if let Ok(a) = s.parse::<IpAddr>() {
-        return Ok(IpNet::from(a));
-    }
-    let n: IpNet = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not an address or network"))?;
-    if n.trunc() != n {
-        return Err(format!(
-            "{s:?} has host bits set; did you mean {}?",
-            n.trunc()
-        ));
-    }
-    Ok(n)
-}
+pub use crate::addr::parse_network;
 
 #[cfg(test)]
 mod tests {

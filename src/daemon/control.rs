@@ -24,6 +24,9 @@ pub enum Request {
         duration: Option<String>,
         #[serde(default)]
         reason: Option<String>,
+        /// Ban a network wider than `[allowlist] shortest_prefix_*`.
+        #[serde(default)]
+        force: bool,
     },
     Unban {
         target: String,
@@ -39,8 +42,44 @@ pub fn error(message: impl Into<String>) -> Value {
     serde_json::json!({"ok": false, "error": message.into()})
 }
 
-/// Binds the socket at `path` with `mode`, refusing if a daemon already answers there.
-pub fn bind(path: &Path, mode: u32) -> std::io::Result<tokio::net::UnixListener> {
+/// The control socket this daemon made; dropping it removes the socket, but only if
+/// the path still names that socket (not one another daemon made since).
+pub struct Bound {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        if identity(&self.path) == Some(self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds the socket at `path` with `mode`, refusing if a daemon already answers there
+/// or if the path names anything but a socket (a regular file there is the admin's,
+/// not ours to delete).
+pub fn bind(path: &Path, mode: u32) -> std::io::Result<(tokio::net::UnixListener, Bound)> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.file_type().is_socket()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; saslguard will not replace it",
+                path.display()
+            ),
+        ));
+    }
     if UnixStream::connect(path).is_ok() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::AddrInUse,
@@ -60,7 +99,11 @@ pub fn bind(path: &Path, mode: u32) -> std::io::Result<tokio::net::UnixListener>
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     std::fs::rename(&tmp, path)?;
     listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(listener)
+    let bound = Bound {
+        path: path.to_path_buf(),
+        id: identity(path).unwrap_or_default(),
+    };
+    Ok((tokio::net::UnixListener::from_std(listener)?, bound))
 }
 
 /// Answers connections until the engine goes away.

@@ -27,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// How often the host's own addresses are read again.
+const OWN_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn wall_now() -> Timestamp {
     Timestamp(chrono::Utc::now().timestamp_millis())
 }
@@ -53,6 +56,8 @@ struct Counters {
     unbans: u64,
     enforcer_errors: BTreeMap<&'static str, u64>,
     alerts: BTreeMap<String, u64>,
+    /// Times the nftables table was found gone and rebuilt.
+    table_rebuilds: u64,
 }
 
 pub struct Engine {
@@ -70,6 +75,7 @@ pub struct Engine {
     started: Instant,
     last_prune: Timestamp,
     last_geo_check: Instant,
+    last_own_check: Instant,
 }
 
 fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
@@ -161,7 +167,7 @@ impl Engine {
         if !active.is_empty() {
             tracing::info!("{} active bans restored", active.len());
         }
-        Ok(Engine {
+        let mut engine = Engine {
             cfg,
             config_path: config_path.to_path_buf(),
             store_path: store_path.to_path_buf(),
@@ -176,7 +182,28 @@ impl Engine {
             started: Instant::now(),
             last_prune: Timestamp::default(),
             last_geo_check: Instant::now(),
-        })
+            last_own_check: Instant::now(),
+        };
+        engine.refresh_own();
+        Ok(engine)
+    }
+
+    /// Reads the host's own addresses again (`[allowlist] own_addresses`): an address
+    /// added to an interface is protected within [`OWN_CHECK`].
+    fn refresh_own(&mut self) {
+        self.last_own_check = Instant::now();
+        if !self.cfg.policy.own_addresses {
+            return;
+        }
+        match crate::addr::own_addresses() {
+            Ok(own) => {
+                let n = own.len();
+                if self.pipeline.set_own_addresses(own) {
+                    tracing::info!("{n} addresses of this host's interfaces are never banned");
+                }
+            }
+            Err(e) => tracing::warn!("reading this host's addresses from /proc/net: {e}"),
+        }
     }
 
     fn setup_nft(
@@ -186,7 +213,16 @@ impl Engine {
     ) -> Result<Nft, String> {
         let nft = Nft::new(nc.clone()).map_err(|e| e.to_string())?;
         let want: Vec<(IpNet, Timestamp)> = active.values().map(|b| (b.target, b.until)).collect();
-        let n = nft.reconcile(&want, now).map_err(|e| e.to_string())?;
+        let r = nft.reconcile(&want, now).map_err(|e| e.to_string())?;
+        for (t, why) in &r.failed {
+            // One ban the kernel will not take (an older saslguard stored it) must not
+            // keep the daemon from starting and enforcing all the others.
+            tracing::error!(
+                "nftables: could not restore the ban of {}: {why}",
+                target_string(t)
+            );
+        }
+        let n = r.added + r.extended;
         if n > 0 {
             tracing::info!("nftables: {n} bans put back in table inet {}", nc.table);
         }
@@ -239,7 +275,7 @@ impl Engine {
         let mut batch = self.changes();
         self.alerts(&mut batch);
         if !decisions.is_empty() {
-            self.enforce(&decisions, now, "policy", &mut batch);
+            let _ = self.enforce(&decisions, now, "policy", &mut batch);
         }
         batch.push(Op::Checkpoint {
             source: self.sources[i].name.clone(),
@@ -263,28 +299,28 @@ impl Engine {
             .collect();
         let mut seen = HashSet::new();
         for a in ch.touched {
-            if seen.insert(a) {
-                if let Some(o) = self.pipeline.offenders.get(&a) {
-                    batch.push(Op::Offender(Box::new(o.clone())));
-                    // A Dovecot session tells its TLS posture only when it ends, often
-                    // after its failures got the address banned: complete the ban.
-                    if let Some(row) = self.active.get_mut(&IpNet::from(a))
-                        && row.tls.as_ref().is_some_and(|p| p.unknown > 0)
-                    {
-                        let now = crate::tls::Posture::of(&o.tls);
-                        if row.tls.as_ref() != Some(&now) {
-                            tracing::info!(
-                                "ban {}: tls now known: {}",
-                                target_string(&row.target),
-                                now.summary()
-                            );
-                            row.tls = Some(now.clone());
-                            batch.push(Op::BanTls {
-                                target: row.target,
-                                at: row.at,
-                                tls: now,
-                            });
-                        }
+            if seen.insert(a)
+                && let Some(o) = self.pipeline.offenders.get(&a)
+            {
+                batch.push(Op::Offender(Box::new(o.clone())));
+                // A Dovecot session tells its TLS posture only when it ends, often
+                // after its failures got the address banned: complete the ban.
+                if let Some(row) = self.active.get_mut(&IpNet::from(a))
+                    && row.tls.as_ref().is_some_and(|p| p.unknown > 0)
+                {
+                    let now = crate::tls::Posture::of(&o.tls);
+                    if row.tls.as_ref() != Some(&now) {
+                        tracing::info!(
+                            "ban {}: tls now known: {}",
+                            target_string(&row.target),
+                            now.summary()
+                        );
+                        row.tls = Some(now.clone());
+                        batch.push(Op::BanTls {
+                            target: row.target,
+                            at: row.at,
+                            tls: now,
+                        });
                     }
                 }
             }
@@ -327,7 +363,15 @@ impl Engine {
     }
 
     /// Carries out decisions in every enforcer and records them.
-    fn enforce(&mut self, decisions: &[Decision], now: Timestamp, origin: &str, batch: &mut Batch) {
+    /// Returns the enforcer errors, each naming its enforcer.
+    fn enforce(
+        &mut self,
+        decisions: &[Decision],
+        now: Timestamp,
+        origin: &str,
+        batch: &mut Batch,
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
         // The kernel's timeout counts from the moment the element goes in: measure it
         // from the clock now, not from when this batch of lines began, so the kernel
         // and `tick` end the ban at the same `until`.
@@ -341,18 +385,21 @@ impl Engine {
             match nft.ban(&kernel) {
                 Ok(r) => {
                     for (t, why) in r.failed {
-                        self.enforcer_error("nftables", &format!("{}: {why}", target_string(&t)));
+                        errors.push(("nftables", format!("{}: {why}", target_string(&t))));
                     }
                 }
-                Err(e) => self.enforcer_error("nftables", &e.to_string()),
+                Err(e) => errors.push(("nftables", e.to_string())),
             }
         }
         if let Some(map) = &mut self.map {
             let r = map.apply(decisions, now);
             match r {
                 Ok(()) => self.reload_postfix(),
-                Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
+                Err(e) => errors.push(("postfix-map", e.to_string())),
             }
+        }
+        for (who, e) in &errors {
+            self.enforcer_error(who, e);
         }
         for d in decisions {
             let row = BanRow::of(d, origin);
@@ -375,6 +422,10 @@ impl Engine {
             }
             batch.push(Op::Ban(Box::new(row)));
         }
+        errors
+            .into_iter()
+            .map(|(who, e)| format!("{who}: {e}"))
+            .collect()
     }
 
     /// Postfix processes read a cidr map when they start; a reload makes a change
@@ -409,8 +460,43 @@ impl Engine {
         });
     }
 
+    /// Puts saslguard's table back with every active ban and its remaining time when
+    /// something removed it (`nft flush ruleset`, `systemctl reload nftables`): checked
+    /// every tick, so bans are enforced again within a second.
+    fn heal_nft(&mut self, now: Timestamp) {
+        let Some(nft) = &self.nft else { return };
+        match nft.table_present() {
+            Ok(true) => {}
+            Ok(false) => {
+                let want: Vec<(IpNet, Timestamp)> =
+                    self.active.values().map(|b| (b.target, b.until)).collect();
+                match nft.reconcile(&want, now) {
+                    Ok(r) => {
+                        self.counters.table_rebuilds += 1;
+                        tracing::warn!(
+                            "nftables: table inet {} was removed from the kernel; rebuilt with {} active bans",
+                            self.cfg.nftables.as_ref().map_or("", |n| n.table.as_str()),
+                            r.added + r.extended + r.kept
+                        );
+                        for (t, why) in r.failed {
+                            self.enforcer_error(
+                                "nftables",
+                                &format!("{}: {why}", target_string(&t)),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        self.enforcer_error("nftables", &format!("rebuilding the table: {e}"))
+                    }
+                }
+            }
+            Err(e) => self.enforcer_error("nftables", &format!("checking the table: {e}")),
+        }
+    }
+
     /// Once a second: forget bans that are over, expire map entries, prune the store.
     pub fn tick(&mut self, now: Timestamp) {
+        self.heal_nft(now);
         self.active.retain(|t, b| {
             let keep = b.until > now;
             if !keep {
@@ -424,6 +510,9 @@ impl Engine {
                 Ok(_) => self.reload_postfix(),
                 Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
             }
+        }
+        if self.last_own_check.elapsed() >= OWN_CHECK {
+            self.refresh_own();
         }
         if self.last_geo_check.elapsed() >= std::time::Duration::from_secs(5) {
             self.last_geo_check = Instant::now();
@@ -446,7 +535,8 @@ impl Engine {
                 target,
                 duration,
                 reason,
-            } => self.ban_by_hand(&target, duration.as_deref(), reason.as_deref()),
+                force,
+            } => self.ban_by_hand(&target, duration.as_deref(), reason.as_deref(), force),
             Request::Unban { target } => self.unban(&target),
             Request::Reload => match self.reload() {
                 Ok(msg) => json!({"ok": true, "message": msg}),
@@ -472,6 +562,7 @@ impl Engine {
             "bans": self.counters.bans,
             "unbans": self.counters.unbans,
             "enforcer_errors": self.counters.enforcer_errors,
+            "nft_table_rebuilds": self.counters.table_rebuilds,
             "alerts": self.counters.alerts,
             "geoip": {
                 "country": self.pipeline.geo.has_country(),
@@ -515,22 +606,22 @@ impl Engine {
         json!({"ok": true, "bans": bans})
     }
 
-    fn ban_by_hand(&mut self, target: &str, duration: Option<&str>, reason: Option<&str>) -> Value {
+    fn ban_by_hand(
+        &mut self,
+        target: &str,
+        duration: Option<&str>,
+        reason: Option<&str>,
+        force: bool,
+    ) -> Value {
         let target = match config::validate::parse_network(target) {
             Ok(t) => t,
-            Err(e) => return error(e),
+            Err(e) => return refused(e),
         };
-        if self
-            .cfg
-            .policy
-            .allowlist
-            .iter()
-            .any(|a| a.contains(&target) || target.contains(a))
+        let protected: Vec<IpNet> = self.pipeline.protected();
+        if let Err(r) =
+            crate::addr::check_target(target, &protected, self.cfg.policy.targets, force)
         {
-            return error(format!(
-                "{} is on or overlaps the allowlist; remove it from [allowlist] first",
-                target_string(&target)
-            ));
+            return refused(r.to_string());
         }
         let ms = match duration.map(config::validate::parse_duration) {
             None => 3_600_000,
@@ -555,8 +646,16 @@ impl Engine {
         };
         self.pipeline.manual_ban(target, now, until);
         let mut batch = Vec::new();
-        self.enforce(std::slice::from_ref(&d), now, "manual", &mut batch);
+        let errors = self.enforce(std::slice::from_ref(&d), now, "manual", &mut batch);
         self.store.send(batch);
+        if !errors.is_empty() {
+            // Recorded, but not (fully) in force: the admin must hear it.
+            return error(format!(
+                "{} recorded but not enforced: {}",
+                target_string(&target),
+                errors.join("; ")
+            ));
+        }
         json!({"ok": true, "target": target_string(&target), "until": until})
     }
 
@@ -655,10 +754,42 @@ impl Engine {
                 .map(|_| YearResolver::new(cfg.zone, now))
                 .collect();
         }
+        // An enforcer that changed or went away takes its bans with it: the old table
+        // (another name, or nftables turned off) would go on blocking, and the old map
+        // on refusing, while `unban` no longer reaches them.
+        // (Under the same name or path the new one has taken them over already.)
+        let old_table = self.cfg.nftables.as_ref().map(|n| n.table.clone());
+        if let Some(old) = self
+            .nft
+            .take()
+            .filter(|_| old_table != cfg.nftables.as_ref().map(|n| n.table.clone()))
+        {
+            match old.reset() {
+                Ok(_) => tracing::warn!(
+                    "nftables: table inet {} removed, its bans moved to the new configuration",
+                    self.cfg.nftables.as_ref().map_or("", |n| n.table.as_str())
+                ),
+                Err(e) => self.enforcer_error("nftables", &format!("removing the old table: {e}")),
+            }
+        }
+        let old_map = self.cfg.postfix_map.as_ref().map(|m| m.map.clone());
+        if let Some(mut old) = self
+            .map
+            .take()
+            .filter(|_| old_map != cfg.postfix_map.as_ref().map(|m| m.map.clone()))
+        {
+            let targets: Vec<IpNet> = self.active.keys().copied().collect();
+            match old.unban(&targets) {
+                Ok(0) => {}
+                Ok(_) => self.reload_postfix(),
+                Err(e) => self.enforcer_error("postfix-map", &format!("clearing the old map: {e}")),
+            }
+        }
         self.pipeline = pipeline;
         self.nft = nft;
         self.map = map;
         self.cfg = cfg;
+        self.refresh_own();
         let msg = format!(
             "configuration reloaded from {}{}",
             self.config_path.display(),
@@ -762,6 +893,12 @@ impl Engine {
                 .collect(),
         );
         metric(
+            "nft_table_rebuilds_total",
+            "counter",
+            "Times the nftables table was found removed and rebuilt with the active bans.",
+            vec![(String::new(), self.counters.table_rebuilds as f64)],
+        );
+        metric(
             "alerts_total",
             "counter",
             "Alerts raised, by kind.",
@@ -819,6 +956,11 @@ impl Engine {
     pub fn shutdown(&mut self) {
         self.store.close();
     }
+}
+
+/// An answer refusing a target for what it is (the CLI exits 65).
+fn refused(message: impl Into<String>) -> Value {
+    json!({"ok": false, "refused": true, "error": message.into()})
 }
 
 fn decision_of(b: &BanRow) -> Decision {

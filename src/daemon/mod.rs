@@ -31,6 +31,49 @@ pub fn store_path(state_dir: &Path) -> PathBuf {
     state_dir.join("saslguard.db")
 }
 
+/// Sets `path`'s mode.
+fn private(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("{}: setting mode {mode:o}", path.display()))
+}
+
+/// Creates the state directory (0700: the store holds the account names tried) and
+/// takes an exclusive lock on it, held until the daemon exits: a second daemon with
+/// the same state refuses to start before it touches the store or the control socket.
+fn lock_state(state: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    private(state, 0o700)?;
+    let path = state.join("saslguard.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("lock file {}", path.display()))?;
+    if let Err(e) = f.try_lock() {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        bail!(
+            "state directory {} is in use by another saslguard daemon{} ({e}); refusing to start",
+            state.display(),
+            match pid.trim() {
+                "" => String::new(),
+                p => format!(" (pid {p})"),
+            }
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: &Path) -> Result<()> {
     let cfg = config::load(config_path)?;
@@ -43,11 +86,15 @@ pub fn run(config_path: &Path) -> Result<()> {
     if cfg.sources.journal {
         sources::journalctl_available().map_err(anyhow::Error::msg)?;
     }
+    if cfg.sources.journal && !cfg.sources.files.is_empty() {
+        tracing::warn!("{}", config::BOTH_SOURCES_WARNING);
+    }
     let state = &cfg.daemon.state_directory;
-    std::fs::create_dir_all(state)
-        .with_context(|| format!("state directory {}", state.display()))?;
+    let _lock = lock_state(state)?;
     let path = store_path(state);
     let store = Store::open(&path)?;
+    // Account names tried are in it: root's only, whoever started the daemon.
+    private(&path, 0o600)?;
     let now = wall_now();
     let restored = restore_from(&store, &cfg, now).map_err(anyhow::Error::msg)?;
     let writer = StoreWriter::start(store);
@@ -106,7 +153,6 @@ pub fn run(config_path: &Path) -> Result<()> {
         .build()?;
     let result = rt.block_on(event_loop(&mut engine, followers, journal));
     engine.shutdown();
-    let _ = std::fs::remove_file(&cfg.daemon.control_socket);
     result?;
     tracing::warn!("stopped; bans stay in the kernel until they expire");
     Ok(())
@@ -125,8 +171,9 @@ async fn event_loop(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
-    let listener = control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode)
-        .with_context(|| format!("control socket {}", cfg.daemon.control_socket.display()))?;
+    let (listener, _bound) =
+        control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode)
+            .with_context(|| format!("control socket {}", cfg.daemon.control_socket.display()))?;
     tokio::spawn(control::serve(listener, ctl_tx.clone()));
     if let Some(addr) = cfg.daemon.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr)

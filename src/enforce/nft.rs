@@ -155,12 +155,19 @@ fn intervals(elems: &[RawElem]) -> Vec<Active> {
         };
         let s = num(start);
         let bits = if start.is_ipv4() { 32 } else { 128 };
-        let end = ends.iter().find(|(x, _)| *x > s).map(|(x, _)| *x);
-        let size = match end {
-            Some(x) => x - s,
-            None => (if bits == 32 { 1u128 << 32 } else { u128::MAX }) - s,
+        // The last address of the interval: before the next end, or the top of the
+        // address space for an interval with no end (`8000::/1`, `ffff::/16`); counted
+        // as a last address, not a size, so the top of IPv6 does not overflow.
+        let top = if bits == 32 {
+            u128::from(u32::MAX)
+        } else {
+            u128::MAX
         };
-        let host_bits = 128 - size.leading_zeros() - 1;
+        let last = ends
+            .iter()
+            .find(|(x, _)| *x > s)
+            .map_or(top, |(x, _)| *x - 1);
+        let host_bits = 128 - (last - s).leading_zeros();
         let len = (bits - host_bits.min(bits)) as u8;
         if let Ok(net) = IpNet::new(start, len) {
             out.push(Active {
@@ -505,26 +512,35 @@ impl Nft {
     }
 
     /// Makes the kernel hold every ban in `want` that has time left at `now`, with the
-    /// time it has left. Returns how many were re-added or extended.
+    /// time it has left. A ban the kernel refuses is in the report's `failed`, not an
+    /// error: one bad ban must not keep the others (or the daemon) out.
     pub fn reconcile(
         &self,
         want: &[(IpNet, Timestamp)],
         now: Timestamp,
-    ) -> Result<usize, NftError> {
+    ) -> Result<BanReport, NftError> {
         self.setup()?;
         let bans: Vec<(IpNet, u64)> = want
             .iter()
             .filter(|(_, until)| *until > now)
             .map(|(t, until)| (*t, (until.0 - now.0) as u64))
             .collect();
-        let r = self.ban(&bans)?;
-        if let Some((net, why)) = r.failed.first() {
-            return Err(NftError::Other(
-                format!("could not restore {}: {why}", target_string(net)),
-                self.cfg.table.clone(),
-            ));
+        self.ban(&bans)
+    }
+
+    /// True when saslguard's table is in the kernel (it is gone after `nft flush
+    /// ruleset`, which `systemctl reload nftables` does).
+    pub fn table_present(&self) -> Result<bool, NftError> {
+        // The port set is the smallest object in the table.
+        match self.dump(PORTS) {
+            Ok(_) => Ok(true),
+            Err(NftError::Netlink { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
-        Ok(r.added + r.extended)
     }
 
     /// Deletes saslguard's table with its sets and rules (`saslguard nft reset`).
@@ -574,6 +590,45 @@ impl super::Enforcer for Nft {
                 bans.len(),
                 target_string(net)
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The elements `add_ban` sends for `net`, as the kernel gives them back.
+    fn elems(net: &str) -> Vec<RawElem> {
+        let (start, end) = keys(&net.parse().unwrap());
+        let mut v = vec![RawElem {
+            key: start,
+            expires_ms: 1000,
+            interval_end: false,
+        }];
+        v.extend(end.map(|key| RawElem {
+            key,
+            expires_ms: 0,
+            interval_end: true,
+        }));
+        v
+    }
+
+    #[test]
+    fn prefixes_read_back_as_they_went_in_up_to_the_top_of_the_address_space() {
+        for net in [
+            "192.0.2.0/24",
+            "128.0.0.0/1",
+            "255.255.0.0/16",
+            "2001:db8::/32",
+            "8000::/1",
+            "ffff::/16",
+            "2001:db8::ff00/120",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120",
+        ] {
+            let back = intervals(&elems(net));
+            assert_eq!(back.len(), 1, "{net}");
+            assert_eq!(back[0].target.to_string(), net);
         }
     }
 }

@@ -284,10 +284,10 @@ impl PostfixMap {
 
 fn parse_key(key: &str) -> Option<IpNet> {
     if let Ok(n) = key.parse::<IpNet>() {
-        return Some(n);
+        return Some(crate::addr::canonical_net(n));
     }
     if let Ok(a) = key.parse::<std::net::IpAddr>() {
-        return Some(IpNet::from(a));
+        return Some(IpNet::from(crate::addr::canonical(a)));
     }
     // Dropped-octet IPv4 forms of indexed maps.
     let parts: Vec<u8> = key

@@ -364,10 +364,10 @@ fn auth_line(text: &str) -> Option<Event> {
             driver: process,
         });
         // Older: `auth(default): ` / `auth-worker(PID): ` before the driver call.
-        if let Some(word) = driver_name(inner) {
-            if let Some(rest) = inner[word.len()..].strip_prefix("): ") {
-                starts[1] = driver_call(text, text.len() - rest.len());
-            }
+        if let Some(word) = driver_name(inner)
+            && let Some(rest) = inner[word.len()..].strip_prefix("): ")
+        {
+            starts[1] = driver_call(text, text.len() - rest.len());
         }
     } else if let Some(rest) = after.strip_prefix(": ") {
         starts[0] = driver_call(text, text.len() - rest.len());
@@ -504,21 +504,21 @@ fn reading<'a>(
         if let Some(r) = rest.strip_suffix(',') {
             rest = r;
         }
-        if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
-            if let Some(s) = last.strip_prefix('<').and_then(|l| l.strip_suffix('>')) {
-                session = Some(s);
-                rest = r;
-            }
+        if let Some((r, last)) = scan::rsplit_byte(rest, b',')
+            && let Some(s) = last.strip_prefix('<').and_then(|l| l.strip_suffix('>'))
+        {
+            session = Some(s);
+            rest = r;
         }
     }
     if let Some(r) = rest.strip_suffix(",master") {
         rest = r;
     }
-    if let Some((r, last)) = scan::rsplit_byte(rest, b',') {
-        if let Some(m) = last.strip_prefix("sasl:") {
-            mech = Some(m);
-            rest = r;
-        }
+    if let Some((r, last)) = scan::rsplit_byte(rest, b',')
+        && let Some(m) = last.strip_prefix("sasl:")
+    {
+        mech = Some(m);
+        rest = r;
     }
     let (_, addr) = scan::rsplit_byte(rest, b',')?;
     // The user name is everything from the start to the comma before the address.

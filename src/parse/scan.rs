@@ -60,12 +60,13 @@ pub fn fields<'a>(s: &'a str, sep: &'a str) -> impl Iterator<Item = &'a str> {
     })
 }
 
-/// Parses an IP address from the whole of `s` (no brackets, no port, no zone).
+/// Parses an IP address from the whole of `s` (no brackets, no port, no zone), made
+/// canonical: `::ffff:192.0.2.1` is 192.0.2.1.
 pub fn ip(s: &str) -> Option<IpAddr> {
     if s.is_empty() || s.len() > 45 {
         return None;
     }
-    s.parse().ok()
+    s.parse().ok().map(crate::addr::canonical)
 }
 
 /// Characters Postfix accepts in a validated host name (`valid_hostname()`), plus

@@ -235,10 +235,18 @@ impl Follower {
             stats: FollowStats::default(),
             last_error: None,
         };
-        let here = File::open(path).and_then(|file| {
-            let m = file.metadata()?;
-            Ok((file, id_of(&m), m.len()))
-        });
+        // Only a regular file is opened: opening a FIFO blocks until a writer comes,
+        // which would hang the daemon's start before its control socket exists.
+        let here = match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                tracing::error!(file = %path.display(), "not a regular file (a FIFO, device or directory); not read until a regular file is there");
+                Err(std::io::Error::from(std::io::ErrorKind::InvalidInput))
+            }
+            _ => File::open(path).and_then(|file| {
+                let m = file.metadata()?;
+                Ok((file, id_of(&m), m.len()))
+            }),
+        };
         match positions {
             None => {
                 if let Ok((file, id, len)) = here {
@@ -392,10 +400,8 @@ impl Follower {
                     c.file.metadata().is_ok_and(|m| m.nlink() == 0)
                         && c.last_growth.elapsed() >= self.grace
                 });
-                if gone {
-                    if let Some(mut c) = self.cur.take() {
-                        c.finish(self.max_line, out);
-                    }
+                if gone && let Some(mut c) = self.cur.take() {
+                    c.finish(self.max_line, out);
                 }
                 return;
             }
@@ -404,7 +410,11 @@ impl Follower {
                 return;
             }
         };
-        if !meta.is_file() || self.cur.as_ref().is_some_and(|c| c.id == id_of(&meta)) {
+        if !meta.is_file() {
+            self.trouble("not a regular file (a FIFO, device or directory); not read".into());
+            return;
+        }
+        if self.cur.as_ref().is_some_and(|c| c.id == id_of(&meta)) {
             return;
         }
         let file = match File::open(&self.path) {

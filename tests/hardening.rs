@@ -1,0 +1,437 @@
+//! Attacks and faults against the live daemon, each made to happen for real: in a
+//! network namespace the test creates (and deletes), with the real kernel and a real
+//! SQLite store.
+//!
+//! - manual bans that could only hurt are refused, with their reason and exit 65;
+//! - the host's own addresses are never banned, also one added while running;
+//! - `nft flush ruleset` (what `systemctl reload nftables` does) is healed within a
+//!   second or two, every ban back with its time;
+//! - a reload that renames the table takes the bans along and removes the old table;
+//! - a second daemon on the same state is refused and the first keeps its socket;
+//! - a control socket path naming a file, an empty store file and a FIFO log are each
+//!   met with a clear refusal, nothing deleted and nothing hung;
+//! - the state directory is 0700 and the store 0600, whoever starts the daemon.
+
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::{Daemon, Netns, SERVER_V4};
+
+const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// `n` Postfix SASL failure lines from `addr`, stamped now.
+fn failures(addr: &str, n: usize) -> String {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    (0..n)
+        .map(|i| {
+            format!(
+                "{now} mx postfix/submission/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user{i}\n",
+                5000 + i
+            )
+        })
+        .collect()
+}
+
+/// A daemon following one log file with a 3-failure rule and nftables on.
+fn daemon(net: &Netns, log: &Path, extra: &str) -> Daemon {
+    Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 3\nwithin = \"10m\"\nban = \"1h\"\n{extra}",
+            log.display()
+        ),
+    )
+}
+
+fn failures_counted(d: &Daemon) -> u64 {
+    d.json("status")["stats"]["failures"].as_u64().unwrap()
+}
+
+#[test]
+fn manual_bans_that_could_only_hurt_are_refused_with_their_reason() {
+    if !support::can_run(
+        "manual_bans_that_could_only_hurt_are_refused_with_their_reason",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(
+        &net,
+        &log,
+        "[allowlist]\nnetworks = [\"203.0.113.0/28\"]\n[nftables]\n",
+    );
+    for (target, force, why) in [
+        ("0.0.0.0", true, "unspecified"),
+        ("::", true, "unspecified"),
+        ("224.0.0.1", true, "multicast"),
+        ("ff02::1", true, "multicast"),
+        ("255.255.255.255", true, "broadcast"),
+        ("169.254.10.1", true, "link-local"),
+        ("fe80::1", true, "link-local"),
+        ("8000::/1", true, "never banned"),
+        ("127.0.0.1", true, "127.0.0.0/8"),
+        ("::ffff:127.0.0.1", true, "127.0.0.0/8"),
+        // The server's own address, and a prefix around it.
+        (SERVER_V4, true, "192.0.2.1"),
+        ("192.0.2.0/24", true, "192.0.2.1"),
+        ("203.0.113.5", true, "203.0.113.0/28"),
+        ("10.0.0.0/8", false, "--force"),
+        ("2001:dba::/31", false, "--force"),
+    ] {
+        let mut args = vec!["ban", target];
+        if force {
+            args.push("--force");
+        }
+        let out = d.ctl(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(65), "ban {target}: {err}");
+        assert!(err.contains(why), "ban {target}: {err}");
+    }
+    assert!(
+        d.banned().is_empty(),
+        "nothing may be banned: {:?}",
+        d.banned()
+    );
+    // A deliberate wide ban with --force, and a mapped address banned as IPv4.
+    let out = d.ctl(&["ban", "10.0.0.0/8", "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = d.ctl(&["ban", "::ffff:198.51.100.7"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut banned = d.banned();
+    banned.sort();
+    assert_eq!(banned, ["10.0.0.0/8", "198.51.100.7"]);
+    assert!(d.kernel_set("addr4").contains("198.51.100.7"));
+    assert!(!d.kernel_set("addr6").contains("198.51.100.7"));
+}
+
+#[test]
+fn the_hosts_own_addresses_are_never_banned() {
+    if !support::can_run("the_hosts_own_addresses_are_never_banned", &["ip", "nft"]) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "[nftables]\n");
+    // The server's public address (a webmail or monitoring check) fails five times,
+    // written both ways Linux may write it; a stranger fails three times.
+    append(&log, &failures(SERVER_V4, 5));
+    append(&log, &failures(&format!("::ffff:{SERVER_V4}"), 5));
+    append(&log, &failures("198.51.100.9", 3));
+    d.wait_banned("198.51.100.9", true, 10);
+    assert_eq!(d.banned(), ["198.51.100.9"]);
+    // An address added to an interface while running is protected once re-read (a
+    // reload reads the interfaces at once; the daemon also does every 10 s).
+    net.exec_ok(
+        &net.server,
+        &["ip", "addr", "add", "203.0.113.77/32", "dev", "lo"],
+    );
+    assert!(d.ctl(&["reload"]).status.success());
+    append(&log, &failures("203.0.113.77", 5));
+    append(&log, &failures("198.51.100.10", 3));
+    d.wait_banned("198.51.100.10", true, 10);
+    let mut banned = d.banned();
+    banned.sort();
+    assert_eq!(banned, ["198.51.100.10", "198.51.100.9"]);
+    assert_eq!(failures_counted(&d), 21);
+    // With `own_addresses = false` the protection is off.
+    let cfg = std::fs::read_to_string(d.config_path()).unwrap();
+    std::fs::write(
+        d.config_path(),
+        format!("{cfg}[allowlist]\nown_addresses = false\n"),
+    )
+    .unwrap();
+    assert!(d.ctl(&["reload"]).status.success());
+    append(&log, &failures("203.0.113.77", 3));
+    d.wait_banned("203.0.113.77", true, 10);
+}
+
+#[test]
+fn a_flushed_ruleset_is_rebuilt_with_every_ban_within_seconds() {
+    if !support::can_run(
+        "a_flushed_ruleset_is_rebuilt_with_every_ban_within_seconds",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "[nftables]\n");
+    for t in ["198.51.100.20", "2001:db8:5::20", "203.0.113.0/24"] {
+        assert!(d.ctl(&["ban", t]).status.success());
+    }
+    assert!(d.kernel_set("addr4").contains("198.51.100.20"));
+    net.exec_ok(&net.server, &["nft", "flush", "ruleset"]);
+    let started = std::time::Instant::now();
+    let end = started + Duration::from_secs(5);
+    loop {
+        let (a4, a6, n4) = (
+            d.kernel_set("addr4"),
+            d.kernel_set("addr6"),
+            d.kernel_set("net4"),
+        );
+        if a4.contains("198.51.100.20")
+            && a6.contains("2001:db8:5::20")
+            && n4.contains("203.0.113.0/24")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the table did not come back within 5 s:\n{a4}\n{a6}\n{n4}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Back with the time the bans had left, not a fresh hour or none.
+    let set = d.kernel_set("addr4");
+    assert!(
+        set.contains("expires 59m") || set.contains("expires 1h"),
+        "{set}"
+    );
+    let s = d.json("status");
+    assert_eq!(s["nft_table_rebuilds"], 1, "{s:#}");
+    // And new bans land in it.
+    append(&log, &failures("198.51.100.21", 3));
+    d.wait_banned("198.51.100.21", true, 10);
+    assert!(d.kernel_set("addr4").contains("198.51.100.21"));
+    // The rule is back too: a banned client's packets are dropped (counted by the rule).
+    let ruleset = String::from_utf8_lossy(
+        &net.exec_ok(&net.server, &["nft", "list", "table", "inet", "saslguard"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        ruleset.contains("@addr4") && ruleset.contains("drop"),
+        "{ruleset}"
+    );
+}
+
+#[test]
+fn a_reload_that_renames_the_table_takes_the_bans_along() {
+    if !support::can_run(
+        "a_reload_that_renames_the_table_takes_the_bans_along",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "[nftables]\ntable = \"saslguard\"\n");
+    assert!(d.ctl(&["ban", "198.51.100.30"]).status.success());
+    let cfg = std::fs::read_to_string(d.config_path()).unwrap();
+    std::fs::write(
+        d.config_path(),
+        cfg.replace("table = \"saslguard\"", "table = \"mailguard\""),
+    )
+    .unwrap();
+    assert!(d.ctl(&["reload"]).status.success(), "{}", d.log());
+    let tables = |ns: &str| {
+        String::from_utf8_lossy(&net.exec_ok(ns, &["nft", "list", "tables"]).stdout).into_owned()
+    };
+    let t = tables(&net.server);
+    assert!(
+        t.contains("mailguard") && !t.contains("saslguard"),
+        "old table must be gone, new one there: {t}"
+    );
+    let set = String::from_utf8_lossy(
+        &net.exec_ok(
+            &net.server,
+            &["nft", "list", "set", "inet", "mailguard", "addr4"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(set.contains("198.51.100.30"), "{set}");
+    // unban reaches the table that enforces.
+    assert!(d.ctl(&["unban", "198.51.100.30"]).status.success());
+    let set = String::from_utf8_lossy(
+        &net.exec_ok(
+            &net.server,
+            &["nft", "list", "set", "inet", "mailguard", "addr4"],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(!set.contains("198.51.100.30"), "{set}");
+}
+
+/// Runs `saslguard run -c CONFIG` in `ns`, which must exit (with an error) within 10 s;
+/// returns its exit code and output.
+fn run_must_exit(ns: &str, config: &Path) -> (Option<i32>, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, BIN, "run", "-c"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let st = support::wait_until(&mut c, Duration::from_secs(10));
+    if st.is_none() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    let st = st.unwrap_or_else(|| panic!("saslguard run did not exit within 10 s:\n{text}"));
+    (st.code(), text)
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_is_refused_and_the_first_is_unharmed() {
+    if !support::can_run(
+        "a_second_daemon_on_the_same_state_is_refused_and_the_first_is_unharmed",
+        &["ip"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "");
+    // Same configuration, and a copy that names another control socket but the same
+    // state: both refused, before they touch the store or the socket.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(d.config_path())
+            .unwrap()
+            .replace("control.sock", "other.sock"),
+    )
+    .unwrap();
+    for cfg in [d.config_path(), other] {
+        let (code, text) = run_must_exit(&net.server, &cfg);
+        assert_ne!(code, Some(0), "{text}");
+        assert!(
+            text.contains("in use by another saslguard daemon"),
+            "{text}"
+        );
+    }
+    assert!(d.ctl(&["status"]).status.success(), "{}", d.log());
+    append(&log, &failures("198.51.100.40", 3));
+    d.wait_banned("198.51.100.40", true, 10);
+    assert_eq!(failures_counted(&d), 3);
+}
+
+#[test]
+fn bad_paths_are_refused_clearly_and_nothing_is_deleted_or_hung() {
+    if !support::can_run(
+        "bad_paths_are_refused_clearly_and_nothing_is_deleted_or_hung",
+        &["ip", "mkfifo"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let write_cfg = |name: &str, log: &Path, socket: &Path, state: &Path| {
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[sources]\nfiles = [\"{}\"]\njournal = false\n[daemon]\nstate_directory = \"{}\"\ncontrol_socket = \"{}\"\n",
+                log.display(),
+                state.display(),
+                socket.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let log = d.join("mail.log");
+    append(&log, "");
+
+    // control_socket names the admin's regular file: refused by check-config and by
+    // run, and the file is still there.
+    let precious = d.join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let cfg = write_cfg("a.toml", &log, &precious, &d.join("state-a"));
+    let out = support::run(Command::new(BIN).arg("check-config").arg(&cfg));
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
+    let (code, text) = run_must_exit(&net.server, &cfg);
+    assert_ne!(code, Some(0));
+    assert!(text.contains("not a socket"), "{text}");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+
+    // An empty store file is not a new store.
+    let state = d.join("state-b");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("saslguard.db"), "").unwrap();
+    let cfg = write_cfg("b.toml", &log, &d.join("b.sock"), &state);
+    let (code, text) = run_must_exit(&net.server, &cfg);
+    assert_ne!(code, Some(0));
+    assert!(text.contains("is empty (0 bytes)"), "{text}");
+    assert_eq!(
+        std::fs::metadata(state.join("saslguard.db")).unwrap().len(),
+        0
+    );
+
+    // A FIFO at the log path: the daemon starts and answers, and says why it does not
+    // read it; a regular file there later is read.
+    let fifo = d.join("fifo.log");
+    support::run_ok(Command::new("mkfifo").arg(&fifo));
+    let state = d.join("state-c");
+    let sock = d.join("c.sock");
+    let cfg = write_cfg("c.toml", &fifo, &sock, &state);
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", &net.server, BIN, "run", "-c"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let answered = loop {
+        let o = support::run(Command::new(BIN).args(["status", "--socket"]).arg(&sock));
+        if o.status.success() {
+            break true;
+        }
+        if std::time::Instant::now() > end {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    if support::wait_until(&mut c, Duration::from_secs(10)).is_none() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let text = std::fs::read_to_string(out.path()).unwrap();
+    assert!(answered, "the daemon hung on the FIFO:\n{text}");
+    assert!(text.contains("not a regular file"), "{text}");
+    // The state directory and the store are private.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("saslguard.db")), 0o600);
+}
