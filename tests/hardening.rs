@@ -435,3 +435,78 @@ fn bad_paths_are_refused_clearly_and_nothing_is_deleted_or_hung() {
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("saslguard.db")), 0o600);
 }
+
+#[test]
+fn connections_held_open_on_the_metrics_port_do_not_stop_bans() {
+    if !support::can_run(
+        "connections_held_open_on_the_metrics_port_do_not_stop_bans",
+        &["ip", "nft", "python3", "prlimit"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    // Right after the [daemon] section the harness writes.
+    let d = Daemon::start(
+        &net.server,
+        &format!(
+            "metrics_listen = \"127.0.0.1:9154\"\n[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 3\nwithin = \"10m\"\nban = \"1h\"\n[nftables]\n",
+            log.display()
+        ),
+    );
+    // The descriptor limit systemd gives by default, scaled down so the test needs few
+    // connections: 128 descriptors, 250 connections held open by a local user.
+    support::run_ok(Command::new("prlimit").args([
+        "--pid",
+        &d.pid().to_string(),
+        "--nofile=128:128",
+    ]));
+    let holder = "import socket,sys,time\nheld=[]\nfor i in range(250):\n    try:\n        held.append(socket.create_connection(('127.0.0.1',9154),timeout=2))\n    except OSError:\n        pass\nprint(len(held),flush=True)\nsys.stdin.read()\n";
+    let mut hold = Command::new("ip")
+        .args(["netns", "exec", &net.server, "python3", "-c", holder])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hold.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.trim().parse::<u32>().unwrap() >= 200, "{first}");
+    // Bans keep landing in the kernel, the control socket answers, a rotated log could
+    // be opened.
+    for (i, a) in ["198.51.100.50", "198.51.100.51", "198.51.100.52"]
+        .iter()
+        .enumerate()
+    {
+        append(&log, &failures(a, 3));
+        d.wait_banned(a, true, 10);
+        assert!(
+            d.kernel_set("addr4").contains(a),
+            "ban {i} not in the kernel"
+        );
+    }
+    let s = d.json("status");
+    assert_eq!(s["enforcer_errors"], serde_json::json!({}), "{s:#}");
+    drop(hold.stdin.take());
+    let _ = support::wait_until(&mut hold, Duration::from_secs(10));
+    // The port works again once the holder is gone.
+    let out = net.exec_ok(
+        &net.server,
+        &[
+            "python3",
+            "-c",
+            "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9154/metrics',timeout=15).read().decode())",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("saslguard_active_bans 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -114,6 +114,7 @@ fn cargo_deb_builds_a_package_that_installs_and_runs() {
     let directives: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
     for want in [
         "Type=notify",
+        "LimitNOFILE=65536",
         "ExecStartPre=/usr/bin/saslguard check-config /etc/saslguard/saslguard.toml",
         "ExecReload=/usr/bin/saslguard check-config /etc/saslguard/saslguard.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",

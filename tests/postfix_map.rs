@@ -33,6 +33,64 @@ fn ban(target: &str, at: i64, mins: i64) -> Decision {
 }
 
 #[test]
+fn a_planted_symlink_never_makes_root_overwrite_another_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    // The temporary file's name and postmap's database beside it, planted as symlinks
+    // (a leftover, or someone who could write there once).
+    let tmp = dir.path().join(format!(
+        ".saslguard_access.saslguard-{}",
+        std::process::id()
+    ));
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    std::os::unix::fs::symlink(&victim, format!("{}.db", tmp.display())).unwrap();
+    // postmap reads main.cf for its defaults; a fresh machine may have none.
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(conf.path().join("main.cf"), "").unwrap();
+    let kinds: &[&str] = if support::have_tools(
+        "a_planted_symlink_never_makes_root_overwrite_another_file (hash)",
+        &["postmap"],
+    ) {
+        &["cidr", "hash"]
+    } else {
+        &["cidr"]
+    };
+    for kind in kinds {
+        let spec = format!("{kind}:{}", dir.path().join("saslguard_access").display());
+        let mut map = PostfixMap::open(&spec, "REJECT too many failed logins")
+            .unwrap()
+            .with_postfix_config(conf.path());
+        map.apply(&[ban("203.0.113.7", T0, 60)], Timestamp(T0))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "{kind}"
+        );
+        let text = std::fs::read_to_string(dir.path().join("saslguard_access")).unwrap();
+        assert!(text.contains("203.0.113.7\tREJECT"), "{kind}: {text}");
+        assert!(
+            !std::fs::symlink_metadata(dir.path().join("saslguard_access"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    // A directory others may write to is refused with its reason.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let spec = format!("cidr:{}", open.path().join("saslguard_access").display());
+    let e = PostfixMap::open(&spec, "REJECT x")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("writable by group or others"), "{e}");
+}
+
+#[test]
 fn cidr_map_is_written_atomically_expires_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("saslguard_access");

@@ -80,6 +80,7 @@ impl PostfixMap {
         if reply.contains('\n') || reply.trim().is_empty() {
             return Err(err("the reply must be one non-empty line"));
         }
+        check_directory(&path)?;
         let mut map = PostfixMap {
             kind,
             path,
@@ -213,8 +214,25 @@ impl PostfixMap {
             .and_then(|n| n.to_str())
             .unwrap_or("map");
         let tmp = dir.join(format!(".{name}.saslguard-{}", std::process::id()));
+        // A leftover of a crashed run (or anything planted there) is unlinked, never
+        // followed; the new file is created exclusively and not through a symlink.
+        let db_tmps = ["db", "lmdb"].map(|ext| PathBuf::from(format!("{}.{ext}", tmp.display())));
+        for stale in std::iter::once(&tmp).chain(&db_tmps) {
+            match std::fs::remove_file(stale) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove a stale temporary file", e)),
+            }
+        }
         {
-            let mut f = std::fs::File::create(&tmp).map_err(|e| io("create temporary file", e))?;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(|e| io("create temporary file", e))?;
             f.write_all(self.render().as_bytes())
                 .map_err(|e| io("write", e))?;
             f.sync_all().map_err(|e| io("fsync", e))?;
@@ -280,6 +298,44 @@ impl PostfixMap {
         self.entries.retain(|_, e| e.until > now);
         self.write()
     }
+}
+
+/// saslguard writes the map as root: a directory that others may write to would let
+/// them plant a symlink where the map, its temporary file or postmap's database goes,
+/// and make root overwrite any file. Such a directory is refused.
+fn check_directory(path: &Path) -> Result<(), EnforceError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .ok_or_else(|| err("the map path has no directory"))?;
+    let m = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        // Not there yet: nothing to plant in either; writing will say what is wrong.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(format!("{}: {e}", dir.display()))),
+    };
+    // This process's effective uid owns /proc/self.
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    if m.mode() & 0o022 != 0 {
+        return Err(err(format!(
+            "{}: the map's directory is writable by group or others (mode {:o}); saslguard \
+             will not write there as root. Use a directory only root can write, such as \
+             /etc/postfix",
+            dir.display(),
+            m.mode() & 0o7777
+        )));
+    }
+    if m.uid() != 0 && m.uid() != me {
+        return Err(err(format!(
+            "{}: the map's directory belongs to uid {}, not to root; saslguard will not \
+             write there",
+            dir.display(),
+            m.uid()
+        )));
+    }
+    Ok(())
 }
 
 fn parse_key(key: &str) -> Option<IpNet> {

@@ -633,6 +633,11 @@ impl Daemon {
         panic!("saslguard did not answer on its socket:\n{}", self.log());
     }
 
+    /// The daemon's process id (`ip netns exec` runs it in its own place).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGTERM, as systemd stops it; waits for the exit and returns its status. A
     /// daemon that has not exited after 10 s is killed and the test fails: systemd's
     /// stop timeout is longer, but nothing saslguard does at stop takes that long.
