@@ -150,6 +150,32 @@ struct SessionCount {
     no_mech: u32,
 }
 
+/// What the counter must remember over a restart so that no attempt is counted twice:
+/// the open Dovecot sessions with the attempts their auth lines already counted (the
+/// login summary at their end counts only the rest), the open Postfix connections with
+/// the AUTH commands already explained (the disconnect tally counts only the rest), and
+/// the attempts still waiting for their other records within the pair window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CounterSnapshot {
+    /// Session id, attempts counted, of which without a mechanism.
+    pub dovecot: Vec<(String, u32, u32)>,
+    pub postfix: Vec<crate::session::ConnSnapshot>,
+    pub pending: Vec<PendingSnapshot>,
+}
+
+/// A counted attempt waiting for its other records, as a restart keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PendingSnapshot {
+    pub address: IpAddr,
+    pub time: Timestamp,
+    pub mask: u8,
+    pub service: Option<String>,
+    pub mechanism: Option<String>,
+    pub has_user: bool,
+    pub posture_known: bool,
+}
+
 pub struct Counter {
     cfg: CountConfig,
     sessions: Sessions,
@@ -180,6 +206,69 @@ impl Counter {
 
     pub fn connections(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The state a restart needs (see [`CounterSnapshot`]); pending records older than
+    /// the pair window at `now` are left out, they can join nothing.
+    pub fn snapshot(&self, now: Timestamp) -> CounterSnapshot {
+        let window = self.cfg.pair_window_ms;
+        CounterSnapshot {
+            dovecot: self
+                .dovecot_sessions
+                .iter()
+                .rev()
+                .map(|(k, s)| (k.to_string(), s.counted, s.no_mech))
+                .collect(),
+            postfix: self.sessions.snapshot(),
+            pending: self
+                .addrs
+                .iter()
+                .rev()
+                .flat_map(|(a, st)| {
+                    st.pending
+                        .iter()
+                        .filter(move |p| now.0 - p.time.0 <= window)
+                        .map(move |p| PendingSnapshot {
+                            address: *a,
+                            time: p.time,
+                            mask: p.mask,
+                            service: p.service.as_deref().map(str::to_string),
+                            mechanism: p.mechanism.as_deref().map(str::to_string),
+                            has_user: p.has_user,
+                            posture_known: p.posture_known,
+                        })
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts back a [`CounterSnapshot`] (before any line is fed).
+    pub fn restore(&mut self, snap: &CounterSnapshot) {
+        for (sid, counted, no_mech) in &snap.dovecot {
+            self.dovecot_sessions.put(
+                sid.as_str().into(),
+                SessionCount {
+                    counted: *counted,
+                    no_mech: *no_mech,
+                },
+            );
+        }
+        self.sessions.restore(&snap.postfix);
+        for p in &snap.pending {
+            let st = self.state(p.address, p.time);
+            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
+                st.pending.pop_front();
+            }
+            st.pending.push_back(Pending {
+                time: p.time,
+                mask: p.mask,
+                service: p.service.clone().map(Name::Owned),
+                mechanism: p.mechanism.as_deref().map(Into::into),
+                has_user: p.has_user,
+                posture_known: p.posture_known,
+            });
+            st.last_counted = Some(st.last_counted.map_or(p.time, |t| t.max(p.time)));
+        }
     }
 
     /// Feeds one event; pushes what it means onto `out`.

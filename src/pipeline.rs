@@ -300,6 +300,16 @@ impl Pipeline {
         }
     }
 
+    /// The counter's state for a restart (see [`crate::count::CounterSnapshot`]).
+    pub fn counter_snapshot(&self) -> crate::count::CounterSnapshot {
+        self.counter.snapshot(self.now)
+    }
+
+    /// Puts back the counter's state kept at the last stop.
+    pub fn restore_counter(&mut self, snap: &crate::count::CounterSnapshot) {
+        self.counter.restore(snap);
+    }
+
     /// A ban made by hand: the policy treats the target as banned until `until`.
     pub fn manual_ban(&mut self, target: IpNet, at: Timestamp, until: Timestamp) {
         self.policy.restore(target, at, Some(until));

@@ -53,6 +53,16 @@ impl Conn {
     }
 }
 
+/// An open Postfix connection as a restart keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConnSnapshot {
+    pub key: ProcessKey,
+    pub address: IpAddr,
+    pub service: Option<String>,
+    pub explained: u32,
+    pub success_seen: bool,
+}
+
 pub struct Sessions {
     conns: LruCache<ProcessKey, Conn>,
 }
@@ -80,6 +90,33 @@ impl Sessions {
             self.conns.put(*key, Conn::new(address, service.cloned()));
         }
         self.conns.get_mut(key).expect("just inserted")
+    }
+
+    /// What a restart must remember of each open connection: how many of its AUTH
+    /// commands were already counted, so the tally at its disconnect counts no attempt
+    /// twice. Least recently used first.
+    pub fn snapshot(&self) -> Vec<ConnSnapshot> {
+        self.conns
+            .iter()
+            .rev()
+            .map(|(k, c)| ConnSnapshot {
+                key: *k,
+                address: c.address,
+                service: c.service.as_deref().map(str::to_string),
+                explained: c.explained,
+                success_seen: c.success_seen,
+            })
+            .collect()
+    }
+
+    /// Puts back what [`Sessions::snapshot`] kept.
+    pub fn restore(&mut self, snap: &[ConnSnapshot]) {
+        for c in snap {
+            let mut conn = Conn::new(c.address, c.service.clone().map(Name::Owned));
+            conn.explained = c.explained;
+            conn.success_seen = c.success_seen;
+            self.conns.put(c.key, conn);
+        }
     }
 
     pub fn remove(&mut self, key: &ProcessKey) -> Option<Conn> {

@@ -510,3 +510,79 @@ fn connections_held_open_on_the_metrics_port_do_not_stop_bans() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn sessions_open_over_a_restart_or_reload_count_no_attempt_twice() {
+    if !support::can_run(
+        "sessions_open_over_a_restart_or_reload_count_no_attempt_twice",
+        &["ip"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let mut d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 10\nwithin = \"10m\"\nban = \"1h\"\n",
+            log.display()
+        ),
+    );
+    let now = || {
+        chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string()
+    };
+    // An IMAP session with two guesses (auth_verbose lines carry its session id) and a
+    // submission connection with one, both still open when saslguard stops.
+    let t = now();
+    append(
+        &log,
+        &format!(
+            "{t} mx dovecot: auth: passwd-file(admin,198.51.100.60,<c2Vzcw>): Password mismatch\n\
+             {t} mx dovecot: auth: passwd-file(root,198.51.100.60,<c2Vzcw>): unknown user\n\
+             {t} mx postfix/submission/smtpd[6001]: connect from unknown[198.51.100.61]\n\
+             {t} mx postfix/submission/smtpd[6001]: warning: unknown[198.51.100.61]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=x\n"
+        ),
+    );
+    d.wait_status(10, "4 lines", |s| s["stats"]["lines"] == 4);
+    assert_eq!(failures_counted(&d), 3);
+    d.stop();
+    d.restart();
+    // The sessions end after the restart: Dovecot's summary says 2 attempts, Postfix's
+    // tally 1 failed AUTH; all three were counted before the stop.
+    let t = now();
+    append(
+        &log,
+        &format!(
+            "{t} mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 30 secs): user=<root>, method=PLAIN, rip=198.51.100.60, lip=192.0.2.1, TLS, session=<c2Vzcw>\n\
+             {t} mx postfix/submission/smtpd[6001]: disconnect from unknown[198.51.100.61] ehlo=1 auth=0/1 quit=1 commands=2/3\n"
+        ),
+    );
+    d.wait_status(10, "2 lines after the restart", |s| {
+        s["stats"]["lines"] == 2
+    });
+    assert_eq!(failures_counted(&d), 0, "{}", d.log());
+    // The same over a reload.
+    let t = now();
+    append(
+        &log,
+        &format!(
+            "{t} mx dovecot: auth: passwd-file(admin,198.51.100.62,<c2Vzcz>): Password mismatch\n"
+        ),
+    );
+    d.wait_status(10, "3 lines", |s| s["stats"]["lines"] == 3);
+    assert!(d.ctl(&["reload"]).status.success());
+    let t = now();
+    append(
+        &log,
+        &format!(
+            "{t} mx dovecot: imap-login: Disconnected (auth failed, 1 attempts in 5 secs): user=<admin>, method=PLAIN, rip=198.51.100.62, lip=192.0.2.1, TLS, session=<c2Vzcz>\n"
+        ),
+    );
+    d.wait_status(10, "4 lines", |s| s["stats"]["lines"] == 4);
+    assert_eq!(failures_counted(&d), 1, "{}", d.log());
+}

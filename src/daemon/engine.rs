@@ -27,6 +27,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// The store row (beside the sources' positions, written in the same transaction)
+/// that keeps the counter's open sessions over a stop.
+pub const COUNTER_STATE: &str = "state:counter";
+
 /// How often the host's own addresses are read again.
 const OWN_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -125,6 +129,31 @@ impl Engine {
         pipeline.record_changes = true;
         pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), false)?;
         pipeline.restore(restored);
+        if let Some((_, s)) = restored
+            .checkpoints
+            .iter()
+            .find(|(k, _)| k == COUNTER_STATE)
+        {
+            match serde_json::from_str::<crate::count::CounterSnapshot>(s) {
+                Ok(snap) => {
+                    tracing::info!(
+                        "{} Dovecot sessions and {} Postfix connections still open at the last stop",
+                        snap.dovecot.len(),
+                        snap.postfix.len()
+                    );
+                    pipeline.restore_counter(&snap);
+                }
+                Err(e) => {
+                    tracing::warn!("the counter state kept at the last stop is unreadable: {e}")
+                }
+            }
+            // Used once: after a crash, the state of this start would not match it.
+            store.send(vec![Op::Checkpoint {
+                source: COUNTER_STATE.into(),
+                position: "{}".into(),
+                at: now,
+            }]);
+        }
         let active: BTreeMap<IpNet, BanRow> = restored
             .active
             .iter()
@@ -729,6 +758,8 @@ impl Engine {
                 msg
             })?;
         pipeline.restore(&restored);
+        // Open sessions stay open over a reload: their attempts are not counted again.
+        pipeline.restore_counter(&self.pipeline.counter_snapshot());
         pipeline.stats = std::mem::take(&mut self.pipeline.stats);
         let nft = match &cfg.nftables {
             Some(nc) if Some(nc) != self.cfg.nftables.as_ref() => {
@@ -953,7 +984,19 @@ impl Engine {
     }
 
     /// Stops: writes what is left to the store.
+    /// Keeps what the counter knows of open sessions, with the sources' last
+    /// positions, so the next start counts none of their attempts twice; then closes
+    /// the store.
     pub fn shutdown(&mut self) {
+        let snap = self.pipeline.counter_snapshot();
+        match serde_json::to_string(&snap) {
+            Ok(position) => self.store.send(vec![Op::Checkpoint {
+                source: COUNTER_STATE.into(),
+                position,
+                at: wall_now(),
+            }]),
+            Err(e) => tracing::warn!("counter state not kept: {e}"),
+        }
         self.store.close();
     }
 }

@@ -214,7 +214,7 @@ impl Event {
 /// Where a line came from, for joining lines of one connection: (host, program, pid).
 /// Host and program are kept as a 64-bit hash, so a key costs no allocation per line;
 /// two live connections would have to share the pid *and* the hash to be confused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub struct ProcessKey {
     pub origin: u64,
     pub pid: u32,

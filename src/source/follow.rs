@@ -102,6 +102,8 @@ struct Open {
     too_long: bool,
     /// For rotated files: when they last grew.
     last_growth: Instant,
+    /// The file's length when last looked at: what was there to read.
+    len_seen: u64,
 }
 
 impl Open {
@@ -114,6 +116,7 @@ impl Open {
             partial: Vec::new(),
             too_long: false,
             last_growth: Instant::now(),
+            len_seen: offset,
         }
     }
 
@@ -198,6 +201,8 @@ pub struct FollowStats {
     pub bytes: u64,
     pub rotations: u64,
     pub truncations: u64,
+    /// Bytes that were in a file, unread, when copytruncate emptied it: lost.
+    pub truncated_unread: u64,
     pub errors: u64,
 }
 
@@ -362,13 +367,24 @@ impl Follower {
         if let Some(c) = &mut self.cur {
             match c.file.metadata() {
                 Ok(m) if m.len() < c.read_pos => {
-                    tracing::warn!(file = %self.path.display(), "the file was truncated (copytruncate): reading it again from the start");
+                    let unread = c.len_seen.saturating_sub(c.line_start);
+                    if unread > 0 {
+                        // copytruncate while behind: what was not read yet is gone from
+                        // this file (logrotate's copy holds it; `create` rotation loses
+                        // nothing).
+                        tracing::error!(file = %self.path.display(), unread_bytes = unread, "the file was truncated (copytruncate) while saslguard was {unread} bytes behind: those lines are not read; rotate with `create` instead of copytruncate");
+                        self.stats.truncated_unread += unread;
+                    } else {
+                        tracing::warn!(file = %self.path.display(), "the file was truncated (copytruncate): reading it again from the start");
+                    }
                     self.stats.truncations += 1;
                     c.read_pos = 0;
                     c.line_start = 0;
                     c.partial.clear();
                     c.too_long = false;
+                    c.len_seen = m.len();
                 }
+                Ok(m) => c.len_seen = m.len(),
                 _ => {}
             }
             match c.read(max, READ_BUDGET, &mut out, &mut buf) {
@@ -555,6 +571,38 @@ mod tests {
         append(&p, "new\n");
         assert_eq!(text(&f.poll()), "new\n");
         assert_eq!(f.stats.truncations, 1);
+    }
+
+    #[test]
+    fn copytruncate_while_behind_is_reported_with_what_was_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mail.log");
+        append(&p, "");
+        let mut f = Follower::new(&p, None, false, 100, NO_GRACE);
+        let line = "x".repeat(99) + "\n";
+        let total = 3 * READ_BUDGET;
+        append(&p, &line.repeat(total / 100));
+        let first = f.poll();
+        assert!(first.more, "one poll reads one budget");
+        let read = text(&first).len() as u64;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, "new\n");
+        let mut after = String::new();
+        loop {
+            let c = f.poll();
+            after.push_str(&text(&c));
+            if !c.more {
+                break;
+            }
+        }
+        assert_eq!(after, "new\n");
+        assert_eq!(f.stats.truncations, 1);
+        assert_eq!(f.stats.truncated_unread, (total / 100 * 100) as u64 - read);
     }
 
     #[test]
