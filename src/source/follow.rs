@@ -261,6 +261,7 @@ impl Follower {
             }
             Some(list) => {
                 let here_id = here.as_ref().ok().map(|(_, id, _)| *id);
+                let mut newest_old: Option<std::time::SystemTime> = None;
                 for p in list {
                     let id = Id {
                         dev: p.dev,
@@ -273,9 +274,27 @@ impl Follower {
                         tracing::info!(file = %path.display(), "reading a file rotated while saslguard was stopped to its end");
                         f.stats.rotations += 1;
                         let offset = if len < p.offset { 0 } else { p.offset };
+                        let modified = file.metadata().ok().and_then(|m| m.modified().ok());
+                        newest_old = newest_old.max(modified);
                         f.old.push(Open::new(file, id, offset));
                     } else {
                         tracing::warn!(file = %path.display(), "a file read before the restart is gone (rotated and compressed or deleted); lines written to it after saslguard stopped were not read");
+                    }
+                }
+                // Rotated more than once while stopped: the files in between, whole.
+                if let Some(since) = newest_old {
+                    let known: Vec<Id> = list
+                        .iter()
+                        .map(|p| Id {
+                            dev: p.dev,
+                            ino: p.ino,
+                        })
+                        .chain(here_id)
+                        .collect();
+                    for (file, mid) in middle_files(path, since, &known) {
+                        tracing::warn!(file = %path.display(), "rotated more than once while saslguard was stopped: reading a file in between from its start");
+                        f.stats.rotations += 1;
+                        f.old.push(Open::new(file, mid, 0));
                     }
                 }
                 if let Ok((file, id, len)) = here {
@@ -343,7 +362,12 @@ impl Follower {
         while i < self.old.len() {
             let o = &mut self.old[i];
             match o.read(max, READ_BUDGET, &mut out, &mut buf) {
-                Ok(true) => out.more = true,
+                Ok(true) => {
+                    // One file at a time, oldest first: its lines come before the next
+                    // file's.
+                    out.more = true;
+                    break;
+                }
                 Ok(false) => {}
                 Err(e) => {
                     let msg = format!("reading a rotated file: {e}");
@@ -451,18 +475,74 @@ impl Follower {
             tracing::info!(file = %self.path.display(), "rotated: reading the old file to its end, then the new one");
             self.stats.rotations += 1;
             c.last_growth = Instant::now();
+            let since = c.file.metadata().ok().and_then(|m| m.modified().ok());
+            let known: Vec<Id> = self.old.iter().map(|o| o.id).chain([c.id, id]).collect();
             self.old.push(c);
+            // Rotated more than once while saslguard was behind: the files in between
+            // were never under the name while it looked. Each is read whole, in order.
+            for (file, mid) in since
+                .map(|t| middle_files(&self.path, t, &known))
+                .unwrap_or_default()
+            {
+                tracing::warn!(file = %self.path.display(), "rotated more than once while behind: reading a file in between from its start");
+                self.stats.rotations += 1;
+                self.old.push(Open::new(file, mid, 0));
+            }
         } else {
             tracing::info!(file = %self.path.display(), "the file appeared: reading it from the start");
         }
         self.last_error = None;
         let mut new = Open::new(file, id, 0);
-        match new.read(self.max_line, READ_BUDGET, out, buf) {
-            Ok(more) => out.more = more,
-            Err(e) => self.trouble(format!("read: {e}")),
+        if self.old.iter().any(|o| o.read_pos == 0) {
+            // Files in between wait to be read first: the new one at the next poll.
+            out.more = true;
+        } else {
+            match new.read(self.max_line, READ_BUDGET, out, buf) {
+                Ok(more) => out.more = more,
+                Err(e) => self.trouble(format!("read: {e}")),
+            }
         }
         self.cur = Some(new);
     }
+}
+
+/// Rotated siblings of `path` (`mail.log.1`, `mail.log-20261122`, not compressed) that
+/// are none of `known` and were written at or after `since`: files that held the name
+/// between two rotations saslguard did not see one by one. Oldest first.
+fn middle_files(path: &Path, since: std::time::SystemTime, known: &[Id]) -> Vec<(File, Id)> {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(base) else {
+            continue;
+        };
+        if !(rest.starts_with('.') || rest.starts_with('-'))
+            || [".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z"]
+                .iter()
+                .any(|ext| rest.ends_with(ext))
+        {
+            continue;
+        }
+        let Ok(m) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
+        let Ok(modified) = m.modified() else { continue };
+        if !m.is_file() || known.contains(&id_of(&m)) || modified < since {
+            continue;
+        }
+        if let Ok(file) = File::open(entry.path()) {
+            found.push((modified, file, id_of(&m)));
+        }
+    }
+    found.sort_by_key(|(t, _, _)| *t);
+    found.into_iter().map(|(_, f, id)| (f, id)).collect()
 }
 
 /// A file in `path`'s directory with identity `id` (the file rotated away from `path`:
@@ -552,6 +632,92 @@ mod tests {
         assert_eq!(text(&f.poll()), "late\nd\n", "the old file is still read");
         assert_eq!(f.stats.rotations, 1);
         assert_eq!(f.positions().len(), 2);
+    }
+
+    /// logrotate's rename-and-create: `.1` to `.2`, the name to `.1`, a new file.
+    fn rotate(p: &Path) {
+        let dot = |n: u32| PathBuf::from(format!("{}.{n}", p.display()));
+        if dot(1).exists() {
+            std::fs::rename(dot(1), dot(2)).unwrap();
+        }
+        std::fs::rename(p, dot(1)).unwrap();
+        append(p, "");
+    }
+
+    #[test]
+    fn two_rotations_while_behind_lose_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mail.log");
+        append(&p, "");
+        let mut f = Follower::new(&p, None, false, 200, NO_GRACE);
+        let lines = |tag: &str, n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{tag} {i:08} {}\n", "x".repeat(80)))
+                .collect()
+        };
+        // A: three read budgets; one poll reads one, so saslguard is behind.
+        let a = lines("A", 3 * READ_BUDGET / 100);
+        append(&p, &a);
+        let mut got = text(&f.poll());
+        rotate(&p);
+        let b = lines("B", 1000);
+        append(&p, &b);
+        rotate(&p);
+        let c = lines("C", 1000);
+        append(&p, &c);
+        loop {
+            let chunk = f.poll();
+            got.push_str(&text(&chunk));
+            if !chunk.more && got.len() >= a.len() + b.len() + c.len() {
+                break;
+            }
+            assert!(got.len() <= a.len() + b.len() + c.len(), "read too much");
+        }
+        let tags: Vec<(char, usize)> =
+            got.lines()
+                .fold(Vec::new(), |mut v: Vec<(char, usize)>, l| {
+                    let t = l.chars().next().unwrap();
+                    match v.last_mut() {
+                        Some((x, n)) if *x == t => *n += 1,
+                        _ => v.push((t, 1)),
+                    }
+                    v
+                });
+        assert!(
+            got == format!("{a}{b}{c}"),
+            "lines lost or out of order: {tags:?} {} {} {}",
+            a.len(),
+            b.len(),
+            c.len()
+        );
+        assert_eq!(f.stats.rotations, 2);
+    }
+
+    #[test]
+    fn two_rotations_while_stopped_lose_no_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("mail.log");
+        append(&p, "one\n");
+        let mut f = Follower::new(&p, None, true, 200, NO_GRACE);
+        assert_eq!(text(&f.poll()), "one\n");
+        let pos = format_positions(&f.positions());
+        drop(f);
+        append(&p, "two\n");
+        rotate(&p);
+        append(&p, "three\n");
+        rotate(&p);
+        append(&p, "four\n");
+        let stored = parse_positions(&pos).unwrap();
+        let mut f = Follower::new(&p, Some(&stored), false, 200, NO_GRACE);
+        let mut got = String::new();
+        loop {
+            let chunk = f.poll();
+            got.push_str(&text(&chunk));
+            if !chunk.more {
+                break;
+            }
+        }
+        assert_eq!(got, "two\nthree\nfour\n");
     }
 
     #[test]
