@@ -91,6 +91,27 @@ pub struct PolicyConfig {
     pub max_targets: usize,
 }
 
+impl PolicyConfig {
+    pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules
+            .iter()
+            .chain(self.origins.iter().map(|o| &o.rule))
+    }
+
+    /// The failures the sliding windows keep per key, for address and prefix rules:
+    /// the largest count of any rule of that scope (0: no rule of that scope).
+    pub fn depths(&self) -> (usize, usize) {
+        let depth = |sc| {
+            self.all_rules()
+                .filter(|r| r.scope == sc)
+                .map(|r| r.failures as usize)
+                .max()
+                .unwrap_or(0)
+        };
+        (depth(Scope::Address), depth(Scope::Prefix))
+    }
+}
+
 /// A ban to make.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
@@ -204,22 +225,12 @@ impl Policy {
 
     /// All rules with their windows: the `[[rule]]`s and the origin rules.
     pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
-        self.cfg
-            .rules
-            .iter()
-            .chain(self.cfg.origins.iter().map(|o| &o.rule))
+        self.cfg.all_rules()
     }
 
     /// Depth the tracker needs per scope.
     pub fn depths(&self) -> (usize, usize) {
-        let depth = |sc| {
-            self.all_rules()
-                .filter(|r| r.scope == sc)
-                .map(|r| r.failures as usize)
-                .max()
-                .unwrap_or(0)
-        };
-        (depth(Scope::Address), depth(Scope::Prefix))
+        self.cfg.depths()
     }
 
     /// Puts back a ban made before a restart (`until` None: one that has ended, kept

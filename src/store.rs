@@ -470,12 +470,18 @@ impl Store {
     /// What the daemon needs at start: active bans at `now`, ban starts since
     /// `history_since`, failures since `failures_since`, the `max_offenders` most
     /// recent offender records, and the source positions.
+    /// Reads back what a pipeline needs, within the bounds a running one keeps: of the
+    /// failures since `failures_since`, only the newest `per_address` rows of each of
+    /// the `max_addresses` most recently failing addresses (the sliding windows keep no
+    /// more), so a restart needs no more memory than the daemon had while running.
     pub fn restore(
         &self,
         now: Timestamp,
         history_since: Timestamp,
         failures_since: Timestamp,
         max_offenders: usize,
+        per_address: usize,
+        max_addresses: usize,
     ) -> Result<Restored, StoreError> {
         let sql = self.sql();
         let mut r = Restored {
@@ -499,16 +505,33 @@ impl Store {
         }
         let mut st = self
             .conn
-            .prepare("SELECT address, time, count FROM failures WHERE time >= ?1 ORDER BY time")
+            .prepare(
+                "WITH recent AS (
+                     SELECT address, MAX(time) AS last FROM failures WHERE time >= ?1
+                     GROUP BY address ORDER BY last DESC LIMIT ?3),
+                 ranked AS (
+                     SELECT f.address, f.time, f.count,
+                            ROW_NUMBER() OVER (PARTITION BY f.address ORDER BY f.time DESC) AS n
+                     FROM failures f JOIN recent r ON r.address = f.address
+                     WHERE f.time >= ?1)
+                 SELECT address, time, count FROM ranked WHERE n <= ?2 ORDER BY time",
+            )
             .map_err(&sql)?;
         let rows = st
-            .query_map(params![failures_since.0], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, u32>(2)?,
-                ))
-            })
+            .query_map(
+                params![
+                    failures_since.0,
+                    per_address.max(1) as i64,
+                    max_addresses.max(1) as i64
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, u32>(2)?,
+                    ))
+                },
+            )
             .map_err(&sql)?;
         for row in rows {
             let (a, t, n) = row.map_err(&sql)?;
@@ -834,5 +857,38 @@ mod tests {
         let e = Store::open(&path).err().unwrap().to_string();
         assert!(e.contains("damaged"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+    }
+
+    #[test]
+    fn a_restart_reads_back_only_what_the_windows_keep() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        // Three addresses, 50 failures each; 192.0.2.3 failed last, 192.0.2.1 first.
+        let batch: Batch = (0..150)
+            .map(|i| Op::Failure {
+                address: format!("192.0.2.{}", i / 50 + 1).parse().unwrap(),
+                time: Timestamp(1_000 + i),
+                count: 1,
+            })
+            .collect();
+        s.write(&[batch]).unwrap();
+        let r = s
+            .restore(Timestamp(2_000), Timestamp(0), Timestamp(0), 10, 5, 2)
+            .unwrap();
+        let got: Vec<(String, i64)> = r
+            .failures
+            .iter()
+            .map(|(a, t, _)| (a.to_string(), t.0))
+            .collect();
+        let want: Vec<(String, i64)> = (95..100)
+            .map(|i| ("192.0.2.2".to_string(), 1_000 + i))
+            .chain((145..150).map(|i| ("192.0.2.3".to_string(), 1_000 + i)))
+            .collect();
+        assert_eq!(got, want);
+        // Failures before the window are not read at all.
+        let r = s
+            .restore(Timestamp(2_000), Timestamp(0), Timestamp(1_148), 10, 5, 3)
+            .unwrap();
+        assert_eq!(r.failures.len(), 2);
     }
 }

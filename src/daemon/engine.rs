@@ -93,9 +93,7 @@ fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
 /// The longest rule window: failures older than this no longer matter.
 fn max_window(cfg: &Config) -> i64 {
     cfg.policy
-        .rules
-        .iter()
-        .chain(cfg.policy.origins.iter().map(|o| &o.rule))
+        .all_rules()
         .map(|r| r.within_ms)
         .max()
         .unwrap_or(0)
@@ -103,12 +101,15 @@ fn max_window(cfg: &Config) -> i64 {
 
 /// Reads what the store holds for a pipeline built from `cfg`.
 pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Restored, String> {
+    let (addr_depth, prefix_depth) = cfg.policy.depths();
     store
         .restore(
             now,
             now.add_ms(-cfg.policy.escalation.memory_ms),
             now.add_ms(-max_window(cfg)),
             cfg.max_offenders,
+            addr_depth.max(prefix_depth),
+            cfg.count.max_addresses,
         )
         .map_err(|e| e.to_string())
 }
