@@ -586,3 +586,149 @@ fn sessions_open_over_a_restart_or_reload_count_no_attempt_twice() {
     d.wait_status(10, "4 lines", |s| s["stats"]["lines"] == 4);
     assert_eq!(failures_counted(&d), 1, "{}", d.log());
 }
+
+/// A tmpfs of `size` mounted at `dir` for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        support::run_ok(Command::new("mount").args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            dir.to_str().unwrap(),
+        ]));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_neither_bans_nor_the_daemon_and_loses_nothing() {
+    if !support::can_run(
+        "a_full_disk_stops_neither_bans_nor_the_daemon_and_loses_nothing",
+        &["ip", "nft", "mount", "umount", "dd"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let mut d = Daemon::prepare(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 5\nwithin = \"10m\"\nban = \"1h\"\n[nftables]\n",
+            log.display()
+        ),
+    );
+    let _fs = Tmpfs::mount(&d.state(), "4m");
+    d.restart();
+    // Fill the state directory's file system to the last byte.
+    let filler = d.state().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    // 300 guessers, five failures each: every one banned while nothing can be written.
+    let addrs: Vec<String> = (0..300)
+        .map(|i| format!("198.51.{}.{}", 100 + i / 250, 1 + i % 250))
+        .collect();
+    for a in &addrs {
+        append(&log, &failures(a, 5));
+    }
+    d.wait_status(30, "all 1500 lines read", |s| s["stats"]["lines"] == 1500);
+    d.wait_status(10, "the store to report write errors", |s| {
+        s["store_errors"].as_u64().unwrap_or(0) > 0
+    });
+    let s = d.json("status");
+    assert_eq!(s["active_bans"], 300, "{s:#}");
+    let set = d.kernel_set("addr4");
+    assert!(
+        addrs.iter().all(|a| set.contains(a.as_str())),
+        "every ban in the kernel"
+    );
+    // Space comes back: everything counted reaches the store, with the position.
+    std::fs::remove_file(&filler).unwrap();
+    let db = d.state().join("saslguard.db");
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = saslguard::store::Store::open_read_only(&db)
+            .and_then(|s| s.failure_rows())
+            .unwrap_or(0);
+        if rows == 1500 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{rows} of 1500 failures in the store\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A stop and a start: nothing read again, nothing lost, the bans still there.
+    d.stop();
+    d.restart();
+    d.wait_status(10, "the log position restored", |s| {
+        s["sources"][0]["behind_bytes"] == 0
+    });
+    let s = d.json("status");
+    assert_eq!(s["stats"]["lines"], 0, "{s:#}");
+    assert_eq!(s["active_bans"], 300, "{s:#}");
+}
+
+#[test]
+fn a_stop_while_the_disk_is_full_takes_seconds_and_the_next_start_reads_again() {
+    if !support::can_run(
+        "a_stop_while_the_disk_is_full_takes_seconds_and_the_next_start_reads_again",
+        &["ip", "mount", "umount", "dd"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let mut d = Daemon::prepare(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [[rule]]\nname = \"test\"\nfailures = 50\nwithin = \"10m\"\nban = \"1h\"\n",
+            log.display()
+        ),
+    );
+    let _fs = Tmpfs::mount(&d.state(), "4m");
+    d.restart();
+    let filler = d.state().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    append(&log, &failures("198.51.100.70", 7));
+    d.wait_status(10, "7 lines read", |s| s["stats"]["lines"] == 7);
+    d.wait_status(10, "write errors", |s| {
+        s["store_errors"].as_u64().unwrap_or(0) > 0
+    });
+    // Daemon::stop fails the test if SIGTERM takes more than 10 s.
+    d.stop();
+    assert!(
+        d.log().contains("will be read again at the next start"),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    d.restart();
+    d.wait_status(10, "the 7 lines read again", |s| s["stats"]["lines"] == 7);
+    assert_eq!(failures_counted(&d), 7);
+}

@@ -8,16 +8,99 @@
 //! [`StoreWriter::busy`] is the backpressure: while the thread is that far behind, the
 //! daemon stops taking lines (they wait in the log, behind a saved position), so a flood
 //! costs lag, not memory. Bans and the control socket go on meanwhile.
+//!
+//! While the disk refuses writes (full, read-only) the daemon goes on reading and
+//! banning: the batches held for the retry are merged into one after every failed
+//! write ([`compact`]), keeping what a restart would read back (each source's latest
+//! position, each offender's and account's latest record, the newest failures of each
+//! address as deep as the windows go, every ban, lift and alert in order), so memory is
+//! bounded by the same `[limits]` as the daemon's tables, not by the outage's length.
+//! At a stop it retries for [`CLOSE_GRACE`] and then gives up: the positions on disk
+//! are still those of the failures on disk, so the next start reads the unsaved lines
+//! again and nothing counted is lost.
 
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Op, Store};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Batches kept in memory while the disk refuses writes; beyond, the oldest go.
-const MAX_HELD: usize = 100_000;
+/// How long a stop waits for a disk that refuses writes.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// What the held batches may keep while the disk refuses writes (the daemon's limits).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Failures per address the sliding windows keep.
+    pub failures_per_address: usize,
+    pub max_addresses: usize,
+    pub max_offenders: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            failures_per_address: 64,
+            max_addresses: 100_000,
+            max_offenders: 50_000,
+        }
+    }
+}
+
+/// Merges batches held for a retry into one with the same effect on what a restart
+/// reads back: the latest position of each source, the latest record of each offender
+/// and account, the newest `failures_per_address` failures of the most recently failing
+/// `max_addresses` addresses, and every other change in order.
+pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
+    use lru::LruCache;
+    use std::collections::{BTreeMap, VecDeque};
+    use std::num::NonZeroUsize;
+    let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
+    let mut failures: LruCache<IpAddr, VecDeque<Op>> = LruCache::unbounded();
+    let mut offenders: LruCache<IpAddr, Op> = LruCache::new(cap(b.max_offenders));
+    let mut accounts: BTreeMap<String, Op> = BTreeMap::new();
+    let mut checkpoints: BTreeMap<String, Op> = BTreeMap::new();
+    let mut ordered: Vec<Op> = Vec::new();
+    for op in held.into_iter().flatten() {
+        match op {
+            Op::Failure { address, .. } => {
+                let q = failures.get_or_insert_mut(address, VecDeque::new);
+                q.push_back(op);
+                if q.len() > b.failures_per_address.max(1) {
+                    q.pop_front();
+                }
+                if failures.len() > b.max_addresses.max(1) {
+                    failures.pop_lru();
+                }
+            }
+            Op::Offender(ref o) => {
+                offenders.put(o.address, op);
+            }
+            Op::Account(ref a) => {
+                accounts.insert(a.0.clone(), op);
+            }
+            Op::Checkpoint { ref source, .. } => {
+                checkpoints.insert(source.clone(), op);
+            }
+            other => ordered.push(other),
+        }
+    }
+    let mut out: Batch = Vec::new();
+    // Oldest address first, each address's failures in time order.
+    while let Some((_, q)) = failures.pop_lru() {
+        out.extend(q);
+    }
+    while let Some((_, o)) = offenders.pop_lru() {
+        out.push(o);
+    }
+    out.extend(accounts.into_values());
+    out.extend(ordered);
+    // Last: the positions, in the same transaction as everything they cover.
+    out.extend(checkpoints.into_values());
+    out
+}
 
 /// Batches sent and not yet taken by the thread beyond which the writer is busy.
 const BUSY: usize = 32;
@@ -36,7 +119,7 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    pub fn start(mut store: Store) -> StoreWriter {
+    pub fn start(mut store: Store, bounds: Bounds) -> StoreWriter {
         let (tx, rx) = mpsc::channel::<Msg>();
         let errors = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
@@ -48,11 +131,23 @@ impl StoreWriter {
                 let mut held: Vec<Batch> = Vec::new();
                 let mut acks: Vec<mpsc::Sender<Result<(), String>>> = Vec::new();
                 let mut open = true;
+                let mut closing_since: Option<std::time::Instant> = None;
                 while open || !held.is_empty() {
+                    // Waiting with nothing held; with batches held (the disk refused
+                    // them), only as long as the retry pause.
                     let first = if held.is_empty() {
                         rx.recv().ok()
+                    } else if open {
+                        match rx.recv_timeout(Duration::from_millis(100)) {
+                            Ok(m) => Some(m),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                open = false;
+                                None
+                            }
+                        }
                     } else {
-                        rx.recv_timeout(Duration::from_secs(1)).ok()
+                        None
                     };
                     let take = |m: Msg, held: &mut Vec<Batch>, acks: &mut Vec<_>| match m {
                         Msg::Batch(b) => {
@@ -66,8 +161,8 @@ impl StoreWriter {
                         None if held.is_empty() => open = false,
                         None => {}
                     }
-                    // Everything waiting goes into `held`, so that while the disk
-                    // refuses writes the MAX_HELD cap below bounds the memory.
+                    // Everything waiting goes into `held`, merged below if the disk
+                    // refuses it.
                     while let Ok(m) = rx.try_recv() {
                         take(m, &mut held, &mut acks);
                     }
@@ -87,20 +182,27 @@ impl StoreWriter {
                         }
                         Err(err) => {
                             e.fetch_add(1, Ordering::Relaxed);
-                            tracing::error!("{err}; keeping {} batches to retry", held.len());
                             for a in acks.drain(..) {
                                 let _ = a.send(Err(err.to_string()));
                             }
-                            if held.len() > MAX_HELD {
-                                let drop = held.len() - MAX_HELD;
-                                held.drain(..drop);
-                                tracing::error!(
-                                    "store: {drop} batches dropped after repeated write errors"
-                                );
-                            }
+                            let n = held.len();
+                            let merged = compact(std::mem::take(&mut held), bounds);
+                            tracing::error!(
+                                "{err}; {n} batches held as one of {} changes, retrying",
+                                merged.len()
+                            );
+                            held.push(merged);
                             if !open {
-                                break;
+                                let since = *closing_since.get_or_insert_with(std::time::Instant::now);
+                                if since.elapsed() >= CLOSE_GRACE {
+                                    tracing::error!(
+                                        "store: stopping with changes not written ({err}); the lines after the last saved position will be read again at the next start"
+                                    );
+                                    break;
+                                }
                             }
+                            // A pause before the retry; meanwhile batches queue up and
+                            // the daemon's intake slows (backpressure), bounding the work.
                             std::thread::sleep(Duration::from_millis(500));
                         }
                     }
@@ -154,5 +256,67 @@ impl StoreWriter {
 impl Drop for StoreWriter {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    #[test]
+    fn held_batches_merge_into_what_a_restart_reads_back() {
+        let b = Bounds {
+            failures_per_address: 3,
+            max_addresses: 2,
+            max_offenders: 2,
+        };
+        // 100 batches of lines: a failure from one of two addresses each (and from a
+        // third, first, that fails no more), a position.
+        let held: Vec<Batch> = (0..100)
+            .map(|i| {
+                vec![
+                    Op::Failure {
+                        address: format!("192.0.2.{}", if i == 0 { 9 } else { i % 2 })
+                            .parse()
+                            .unwrap(),
+                        time: Timestamp(i),
+                        count: 1,
+                    },
+                    Op::Checkpoint {
+                        source: "file:/var/log/mail.log".into(),
+                        position: format!("1:2:{i}"),
+                        at: Timestamp(i),
+                    },
+                ]
+            })
+            .collect();
+        let m = compact(held, b);
+        let failures: Vec<(String, i64)> = m
+            .iter()
+            .filter_map(|op| match op {
+                Op::Failure { address, time, .. } => Some((address.to_string(), time.0)),
+                _ => None,
+            })
+            .collect();
+        // The two most recently failing addresses, their newest three each.
+        assert_eq!(
+            failures,
+            [
+                ("192.0.2.0", 94),
+                ("192.0.2.0", 96),
+                ("192.0.2.0", 98),
+                ("192.0.2.1", 95),
+                ("192.0.2.1", 97),
+                ("192.0.2.1", 99)
+            ]
+            .map(|(a, t)| (a.to_string(), t))
+        );
+        // One position, the latest, last.
+        assert_eq!(m.len(), 7);
+        assert!(matches!(m.last(), Some(Op::Checkpoint { position, .. }) if position == "1:2:99"));
+        // Merging again changes nothing.
+        let again = compact(vec![m.clone()], b);
+        assert_eq!(again.len(), m.len());
     }
 }

@@ -578,6 +578,13 @@ impl Daemon {
     /// Writes a configuration (`extra` is appended: sources, rules, enforcers) and
     /// starts the daemon in namespace `ns`.
     pub fn start(ns: &str, extra: &str) -> Daemon {
+        let mut daemon = Daemon::prepare(ns, extra);
+        daemon.restart();
+        daemon
+    }
+
+    /// As [`Daemon::start`], without starting it (`restart` does).
+    pub fn prepare(ns: &str, extra: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("saslguard-daemon")
             .tempdir()
@@ -592,14 +599,12 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             ns: ns.to_string(),
             child: None,
             starts: 0,
-        };
-        daemon.restart();
-        daemon
+        }
     }
 
     /// Starts the daemon (again) and waits until its control socket answers.
