@@ -732,3 +732,78 @@ fn a_stop_while_the_disk_is_full_takes_seconds_and_the_next_start_reads_again() 
     d.wait_status(10, "the 7 lines read again", |s| s["stats"]["lines"] == 7);
     assert_eq!(failures_counted(&d), 7);
 }
+
+#[test]
+fn a_ban_the_kernel_refused_is_reported_and_retried_until_it_holds() {
+    if !support::can_run(
+        "a_ban_the_kernel_refused_is_reported_and_retried_until_it_holds",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "[nftables]\n");
+    // Someone removes the IPv4 address set (the chain first, which uses it).
+    net.exec_ok(
+        &net.server,
+        &["nft", "flush", "chain", "inet", "saslguard", "input"],
+    );
+    net.exec_ok(
+        &net.server,
+        &["nft", "delete", "set", "inet", "saslguard", "addr4"],
+    );
+    // A ban by hand that no enforcer took fails loudly.
+    let out = d.ctl(&["ban", "198.51.100.80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("recorded but not enforced: nftables"), "{err}");
+    // The first retry is a second away: the gap shows now.
+    let bans = d.json("bans");
+    assert_eq!(
+        bans["bans"][0]["not_enforced_by"]["enforcers"],
+        serde_json::json!(["nftables"]),
+        "{bans:#}"
+    );
+    assert_eq!(d.json("status")["unenforced_bans"], 1);
+    // And one from the log: the gap is in `bans`, `status` and the metrics until the
+    // retry puts the set back and the bans in it.
+    append(&log, &failures("198.51.100.81", 3));
+    d.wait_banned("198.51.100.81", true, 10);
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = d.json("status");
+        let set = d.kernel_set("addr4");
+        if s["unenforced_bans"] == 0
+            && set.contains("198.51.100.80")
+            && set.contains("198.51.100.81")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "not enforced after 10 s: {s:#}\n{set}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.log().contains("now enforced after"), "{}", d.log());
+    let bans = d.json("bans");
+    assert!(
+        bans["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["not_enforced_by"].is_null()),
+        "{bans:#}"
+    );
+    // The rule is back too.
+    let table = String::from_utf8_lossy(
+        &net.exec_ok(&net.server, &["nft", "list", "table", "inet", "saslguard"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(table.contains("@addr4"), "{table}");
+}

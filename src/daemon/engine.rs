@@ -27,6 +27,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+/// A ban some enforcers still owe.
+#[derive(Debug, Clone)]
+struct Owed {
+    enforcers: std::collections::BTreeSet<&'static str>,
+    attempts: u32,
+    next: Instant,
+    last_error: String,
+}
+
+impl Owed {
+    /// Backoff: 1 s, 2 s, 4 s, ... up to a minute.
+    fn schedule(&mut self) {
+        self.attempts += 1;
+        let secs = 1u64 << self.attempts.min(6).saturating_sub(1);
+        self.next = Instant::now() + std::time::Duration::from_secs(secs.min(60));
+    }
+}
+
 /// The store row (beside the sources' positions, written in the same transaction)
 /// that keeps the counter's open sessions over a stop.
 pub const COUNTER_STATE: &str = "state:counter";
@@ -80,6 +98,9 @@ pub struct Engine {
     last_prune: Timestamp,
     last_geo_check: Instant,
     last_own_check: Instant,
+    /// Active bans an enforcer has not taken (the kernel refused, the map could not be
+    /// written), with the enforcers still owing them; retried with backoff.
+    unenforced: BTreeMap<IpNet, Owed>,
 }
 
 fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
@@ -213,6 +234,7 @@ impl Engine {
             last_prune: Timestamp::default(),
             last_geo_check: Instant::now(),
             last_own_check: Instant::now(),
+            unenforced: BTreeMap::new(),
         };
         engine.refresh_own();
         Ok(engine)
@@ -402,6 +424,7 @@ impl Engine {
         batch: &mut Batch,
     ) -> Vec<String> {
         let mut errors = Vec::new();
+        let mut owed: Vec<(IpNet, &'static str, String)> = Vec::new();
         // The kernel's timeout counts from the moment the element goes in: measure it
         // from the clock now, not from when this batch of lines began, so the kernel
         // and `tick` end the ban at the same `until`.
@@ -416,17 +439,41 @@ impl Engine {
                 Ok(r) => {
                     for (t, why) in r.failed {
                         errors.push(("nftables", format!("{}: {why}", target_string(&t))));
+                        owed.push((t, "nftables", why));
                     }
                 }
-                Err(e) => errors.push(("nftables", e.to_string())),
+                Err(e) => {
+                    errors.push(("nftables", e.to_string()));
+                    owed.extend(kernel.iter().map(|(t, _)| (*t, "nftables", e.to_string())));
+                }
             }
         }
         if let Some(map) = &mut self.map {
             let r = map.apply(decisions, now);
             match r {
                 Ok(()) => self.reload_postfix(),
-                Err(e) => errors.push(("postfix-map", e.to_string())),
+                Err(e) => {
+                    errors.push(("postfix-map", e.to_string()));
+                    owed.extend(
+                        decisions
+                            .iter()
+                            .filter(|d| d.until > now)
+                            .map(|d| (d.target, "postfix-map", e.to_string())),
+                    );
+                }
             }
+        }
+        for (t, who, why) in owed {
+            let o = self.unenforced.entry(t).or_insert_with(|| Owed {
+                enforcers: Default::default(),
+                attempts: 0,
+                next: Instant::now(),
+                last_error: String::new(),
+            });
+            o.enforcers.insert(who);
+            o.last_error = why;
+            o.attempts = 0;
+            o.schedule();
         }
         for (who, e) in &errors {
             self.enforcer_error(who, e);
@@ -508,12 +555,21 @@ impl Engine {
                             self.cfg.nftables.as_ref().map_or("", |n| n.table.as_str()),
                             r.added + r.extended + r.kept
                         );
+                        // The rebuild put every active ban in: what nftables owed is paid,
+                        // except what it refused again.
+                        for o in self.unenforced.values_mut() {
+                            o.enforcers.remove("nftables");
+                        }
                         for (t, why) in r.failed {
                             self.enforcer_error(
                                 "nftables",
                                 &format!("{}: {why}", target_string(&t)),
                             );
+                            if let Some(o) = self.unenforced.get_mut(&t) {
+                                o.enforcers.insert("nftables");
+                            }
                         }
+                        self.unenforced.retain(|_, o| !o.enforcers.is_empty());
                     }
                     Err(e) => {
                         self.enforcer_error("nftables", &format!("rebuilding the table: {e}"))
@@ -524,9 +580,99 @@ impl Engine {
         }
     }
 
+    /// Retries the bans an enforcer has not taken yet, each when its backoff is due.
+    fn retry_owed(&mut self, now: Timestamp) {
+        let active = &self.active;
+        self.unenforced
+            .retain(|t, _| active.get(t).is_some_and(|b| b.until > now));
+        let due: Vec<IpNet> = self
+            .unenforced
+            .iter()
+            .filter(|(_, o)| o.next <= Instant::now())
+            .map(|(t, _)| *t)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let wall = wall_now().max(now);
+        let mut nft_ok: Vec<IpNet> = Vec::new();
+        let mut map_ok: Vec<IpNet> = Vec::new();
+        let mut failed: Vec<(IpNet, String)> = Vec::new();
+        let want = |who| -> Vec<IpNet> {
+            due.iter()
+                .copied()
+                .filter(|t| self.unenforced[t].enforcers.contains(who))
+                .collect()
+        };
+        let (for_nft, for_map) = (want("nftables"), want("postfix-map"));
+        if let (Some(nft), false) = (&self.nft, for_nft.is_empty()) {
+            let bans: Vec<(IpNet, u64)> = for_nft
+                .iter()
+                .map(|t| (*t, (self.active[t].until.0 - wall.0).max(1) as u64))
+                .collect();
+            // A set or rule deleted by hand is why a ban fails: setup puts back what is
+            // missing (idempotent, bans kept) before the retry.
+            if let Err(e) = nft.setup() {
+                tracing::warn!("nftables: setup before a retry: {e}");
+            }
+            match nft.ban(&bans) {
+                Ok(r) => {
+                    for t in &for_nft {
+                        match r.failed.iter().find(|(f, _)| f == t) {
+                            Some((_, why)) => failed.push((*t, why.clone())),
+                            None => nft_ok.push(*t),
+                        }
+                    }
+                }
+                Err(e) => failed.extend(for_nft.iter().map(|t| (*t, e.to_string()))),
+            }
+        }
+        if let (Some(map), false) = (&mut self.map, for_map.is_empty()) {
+            let decisions: Vec<Decision> = for_map
+                .iter()
+                .map(|t| decision_of(&self.active[t]))
+                .collect();
+            match map.apply(&decisions, now) {
+                Ok(()) => {
+                    map_ok = for_map.clone();
+                    self.reload_postfix();
+                }
+                Err(e) => failed.extend(for_map.iter().map(|t| (*t, e.to_string()))),
+            }
+        }
+        for t in nft_ok {
+            if let Some(o) = self.unenforced.get_mut(&t) {
+                o.enforcers.remove("nftables");
+            }
+        }
+        for t in map_ok {
+            if let Some(o) = self.unenforced.get_mut(&t) {
+                o.enforcers.remove("postfix-map");
+            }
+        }
+        self.unenforced.retain(|t, o| {
+            let done = o.enforcers.is_empty();
+            if done {
+                tracing::warn!(
+                    "ban of {} now enforced after {} retries",
+                    target_string(t),
+                    o.attempts
+                );
+            }
+            !done
+        });
+        for (t, why) in failed {
+            if let Some(o) = self.unenforced.get_mut(&t) {
+                o.last_error = why;
+                o.schedule();
+            }
+        }
+    }
+
     /// Once a second: forget bans that are over, expire map entries, prune the store.
     pub fn tick(&mut self, now: Timestamp) {
         self.heal_nft(now);
+        self.retry_owed(now);
         self.active.retain(|t, b| {
             let keep = b.until > now;
             if !keep {
@@ -593,6 +739,7 @@ impl Engine {
             "unbans": self.counters.unbans,
             "enforcer_errors": self.counters.enforcer_errors,
             "nft_table_rebuilds": self.counters.table_rebuilds,
+            "unenforced_bans": self.unenforced.len(),
             "alerts": self.counters.alerts,
             "geoip": {
                 "country": self.pipeline.geo.has_country(),
@@ -630,6 +777,13 @@ impl Engine {
                     "geo": b.geo,
                     "tls": b.tls,
                     "offender": offender,
+                    "not_enforced_by": self.unenforced.get(&b.target).map(|o| {
+                        json!({
+                            "enforcers": o.enforcers,
+                            "error": o.last_error,
+                            "retries": o.attempts,
+                        })
+                    }),
                 })
             })
             .collect();
@@ -923,6 +1077,12 @@ impl Engine {
                     )
                 })
                 .collect(),
+        );
+        metric(
+            "unenforced_bans",
+            "gauge",
+            "Active bans an enforcer has not taken yet (being retried).",
+            vec![(String::new(), self.unenforced.len() as f64)],
         );
         metric(
             "nft_table_rebuilds_total",

@@ -97,6 +97,16 @@ pub fn text(req: &Request, a: &Value) -> String {
                     s(&b["reason"]),
                     s(&b["origin"])
                 );
+                let owed = &b["not_enforced_by"];
+                if owed.is_object() {
+                    let _ = writeln!(
+                        o,
+                        "    NOT ENFORCED by {} yet ({} retries): {}",
+                        strings(&owed["enforcers"]).join(", "),
+                        owed["retries"],
+                        s(&owed["error"])
+                    );
+                }
                 let geo = &b["geo"];
                 if geo.is_object() {
                     let _ = writeln!(
