@@ -3,8 +3,12 @@
 //! `saslguard parse --json` prints for it. The test fails when a line has no
 //! expectation, when any field differs, and when a parser rule has no fixture.
 //!
-//! `SASLGUARD_BLESS=1 cargo test --test fixtures` rewrites the expectations from the
-//! parser's current output, for review in the diff; never bless without reading it.
+//! `SASLGUARD_BLESS=1 cargo test --test fixtures` writes each file as the parser would
+//! have it to `target/bless/tests/fixtures/parse/` for review (see `support::bless`);
+//! the test still fails on every difference. Where each expectation comes from is said
+//! in the comments of its file.
+
+mod support;
 
 use saslguard::parse::RULES;
 use saslguard::pipeline::{Skip, prepare};
@@ -36,7 +40,6 @@ fn actual(line: &str, resolver: &mut YearResolver) -> Value {
 #[test]
 fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parse");
-    let bless = std::env::var_os("SASLGUARD_BLESS").is_some();
     let mut covered = BTreeSet::new();
     let mut failures = Vec::new();
     let mut samples = 0;
@@ -71,7 +74,6 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
                 covered.insert(r.to_string());
             }
             match pending.take() {
-                _ if bless => {}
                 None => failures.push(format!(
                     "{}:{}: no `# expect:` line above: {line}",
                     path.display(),
@@ -90,9 +92,7 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
             out.push_str(line);
             out.push('\n');
         }
-        if bless {
-            std::fs::write(path, out).unwrap();
-        }
+        support::bless(path, &out);
     }
     let missing: Vec<_> = RULES.iter().filter(|r| !covered.contains(**r)).collect();
     assert!(

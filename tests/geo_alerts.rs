@@ -107,11 +107,8 @@ fn replay(cfg: &Path) -> Value {
 fn origins_decide_bans_and_alerts_name_stolen_passwords_and_spraying() {
     let dir = tempfile::tempdir().unwrap();
     let v = replay(&config(dir.path(), ""));
-    if std::env::var_os("SASLGUARD_BLESS").is_some() {
-        // Rewrites the expectation from this run: read the diff before committing it.
-        let doc = serde_json::json!({"bans": v["bans"], "alerts": v["alerts"]});
-        std::fs::write(fixture("expect.json"), format!("{doc:#}\n")).unwrap();
-    }
+    let doc = serde_json::json!({"bans": v["bans"], "alerts": v["alerts"]});
+    support::bless(&fixture("expect.json"), &format!("{doc:#}\n"));
     let expect: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("expect.json")).unwrap()).unwrap();
     assert_eq!(v["bans"], expect["bans"], "bans:\n{:#}", v["bans"]);

@@ -37,6 +37,29 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
+/// The one bless mechanism of the suite: with `SASLGUARD_BLESS` set, a test that
+/// compares against a committed expectation file writes what it got to
+/// `target/bless/<the file's path in the repository>` for review (`diff -u FILE
+/// target/bless/FILE`, then copy it over by hand). The test still compares and still
+/// fails on a difference: blessing never makes a test pass.
+pub fn bless(path: &Path, got: &str) {
+    if std::env::var_os("SASLGUARD_BLESS").is_none() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let out = root.join("target/bless").join(rel);
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, got).unwrap();
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "blessed: review with `diff -u {} {}`",
+        rel.display(),
+        out.display()
+    );
+}
+
 /// True when `test` can run (root and `tools`); otherwise skips it (see [`skip`]).
 pub fn can_run(test: &str, tools: &[&str]) -> bool {
     match skip_reason(tools) {
