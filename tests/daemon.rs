@@ -136,8 +136,7 @@ fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
     for a in ["192.0.2.50", "192.0.2.51", "192.0.2.52"] {
         assert!(banned.iter().any(|b| b == a), "{a} lost: {banned:?}");
     }
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let s = d.json("status");
+    let s = d.wait_caught_up(10);
     assert_eq!(s["stats"]["lines"], 0, "nothing read again: {s:#}");
 
     // Ban and unban by hand.
@@ -271,8 +270,7 @@ fn real_guessers_are_banned_and_users_are_not() {
         "ban kept over a restart"
     );
     assert!(d.kernel_set("addr4").contains(guesser));
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    let after = d.json("status");
+    let after = d.wait_caught_up(10);
     assert_eq!(
         after["stats"]["failures"], 0,
         "nothing counted twice (before: {before:#})"
@@ -403,9 +401,11 @@ fn the_journal_is_followed_and_resumed_from_its_cursor() {
     let s = d.wait_status(10, "the entry written while stopped", |s| {
         failures_counted(s) >= 1
     });
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let s2 = d.json("status");
-    assert_eq!(failures_counted(&s2), 1, "only the new entry: {s:#}");
+    // A sentinel written after the restart: once it is counted, every entry before it
+    // in the journal has been read.
+    write("192.0.2.62", 1, &mut seq);
+    let s2 = d.wait_status(10, "the sentinel", |s| failures_counted(s) >= 2);
+    assert_eq!(failures_counted(&s2), 2, "only the new entries: {s:#}");
     assert!(d.banned().iter().any(|b| b == "192.0.2.60"));
 }
 
@@ -473,11 +473,11 @@ fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
             "[sources]\nfiles = [\"{}\"]\njournal = false\n\
              [geoip]\ncountry_database = \"{}\"\nasn_database = \"{}\"\n\
              [[origin]]\nname = \"abroad\"\nnot_countries = [\"DE\"]\nfailures = 1\nwithin = \"1d\"\nban = \"7d\"\n\
-             [alerts]\ncommand = [\"/bin/sh\", \"-c\", \"env | grep ^SASLGUARD_ALERT_ | sort > {}/$SASLGUARD_ALERT_KIND\"]\n",
+             [alerts]\ncommand = [\"/bin/sh\", \"-c\", \"env | grep ^SASLGUARD_ALERT_ | sort > {a}/.$SASLGUARD_ALERT_KIND && mv {a}/.$SASLGUARD_ALERT_KIND {a}/$SASLGUARD_ALERT_KIND\"]\n",
             log.display(),
             cdb.display(),
             adb.display(),
-            alerts_dir.display()
+            a = alerts_dir.display()
         ),
     );
 
@@ -538,10 +538,10 @@ fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
     );
     let env_file = alerts_dir.join("login_after_failures");
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The command renames its file into place when it is complete.
     while !env_file.exists() && std::time::Instant::now() < end {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let env = std::fs::read_to_string(&env_file)
         .unwrap_or_else(|e| panic!("alert command not run ({e}):\n{}", d.log()));
     for want in [

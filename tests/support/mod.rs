@@ -737,6 +737,18 @@ impl Daemon {
         }
     }
 
+    /// Waits until every file source has been read once since the start and is at the
+    /// end of its file: what a restart would read again has been read by then.
+    pub fn wait_caught_up(&self, secs: u64) -> serde_json::Value {
+        self.wait_status(secs, "every file source read to its end", |s| {
+            s["sources"].as_array().is_some_and(|l| {
+                l.iter()
+                    .filter(|src| src["name"].as_str().is_some_and(|n| n.starts_with("file:")))
+                    .all(|src| !src["file"].is_null() && src["behind_bytes"] == 0)
+            })
+        })
+    }
+
     /// Waits up to `secs` until `target` is (or is no longer) banned.
     pub fn wait_banned(&self, target: &str, banned: bool, secs: u64) {
         let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
