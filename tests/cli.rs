@@ -226,3 +226,76 @@ fn exit_codes_and_help() {
         assert!(out.contains(cmd), "--help lists {cmd}:\n{out}");
     }
 }
+
+#[test]
+fn user_names_cannot_drive_the_admins_terminal() {
+    // A guesser's user names carrying an OSC 52 clipboard write, a window title, hidden
+    // text and a carriage return that would overwrite the line before it.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    let users = [
+        "\u{1b}]52;c;cm0gLXJmIH4=\u{7}",
+        "\u{1b}]0;owned\u{7}",
+        "\u{1b}[8mhidden",
+        "x\rroot",
+        "\u{9b}31mred",
+    ];
+    let mut text = String::new();
+    for (i, u) in users.iter().enumerate() {
+        text.push_str(&format!(
+            "Nov 22 10:00:0{i} mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 2 secs): user=<{u}>, method=PLAIN, rip=203.0.113.9, lip=192.0.2.1, session=<s{i}>\n"
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    for args in [
+        vec!["replay", "--timezone", "UTC", "--year", "2026"],
+        vec!["parse", "-v", "--timezone", "UTC", "--year", "2026"],
+        vec![
+            "trace",
+            "--client",
+            "203.0.113.9",
+            "--timezone",
+            "UTC",
+            "--year",
+            "2026",
+        ],
+    ] {
+        let mut args = args.clone();
+        args.push(log.to_str().unwrap());
+        let (code, out, err) = saslguard(&args);
+        assert!(code == 0 || code == 1, "{args:?}: {err}");
+        assert!(
+            !out.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}']),
+            "{args:?} printed a terminal control: {out:?}"
+        );
+        // Shown, made visible.
+        if args[0] != "trace" {
+            assert!(
+                out.contains("\\x1b]52;c;") || out.contains("\\u{1b}]52;c;"),
+                "{args:?}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn following_the_journal_and_files_together_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("saslguard.toml");
+    std::fs::write(
+        &cfg,
+        "[sources]\njournal = true\nfiles = [\"/var/log/mail.log\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) = saslguard(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    assert!(
+        err.contains("warning") && err.contains("counted twice"),
+        "{err}"
+    );
+    // The packaged default follows one of the two.
+    let (code, _, err) = saslguard(&["check-config", "config/saslguard.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("counted twice"), "{err}");
+}

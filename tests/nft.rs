@@ -155,6 +155,23 @@ fn kernel_bans_block_clients_expire_on_their_own_and_survive_a_flush() {
     // Unbanning what the kernel already expired is not an error.
     assert_eq!(sg(&net, &["unban", "192.0.2.12"]).trim(), "removed 0");
 
+    // Prefixes that reach the top of the address space go in whole, read back as they
+    // went in, and come out again.
+    for t in [
+        "ffff::/16",
+        "8000::/1",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120",
+    ] {
+        sg(&net, &["ban", "--for", "1h", t]);
+        let list = sg(&net, &["list"]);
+        assert!(
+            list.lines().any(|l| l.starts_with(&format!("{t}\t"))),
+            "{t} not listed as it went in:\n{list}"
+        );
+        assert_eq!(sg(&net, &["unban", t]).trim(), "removed 1", "{t}");
+        assert!(!sg(&net, &["list"]).contains(t));
+    }
+
     // `nft flush ruleset` (or a reboot) loses the bans; reconcile restores them with
     // their remaining time, from a replay-style document.
     net.exec_ok(&net.server, &["nft", "flush", "ruleset"]);
