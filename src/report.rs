@@ -331,10 +331,11 @@ pub fn render_text(r: &BanReport) -> String {
     o
 }
 
-fn csv_field(s: &str) -> String {
-    // Spreadsheets run cells that start with = + - @ as formulas; attacker-chosen user
-    // names end up here, so such cells get a leading apostrophe.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+/// One CSV cell. Spreadsheets run cells that start with = + - @ (and, after trimming,
+/// TAB or CR) as formulas (OWASP "CSV injection"); attacker-chosen user names end up
+/// here, so such cells get a leading apostrophe.
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()

@@ -158,7 +158,11 @@ fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ban lifted"));
     assert!(!d.kernel_set("addr4").contains("192.0.2.50"));
     let out = d.ctl(&["ban", "127.0.0.1"]);
-    assert!(!out.status.success(), "loopback is always allowlisted");
+    assert_eq!(out.status.code(), Some(65), "loopback is always allowlisted");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("covers 127.0.0.0/8, which is allowlisted"),
+        "{out:?}"
+    );
 
     // A bad configuration on reload is refused; the daemon keeps running.
     let good = std::fs::read_to_string(d.config_path()).unwrap();
@@ -568,9 +572,10 @@ fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
             "imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<bmwwMDA1>",
         ),
     );
-    d.wait_status(10, "the failure from 203.0.113.5", |s| {
+    let s = d.wait_status(10, "the failure from 203.0.113.5", |s| {
         s["stats"]["failures"].as_u64() >= Some(6)
     });
+    assert_eq!(s["stats"]["failures"], 6, "{s:#}");
     assert!(!d.banned().contains(&"203.0.113.5".to_string()));
     write_country("FR");
     let end = std::time::Instant::now() + std::time::Duration::from_secs(15);

@@ -338,7 +338,13 @@ fn window_edges() {
 fn slow_guessing_one_a_minute_for_an_hour_is_banned_by_default() {
     let log: String = (0..60).map(|m| fail(m * 60, "198.51.100.77")).collect();
     let r = run(&[&log]);
-    assert!(!r.dry_run.bans.is_empty());
+    // The fifth failure, at minute 4, is 5 in 10 minutes: `fast`, one hour, which
+    // outlasts the rest of the hour's guesses.
+    assert_eq!(
+        bans(&r),
+        [("198.51.100.77".to_string(), "fast".to_string())]
+    );
+    assert_eq!(r.dry_run.bans[0].at, Timestamp::from_secs(T0 + 240));
     let log: String = (0..48).map(|m| fail(m * 1800, "198.51.100.78")).collect();
     let r = run(&[&log]);
     assert_eq!(
@@ -480,9 +486,125 @@ max_connections = 100
     let r = run_cfg(&c, &[&log]);
     let (addrs, prefixes, evicted) = r.pipeline.tracked();
     assert_eq!(r.pipeline.stats.failures, 200_000);
-    assert!(addrs <= 1000, "{addrs} addresses tracked");
-    assert!(prefixes <= 20_000, "{prefixes} prefixes tracked");
-    assert!(evicted >= 199_000);
+    // Every address and every /64 is new: the tables fill to their caps and stay there,
+    // and each address beyond the cap evicts one.
+    assert_eq!(addrs, 1000);
+    assert_eq!(prefixes, 20_000);
+    assert_eq!(evicted, 199_000);
     assert_eq!(r.pipeline.offenders.len(), 500);
     assert_eq!(r.pipeline.offenders.evicted(), 199_500);
+}
+
+/// Postfix giving up on the auth server for `addr` at `t`.
+fn lost(t: i64, pid: u32, addr: &str) -> String {
+    format!(
+        "{} mx postfix/submission/smtpd[{pid}]: warning: unknown[{addr}]: SASL PLAIN authentication failed: Connection lost to authentication server\n",
+        at(t)
+    )
+}
+
+#[test]
+fn connection_lost_never_and_always_do_what_they_say() {
+    // One real failure, then three `Connection lost` from the same address, and three
+    // from an address that never failed (an outage).
+    let mut log = fail(0, "203.0.113.51");
+    for i in 0..3 {
+        log += &lost(10 + i, 100 + i as u32, "203.0.113.51");
+        log += &lost(10 + i, 200 + i as u32, "198.51.100.51");
+    }
+    let counted = |mode: &str| {
+        let c = cfg(&format!("[counting]\nconnection_lost = \"{mode}\"\n"));
+        let r = run_cfg(&c, &[&log]);
+        (
+            r.pipeline.stats.failures,
+            r.pipeline.stats.auth_unavailable_not_counted,
+        )
+    };
+    // never: only the real failure; always: all seven; after-failure: the guesser's.
+    assert_eq!(counted("never"), (1, 6));
+    assert_eq!(counted("always"), (7, 0));
+    assert_eq!(counted("after-failure"), (4, 3));
+}
+
+#[test]
+fn the_penalty_window_ends_after_15_minutes() {
+    // A failure, then `Connection lost` exactly 15 min later (still inside), and from a
+    // second address 15 min and 1 s later (outside).
+    let log = fail(0, "203.0.113.52")
+        + &fail(0, "203.0.113.53")
+        + &lost(900, 1, "203.0.113.52")
+        + &lost(901, 2, "203.0.113.53");
+    let r = run(&[&log]);
+    let failures = |a: &str| {
+        r.pipeline
+            .offenders
+            .get(&a.parse().unwrap())
+            .map_or(0, |o| o.failures)
+    };
+    assert_eq!(failures("203.0.113.52"), 2);
+    assert_eq!(failures("203.0.113.53"), 1);
+}
+
+#[test]
+fn records_of_one_guess_join_within_20_seconds_and_not_beyond() {
+    // Dovecot's auth line, then Postfix's warning for the same guess 20 s later (joined:
+    // one attempt), and for another address 21 s later (two attempts).
+    let dovecot = |t: i64, addr: &str| {
+        format!(
+            "{} mx dovecot: auth: passwd-file(alice,{addr}): Password mismatch\n",
+            at(t)
+        )
+    };
+    let log = dovecot(0, "203.0.113.54")
+        + &dovecot(0, "203.0.113.55")
+        + &fail(20, "203.0.113.54")
+        + &fail(21, "203.0.113.55");
+    let r = run(&[&log]);
+    let failures = |a: &str| r.pipeline.offenders.get(&a.parse().unwrap()).unwrap().failures;
+    assert_eq!(failures("203.0.113.54"), 1);
+    assert_eq!(failures("203.0.113.55"), 2);
+}
+
+#[test]
+fn escalation_stops_at_the_default_30_days_and_forgets_after_30_days() {
+    // Default escalation (max 30d, memory 30d) with a factor that reaches the cap fast.
+    let c = cfg(
+        "[[rule]]\nname = \"daily\"\nfailures = 5\nwithin = \"10m\"\nban = \"1d\"\n[escalation]\nfactor = 10.0\n",
+    );
+    const DAY: i64 = 86_400;
+    let mut log = String::new();
+    // Rounds of five failures, each after the previous ban ended: day 0 (1 d), day 1
+    // (10 d), day 11 (100 d, capped at 30 d), and day 42, when the bans of days 0, 1 and
+    // 11 are all more than 30 days old: a first ban again.
+    for day in [0, 1, 11, 42] {
+        for i in 0..5 {
+            log += &fail(day * DAY + 60 + i, "203.0.113.56");
+        }
+    }
+    let r = run_cfg(&c, &[&log]);
+    let got: Vec<(i64, u32)> = r
+        .dry_run
+        .bans
+        .iter()
+        .map(|d| ((d.until.0 - d.at.0) / 3_600_000, d.nth))
+        .collect();
+    assert_eq!(got, [(24, 1), (240, 2), (720, 3), (24, 1)]);
+}
+
+#[test]
+fn csv_output_defuses_every_formula_trigger() {
+    use saslguard::report::csv_field;
+    // OWASP's list: = + - @, a leading TAB or CR; each made inert with a leading quote.
+    for (raw, want) in [
+        ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+        ("=1,2", "\"'=1,2\""),
+        ("+1+1", "'+1+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "\"'\r=1\""),
+        ("alice@example.org", "alice@example.org"),
+    ] {
+        assert_eq!(csv_field(raw), want, "{raw:?}");
+    }
 }
