@@ -158,7 +158,11 @@ fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ban lifted"));
     assert!(!d.kernel_set("addr4").contains("192.0.2.50"));
     let out = d.ctl(&["ban", "127.0.0.1"]);
-    assert_eq!(out.status.code(), Some(65), "loopback is always allowlisted");
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "loopback is always allowlisted"
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("covers 127.0.0.0/8, which is allowlisted"),
         "{out:?}"
@@ -614,4 +618,101 @@ fn geoip_origins_tls_posture_and_alerts_in_the_live_daemon() {
         0,
         "completed posture stored"
     );
+}
+
+#[test]
+fn reloads_apply_at_once_unban_forgets_and_kill_9_loses_and_doubles_nothing() {
+    if !support::can_run(
+        "reloads_apply_at_once_unban_forgets_and_kill_9_loses_and_doubles_nothing",
+        &["ip", "nft", "python3"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["192.0.2.99"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let rules = |n: u32| {
+        format!("[[rule]]\nname = \"test\"\nfailures = {n}\nwithin = \"10m\"\nban = \"1h\"\n")
+    };
+    let head = format!(
+        "metrics_listen = \"127.0.0.1:9155\"\n[sources]\nfiles = [\"{}\"]\njournal = false\n[nftables]\n",
+        log.display()
+    );
+    let mut d = Daemon::start(&net.server, &format!("{head}{}", rules(3)));
+    let write_config = |d: &Daemon, extra: &str| {
+        std::fs::write(
+            d.config_path(),
+            std::fs::read_to_string(d.config_path())
+                .unwrap()
+                .split("metrics_listen")
+                .next()
+                .unwrap()
+                .to_string()
+                + &head
+                + extra,
+        )
+        .unwrap();
+        let out = d.ctl(&["reload"]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Two failures under a 3-failure rule: no ban. A reload to a 2-failure rule applies
+    // to the next guesser at once.
+    append(&log, &failures("198.51.100.1", 2));
+    d.wait_status(10, "2 failures", |s| failures_counted(s) == 2);
+    assert!(d.banned().is_empty());
+    write_config(&d, &rules(2));
+    append(&log, &failures("198.51.100.2", 2));
+    d.wait_banned("198.51.100.2", true, 10);
+    // The allowlist, likewise.
+    write_config(
+        &d,
+        &format!("{}[allowlist]\nnetworks = [\"198.51.100.3\"]\n", rules(2)),
+    );
+    append(&log, &failures("198.51.100.3", 4));
+    append(&log, &failures("198.51.100.4", 2));
+    d.wait_banned("198.51.100.4", true, 10);
+    assert!(!d.banned().contains(&"198.51.100.3".to_string()));
+    // Unban forgets the failures so far: one more failure is not a second ban.
+    let out = d.ctl(&["unban", "198.51.100.4"]);
+    assert!(out.status.success());
+    append(&log, &failures("198.51.100.4", 1));
+    append(&log, &failures("198.51.100.5", 2));
+    d.wait_banned("198.51.100.5", true, 10);
+    assert!(!d.banned().contains(&"198.51.100.4".to_string()));
+    // The metrics say the same.
+    let metrics = String::from_utf8_lossy(
+        &net.exec_ok(
+            &net.server,
+            &[
+                "python3",
+                "-c",
+                "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:9155/metrics',timeout=10).read().decode())",
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+    for want in [
+        "saslguard_active_bans 2",
+        "saslguard_bans_total{origin=\"policy\"} 3",
+        "saslguard_unbans_total 1",
+        "saslguard_failures_total 13",
+        "saslguard_unenforced_bans 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == want),
+            "no {want:?} in:\n{metrics}"
+        );
+    }
+    // kill -9 right after lines arrive: after the restart nothing is lost and nothing
+    // counted twice (failures and positions are written in one transaction).
+    append(&log, &failures("198.51.100.6", 5));
+    d.wait_status(10, "the five failures", |s| failures_counted(s) == 18);
+    support::run_ok(std::process::Command::new("kill").args(["-KILL", &d.pid().to_string()]));
+    d.reap();
+    d.restart();
+    d.wait_caught_up(10);
+    assert_eq!(offender_failures(&d, "198.51.100.6"), 5);
+    assert_eq!(offender_failures(&d, "198.51.100.5"), 2);
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::{Netns, SERVER_V4, SERVER_V6};
@@ -203,6 +204,39 @@ fn kernel_bans_block_clients_expire_on_their_own_and_survive_a_flush() {
         line.ends_with("29m59s") || line.ends_with("29m58s") || line.contains("29m5"),
         "remaining time kept: {line}"
     );
+
+    // A real `replay --json` document of the bundled example, replayed as if it were
+    // next year's log (so its bans still have time left): every ban goes in.
+    let next_year = (chrono::Datelike::year(&chrono::Utc::now()) + 1).to_string();
+    let doc = std::process::Command::new(BIN)
+        .args([
+            "replay",
+            "--json",
+            "--timezone",
+            "UTC",
+            "--year",
+            &next_year,
+        ])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mail.log"))
+        .output()
+        .unwrap();
+    assert!(doc.status.success());
+    let replayed = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(replayed.path(), &doc.stdout).unwrap();
+    assert_eq!(
+        sg(&net, &["reconcile", replayed.path().to_str().unwrap()]).trim(),
+        "restored 3"
+    );
+    let list = sg(&net, &["list"]);
+    for t in ["203.0.113.7", "198.51.100.23", "2001:db8:bad:1::/64"] {
+        assert!(
+            list.lines().any(|l| l.starts_with(&format!("{t}\t"))),
+            "{t} not restored:\n{list}"
+        );
+    }
+    for t in ["203.0.113.7", "198.51.100.23", "2001:db8:bad:1::/64"] {
+        assert_eq!(sg(&net, &["unban", t]).trim(), "removed 1");
+    }
 
     // A routine restart (setup again) keeps the bans; reject mode answers with a reset.
     let out = net.exec(

@@ -560,7 +560,13 @@ fn records_of_one_guess_join_within_20_seconds_and_not_beyond() {
         + &fail(20, "203.0.113.54")
         + &fail(21, "203.0.113.55");
     let r = run(&[&log]);
-    let failures = |a: &str| r.pipeline.offenders.get(&a.parse().unwrap()).unwrap().failures;
+    let failures = |a: &str| {
+        r.pipeline
+            .offenders
+            .get(&a.parse().unwrap())
+            .unwrap()
+            .failures
+    };
     assert_eq!(failures("203.0.113.54"), 1);
     assert_eq!(failures("203.0.113.55"), 2);
 }

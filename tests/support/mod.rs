@@ -661,6 +661,15 @@ impl Daemon {
         panic!("saslguard did not answer on its socket:\n{}", self.log());
     }
 
+    /// Waits for a daemon killed by the test to be gone (a deadline of 10 s).
+    pub fn reap(&mut self) {
+        let mut c = self.child.take().expect("running");
+        assert!(
+            wait_until(&mut c, std::time::Duration::from_secs(10)).is_some(),
+            "the daemon did not exit"
+        );
+    }
+
     /// The daemon's process id (`ip netns exec` runs it in its own place).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
