@@ -2,7 +2,8 @@
 //! unpacked into a throwaway root and run from there; the systemd unit is checked by
 //! systemd-analyze and for the hardening the README promises.
 //!
-//! Needs cargo-deb (`bash .ci/deps` installs it) and dpkg-deb; skips otherwise.
+//! Needs cargo-deb (`bash .ci/deps` installs it) and dpkg-deb. The package is made from
+//! the dev-profile binary the test run already built (see the test).
 
 mod support;
 
@@ -31,10 +32,23 @@ fn cargo_deb_builds_a_package_that_installs_and_runs() {
     }
     let out = tempfile::tempdir().unwrap();
     let deb = out.path().join("saslguard.deb");
+    // The package of the binary `cargo test` already built (the dev profile): the same
+    // layout, metadata, unit and scripts as the release package, without a second,
+    // optimised build of the whole tree inside the test suite.
     run_ok(
         Command::new(env!("CARGO"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["deb", "--locked", "--output"])
+            .args([
+                "deb",
+                "--locked",
+                "--no-build",
+                "--profile",
+                "dev",
+                "--no-strip",
+                "--no-separate-debug-symbols",
+                "--fast",
+                "--output",
+            ])
             .arg(&deb),
     );
 
