@@ -8,8 +8,7 @@
 //! the test still fails on every difference. Where each expectation comes from is said
 //! in the comments of its file.
 
-mod support;
-
+use crate::support;
 use saslguard::parse::RULES;
 use saslguard::pipeline::{Skip, prepare};
 use saslguard::time::{YearResolver, Zone};

@@ -3,8 +3,7 @@
 //! submission, two plaintext of which one internal), one outbound TLS delivery, a
 //! bounce, a deferred message still queued, three Dovecot logins.
 
-mod support;
-
+use crate::support;
 use serde_json::{Value, json};
 use std::process::Command;
 

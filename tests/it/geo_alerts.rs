@@ -2,12 +2,11 @@
 //! on tests/fixtures/geo/mail.log (annotated in tests/fixtures/geo/README) with MaxMind
 //! databases this test builds, against tests/fixtures/geo/expect.json.
 
-mod support;
-
+use crate::support;
+use crate::support::mmdb::{self, asn, country};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::mmdb::{self, asn, country};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 

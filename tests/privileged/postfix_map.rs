@@ -2,15 +2,14 @@
 //! foreign file, indexed maps through real postmap, and with a real Postfix the
 //! configuration that stops a banned client before AUTH (config/postfix/*.saslguard).
 
-mod support;
-
+use crate::support;
+use crate::support::{MailServer, Netns, PASSWORD, SERVER_V4};
 use ipnet::IpNet;
 use saslguard::enforce::postfix_map::PostfixMap;
 use saslguard::policy::Decision;
 use saslguard::time::Timestamp;
 use serde_json::json;
 use std::process::Command;
-use support::{MailServer, Netns, PASSWORD, SERVER_V4};
 
 const T0: i64 = 1_795_341_600_000; // 2026-11-22T10:00:00Z
 

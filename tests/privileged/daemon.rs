@@ -11,12 +11,11 @@
 //!
 //! Needs root (namespaces, nftables); skips with the reason otherwise.
 
-mod support;
-
+use crate::support;
+use crate::support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
-use support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4};
 
 fn append(path: &Path, text: &str) {
     std::fs::OpenOptions::new()

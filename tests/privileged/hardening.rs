@@ -12,14 +12,13 @@
 //!   met with a clear refusal, nothing deleted and nothing hung;
 //! - the state directory is 0700 and the store 0600, whoever starts the daemon.
 
-mod support;
-
+use crate::support;
+use crate::support::{Daemon, Netns, SERVER_V4};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::{Daemon, Netns, SERVER_V4};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 

@@ -7,10 +7,9 @@
 //!
 //! Needs root (namespaces, nftables); skips with the reason otherwise.
 
-mod support;
-
+use crate::support;
+use crate::support::{MailServer, Netns, PASSWORD, SERVER_V4};
 use serde_json::Value;
-use support::{MailServer, Netns, PASSWORD, SERVER_V4};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 

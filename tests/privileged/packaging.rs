@@ -5,11 +5,10 @@
 //! Needs cargo-deb (`bash .ci/deps` installs it) and dpkg-deb. The package is made from
 //! the dev-profile binary the test run already built (see the test).
 
-mod support;
-
+use crate::support;
+use crate::support::run_ok;
 use std::path::Path;
 use std::process::Command;
-use support::run_ok;
 
 #[test]
 fn cargo_deb_builds_a_package_that_installs_and_runs() {

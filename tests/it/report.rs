@@ -2,8 +2,8 @@
 //! fixture), as a table, JSON, CSV and HTML; the HTML opened in headless Chromium, whose
 //! screenshot must show all three charts.
 
-mod support;
-
+use crate::support;
+use crate::support::mmdb::{self, asn};
 use saslguard::geo::Origin;
 use saslguard::offender::Counts;
 use saslguard::store::{BanRow, Op, Store};
@@ -11,7 +11,6 @@ use saslguard::time::Timestamp;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::mmdb::{self, asn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 const DAY: i64 = 86_400_000;

@@ -6,14 +6,13 @@
 //!
 //! Needs root, postfix, dovecot, openssl and python3; skips with the reason otherwise.
 
-mod support;
-
+use crate::support;
+use crate::support::{MailServer, Netns, PASSWORD, SERVER_V4};
 use saslguard::config::Config;
 use saslguard::replay::replay;
 use saslguard::source::replay::TimeSettings;
 use saslguard::time::{Timestamp, Zone};
 use serde_json::json;
-use support::{MailServer, Netns, PASSWORD, SERVER_V4};
 
 #[test]
 fn real_postfix_and_dovecot_logs_are_counted_exactly() {

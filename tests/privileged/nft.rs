@@ -4,12 +4,11 @@
 //! `saslguard nft` inside the server namespace; what counts is whether a client's TCP
 //! connection gets through.
 
-mod support;
-
+use crate::support;
+use crate::support::{Netns, SERVER_V4, SERVER_V6};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{Netns, SERVER_V4, SERVER_V6};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 

@@ -7,8 +7,7 @@
 //! The corpus is not part of this repository; when ../shared is absent the test says
 //! so and passes without checking anything.
 
-mod support;
-
+use crate::support;
 use saslguard::parse::Kind;
 use saslguard::pipeline::prepare;
 use saslguard::time::{YearResolver, Zone};

@@ -1,0 +1,17 @@
+//! The integration tests that need nothing but the built binary and the library: one
+//! test binary, so the library and its native dependencies are linked once. The
+//! privileged ones (network namespaces, nftables, real Postfix and Dovecot) are the
+//! second binary, `tests/privileged`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod config;
+mod conformance;
+mod fixtures;
+mod geo_alerts;
+mod hostile_input;
+mod maillog;
+mod pipeline;
+mod report;
