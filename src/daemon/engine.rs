@@ -1204,3 +1204,57 @@ fn summary(o: &Offender) -> Value {
         "logins_after_failure": o.logins_after_failure,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine's own logic with the clock in the test's hands: no kernel, no waiting.
+    use super::*;
+
+    fn engine(dir: &Path) -> Engine {
+        let path = dir.join("saslguard.toml");
+        let cfg = config::parse(
+            "[sources]\njournal = false\n[nftables]\nenabled = false\n[[rule]]\nname = \"t\"\nfailures = 3\nwithin = \"10m\"\nban = \"1h\"\n",
+            &path,
+        )
+        .unwrap();
+        let store_path = dir.join("saslguard.db");
+        let store = Store::open(&store_path).unwrap();
+        let restored = restore_from(&store, &cfg, wall_now()).unwrap();
+        let writer = StoreWriter::start(store, Default::default());
+        Engine::new(cfg, &path, &store_path, &restored, writer, vec![]).unwrap()
+    }
+
+    fn targets(e: &mut Engine) -> Vec<String> {
+        e.handle(Request::Bans)["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["target"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_ban_ends_when_the_clock_passes_its_until_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path());
+        let a = e.handle(Request::Ban {
+            target: "198.51.100.9".into(),
+            duration: Some("1h".into()),
+            reason: None,
+            force: false,
+        });
+        assert_eq!(a["ok"], true, "{a}");
+        let until = Timestamp(
+            chrono::DateTime::parse_from_rfc3339(a["until"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis(),
+        );
+        // One millisecond before its end the ban holds; at its end it is over.
+        e.tick(until.add_ms(-1));
+        assert_eq!(e.active.len(), 1);
+        e.tick(until);
+        assert!(e.active.is_empty());
+        assert!(targets(&mut e).is_empty());
+        e.shutdown();
+    }
+}
