@@ -151,6 +151,16 @@ pub fn json_ok(cmd: &mut Command) -> serde_json::Value {
     })
 }
 
+/// The longest any one command a test runs in a namespace may take.
+pub const EXEC_LIMIT: &str = "300";
+
+/// `timeout -k 5 300 ip netns exec NS`.
+fn in_ns(ns: &str) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5", EXEC_LIMIT, "ip", "netns", "exec", ns]);
+    c
+}
+
 /// Two namespaces joined by a veth pair. Server: 192.0.2.1/24, 2001:db8::1/64.
 /// Client: the addresses given (each /24 or /64 of the same networks).
 pub struct Netns {
@@ -213,12 +223,14 @@ impl Netns {
         ns
     }
 
+    /// Runs `args` in namespace `ns`, killed after [`EXEC_LIMIT`] so that nothing a test
+    /// runs can hang the suite (`timeout` exits 124 then, which fails `exec_ok`).
     pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        run(Command::new("ip").args(["netns", "exec", ns]).args(args))
+        run(in_ns(ns).args(args))
     }
 
     pub fn exec_ok(&self, ns: &str, args: &[&str]) -> Output {
-        run_ok(Command::new("ip").args(["netns", "exec", ns]).args(args))
+        run_ok(in_ns(ns).args(args))
     }
 
     /// A command in the client namespace.
