@@ -84,6 +84,129 @@ enum Summary {
     Failed(u32, Option<u32>),
     Refused(&'static str, &'static str),
     NoAttempts,
+    /// An AUTH that ended with no verdict on a password (2.4 reason code).
+    Abandoned(&'static str),
+    /// A login session that ended for a reason that is no login attempt of the client's
+    /// (2.4 reason code: a TLS handshake cut short, the auth process not ready, ...).
+    Other(&'static str),
+}
+
+/// Dovecot 2.4's login-process reason codes (`src/login-common/client-common.c`,
+/// `client_get_extra_disconnect_reason` and `client_auth_fail_code_event_reasons`),
+/// each with what it means for counting. Only `auth_failed` (a wrong password),
+/// `cleartext_auth_disabled` (a password sent in the clear where that is refused) and
+/// `proxy_dest_auth_failed` (the next hop refused the password) are failed logins, as
+/// their 2.3 wordings were. `authorization_failed`, `user_disabled` and
+/// `password_expired` follow a right password; `temp_fail`,
+/// `auth_process_comm_fail` and `auth_process_not_ready` are the server's trouble.
+const V24_CODES: &[(&str, Code)] = &[
+    ("auth_failed", Code::Failed),
+    ("cleartext_auth_disabled", Code::Cleartext),
+    ("proxy_dest_auth_failed", Code::ProxyFailed),
+    ("no_auth_attempts", Code::NoAttempts),
+    ("invalid_mech", Code::Abandoned),
+    ("invalid_base64", Code::Abandoned),
+    ("auth_aborted_by_client", Code::Abandoned),
+    ("auth_waiting_client", Code::Abandoned),
+    ("tls_handshake_not_finished", Code::Other),
+    ("auth_process_not_ready", Code::Other),
+    ("process_full", Code::Other),
+    ("shutting_down", Code::Other),
+    ("client_ssl_not_started", Code::Other),
+    ("client_ssl_cert_untrusted", Code::Other),
+    ("client_ssl_cert_missing", Code::Other),
+    ("authorization_failed", Code::Other),
+    ("temp_fail", Code::Other),
+    ("user_disabled", Code::Other),
+    ("password_expired", Code::Other),
+    ("login_disabled", Code::Other),
+    ("anonymous_auth_disabled", Code::Other),
+    ("auth_process_comm_fail", Code::Other),
+    ("auth_nologin_referral", Code::Other),
+    ("connection_limit", Code::Other),
+    ("internal_failure", Code::Other),
+    ("proxy_dest_connect_failed", Code::Other),
+    ("proxy_dest_internal_failure", Code::Other),
+    ("proxy_dest_remote_failure", Code::Other),
+    ("proxy_dest_protocol_failure", Code::Other),
+    ("proxy_dest_auth_temp_failed", Code::Other),
+    ("proxy_dest_redirected", Code::Other),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Code {
+    Failed,
+    Cleartext,
+    ProxyFailed,
+    NoAttempts,
+    Abandoned,
+    Other,
+}
+
+/// Dovecot 2.4: `Login aborted: REASON (HUMAN) (CODE): user=<...>, ...`. The code is
+/// the parenthesis right before the first `): user=<` or `): rip=` (everything before
+/// the fields is Dovecot's text); HUMAN carries `N attempts in S secs` or `K/N
+/// successful auths in S secs`. Returns the summary and where the fields start.
+fn v24_summary(body: &str) -> Option<(Summary, usize)> {
+    let rest = body.strip_prefix("Login aborted: ")?;
+    let off = body.len() - rest.len();
+    let end = [
+        scan::find_str(rest, "): user=<"),
+        scan::find_str(rest, "): rip="),
+    ]
+    .into_iter()
+    .flatten()
+    .min()?;
+    let head = &rest[..end];
+    let open = scan::rfind_byte(head, b'(')?;
+    let code = &head[open + 1..];
+    let (name, what) = V24_CODES.iter().find(|(c, _)| *c == code)?;
+    // The human reason: `(...)` right before ` (CODE`.
+    let human = head[..open]
+        .strip_suffix(' ')
+        .and_then(|h| h.strip_suffix(')'))
+        .and_then(|h| scan::rfind_byte(h, b'(').map(|p| &h[p + 1..]))
+        .unwrap_or("");
+    let (attempts, secs) = attempts_in(human);
+    let summary = match what {
+        Code::Failed => Summary::Failed(attempts.unwrap_or(1).max(1), secs),
+        Code::Cleartext => Summary::Refused("plaintext auth disallowed", "dovecot.disallowed"),
+        Code::ProxyFailed => {
+            Summary::Refused("proxy destination auth failed", "dovecot.proxy_auth_failed")
+        }
+        Code::NoAttempts => Summary::NoAttempts,
+        Code::Abandoned => Summary::Abandoned(name),
+        Code::Other => Summary::Other(name),
+    };
+    Some((summary, off + end + 3))
+}
+
+/// `..., N attempts in S secs` or `..., K/N successful auths in S secs`: the failed
+/// attempts (N, or N - K) and the seconds.
+fn attempts_in(human: &str) -> (Option<u32>, Option<u32>) {
+    let Some(comma) = scan::rfind_str(human, ", ") else {
+        return (None, None);
+    };
+    let tail = &human[comma + 2..];
+    let Some((k, rest)) = leading_u32(tail) else {
+        return (None, None);
+    };
+    let (failed, rest) = if let Some(r) = rest.strip_prefix(" attempts") {
+        (k, r)
+    } else if let Some((n, r)) = rest.strip_prefix('/').and_then(leading_u32) {
+        match r.strip_prefix(" successful auths") {
+            Some(r) => (n.saturating_sub(k), r),
+            None => return (None, None),
+        }
+    } else {
+        return (None, None);
+    };
+    let secs = rest
+        .trim_start()
+        .strip_prefix("in ")
+        .and_then(leading_u32)
+        .map(|(s, _)| s);
+    (Some(failed), secs)
 }
 
 fn summary(body: &str) -> Option<(Summary, usize)> {
@@ -213,10 +336,15 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
         let at = body.len() - r.len();
         (Kind::AuthSuccess, None, None, None, "dovecot.login", at)
     } else {
-        let (summary, pos) = summary(body)?;
-        // The fields begin after the first `: ` past the marker: all of that is
-        // Dovecot's text, written before the user name.
-        let at = pos + scan::find_str(&body[pos..], ": ")? + 2;
+        let (summary, at) = match v24_summary(body) {
+            Some(s) => s,
+            None => {
+                let (summary, pos) = summary(body)?;
+                // The fields begin after the first `: ` past the marker: all of that
+                // is Dovecot's text, written before the user name.
+                (summary, pos + scan::find_str(&body[pos..], ": ")? + 2)
+            }
+        };
         match summary {
             Summary::Failed(n, s) => (
                 Kind::AuthFailure,
@@ -227,6 +355,22 @@ fn login_line(service: &str, body: &str) -> Option<Event> {
                 at,
             ),
             Summary::Refused(r, rule) => (Kind::AuthFailure, Some(1), None, Some(r), rule, at),
+            Summary::Abandoned(code) => (
+                Kind::AuthAbandoned,
+                None,
+                None,
+                Some(code),
+                "dovecot.auth_abandoned",
+                at,
+            ),
+            Summary::Other(code) => (
+                Kind::Disconnect,
+                None,
+                None,
+                Some(code),
+                "dovecot.login_aborted",
+                at,
+            ),
             Summary::NoAttempts => (
                 Kind::Disconnect,
                 None,

@@ -141,6 +141,8 @@ pub const RULES: &[&str] = &[
     "dovecot.disallowed",
     "dovecot.proxy_auth_failed",
     "dovecot.no_auth_attempts",
+    "dovecot.auth_abandoned",
+    "dovecot.login_aborted",
     "dovecot.auth_v23",
     "dovecot.auth_v24",
     "dovecot.pam_unix",

@@ -83,7 +83,9 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
             "postfix.errors_after_auth",
         ),
     ] {
-        if let Some(rest) = msg.strip_prefix(lead) {
+        // Postfix 3.10 writes these after `NOQUEUE: ` or the queue ID.
+        let unqueued = queue_id_prefix(msg).map_or(msg, |(_, r)| r);
+        if let Some(rest) = unqueued.strip_prefix(lead) {
             let (addr, _) = name_addr(rest)?;
             let mut e = Event::new(Kind::AuthAbandoned, Channel::None, rule);
             e.address = Some(addr);
@@ -100,6 +102,21 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
         e.service = svc();
         e
     })
+}
+
+/// `NOQUEUE: ` or a queue ID (`4XyZ1k2PQRz9sV: `, `2F4D21234: `) at the start of `msg`:
+/// Postfix's own token, before any client text.
+fn queue_id_prefix(msg: &str) -> Option<(&str, &str)> {
+    if let Some(r) = msg.strip_prefix("NOQUEUE: ") {
+        return Some(("NOQUEUE", r));
+    }
+    let n = msg
+        .bytes()
+        .take(32)
+        .take_while(u8::is_ascii_alphanumeric)
+        .count();
+    (5..=20).contains(&n).then_some(())?;
+    msg[n..].strip_prefix(": ").map(|r| (&msg[..n], r))
 }
 
 /// `NAME[ADDR][:port]: SASL MECH authentication failed: REASON[, sasl_username=U]`

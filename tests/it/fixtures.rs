@@ -193,6 +193,7 @@ fn every_expected_address_in_well_formed_lines_agrees_with_an_independent_readin
     for name in [
         "postfix-3.7.log",
         "postfix-3.9.log",
+        "postfix-3.10.log",
         "dovecot-2.3.log",
         "dovecot-2.4.log",
         "real-postfix-3.7-dovecot-2.3.log",
