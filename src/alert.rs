@@ -119,7 +119,12 @@ struct PrefixFailures {
     failures: u64,
     addresses: Vec<IpAddr>,
     users: Vec<String>,
+    /// Failures by (account, address), for the account that later logs in.
+    tries: Vec<(String, IpAddr, u64)>,
 }
+
+/// (account, address) pairs kept per prefix.
+const MAX_TRIES_PER_PREFIX: usize = 64;
 
 pub struct Alerts {
     cfg: AlertConfig,
@@ -279,6 +284,7 @@ impl Alerts {
             failures: 0,
             addresses: Vec::new(),
             users: Vec::new(),
+            tries: Vec::new(),
         };
         let p = self.by_prefix.get_or_insert_mut(prefix, fresh);
         if time.0 - p.last.0 > window {
@@ -294,6 +300,14 @@ impl Alerts {
             && p.users.len() < MAX_PER_PREFIX
         {
             p.users.push(u.to_string());
+        }
+        if let Some(u) = a.user.as_deref() {
+            let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
+            match p.tries.iter_mut().find(|(x, ad, _)| x == u && *ad == addr) {
+                Some(t) => t.2 += u64::from(a.count),
+                None if !full => p.tries.push((u.to_string(), addr, u64::from(a.count))),
+                None => {}
+            }
         }
     }
 
@@ -355,35 +369,48 @@ impl Alerts {
             a.users_tried = o.users.iter().take(20).cloned().collect();
             out.push(a);
         }
+        // Over the prefix: only failures for this very account, from the prefix's
+        // other addresses, as many as the address rule needs. A user who mistyped once
+        // next to a bot that tried other accounts is no alert; a guesser who moved to
+        // another address of its /24 or /64 after guessing this account's password is.
+        let for_account = |p: &PrefixFailures| -> (u64, Vec<IpAddr>) {
+            let Some(u) = user else {
+                return (0, Vec::new());
+            };
+            let mut from = Vec::new();
+            let mut n = 0;
+            for (x, ad, c) in &p.tries {
+                if x == u && *ad != addr {
+                    n += c;
+                    if !from.contains(ad) {
+                        from.push(*ad);
+                    }
+                }
+            }
+            (n, from)
+        };
         if window > 0
             && !by_address
             && prefix.prefix_len() < prefix.max_prefix_len()
             && let Some(p) = self.by_prefix.peek(&prefix)
             && time.0 - p.last.0 <= window
-            && p.failures >= min
-            && p.addresses.iter().any(|a| *a != addr)
+            && let (failures, from) = for_account(p)
+            && failures >= min
         {
-            let (failures, first) = (p.failures, p.first);
-            let others: Vec<String> = p.addresses.iter().map(ToString::to_string).collect();
-            let users = p.users.clone();
-            let tried_it = user.is_some_and(|u| users.iter().any(|x| x == u));
+            let first = p.first;
+            let others: Vec<String> = from.iter().map(ToString::to_string).collect();
             if self.fresh(4, format!("{prefix} {}", user.unwrap_or("")), time, window) {
                 let mut a = base(
                     "login_after_prefix_failures",
                     format!(
-                        "login to {who} from {addr}{} after {failures} failed attempts from {prefix} since {} (from {}){} (stolen password?)",
+                        "login to {who} from {addr}{} after {failures} failed attempts for this account from other addresses of {prefix} since {} (from {}) (stolen password?)",
                         place(geo),
                         first.rfc3339(),
                         others.join(", "),
-                        if tried_it {
-                            ", some of them for this account"
-                        } else {
-                            ""
-                        }
                     ),
                 );
                 a.failures = Some(failures);
-                a.users_tried = users;
+                a.users_tried = user.map(|u| vec![u.to_string()]).unwrap_or_default();
                 a.prefix = Some(prefix);
                 out.push(a);
             }

@@ -9,8 +9,11 @@
 use crate::support;
 use crate::support::{MailServer, Netns, PASSWORD, SERVER_V4};
 use saslguard::config::Config;
+use saslguard::parse::Kind;
+use saslguard::pipeline::prepare;
 use saslguard::replay::replay;
 use saslguard::source::replay::TimeSettings;
+use saslguard::time::YearResolver;
 use saslguard::time::{Timestamp, Zone};
 use serde_json::json;
 
@@ -22,16 +25,43 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
     ) {
         return;
     }
-    let clients = [
-        "192.0.2.10",
-        "192.0.2.11",
-        "192.0.2.12",
-        "192.0.2.13",
-        "192.0.2.14",
-        "2001:db8::10",
-    ];
-    let net = Netns::new(&clients);
-    let mut server = MailServer::start(&net);
+    let net = Netns::new(&CLIENTS);
+    let server = MailServer::start(&net);
+    scenario(&net, server);
+}
+
+/// The same clients and the same expectations against Debian 13's Postfix 3.10 and
+/// Dovecot 2.4, run from a root filesystem built with debootstrap (cached in
+/// /var/cache/saslguard-test between runs) inside the same kind of namespace.
+#[test]
+fn debian_13_postfix_3_10_and_dovecot_2_4_logs_are_counted_exactly() {
+    if !support::can_run(
+        "debian_13_postfix_3_10_and_dovecot_2_4_logs_are_counted_exactly",
+        &["ip", "openssl", "python3", "ss", "debootstrap", "chroot"],
+    ) {
+        return;
+    }
+    let root = support::debian13_root();
+    let net = Netns::new(&CLIENTS);
+    let server = MailServer::start_debian13(&net, &root);
+    scenario(&net, server);
+}
+
+const CLIENTS: [&str; 7] = [
+    "192.0.2.10",
+    "192.0.2.11",
+    "192.0.2.12",
+    "192.0.2.13",
+    "192.0.2.14",
+    "192.0.2.15",
+    "2001:db8::10",
+];
+
+/// Real clients against `server`, then its logs replayed: every failure counted once,
+/// from the right address, with the right TLS posture; every login with its TLS; the
+/// stolen password alerted, the typo not; no line of a login, an auth attempt or a TLS
+/// handshake left without an event.
+fn scenario(net: &Netns, mut server: MailServer) {
     let smtp = |from: &str, port: u16, starttls: bool, user: &str, password: &str, send: bool| json!({"kind": "smtp", "from": from, "port": port, "starttls": starttls, "user": user, "password": password, "send": send});
     let mut actions = vec![];
     // A guesser on submission over STARTTLS: six connections, one guess each. Dovecot
@@ -48,7 +78,7 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
         ));
     }
     // A user sending mail on smtps (implicit TLS).
-    actions.push(smtp("192.0.2.11", 465, false, "bob", PASSWORD, true));
+    actions.push(smtp("192.0.2.11", 465, false, "carol", PASSWORD, true));
     // Plaintext AUTH on port 25 over IPv6.
     actions.push(json!({"kind": "smtp", "from": "2001:db8::10", "server": "2001:db8::1", "port": 25, "starttls": false, "user": "root", "password": "x", "send": false}));
     // IMAP without TLS: two wrong passwords in one session.
@@ -57,10 +87,18 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
     );
     // POP3 with STLS: one wrong password.
     actions.push(json!({"kind": "pop3", "from": "192.0.2.13", "starttls": true, "user": "alice", "password": "nope"}));
-    // A user who mistypes once, then logs in.
-    actions.push(json!({"kind": "imap", "from": "192.0.2.14", "logins": [["alice", "typo"], ["alice", PASSWORD]]}));
+    // A user who mistypes once, then logs in (an account nobody else tried).
+    actions.push(json!({"kind": "imap", "from": "192.0.2.14", "logins": [["dave", "typo"], ["dave", PASSWORD]]}));
+    // A stolen password: three guesses in three IMAP sessions over STARTTLS, then the
+    // right one.
+    for pw in ["winter1", "summer2", "autumn3", PASSWORD] {
+        actions.push(json!({"kind": "imap", "from": "192.0.2.15", "starttls": true, "logins": [["bob", pw]]}));
+    }
+    // A POP3 login over STLS, by a user whose account nobody guessed (her /24 neighbours
+    // guessed others': no alert).
+    actions.push(json!({"kind": "pop3", "from": "192.0.2.11", "starttls": true, "user": "carol", "password": PASSWORD}));
 
-    let results = net.mail_clients(SERVER_V4, &actions);
+    let results = net.mail_clients_parallel(SERVER_V4, &actions);
     assert_eq!(
         results.lines().count(),
         actions.len(),
@@ -71,6 +109,8 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
         "the legitimate submission worked: {results}"
     );
     assert!(results.contains("imap 192.0.2.14 fail ok"), "{results}");
+    assert!(results.contains("imap 192.0.2.15 ok"), "{results}");
+    assert!(results.contains("pop3 192.0.2.11 ok"), "{results}");
     server.stop();
 
     let postfix = server.postfix_log();
@@ -83,7 +123,7 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
     let now = Timestamp(chrono::Utc::now().timestamp_millis());
     let r = replay(
         &Config::default(),
-        &[postfix, dovecot],
+        &[postfix.clone(), dovecot.clone()],
         TimeSettings {
             zone: Zone::Local,
             year: None,
@@ -157,7 +197,72 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
         (1, 1),
         "{typo:?}"
     );
-    assert_eq!(s.failures, 11, "nothing else was counted: {s:?}");
+    let stolen = off("192.0.2.15").expect("the stolen password's guesser");
+    assert_eq!(
+        (stolen.failures, stolen.logins_after_failure),
+        (3, 1),
+        "{stolen:?}"
+    );
+    assert_eq!(stolen.services.get("imap"), Some(&3), "{stolen:?}");
+    // Dovecot's default login line says `TLS` but not the cipher.
+    assert_eq!(
+        stolen.tls.get("TLS (cipher not logged)"),
+        Some(&3),
+        "STARTTLS posture: {:?}",
+        stolen.tls
+    );
+    assert_eq!(s.failures, 14, "nothing else was counted: {s:?}");
+    // The guessed password is an alert; the typo is not.
+    let report = serde_json::to_value(r.report()).unwrap();
+    let alerted: Vec<(String, String)> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        alerted,
+        [("login_after_failures".to_string(), "192.0.2.15".to_string())],
+        "{:#}",
+        report["alerts"]
+    );
+    // Every IMAP and POP3 login is a login event with the session's TLS.
+    let mut logins = dovecot_logins(&server.log_text(&dovecot));
+    logins.sort();
+    assert_eq!(
+        logins,
+        [
+            (
+                "192.0.2.11".to_string(),
+                "pop3".to_string(),
+                "TLS".to_string()
+            ),
+            (
+                "192.0.2.14".to_string(),
+                "imap".to_string(),
+                "plaintext".to_string()
+            ),
+            (
+                "192.0.2.15".to_string(),
+                "imap".to_string(),
+                "TLS".to_string()
+            ),
+        ]
+    );
+    // No line of a login, an auth attempt or a TLS handshake is left without an event,
+    // except the kinds README.md lists.
+    let text = server.log_text(&postfix) + &server.log_text(&dovecot);
+    let unread = unexplained_lines(&text);
+    assert!(
+        unread.is_empty(),
+        "lines without an event:\n{}",
+        unread.join("\n")
+    );
     let bans: Vec<String> = r
         .dry_run
         .bans
@@ -169,4 +274,58 @@ fn real_postfix_and_dovecot_logs_are_counted_exactly() {
         ["192.0.2.10"],
         "the guesser, and only the guesser, reached the default threshold"
     );
+}
+
+/// (address, service, TLS or plaintext) of every Dovecot login event in `log`, in order.
+fn dovecot_logins(log: &str) -> Vec<(String, String, String)> {
+    let mut resolver = YearResolver::new(
+        Zone::Local,
+        Timestamp(chrono::Utc::now().timestamp_millis()),
+    );
+    log.lines()
+        .filter_map(|l| prepare(l.as_bytes(), &mut resolver).ok())
+        .filter_map(|(_, p, _)| p.event)
+        .filter(|e| e.kind == Kind::AuthSuccess && e.rule == "dovecot.login")
+        .map(|e| {
+            (
+                e.address.unwrap().to_string(),
+                e.service.as_deref().unwrap_or("").to_string(),
+                if e.tls.is_some() {
+                    "TLS"
+                } else if e.plaintext {
+                    "plaintext"
+                } else {
+                    "?"
+                }
+                .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Lines of `log` about a login, an auth attempt or a TLS handshake that give no event
+/// and are not of a kind README.md ("Lines without an event") says is left alone.
+fn unexplained_lines(log: &str) -> Vec<String> {
+    let mut resolver = YearResolver::new(
+        Zone::Local,
+        Timestamp(chrono::Utc::now().timestamp_millis()),
+    );
+    let about_logins = [
+        "-login: ",
+        " auth: ",
+        "auth(",
+        "auth-worker",
+        "SASL",
+        "TLS",
+        "SSL",
+        "authentication",
+    ];
+    log.lines()
+        .filter(|l| about_logins.iter().any(|w| l.contains(w)))
+        .filter(|l| {
+            prepare(l.as_bytes(), &mut resolver).map_or(true, |(_, p, _)| p.event.is_none())
+        })
+        .filter(|l| !saslguard::parse::LEFT_ALONE.iter().any(|w| l.contains(w)))
+        .map(str::to_string)
+        .collect()
 }

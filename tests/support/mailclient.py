@@ -86,6 +86,8 @@ def smtp_auth(a):
 
 def imap(a):
     c = bound(imaplib.IMAP4, a["from"])(SERVER, 143, timeout=40)
+    if a.get("starttls"):
+        c.starttls(ssl_context=ctx)
     results = []
     for user, pw in a["logins"]:
         try:
@@ -118,9 +120,31 @@ def pop3(a):
     return result
 
 
-for action in json.loads(sys.argv[2]):
+def run(action):
     try:
         r = {"smtp": smtp, "smtp_auth": smtp_auth, "imap": imap, "pop3": pop3}[action["kind"]](action)
     except Exception as e:  # a refused or dropped connection is a result too
         r = "error %s" % type(e).__name__
-    print(action["kind"], action["from"], r, flush=True)
+    return "%s %s %s" % (action["kind"], action["from"], r)
+
+
+actions = json.loads(sys.argv[2])
+if len(sys.argv) > 3 and sys.argv[3] == "parallel":
+    # Each source address's actions in order, the addresses side by side (Dovecot's
+    # per-address delays then overlap); results printed in the order given.
+    import threading
+    results = [None] * len(actions)
+    def client(src):
+        for i, a in enumerate(actions):
+            if a["from"] == src:
+                results[i] = run(a)
+    threads = [threading.Thread(target=client, args=(s,)) for s in dict.fromkeys(a["from"] for a in actions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        print(r, flush=True)
+else:
+    for action in actions:
+        print(run(action), flush=True)

@@ -241,12 +241,23 @@ impl Netns {
     /// Runs tests/support/mailclient.py in the client namespace against `server` with
     /// `actions`; returns its result lines (printed, with its stderr, for failures).
     pub fn mail_clients(&self, server: &str, actions: &[serde_json::Value]) -> String {
+        self.mail_clients_with(server, actions, "sequential")
+    }
+
+    /// As [`Netns::mail_clients`], each source address's actions in order but the
+    /// addresses side by side.
+    pub fn mail_clients_parallel(&self, server: &str, actions: &[serde_json::Value]) -> String {
+        self.mail_clients_with(server, actions, "parallel")
+    }
+
+    fn mail_clients_with(&self, server: &str, actions: &[serde_json::Value], mode: &str) -> String {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mailclient.py");
         let out = self.client(&[
             "python3",
             script,
             server,
             &serde_json::to_string(actions).unwrap(),
+            mode,
         ]);
         let results = String::from_utf8_lossy(&out.stdout).into_owned();
         println!(
@@ -265,12 +276,74 @@ impl Drop for Netns {
     }
 }
 
-/// A private Postfix and Dovecot in the server namespace, logging to files.
+/// A private Postfix and Dovecot in the server namespace, logging to files: the host's
+/// (Debian 12), or Debian 13's from a root filesystem ([`debian13_root`]) run with
+/// `chroot` inside the same namespace.
 pub struct MailServer {
     pub dir: tempfile::TempDir,
     pub ns: String,
+    /// The root filesystem the daemons run from; None: the host's.
+    root: Option<PathBuf>,
     postfix_started: bool,
     dovecot_started: bool,
+}
+
+/// Where the Debian 13 root filesystem is kept between test runs.
+const DEBIAN13_ROOT: &str = "/var/cache/saslguard-test/trixie";
+
+/// A Debian 13 (trixie) root filesystem with Postfix, Dovecot and OpenSSL, built once
+/// with debootstrap from the Debian mirror apt already uses and kept for later runs.
+/// Built beside its final name and renamed, so a failed build leaves nothing half-made.
+pub fn debian13_root() -> PathBuf {
+    let root = PathBuf::from(DEBIAN13_ROOT);
+    if root.join("usr/sbin/postfix").exists() && root.join("usr/sbin/dovecot").exists() {
+        return root;
+    }
+    let tmp = PathBuf::from(format!("{DEBIAN13_ROOT}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+    let mirror = debian_mirror();
+    let out = run(Command::new("timeout").args(["-k", "10", "900"]).args([
+        "debootstrap",
+        "--variant=minbase",
+        "--include=postfix,dovecot-core,dovecot-imapd,dovecot-pop3d,openssl",
+        "trixie",
+        tmp.to_str().unwrap(),
+        &mirror,
+    ]));
+    assert!(
+        out.status.success(),
+        "debootstrap trixie from {mirror} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another test may have finished first.
+    if std::fs::rename(&tmp, &root).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    root
+}
+
+/// The Debian mirror this machine's apt uses (deb822 `URIs:` or a `deb` line).
+fn debian_mirror() -> String {
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            texts.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("URIs:").map(str::trim).or_else(|| {
+                l.strip_prefix("deb ")
+                    .and_then(|r| r.split_whitespace().find(|w| w.starts_with("http")))
+            })
+        })
+        .find(|u| u.ends_with("/debian") || u.ends_with("/debian/"))
+        .unwrap_or("http://deb.debian.org/debian")
+        .to_string()
 }
 
 pub const PASSWORD: &str = "correct horse";
@@ -292,20 +365,46 @@ impl MailServer {
     /// As [`MailServer::start`], with saslguard's access map `map` (`cidr:/path`) wired
     /// in exactly as config/postfix/*.saslguard documents it.
     pub fn start_with(netns: &Netns, map: Option<&str>) -> MailServer {
-        MailServer::start_full(netns, map, false)
+        MailServer::start_full(netns, map, false, None)
     }
 
     /// As [`MailServer::start`], for `saslguard probe`: Dovecot also offers CRAM-MD5 and
     /// still accepts TLS 1.0 (as an old server would); Postfix keeps OpenSSL's defaults.
     pub fn start_for_probe(netns: &Netns) -> MailServer {
-        MailServer::start_full(netns, None, true)
+        MailServer::start_full(netns, None, true, None)
     }
 
-    fn start_full(netns: &Netns, map: Option<&str>, probe: bool) -> MailServer {
-        let dir = tempfile::Builder::new()
-            .prefix("saslguard-mail")
-            .tempdir()
-            .unwrap();
+    /// As [`MailServer::start`], with Debian 13's Postfix 3.10 and Dovecot 2.4 from
+    /// `root` (see [`debian13_root`]), in Dovecot 2.4's configuration syntax.
+    pub fn start_debian13(netns: &Netns, root: &Path) -> MailServer {
+        MailServer::start_full(netns, None, false, Some(root))
+    }
+
+    /// A command run in the server namespace, inside the root filesystem if any.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = in_ns(&self.ns);
+        if let Some(root) = &self.root {
+            c.arg("chroot").arg(root);
+        }
+        c.args(args);
+        c
+    }
+
+    fn start_full(
+        netns: &Netns,
+        map: Option<&str>,
+        probe: bool,
+        root: Option<&Path>,
+    ) -> MailServer {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("saslguard-mail");
+        let dir = match root {
+            Some(r) => {
+                std::fs::create_dir_all(r.join("tmp")).unwrap();
+                builder.tempdir_in(r.join("tmp")).unwrap()
+            }
+            None => builder.tempdir().unwrap(),
+        };
         let d = dir.path().to_path_buf();
         let d = d.as_path();
         // Login processes run as dovenull and Postfix as postfix: they must traverse.
@@ -313,10 +412,17 @@ impl MailServer {
         let mut srv = MailServer {
             dir,
             ns: netns.server.clone(),
+            root: root.map(Path::to_path_buf),
             postfix_started: false,
             dovecot_started: false,
         };
-        let p = |s: &str| d.join(s).display().to_string();
+        // Paths as the daemons see them: inside the root filesystem, if any.
+        let inner = |s: &str| match root {
+            Some(r) => Path::new("/").join(d.join(s).strip_prefix(r).unwrap()),
+            None => d.join(s),
+        };
+        let p = |s: &str| inner(s).display().to_string();
+        let host = |s: &str| d.join(s).display().to_string();
         run_ok(Command::new("openssl").args([
             "req",
             "-x509",
@@ -328,22 +434,71 @@ impl MailServer {
             "-subj",
             "/CN=mx.example.org",
             "-keyout",
-            &p("key.pem"),
+            &host("key.pem"),
             "-out",
-            &p("cert.pem"),
+            &host("cert.pem"),
         ]));
-        run_ok(Command::new("chmod").args(["0644", &p("key.pem")]));
+        run_ok(Command::new("chmod").args(["0644", &host("key.pem")]));
         std::fs::write(
             d.join("users"),
-            format!("alice:{{PLAIN}}{PASSWORD}\nbob:{{PLAIN}}{PASSWORD}\n"),
+            format!(
+                "alice:{{PLAIN}}{PASSWORD}\nbob:{{PLAIN}}{PASSWORD}\ncarol:{{PLAIN}}{PASSWORD}\ndave:{{PLAIN}}{PASSWORD}\n"
+            ),
         )
         .unwrap();
         for sub in ["mail", "run", "state"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        run_ok(Command::new("chmod").args(["0777", &p("mail")]));
-        std::fs::write(
-            d.join("dovecot.conf"),
+        run_ok(Command::new("chmod").args(["0777", &host("mail")]));
+        let dovecot_conf = if root.is_some() {
+            // Dovecot 2.4: versioned configuration, passdb/userdb blocks named by
+            // driver, `auth_allow_cleartext` for `disable_plaintext_auth`, TLS files by
+            // path, `mail_driver`/`mail_path` for `mail_location`.
+            format!(
+                r#"dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+base_dir = {run}
+state_dir = {state}
+log_path = {log}
+protocols = imap pop3
+listen = {SERVER_V4}, {SERVER_V6}
+ssl = yes
+ssl_server_cert_file = {cert}
+ssl_server_key_file = {key}
+auth_allow_cleartext = yes
+auth_mechanisms = plain login
+auth_verbose = yes
+auth_failure_delay = 0
+mail_driver = maildir
+mail_home = {mail}/%{{user}}
+mail_path = ~/Maildir
+default_internal_user = dovecot
+default_login_user = dovenull
+passdb passwd-file {{
+  passwd_file_path = {users}
+}}
+userdb static {{
+  fields {{
+    uid = nobody
+    gid = nogroup
+    home = {mail}/%{{user}}
+  }}
+}}
+service auth {{
+  unix_listener auth-postfix {{
+    mode = 0666
+  }}
+}}
+"#,
+                run = p("run"),
+                state = p("state"),
+                log = p("dovecot.log"),
+                cert = p("cert.pem"),
+                key = p("key.pem"),
+                mail = p("mail"),
+                users = p("users"),
+            )
+        } else {
             format!(
                 r#"base_dir = {run}
 state_dir = {state}
@@ -386,18 +541,11 @@ service auth {{
                 } else {
                     ""
                 },
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(d.join("dovecot.conf"), dovecot_conf).unwrap();
         start_daemon(
-            Command::new("ip").args([
-                "netns",
-                "exec",
-                &srv.ns,
-                "dovecot",
-                "-c",
-                &p("dovecot.conf"),
-            ]),
+            &mut srv.cmd(&["dovecot", "-c", &p("dovecot.conf")]),
             &d.join("dovecot.start"),
         );
         srv.dovecot_started = true;
@@ -406,7 +554,8 @@ service auth {{
         // Postfix creates the queue's subdirectories, not the queue directory itself.
         std::fs::create_dir_all(pf.join("queue")).unwrap();
         std::fs::create_dir_all(pf.join("data")).unwrap();
-        run_ok(Command::new("chown").arg("postfix").arg(pf.join("data")));
+        // The postfix user of the system that runs Postfix (the root filesystem's own).
+        run_ok(&mut srv.cmd(&["chown", "postfix", &p("postfix/data")]));
         std::fs::write(
             pf.join("main.cf"),
             format!(
@@ -443,7 +592,7 @@ relay_transport = discard
                 queue = p("postfix/queue"),
                 data = p("postfix/data"),
                 log = p("postfix.log"),
-                dir = d.display(),
+                dir = inner("").display(),
                 cert = p("cert.pem"),
                 key = p("key.pem"),
                 run = p("run"),
@@ -491,9 +640,9 @@ relay_transport = discard
             ),
         )
         .unwrap();
-        let conf = pf.display().to_string();
+        let conf = p("postfix");
         start_daemon(
-            Command::new("ip").args(["netns", "exec", &srv.ns, "postfix", "-c", &conf, "start"]),
+            &mut srv.cmd(&["postfix", "-c", &conf, "start"]),
             &d.join("postfix.start"),
         );
         srv.postfix_started = true;
@@ -517,10 +666,12 @@ relay_transport = discard
     pub fn stop(&mut self) {
         let d = self.dir.path();
         if self.postfix_started {
-            let _ = Command::new("ip")
-                .args(["netns", "exec", &self.ns, "postfix", "-c"])
-                .arg(d.join("postfix"))
-                .arg("stop")
+            let conf = match &self.root {
+                Some(r) => Path::new("/").join(d.join("postfix").strip_prefix(r).unwrap()),
+                None => d.join("postfix"),
+            };
+            let _ = self
+                .cmd(&["postfix", "-c", conf.to_str().unwrap(), "stop"])
                 .output();
             self.postfix_started = false;
         }
