@@ -698,9 +698,17 @@ fn connect(host: &str, port: u16, timeout: Duration, r: &mut Report) -> Option<C
     }
 }
 
-/// A greeting that does not come: silent or closed.
+/// A greeting that does not come (silent or closed), or one that says no: a `554`
+/// (Postfix's access map refusing a banned client, RFC 5321 4.2), `* BYE` or `-ERR` is
+/// a refusal too.
 fn greeting_failed(r: &mut Report, e: String, timeout: Duration) {
-    if e.contains("closed by the server") || e.contains("reset") {
+    let refusal = e.strip_prefix("greeting: ").is_some_and(|g| {
+        g.starts_with('5') || g.starts_with('4') || g.starts_with("* BYE") || g.starts_with("-ERR")
+    });
+    if refusal {
+        r.verdict = Verdict::Refused;
+        r.detail = Some(format!("refused in the {e}"));
+    } else if e.contains("closed by the server") || e.contains("reset") {
         r.verdict = Verdict::Dropped;
         r.detail = Some(format!(
             "connected, then closed by the server before its greeting ({e})"
@@ -959,6 +967,31 @@ mod tests {
         let pop3 = vec!["USER".into(), "SASL PLAIN LOGIN".into(), "STLS".into()];
         assert_eq!(pop3_auth_mechs(&pop3), ["PLAIN", "LOGIN"]);
         assert!(starttls_offered(Family::Pop3, &pop3));
+    }
+
+    #[test]
+    fn a_554_greeting_is_a_refusal() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            std::io::Write::write_all(
+                &mut s,
+                b"554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: too many failed logins\r\n",
+            )
+            .unwrap();
+        });
+        let r = probe(
+            "127.0.0.1",
+            port,
+            Service::Submission,
+            None,
+            Duration::from_secs(5),
+        );
+        server.join().unwrap();
+        assert_eq!(r.verdict, Verdict::Refused, "{:?}", r.detail);
+        assert!(r.blocked());
+        assert!(r.detail.unwrap().contains("554 5.7.1"));
     }
 
     #[test]
