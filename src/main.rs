@@ -84,6 +84,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(cfg) => {
+                if cfg.alerts.ban_ms <= 0 {
+                    eprintln!(
+                        "{}: note: [alerts] ban = \"off\": a login after guesses is alerted, but the account keeps working; lock it with an alert command (README: Alerts, config/alerts/disable-account.sh)",
+                        file.display()
+                    );
+                }
                 if cfg.sources.journal && !cfg.sources.files.is_empty() {
                     eprintln!(
                         "{}: warning: {}",

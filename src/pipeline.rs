@@ -75,6 +75,8 @@ pub struct Changes {
     pub failures: Vec<(IpAddr, Timestamp, u32)>,
     /// Addresses whose offender record may have changed.
     pub touched: Vec<IpAddr>,
+    /// Known-good keys (an address, an IPv6 /64) that logged in, with the time.
+    pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
 pub struct Pipeline {
@@ -238,6 +240,12 @@ impl Pipeline {
                     service,
                 } => {
                     self.stats.logins += 1;
+                    self.policy.login(*address, *time);
+                    if self.record_changes {
+                        self.changes
+                            .known_good
+                            .push((Policy::good_key(*address), *time));
+                    }
                     let geo = self.lookup(*address);
                     let mut new = Vec::new();
                     self.alert_state.login(
@@ -297,6 +305,9 @@ impl Pipeline {
         }
         for b in &r.active {
             self.policy.restore(b.target, b.at, Some(b.until));
+        }
+        for &(key, last) in &r.known_good {
+            self.policy.restore_known_good(key, last);
         }
     }
 

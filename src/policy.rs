@@ -85,6 +85,9 @@ pub struct PolicyConfig {
     pub own_addresses: bool,
     /// What a ban by hand must satisfy.
     pub targets: crate::addr::TargetRules,
+    /// How long a successful login makes its address (its /64 for IPv6) known good:
+    /// never swept up by a prefix ban (0: off).
+    pub known_good_ms: i64,
     pub prefix_v4: u8,
     pub prefix_v6: u8,
     pub escalation: Escalation,
@@ -170,7 +173,14 @@ pub struct Policy {
     bans: LruCache<IpNet, BanRecord>,
     /// The host's interface addresses, when `own_addresses` is on.
     own: Vec<IpNet>,
+    /// Known-good keys (an IPv4 address, an IPv6 /64) with their last login.
+    known_good: LruCache<IpNet, Timestamp>,
+    /// The failing addresses of each prefix, newest last, for a narrowed prefix ban.
+    members: LruCache<IpNet, VecDeque<IpAddr>>,
 }
+
+/// Failing addresses kept per prefix for a narrowed ban.
+const MEMBERS_PER_PREFIX: usize = 64;
 
 impl Policy {
     pub fn new(cfg: PolicyConfig) -> Policy {
@@ -179,7 +189,63 @@ impl Policy {
             cfg,
             bans: LruCache::new(cap),
             own: Vec::new(),
+            known_good: LruCache::new(cap),
+            members: LruCache::new(cap),
         }
+    }
+
+    /// The key a login makes known good: the address, or its /64 for IPv6 (privacy
+    /// addresses change within it).
+    pub fn good_key(addr: IpAddr) -> IpNet {
+        match addr {
+            IpAddr::V4(_) => IpNet::from(addr),
+            IpAddr::V6(_) => IpNet::new(addr, 64).expect("valid").trunc(),
+        }
+    }
+
+    /// A successful login from `addr` at `time`.
+    pub fn login(&mut self, addr: IpAddr, time: Timestamp) {
+        if self.cfg.known_good_ms > 0 {
+            let k = Self::good_key(addr);
+            let t = self.known_good.get(&k).map_or(time, |t| (*t).max(time));
+            self.known_good.put(k, t);
+        }
+    }
+
+    /// Known-good keys with their last login, for the store.
+    pub fn known_good(&self) -> impl Iterator<Item = (&IpNet, &Timestamp)> {
+        self.known_good.iter()
+    }
+
+    /// Puts back a known-good key read from the store.
+    pub fn restore_known_good(&mut self, key: IpNet, last: Timestamp) {
+        self.known_good.put(key, last);
+    }
+
+    /// The known-good keys inside `prefix` at `now`.
+    fn good_in(&self, prefix: &IpNet, now: Timestamp) -> Vec<IpNet> {
+        if self.cfg.known_good_ms <= 0 {
+            return Vec::new();
+        }
+        let mut good: Vec<IpNet> = self
+            .known_good
+            .iter()
+            .filter(|(k, t)| {
+                now.0 - t.0 <= self.cfg.known_good_ms && (prefix.contains(*k) || k.contains(prefix))
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        good.sort();
+        good
+    }
+
+    /// True when `addr` is known good at `now`.
+    fn is_good(&self, addr: IpAddr, now: Timestamp) -> bool {
+        self.cfg.known_good_ms > 0
+            && self
+                .known_good
+                .peek(&Self::good_key(addr))
+                .is_some_and(|t| now.0 - t.0 <= self.cfg.known_good_ms)
     }
 
     /// The host's own addresses as they are now; ignored when `own_addresses` is off.
@@ -300,23 +366,71 @@ impl Policy {
                 *slot = Some((rule, n));
             }
         }
-        let prefix_decision = best[1].filter(|_| {
-            !self.active(&prefix, now)
-                && !self
-                    .protected()
-                    .any(|a| a.contains(&prefix) || prefix.contains(a))
-        });
-        let mut made = Vec::new();
-        if let Some((rule, n)) = prefix_decision {
-            made.push((prefix, rule.clone(), n));
+        let prefix_decision = best[1]
+            .filter(|_| {
+                !self.active(&prefix, now)
+                    && !self
+                        .protected()
+                        .any(|a| a.contains(&prefix) || prefix.contains(a))
+            })
+            .map(|(r, n)| (r.clone(), n));
+        let address_decision = best[0].map(|(r, n)| (r.clone(), n));
+        // The failing addresses of the prefix, for a ban narrowed around known-good ones.
+        if prefix.prefix_len() < prefix.max_prefix_len() && self.has_prefix_rules() {
+            let m = self.members.get_or_insert_mut(prefix, VecDeque::new);
+            if !m.contains(&addr) {
+                m.push_back(addr);
+                if m.len() > MEMBERS_PER_PREFIX {
+                    m.pop_front();
+                }
+            }
         }
-        let covered = self.active(&prefix, now) || !made.is_empty();
-        if let (Some((rule, n)), false) = (best[0], covered || self.active(&single, now)) {
-            made.push((single, rule.clone(), n));
+        let mut made: Vec<(IpNet, Rule, u32, Option<String>)> = Vec::new();
+        if let Some((rule, n)) = prefix_decision {
+            let good = self.good_in(&prefix, now);
+            if good.is_empty() {
+                made.push((prefix, rule, n, None));
+            } else {
+                // Addresses that logged in lately live there (a provider's pool, an
+                // office): ban the addresses that failed, one by one, not the prefix.
+                let list: Vec<String> = good.iter().take(4).map(target_string).collect();
+                let why = format!(
+                    "; narrowed: {} holds {} known-good address{} ({}{}), so its failing addresses are banned one by one",
+                    prefix,
+                    good.len(),
+                    if good.len() == 1 { "" } else { "es" },
+                    list.join(", "),
+                    if good.len() > 4 { ", ..." } else { "" }
+                );
+                let members: Vec<IpAddr> = self
+                    .members
+                    .peek(&prefix)
+                    .map(|m| m.iter().copied().collect())
+                    .unwrap_or_default();
+                for m in members {
+                    let t = IpNet::from(m);
+                    let own_rule = m == addr && address_decision.is_some();
+                    if own_rule
+                        || self.is_good(m, now)
+                        || self.allowlisted(m)
+                        || self.active(&t, now)
+                    {
+                        continue;
+                    }
+                    made.push((t, rule.clone(), n, Some(why.clone())));
+                }
+            }
+        }
+        let covered = self.active(&prefix, now) || made.iter().any(|(t, ..)| *t == prefix);
+        if let (Some((rule, n)), false) = (address_decision, covered || self.active(&single, now)) {
+            made.push((single, rule, n, None));
         }
         let origin_name = origin_rule.map(|o| o.rule.name.clone());
-        for (target, rule, n) in made {
+        for (target, rule, n, narrowed) in made {
             let mut d = self.ban(target, &rule, n, now);
+            if let Some(why) = narrowed {
+                d.reason.push_str(&why);
+            }
             if origin_name.as_ref() == Some(&rule.name) {
                 d.reason = d.reason.replacen(
                     &format!("(rule {})", rule.name),

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The schema this build writes; `MIGRATIONS[i]` takes version i to i + 1.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -78,6 +78,14 @@ CREATE TABLE accounts (
     user    TEXT PRIMARY KEY,
     record  TEXT NOT NULL
 );
+",
+    // v3: known-good addresses (IPv6: /64s) with their last successful login.
+    "
+CREATE TABLE known_good (
+    key         TEXT PRIMARY KEY,
+    last_login  INTEGER NOT NULL
+);
+CREATE INDEX known_good_last ON known_good(last_login);
 ",
 ];
 
@@ -149,6 +157,11 @@ pub enum Op {
     },
     /// An account's login origins (for `new_origin` alerts).
     Account(Box<(String, AccountHistory)>),
+    /// A successful login made `key` known good at `at`.
+    KnownGood {
+        key: IpNet,
+        at: Timestamp,
+    },
     /// Bans of `target` still active at `at` are lifted (by hand: `by` says who).
     Lift {
         target: IpNet,
@@ -182,6 +195,8 @@ pub struct Restored {
     pub offenders: Vec<Offender>,
     pub checkpoints: Vec<(String, String)>,
     pub accounts: Vec<(String, AccountHistory)>,
+    /// Known-good keys with their last login, newest last.
+    pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
 pub struct Store {
@@ -413,6 +428,14 @@ impl Store {
                         )
                         .map_err(&sql)?;
                     }
+                    Op::KnownGood { key, at } => {
+                        tx.execute(
+                            "INSERT INTO known_good(key, last_login) VALUES (?1, ?2)
+                             ON CONFLICT(key) DO UPDATE SET last_login = MAX(last_login, ?2)",
+                            params![key.to_string(), at.0],
+                        )
+                        .map_err(&sql)?;
+                    }
                     Op::Account(acc) => {
                         tx.execute(
                             "INSERT INTO accounts(user, record) VALUES (?1, ?2)
@@ -448,6 +471,12 @@ impl Store {
                         tx.execute(
                             "DELETE FROM failures WHERE time < ?1",
                             params![failures_before.0],
+                        )
+                        .map_err(&sql)?;
+                        // Known-good addresses are kept as long as ban history.
+                        tx.execute(
+                            "DELETE FROM known_good WHERE last_login < ?1",
+                            params![history_before.0],
                         )
                         .map_err(&sql)?;
                         tx.execute(
@@ -563,6 +592,25 @@ impl Store {
             let (user, rec) = row.map_err(&sql)?;
             if let Ok(h) = serde_json::from_str(&rec) {
                 r.accounts.push((user, h));
+            }
+        }
+        // The most recent known-good keys (as many as the policy keeps), oldest first.
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT key, last_login FROM (SELECT key, last_login FROM known_good
+                 ORDER BY last_login DESC LIMIT ?1) ORDER BY last_login",
+            )
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![max_addresses.max(1) as i64], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(&sql)?;
+        for row in rows {
+            let (key, at) = row.map_err(&sql)?;
+            if let Some(k) = parse_target(&key) {
+                r.known_good.push((k, Timestamp(at)));
             }
         }
         Ok(r)
@@ -890,5 +938,42 @@ mod tests {
             .restore(Timestamp(2_000), Timestamp(0), Timestamp(1_148), 10, 5, 3)
             .unwrap();
         assert_eq!(r.failures.len(), 2);
+    }
+
+    #[test]
+    fn known_good_addresses_survive_a_restart_and_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        let batch: Batch = [
+            ("192.0.2.5/32", 10),
+            ("2001:db8:1:2::/64", 20),
+            ("192.0.2.5/32", 30),
+        ]
+        .iter()
+        .map(|(k, t)| Op::KnownGood {
+            key: k.parse().unwrap(),
+            at: Timestamp(*t),
+        })
+        .collect();
+        s.write(&[batch]).unwrap();
+        let r = s
+            .restore(Timestamp(100), Timestamp(0), Timestamp(0), 10, 5, 10)
+            .unwrap();
+        let got: Vec<(String, i64)> = r
+            .known_good
+            .iter()
+            .map(|(k, t)| (k.to_string(), t.0))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2001:db8:1:2::/64".to_string(), 20),
+                ("192.0.2.5/32".to_string(), 30)
+            ]
+        );
+        let r = s
+            .restore(Timestamp(100), Timestamp(0), Timestamp(0), 10, 5, 1)
+            .unwrap();
+        assert_eq!(r.known_good.len(), 1, "bounded by the addresses kept");
     }
 }

@@ -142,6 +142,7 @@ pub struct RawRule {
 pub struct RawPrefix {
     pub ipv4: Option<Spanned<i64>>,
     pub ipv6: Option<Spanned<i64>>,
+    pub known_good: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -289,6 +289,10 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
 
     let prefix_v4 = e.int(&raw.prefix.ipv4, "prefix.ipv4", 8..=32, 24) as u8;
     let prefix_v6 = e.int(&raw.prefix.ipv6, "prefix.ipv6", 16..=128, 64) as u8;
+    let known_good_ms = match &raw.prefix.known_good {
+        Some(v) if v.get_ref() == "off" => 0,
+        v => e.duration(v, "prefix.known_good", 30 * 86_400_000),
+    };
 
     let own_addresses = raw
         .allowlist
@@ -366,6 +370,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
             allowlist,
             own_addresses,
             targets,
+            known_good_ms,
             prefix_v4,
             prefix_v6,
             escalation,

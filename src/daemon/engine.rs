@@ -349,6 +349,11 @@ impl Engine {
                 count,
             })
             .collect();
+        batch.extend(
+            ch.known_good
+                .iter()
+                .map(|&(key, at)| Op::KnownGood { key, at }),
+        );
         let mut seen = HashSet::new();
         for a in ch.touched {
             if seen.insert(a)

@@ -62,6 +62,7 @@ pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
     let mut offenders: LruCache<IpAddr, Op> = LruCache::new(cap(b.max_offenders));
     let mut accounts: BTreeMap<String, Op> = BTreeMap::new();
     let mut checkpoints: BTreeMap<String, Op> = BTreeMap::new();
+    let mut known_good: BTreeMap<ipnet::IpNet, Op> = BTreeMap::new();
     let mut ordered: Vec<Op> = Vec::new();
     for op in held.into_iter().flatten() {
         match op {
@@ -84,6 +85,9 @@ pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
             Op::Checkpoint { ref source, .. } => {
                 checkpoints.insert(source.clone(), op);
             }
+            Op::KnownGood { key, .. } => {
+                known_good.insert(key, op);
+            }
             other => ordered.push(other),
         }
     }
@@ -96,6 +100,7 @@ pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
         out.push(o);
     }
     out.extend(accounts.into_values());
+    out.extend(known_good.into_values());
     out.extend(ordered);
     // Last: the positions, in the same transaction as everything they cover.
     out.extend(checkpoints.into_values());

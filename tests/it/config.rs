@@ -136,3 +136,33 @@ fn check_config_refuses_bad_files_with_file_line_and_reason() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn the_disable_account_example_locks_the_account_and_refuses_odd_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny = dir.path().join("deny-users");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/alerts/disable-account.sh");
+    let run = |kind: &str, user: &str| {
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .env("SASLGUARD_DENY_FILE", &deny)
+            .env("SASLGUARD_ALERT_KIND", kind)
+            .env("SASLGUARD_ALERT_USER", user)
+            .env("SASLGUARD_ALERT_ADDRESS", "203.0.113.9")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    run("login_after_failures", "bob@example.org");
+    run("login_after_failures", "bob@example.org");
+    run("spray_account", "carol@example.org");
+    for hostile in ["eve\nroot:", "-rf", "a:b", "x y", ""] {
+        run("login_after_failures", hostile);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&deny).unwrap(),
+        "bob@example.org:\n",
+        "one line for the guessed account, nothing for other kinds or odd names"
+    );
+}

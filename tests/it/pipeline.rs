@@ -614,3 +614,78 @@ fn csv_output_defuses_every_formula_trigger() {
         assert_eq!(csv_field(raw), want, "{raw:?}");
     }
 }
+
+/// A successful IMAP login from `addr` at `t`.
+fn login(t: i64, addr: &str, user: &str) -> String {
+    format!(
+        "{} mx dovecot: imap-login: Login: user=<{user}>, method=PLAIN, rip={addr}, lip=192.0.2.1, mpid=1, TLS, session=<l{}>\n",
+        at(t),
+        t
+    )
+}
+
+#[test]
+fn a_prefix_ban_never_sweeps_up_addresses_that_logged_in() {
+    // Two users of a provider's pool log in; then ten bots of the same /24 fail three
+    // times each: 30 failures from 10 addresses, the default prefix rule.
+    let mut log = login(0, "192.0.2.5", "alice") + &login(5, "192.0.2.6", "bob");
+    for round in 0..3 {
+        for b in 0..10 {
+            log += &fail(60 + round * 60 + b, &format!("192.0.2.{}", 100 + b));
+        }
+    }
+    let r = run(&[&log]);
+    let mut got = bans(&r);
+    got.sort();
+    let mut want: Vec<(String, String)> = (0..10)
+        .map(|b| (format!("192.0.2.{}", 100 + b), "prefix".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "the bots one by one, not the /24");
+    assert!(
+        r.dry_run.bans[0]
+            .reason
+            .contains("narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.5, 192.0.2.6)"),
+        "{}",
+        r.dry_run.bans[0].reason
+    );
+    // Without the logins, the /24 itself.
+    let bots: String = log.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    assert_eq!(
+        bans(&run(&[&bots])),
+        [("192.0.2.0/24".to_string(), "prefix".to_string())]
+    );
+    // With known_good off, the /24 too.
+    let c = cfg("[prefix]\nknown_good = \"off\"\n");
+    assert_eq!(
+        bans(&run_cfg(&c, &[&log])),
+        [("192.0.2.0/24".to_string(), "prefix".to_string())]
+    );
+}
+
+#[test]
+fn a_known_good_address_that_guesses_is_still_banned_by_the_address_rules() {
+    let mut log = login(0, "192.0.2.5", "alice");
+    for i in 0..5 {
+        log += &fail(60 + i, "192.0.2.5");
+    }
+    assert_eq!(
+        bans(&run(&[&log])),
+        [("192.0.2.5".to_string(), "fast".to_string())]
+    );
+}
+
+#[test]
+fn an_ipv6_login_makes_its_whole_64_known_good() {
+    // A privacy address logs in; the rotating guesser in the same /64 gets no prefix
+    // ban (the /64 is someone's home network), but one in a neighbour /64 does.
+    let mut log = login(0, "2001:db8:1:2::abcd", "alice");
+    for i in 0..30 {
+        log += &fail(60 + i, &format!("2001:db8:1:2::{:x}", 0x100 + i));
+        log += &fail(60 + i, &format!("2001:db8:1:3::{:x}", 0x100 + i));
+    }
+    assert_eq!(
+        bans(&run(&[&log])),
+        [("2001:db8:1:3::/64".to_string(), "prefix".to_string())]
+    );
+}
