@@ -76,6 +76,24 @@ pub enum Command {
     },
     /// Validate a configuration file; print every error with file:line.
     CheckConfig { file: PathBuf },
+    /// Prepare Postfix for saslguard: create the configured access map (empty, and its
+    /// postmap database for hash:/lmdb:) if it is not there yet, so Postfix never looks
+    /// up a missing map; print the main.cf and master.cf settings to add.
+    PostfixSetup {
+        #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+        config: PathBuf,
+        /// Print nothing when there is nothing to do.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Is an address banned now, and by what?
+    Check {
+        #[command(flatten)]
+        socket: SocketArgs,
+        #[arg(long)]
+        json: bool,
+        address: String,
+    },
     /// Run the daemon: follow the logs, ban, keep state (SIGHUP reloads, SIGTERM stops).
     Run {
         /// Configuration file.

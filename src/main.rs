@@ -82,6 +82,48 @@ fn time_settings(args: &TimeArgs, cfg: &Config) -> Result<TimeSettings, ExitCode
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Check {
+            socket,
+            json,
+            address,
+        } => control(&socket, Request::Check { address }, json),
+        Command::PostfixSetup {
+            config: file,
+            quiet,
+        } => {
+            let cfg = match config::load(&file) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(EX_USAGE));
+                }
+            };
+            let Some(mc) = &cfg.postfix_map else {
+                if !quiet {
+                    println!(
+                        "[postfix_map] is not enabled in {}: no map to create",
+                        file.display()
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let map = saslguard::daemon::engine::open_map(mc).map_err(anyhow::Error::msg)?;
+            if map.exists() {
+                if !quiet {
+                    println!("{} exists", mc.map);
+                }
+            } else {
+                map.create()?;
+                println!("created {} (empty)", mc.map);
+            }
+            if !quiet {
+                println!(
+                    "add to main.cf: /usr/share/doc/saslguard/postfix/main.cf.saslguard (map path {}); to master.cf: master.cf.saslguard",
+                    mc.map
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(cfg) => {
                 if cfg.alerts.ban_ms <= 0 {

@@ -15,6 +15,16 @@ use crate::time::Zone;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The Postfix policy service (`check_policy_service`) the daemon serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyServiceConfig {
+    /// The unix socket Postfix connects to (`unix:private/saslguard` is
+    /// `/var/spool/postfix/private/saslguard` on Debian).
+    pub socket: std::path::PathBuf,
+    /// The access(5) action for a banned client.
+    pub reply: String,
+}
+
 /// Said by `check-config` and the daemon when both the journal and files are followed.
 pub const BOTH_SOURCES_WARNING: &str = "[sources] follows the journal and files: on a host where rsyslog writes the journal's mail lines to those files, every line is read twice and every failure counted twice; follow one of the two";
 
@@ -33,6 +43,8 @@ pub struct Config {
     pub nftables: Option<NftConfig>,
     /// None: `[postfix_map] enabled = false`.
     pub postfix_map: Option<MapConfig>,
+    /// None: `[postfix_policy] enabled = false`.
+    pub postfix_policy: Option<PolicyServiceConfig>,
     pub geoip: GeoConfig,
     pub alerts: AlertConfig,
 }

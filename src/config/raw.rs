@@ -30,6 +30,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub postfix_map: RawPostfixMap,
     #[serde(default)]
+    pub postfix_policy: RawPostfixPolicy,
+    #[serde(default)]
     pub geoip: RawGeoip,
     #[serde(default)]
     pub origin: Option<Vec<Spanned<RawOrigin>>>,
@@ -99,6 +101,14 @@ pub struct RawNftables {
     pub table: Option<Spanned<String>>,
     pub ports: Option<Vec<Spanned<i64>>>,
     pub reject: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostfixPolicy {
+    pub enabled: Option<Spanned<bool>>,
+    pub socket: Option<Spanned<String>>,
+    pub reply: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

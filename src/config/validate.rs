@@ -1,7 +1,8 @@
 //! Raw configuration → typed [`Config`], collecting every error with file:line.
 
 use super::raw::{
-    RawAlerts, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap, RawSources,
+    RawAlerts, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap,
+    RawPostfixPolicy, RawSources,
 };
 use super::{
     Config, ConfigError, ConfigErrors, DaemonConfig, GeoConfig, MapConfig, SourcesConfig, StartAt,
@@ -353,6 +354,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
     let daemon = daemon(&mut e, &raw.daemon);
     let nftables = nftables(&mut e, &raw.nftables);
     let postfix_map = postfix_map(&mut e, &raw.postfix_map);
+    let postfix_policy = postfix_policy(&mut e, &raw.postfix_policy);
     let geoip = geoip(&mut e, &raw.geoip);
     let origins = origins(&mut e, raw.origin.as_deref().unwrap_or_default());
     let alerts = alerts(&mut e, &raw.alerts);
@@ -382,6 +384,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         daemon,
         nftables,
         postfix_map,
+        postfix_policy,
         geoip,
         alerts,
     })
@@ -731,6 +734,33 @@ fn postfix_map(e: &mut Errs, raw: &RawPostfixMap) -> Option<MapConfig> {
             postfix_config,
             reload_command,
         })
+}
+
+fn postfix_policy(
+    e: &mut Errs,
+    raw: &RawPostfixPolicy,
+) -> Option<crate::config::PolicyServiceConfig> {
+    let socket = match &raw.socket {
+        None => PathBuf::from("/var/spool/postfix/private/saslguard"),
+        Some(s) => absolute(e, s, "postfix_policy.socket"),
+    };
+    let reply = match &raw.reply {
+        None => "REJECT too many failed logins from your address".to_string(),
+        Some(r) => {
+            let t = r.get_ref().trim();
+            if t.is_empty() || t.contains(['\n', '\r']) {
+                e.at(
+                    r.span(),
+                    "postfix_policy.reply must be one non-empty line (an access(5) action)",
+                );
+            }
+            t.to_string()
+        }
+    };
+    raw.enabled
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+        .then_some(crate::config::PolicyServiceConfig { socket, reply })
 }
 
 pub use crate::addr::parse_network;

@@ -33,6 +33,10 @@ pub enum Request {
     },
     Reload,
     Metrics,
+    /// Is `address` banned now, and by what? (`saslguard check`, the policy service.)
+    Check {
+        address: String,
+    },
 }
 
 pub type Call = (Request, oneshot::Sender<Value>);

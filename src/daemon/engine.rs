@@ -103,7 +103,7 @@ pub struct Engine {
     unenforced: BTreeMap<IpNet, Owed>,
 }
 
-fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
+pub fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
     let map = PostfixMap::open(&m.map, &m.reply).map_err(|e| e.to_string())?;
     Ok(match &m.postfix_config {
         Some(dir) => map.with_postfix_config(dir),
@@ -724,6 +724,7 @@ impl Engine {
                 Err(e) => error(e),
             },
             Request::Metrics => json!({"ok": true, "text": self.metrics()}),
+            Request::Check { address } => self.check(&address),
         }
     }
 
@@ -756,6 +757,31 @@ impl Engine {
             },
             "store_errors": self.store.errors.load(Ordering::Relaxed),
         })
+    }
+
+    /// Whether a ban covers `address` now: the longest-running one that does.
+    fn check(&self, address: &str) -> Value {
+        let addr = match config::validate::parse_network(address) {
+            Ok(n) if n.prefix_len() == n.max_prefix_len() => n.addr(),
+            _ => return refused(format!("{address:?} is not an address")),
+        };
+        let now = wall_now();
+        let ban = self
+            .active
+            .values()
+            .filter(|b| b.until > now && b.target.contains(&addr))
+            .max_by_key(|b| b.until);
+        match ban {
+            Some(b) => json!({
+                "ok": true,
+                "address": addr.to_string(),
+                "banned": true,
+                "target": target_string(&b.target),
+                "until": b.until,
+                "reason": b.reason,
+            }),
+            None => json!({"ok": true, "address": addr.to_string(), "banned": false}),
+        }
     }
 
     fn bans(&self) -> Value {

@@ -11,6 +11,7 @@
 pub mod control;
 pub mod engine;
 pub mod metrics;
+pub mod policy_service;
 pub mod render;
 pub mod sources;
 pub mod store_writer;
@@ -183,6 +184,18 @@ async fn event_loop(
         control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode)
             .with_context(|| format!("control socket {}", cfg.daemon.control_socket.display()))?;
     tokio::spawn(control::serve(listener, ctl_tx.clone()));
+    // Postfix's policy client (smtpd, as postfix) must connect; the socket sits in
+    // Postfix's private/ directory, which only postfix and root can enter.
+    let _policy_bound = match &cfg.postfix_policy {
+        Some(pc) => {
+            let (l, bound) = control::bind(&pc.socket, 0o666)
+                .with_context(|| format!("policy service socket {}", pc.socket.display()))?;
+            tokio::spawn(policy_service::serve(l, ctl_tx.clone(), pc.reply.clone()));
+            tracing::info!("Postfix policy service on {}", pc.socket.display());
+            Some(bound)
+        }
+        None => None,
+    };
     if let Some(addr) = cfg.daemon.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr)
             .await

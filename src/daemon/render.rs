@@ -26,6 +26,20 @@ fn s(v: &Value) -> String {
 pub fn text(req: &Request, a: &Value) -> String {
     let mut o = String::new();
     match req {
+        Request::Check { .. } => {
+            if a["banned"] == Value::Bool(true) {
+                let _ = writeln!(
+                    o,
+                    "{} is banned ({}) until {}: {}",
+                    s(&a["address"]),
+                    s(&a["target"]),
+                    s(&a["until"]),
+                    s(&a["reason"])
+                );
+            } else {
+                let _ = writeln!(o, "{} is not banned", s(&a["address"]));
+            }
+        }
         Request::Status => {
             let _ = writeln!(
                 o,

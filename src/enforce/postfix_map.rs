@@ -93,6 +93,17 @@ impl PostfixMap {
         Ok(map)
     }
 
+    /// True when the map file exists (Postfix can look it up).
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Writes the map as it is now (empty for a new one), with its database for
+    /// indexed types.
+    pub fn create(&self) -> Result<(), EnforceError> {
+        self.write()
+    }
+
     /// Runs postmap with `-c dir` (a Postfix instance with its own configuration).
     pub fn with_postfix_config(mut self, dir: &Path) -> PostfixMap {
         self.config_dir = Some(dir.to_path_buf());

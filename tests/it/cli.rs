@@ -299,3 +299,32 @@ fn following_the_journal_and_files_together_is_warned_about() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("counted twice"), "{err}");
 }
+
+#[test]
+fn postfix_setup_creates_the_map_before_postfix_looks_it_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("saslguard_access");
+    let cfg = dir.path().join("saslguard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[postfix_map]\nenabled = true\nmap = \"cidr:{}\"\n",
+            map.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = saslguard(&["postfix-setup", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created cidr:"), "{out}");
+    let text = std::fs::read_to_string(&map).unwrap();
+    assert!(text.starts_with("# saslguard access map"), "{text}");
+    // Again: the map is kept as it is; --quiet prints nothing.
+    let (code, out, _) = saslguard(&["postfix-setup", "-c", cfg.to_str().unwrap(), "--quiet"]);
+    assert_eq!((code, out.as_str()), (0, ""));
+    assert_eq!(std::fs::read_to_string(&map).unwrap(), text);
+    // Without [postfix_map] there is nothing to do.
+    std::fs::write(&cfg, "").unwrap();
+    let (code, out, _) = saslguard(&["postfix-setup", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("not enabled"), "{out}");
+}

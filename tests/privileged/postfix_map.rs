@@ -333,3 +333,107 @@ fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
         "only port 25's wrong password may reach Dovecot:\n{dovecot}"
     );
 }
+
+#[test]
+fn real_postfix_asks_the_policy_service_live_and_lets_everyone_in_without_it() {
+    if !support::can_run(
+        "real_postfix_asks_the_policy_service_live_and_lets_everyone_in_without_it",
+        &["ip", "postfix", "dovecot", "openssl", "python3", "ss"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["192.0.2.10", "192.0.2.11"]);
+    let server = MailServer::start_with(&net, Some(support::POLICY));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    std::fs::write(&log, "").unwrap();
+    let mut d = support::Daemon::start(
+        &net.server,
+        &format!(
+            // Postfix alone enforces here: no nftables table in the namespace.
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n[nftables]\nenabled = false\n[postfix_policy]\nenabled = true\nsocket = \"{}\"\n",
+            log.display(),
+            server.policy_socket().display()
+        ),
+    );
+    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
+    let out = d.ctl(&["ban", "192.0.2.10", "--for", "8s"]);
+    assert!(out.status.success(), "{out:?}");
+    let check = String::from_utf8_lossy(&d.ctl(&["check", "192.0.2.10"]).stdout).into_owned();
+    assert!(check.starts_with("192.0.2.10 is banned"), "{check}");
+    // Refused in the greeting on 587 and 465; the neighbour logs in and sends.
+    let r = net.mail_clients(
+        SERVER_V4,
+        &[
+            auth("192.0.2.10", 587, true),
+            auth("192.0.2.10", 465, false),
+            auth("192.0.2.11", 587, true),
+        ],
+    );
+    let lines: Vec<&str> = r.lines().collect();
+    assert_eq!(
+        lines[0],
+        "smtp_auth 192.0.2.10 greeting=554",
+        "{r}\n{}\n{}\n{}",
+        server.log_text(&server.postfix_log()),
+        d.log(),
+        String::from_utf8_lossy(
+            &net.exec(
+                &net.server,
+                &[
+                    "postconf",
+                    "-c",
+                    server.dir.path().join("postfix").to_str().unwrap(),
+                    "-n"
+                ]
+            )
+            .stdout
+        )
+    );
+    assert_eq!(lines[1], "smtp_auth 192.0.2.10 greeting=554", "{r}");
+    assert!(
+        lines[2].contains("auth=235") && lines[2].contains("sent"),
+        "{r}"
+    );
+    // The ban ends at its expiry: no map, no reload, Postfix asks again.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = net.mail_clients(SERVER_V4, &[auth("192.0.2.10", 587, true)]);
+        if r.contains("auth=235") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "still refused long after the ban's end: {r}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // A ban while saslguard runs, then saslguard stopped: Postfix's default_action
+    // lets everyone in.
+    assert!(
+        d.ctl(&["ban", "192.0.2.11", "--for", "1h"])
+            .status
+            .success()
+    );
+    let r = net.mail_clients(SERVER_V4, &[auth("192.0.2.11", 465, false)]);
+    assert!(r.contains("greeting=554"), "{r}");
+    d.stop();
+    assert!(
+        !server.policy_socket().exists(),
+        "the socket goes with saslguard"
+    );
+    let r = net.mail_clients(
+        SERVER_V4,
+        &[
+            auth("192.0.2.11", 587, true),
+            auth("192.0.2.10", 465, false),
+        ],
+    );
+    assert_eq!(
+        r.lines()
+            .filter(|l| l.contains("auth=235") && l.contains("sent"))
+            .count(),
+        2,
+        "every login works while saslguard is stopped: {r}"
+    );
+}

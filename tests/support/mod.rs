@@ -349,6 +349,11 @@ fn debian_mirror() -> String {
 pub const PASSWORD: &str = "correct horse";
 
 impl MailServer {
+    /// Where Postfix looks for `unix:private/saslguard`.
+    pub fn policy_socket(&self) -> PathBuf {
+        self.dir.path().join("postfix/queue/private/saslguard")
+    }
+
     pub fn postfix_log(&self) -> PathBuf {
         self.dir.path().join("postfix.log")
     }
@@ -362,8 +367,9 @@ impl MailServer {
         MailServer::start_with(netns, None)
     }
 
-    /// As [`MailServer::start`], with saslguard's access map `map` (`cidr:/path`) wired
-    /// in exactly as config/postfix/*.saslguard documents it.
+    /// As [`MailServer::start`], with saslguard's access map `map` (`cidr:/path`), or
+    /// with [`POLICY`] its policy service (the socket at `postfix/queue/private/
+    /// saslguard`), wired in exactly as config/postfix/*.saslguard* documents it.
     pub fn start_with(netns: &Netns, map: Option<&str>) -> MailServer {
         MailServer::start_full(netns, map, false, None)
     }
@@ -596,7 +602,11 @@ relay_transport = discard
                 cert = p("cert.pem"),
                 key = p("key.pem"),
                 run = p("run"),
-                access_main = map.map(access_main_cf).unwrap_or_default(),
+                access_main = match map {
+                    Some(POLICY) => policy_main_cf(),
+                    Some(m) => access_main_cf(m),
+                    None => String::new(),
+                },
                 postfix_probe = if probe {
                     "smtpd_tls_protocols = >=TLSv1.2\nsmtpd_tls_mandatory_protocols = >=TLSv1.2"
                 } else {
@@ -689,6 +699,22 @@ relay_transport = discard
     pub fn log_text(&self, path: &Path) -> String {
         std::fs::read_to_string(path).unwrap_or_default()
     }
+}
+
+/// `start_with`'s map argument for saslguard's policy service instead of a map.
+pub const POLICY: &str = "policy:";
+
+/// config/postfix/main.cf.saslguard-policy's settings.
+fn policy_main_cf() -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/postfix/main.cf.saslguard-policy"
+    ))
+    .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// config/postfix/main.cf.saslguard's settings, with the map path replaced.
