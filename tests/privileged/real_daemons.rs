@@ -357,3 +357,65 @@ fn unexplained_lines(log: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A botnet and legitimate users in one /24, against real Postfix and Dovecot: the
+/// default prefix rule fires, but the /24 holds addresses that logged in, so the bots
+/// are banned one by one and no address that logged in is banned.
+#[test]
+fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
+    if !support::can_run(
+        "a_botnet_next_to_real_users_gets_banned_and_the_users_do_not",
+        &["ip", "postfix", "dovecot", "openssl", "python3", "ss"],
+    ) {
+        return;
+    }
+    let bots: Vec<String> = (20..30).map(|i| format!("192.0.2.{i}")).collect();
+    let mut addrs: Vec<&str> = vec!["192.0.2.11", "192.0.2.14"];
+    addrs.extend(bots.iter().map(String::as_str));
+    let net = Netns::new(&addrs);
+    let mut server = MailServer::start(&net);
+    // First the users: one logs in, one mistypes once and then logs in.
+    let users = [
+        json!({"kind": "imap", "from": "192.0.2.11", "starttls": true, "logins": [["carol", PASSWORD]]}),
+        json!({"kind": "imap", "from": "192.0.2.14", "logins": [["dave", "typo"], ["dave", PASSWORD]]}),
+    ];
+    let r = net.mail_clients_parallel(SERVER_V4, &users);
+    assert!(r.contains("imap 192.0.2.11 ok") && r.contains("imap 192.0.2.14 fail ok"), "{r}");
+    // Then ten bots of the same /24, three wrong passwords each: 30 failures.
+    let attack: Vec<serde_json::Value> = bots
+        .iter()
+        .map(|b| json!({"kind": "imap", "from": b, "logins": [["admin", "1"], ["info", "2"], ["root", "3"]]}))
+        .collect();
+    let r = net.mail_clients_parallel(SERVER_V4, &attack);
+    assert_eq!(r.lines().filter(|l| l.ends_with("fail fail fail")).count(), 10, "{r}");
+    server.stop();
+    let r = replay(
+        &Config::default(),
+        &[server.postfix_log(), server.dovecot_log()],
+        TimeSettings {
+            zone: Zone::Local,
+            year: None,
+            now: Timestamp(chrono::Utc::now().timestamp_millis()),
+        },
+    )
+    .unwrap();
+    assert_eq!(r.pipeline.stats.failures, 31, "{:?}", r.pipeline.stats);
+    let mut banned: Vec<String> = r
+        .dry_run
+        .bans
+        .iter()
+        .map(|d| saslguard::policy::target_string(&d.target))
+        .collect();
+    banned.sort();
+    let mut want = bots.clone();
+    want.sort();
+    assert_eq!(banned, want, "each bot, not the /24, not the users");
+    assert!(
+        r.dry_run
+            .bans
+            .iter()
+            .all(|d| d.rule == "prefix" && d.reason.contains("narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.11, 192.0.2.14)")),
+        "{:#?}",
+        r.dry_run.bans
+    );
+}
