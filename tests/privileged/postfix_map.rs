@@ -437,3 +437,229 @@ fn real_postfix_asks_the_policy_service_live_and_lets_everyone_in_without_it() {
         "every login works while saslguard is stopped: {r}"
     );
 }
+
+#[test]
+fn a_map_postfix_looks_up_before_it_exists_breaks_port_25_until_postfix_setup() {
+    if !support::can_run(
+        "a_map_postfix_looks_up_before_it_exists_breaks_port_25_until_postfix_setup",
+        &["ip", "postfix", "dovecot", "openssl", "python3", "ss"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["192.0.2.10"]);
+    let map_dir = tempfile::tempdir().unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(map_dir.path())
+        .status()
+        .unwrap();
+    let path = map_dir.path().join("saslguard_access");
+    let spec = format!("cidr:{}", path.display());
+    let server = MailServer::start_with(&net, Some(&spec));
+    let send = json!({"kind": "smtp_auth", "from": "192.0.2.10", "port": 25, "starttls": false, "user": "alice", "password": PASSWORD, "send": true});
+    // The trap, as Postfix shows it: every message on port 25 deferred.
+    let r = net.mail_clients(SERVER_V4, std::slice::from_ref(&send));
+    assert!(r.contains("rcpt=451"), "{r}");
+    // What the package does at install: create the map, empty.
+    let cfg = map_dir.path().join("saslguard.toml");
+    std::fs::write(
+        &cfg,
+        format!("[postfix_map]\nenabled = true\nmap = \"{spec}\"\n"),
+    )
+    .unwrap();
+    support::run_ok(
+        Command::new(env!("CARGO_BIN_EXE_saslguard"))
+            .args(["postfix-setup", "-c"])
+            .arg(&cfg),
+    );
+    assert!(path.exists());
+    net.exec_ok(
+        &net.server,
+        &[
+            "postfix",
+            "-c",
+            server.dir.path().join("postfix").to_str().unwrap(),
+            "reload",
+        ],
+    );
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let r = net.mail_clients(SERVER_V4, std::slice::from_ref(&send));
+        if r.contains("sent") {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "port 25 still broken: {r}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// Debian's stock master.cf (/usr/share/postfix/master.cf.dist) as an admin enables
+/// submission and submissions in it, with config/postfix/master.cf.saslguard's
+/// smtpd_client_restrictions and smtpd_delay_reject merged in as its comments say (the
+/// stock stanza's line replaced, a missing one added), and every service unchrooted (the test's private instance has no
+/// chroot tree).
+fn stock_master_cf() -> String {
+    let stock = std::fs::read_to_string("/usr/share/postfix/master.cf.dist").unwrap();
+    let snippet = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/postfix/master.cf.saslguard"
+    ))
+    .unwrap();
+    // The snippet's options per service (its smtps is the stock file's submissions).
+    let mut ours: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for line in snippet.lines().filter(|l| !l.starts_with('#')) {
+        if !line.starts_with(' ') && !line.trim().is_empty() {
+            let name = line.split_whitespace().next().unwrap();
+            let name = if name == "smtps" { "submissions" } else { name };
+            ours.push((name.to_string(), Vec::new()));
+        } else if let Some(o) = line.trim().strip_prefix("-o ") {
+            // The two options the snippet's comments tell the admin to change; the
+            // others show where they go.
+            let (k, v) = o.split_once('=').unwrap();
+            if k == "smtpd_client_restrictions" || k == "smtpd_delay_reject" {
+                ours.last_mut()
+                    .unwrap()
+                    .1
+                    .push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut stanza: Option<(String, Vec<(String, String)>)> = None;
+    let flush = |stanza: &mut Option<(String, Vec<(String, String)>)>, out: &mut String| {
+        if let Some((head, mut opts)) = stanza.take() {
+            let name = head.split_whitespace().next().unwrap().to_string();
+            if let Some((_, add)) = ours.iter().find(|(n, _)| *n == name) {
+                for (k, v) in add {
+                    match opts.iter_mut().find(|(ok, _)| ok == k) {
+                        Some(o) => o.1 = v.clone(),
+                        None => opts.push((k.clone(), v.clone())),
+                    }
+                }
+            }
+            out.push_str(&head);
+            out.push('\n');
+            for (k, v) in opts {
+                out.push_str(&format!("  -o {k}={v}\n"));
+            }
+        }
+    };
+    for line in stock.lines() {
+        // Enable the two login services: uncomment their stanzas, not the prose.
+        let line = match line.strip_prefix('#') {
+            Some(l) if l.starts_with("submission ") || l.starts_with("submissions ") => l,
+            Some(l) if stanza.is_some() && l.starts_with("  -o ") => l,
+            _ => line,
+        };
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if let Some(o) = line.strip_prefix("  -o ") {
+            if let Some(s) = stanza.as_mut() {
+                let (k, v) = o.split_once('=').unwrap_or((o, ""));
+                s.1.push((k.to_string(), v.to_string()));
+            }
+            continue;
+        }
+        if line.starts_with(' ') {
+            // Other continuation lines (pipe commands) stay with their service.
+            if let Some(s) = stanza.as_mut() {
+                s.0.push('\n');
+                s.0.push_str(line);
+            }
+            continue;
+        }
+        flush(&mut stanza, &mut out);
+        // Columns: service type private unpriv chroot ...: no chroot here.
+        let mut cols: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        if cols.len() > 4 && cols[4] == "y" {
+            cols[4] = "n".into();
+        }
+        stanza = Some((cols.join(" "), Vec::new()));
+    }
+    flush(&mut stanza, &mut out);
+    out
+}
+
+#[test]
+fn the_snippets_work_in_debians_stock_master_cf_with_submission_and_submissions_on() {
+    if !support::can_run(
+        "the_snippets_work_in_debians_stock_master_cf_with_submission_and_submissions_on",
+        &["ip", "postfix", "dovecot", "openssl", "python3", "ss"],
+    ) {
+        return;
+    }
+    let master = stock_master_cf();
+    for want in [
+        "  -o smtpd_client_restrictions=$saslguard_restrictions",
+        "  -o smtpd_delay_reject=no",
+    ] {
+        assert_eq!(master.matches(want).count(), 2, "{want}:\n{master}");
+    }
+    assert!(!master.contains("smtpd_client_restrictions=\n"), "{master}");
+    let net = Netns::new(&["192.0.2.10", "192.0.2.11"]);
+    let map_dir = tempfile::tempdir().unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(map_dir.path())
+        .status()
+        .unwrap();
+    let spec = format!("cidr:{}", map_dir.path().join("saslguard_access").display());
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut map = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
+    map.apply(&[ban("192.0.2.10", now, 60)], Timestamp(now))
+        .unwrap();
+    let server = MailServer::start_with(&net, Some(&spec));
+    let conf = server.dir.path().join("postfix");
+    std::fs::write(conf.join("master.cf"), &master).unwrap();
+    // A restart, not a reload: smtpd processes of the old services would go on serving
+    // their ports until they are idle for max_idle.
+    net.exec_ok(
+        &net.server,
+        &["postfix", "-c", conf.to_str().unwrap(), "stop"],
+    );
+    net.exec_ok(
+        &net.server,
+        &["postfix", "-c", conf.to_str().unwrap(), "start"],
+    );
+    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
+    // Wait for the first answers of the new configuration.
+    let log = server.postfix_log();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let r = loop {
+        let r = net.mail_clients(
+            SERVER_V4,
+            &[
+                auth("192.0.2.10", 587, true),
+                auth("192.0.2.10", 465, false),
+                auth("192.0.2.11", 587, true),
+                auth("192.0.2.11", 465, false),
+            ],
+        );
+        // The stock file's submissions service logs as postfix/submissions (the
+        // test's own master.cf said smtps): proof that the stock file is in force.
+        let stock_in_force = server.log_text(&log).contains("postfix/submissions/smtpd[");
+        if (stock_in_force && r.lines().filter(|l| l.contains("greeting=554")).count() == 2)
+            || std::time::Instant::now() > end
+        {
+            assert!(
+                stock_in_force,
+                "the stock master.cf never took over:\n{}\n{master}",
+                server.log_text(&log)
+            );
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    let lines: Vec<&str> = r.lines().collect();
+    assert_eq!(lines[0], "smtp_auth 192.0.2.10 greeting=554", "{r}");
+    assert_eq!(lines[1], "smtp_auth 192.0.2.10 greeting=554", "{r}");
+    assert!(
+        lines[2].contains("auth=235") && lines[2].contains("sent"),
+        "{r}"
+    );
+    assert!(
+        lines[3].contains("auth=235") && lines[3].contains("sent"),
+        "{r}"
+    );
+}

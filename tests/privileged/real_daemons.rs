@@ -380,14 +380,21 @@ fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
         json!({"kind": "imap", "from": "192.0.2.14", "logins": [["dave", "typo"], ["dave", PASSWORD]]}),
     ];
     let r = net.mail_clients_parallel(SERVER_V4, &users);
-    assert!(r.contains("imap 192.0.2.11 ok") && r.contains("imap 192.0.2.14 fail ok"), "{r}");
+    assert!(
+        r.contains("imap 192.0.2.11 ok") && r.contains("imap 192.0.2.14 fail ok"),
+        "{r}"
+    );
     // Then ten bots of the same /24, three wrong passwords each: 30 failures.
     let attack: Vec<serde_json::Value> = bots
         .iter()
         .map(|b| json!({"kind": "imap", "from": b, "logins": [["admin", "1"], ["info", "2"], ["root", "3"]]}))
         .collect();
     let r = net.mail_clients_parallel(SERVER_V4, &attack);
-    assert_eq!(r.lines().filter(|l| l.ends_with("fail fail fail")).count(), 10, "{r}");
+    assert_eq!(
+        r.lines().filter(|l| l.ends_with("fail fail fail")).count(),
+        10,
+        "{r}"
+    );
     server.stop();
     let r = replay(
         &Config::default(),
@@ -411,10 +418,10 @@ fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
     want.sort();
     assert_eq!(banned, want, "each bot, not the /24, not the users");
     assert!(
-        r.dry_run
-            .bans
-            .iter()
-            .all(|d| d.rule == "prefix" && d.reason.contains("narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.11, 192.0.2.14)")),
+        r.dry_run.bans.iter().all(|d| d.rule == "prefix"
+            && d.reason.contains(
+                "narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.11, 192.0.2.14)"
+            )),
         "{:#?}",
         r.dry_run.bans
     );
