@@ -112,23 +112,10 @@ pub fn bind(path: &Path, mode: u32) -> std::io::Result<(tokio::net::UnixListener
 
 /// Answers connections until the engine goes away.
 pub async fn serve(listener: tokio::net::UnixListener, engine: mpsc::Sender<Call>) {
-    // Bounded like the metrics port: connections beyond this wait in the backlog, and
-    // an accept error (descriptors exhausted) waits instead of spinning.
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    // Bounded like the metrics port (see `accept`).
+    let gate = super::accept::gate(64);
     loop {
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("control socket: accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let (stream, permit) = super::accept::next(&listener, &gate, "control socket").await;
         let engine = engine.clone();
         tokio::spawn(async move {
             let _permit = permit;

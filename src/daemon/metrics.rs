@@ -8,10 +8,9 @@
 //! netlink, its logs and its store.
 
 use super::control::{Call, Request};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -19,23 +18,9 @@ pub const MAX_CONNECTIONS: usize = 32;
 pub const CONNECTION_TIME: Duration = Duration::from_secs(10);
 
 pub async fn serve(listener: tokio::net::TcpListener, engine: mpsc::Sender<Call>) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = super::accept::gate(MAX_CONNECTIONS);
     loop {
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let mut stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                // EMFILE and the like: waiting lets descriptors come back; retrying at
-                // once would spin the CPU.
-                tracing::warn!("metrics: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let (mut stream, permit) = super::accept::next(&listener, &gate, "metrics").await;
         let engine = engine.clone();
         tokio::spawn(async move {
             let _permit = permit;

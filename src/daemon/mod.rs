@@ -8,6 +8,7 @@
 //! processed, the store is written, the socket removed). The nftables table stays
 //! when saslguard stops, so the kernel keeps enforcing and expiring bans.
 
+pub mod accept;
 pub mod control;
 pub mod engine;
 pub mod metrics;

@@ -14,7 +14,7 @@ use crate::addr::parse_network;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Connections served at once (Postfix opens one per smtpd process).
 const MAX_CONNECTIONS: usize = 256;
@@ -24,22 +24,10 @@ const MAX_REQUEST: u64 = 16 * 1024;
 const IDLE: Duration = Duration::from_secs(330);
 
 pub async fn serve(listener: tokio::net::UnixListener, engine: mpsc::Sender<Call>, reply: String) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = super::accept::gate(MAX_CONNECTIONS);
     let reply = Arc::new(reply);
     loop {
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("policy service: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
+        let (stream, permit) = super::accept::next(&listener, &gate, "policy service").await;
         let (engine, reply) = (engine.clone(), reply.clone());
         tokio::spawn(async move {
             let _permit = permit;

@@ -11,6 +11,7 @@ mod config;
 mod conformance;
 mod fixtures;
 mod geo_alerts;
+mod golden;
 mod hostile_input;
 mod maillog;
 mod pipeline;

@@ -12,33 +12,8 @@
 //! Needs root (namespaces, nftables); skips with the reason otherwise.
 
 use crate::support;
-use crate::support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4};
+use crate::support::{Daemon, MailServer, Netns, PASSWORD, SERVER_V4, append, failures};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::Path;
-
-fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
-
-/// `n` Postfix SASL failure lines from `addr`, stamped now.
-fn failures(addr: &str, n: usize) -> String {
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    (0..n)
-        .map(|i| {
-            format!(
-                "{now} mx postfix/submission/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user{i}\n",
-                4000 + i
-            )
-        })
-        .collect()
-}
 
 fn failures_counted(s: &Value) -> u64 {
     s["stats"]["failures"].as_u64().unwrap()

@@ -13,37 +13,13 @@
 //! - the state directory is 0700 and the store 0600, whoever starts the daemon.
 
 use crate::support;
-use crate::support::{Daemon, Netns, SERVER_V4};
-use std::io::Write;
+use crate::support::{Daemon, Netns, SERVER_V4, append, failures};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
-
-fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
-
-/// `n` Postfix SASL failure lines from `addr`, stamped now.
-fn failures(addr: &str, n: usize) -> String {
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
-    (0..n)
-        .map(|i| {
-            format!(
-                "{now} mx postfix/submission/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user{i}\n",
-                5000 + i
-            )
-        })
-        .collect()
-}
 
 /// A daemon following one log file with a 3-failure rule and nftables on.
 fn daemon(net: &Netns, log: &Path, extra: &str) -> Daemon {

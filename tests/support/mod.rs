@@ -108,6 +108,31 @@ pub fn skip_reason(tools: &[&str]) -> Option<String> {
     missing_tool(tools)
 }
 
+/// Appends `text` to the file at `path` (created if missing), as a logger would.
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// `n` Postfix SASL failure lines from `addr`, stamped now.
+pub fn failures(addr: &str, n: usize) -> String {
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    (0..n)
+        .map(|i| {
+            format!(
+                "{now} mx postfix/submission/smtpd[{}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=user{i}\n",
+                4000 + i
+            )
+        })
+        .collect()
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
