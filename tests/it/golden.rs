@@ -30,10 +30,12 @@ fn json_outputs_on_the_example_are_unchanged() {
     ];
     let mut changed = Vec::new();
     for (name, args) in cases {
+        // The log named as the README names it: outputs carry the file name.
         let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
+            .current_dir(root)
             .args(&args)
             .args(time)
-            .arg(root.join("examples/mail.log"))
+            .arg("examples/mail.log")
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {out:?}");
