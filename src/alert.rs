@@ -229,7 +229,7 @@ impl Alerts {
                     geo: geo.clone(),
                     message: format!(
                         "account {user:?} failed from {n} addresses within {} (password spraying); last {addr}",
-                        crate::policy::human_ms(w)
+                        crate::ban::human_ms(w)
                     ),
                     failures: None,
                     users_tried: Vec::new(),
@@ -260,7 +260,7 @@ impl Alerts {
                     message: format!(
                         "{addr}{} failed for {n} accounts within {}",
                         place(geo),
-                        crate::policy::human_ms(w)
+                        crate::ban::human_ms(w)
                     ),
                     failures: None,
                     users_tried: Vec::new(),

@@ -326,7 +326,31 @@ impl Counter {
                     service: ev.service.clone(),
                 });
             }
-            _ => {}
+            // Every other pair is named, so that a new kind or channel cannot be parsed
+            // and then silently dropped: the compiler asks where it goes.
+            // No parser writes a failure without a record of its own.
+            (Kind::AuthFailure, Channel::PostfixTally | Channel::None) => {}
+            // Dovecot's AUTHs without a verdict (2.4's invalid_mech, aborted by the
+            // client, ...) and Postfix's lost connection after AUTH: no password was
+            // checked, nothing to count.
+            (
+                Kind::AuthAbandoned,
+                Channel::PostfixTally
+                | Channel::DovecotAuth
+                | Channel::PamUnix
+                | Channel::DovecotLogin
+                | Channel::None,
+            ) => {}
+            // Session ends other than Postfix's tally (Dovecot's no_auth_attempts, 2.4's
+            // other reason codes) carry no attempt.
+            (
+                Kind::Disconnect,
+                Channel::PostfixSasl
+                | Channel::DovecotAuth
+                | Channel::PamUnix
+                | Channel::DovecotLogin
+                | Channel::None,
+            ) => {}
         }
     }
 

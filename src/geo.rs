@@ -13,6 +13,16 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// MaxMind-format databases; None: not used (`= ""`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoConfig {
+    pub country_database: Option<std::path::PathBuf>,
+    pub asn_database: Option<std::path::PathBuf>,
+    /// A path other than the default was configured (a missing default file is only
+    /// worth a note to `replay`).
+    pub explicit: bool,
+}
+
 /// Where an address comes from, as far as the databases know.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -206,11 +216,7 @@ impl Geo {
     /// read is an error. A missing database at its default path that nothing needs
     /// is only worth a debug line when `quiet_defaults` (replay on a machine without
     /// GeoIP).
-    pub fn open(
-        cfg: &crate::config::GeoConfig,
-        needs: (bool, bool),
-        quiet_defaults: bool,
-    ) -> Result<Geo, String> {
+    pub fn open(cfg: &GeoConfig, needs: (bool, bool), quiet_defaults: bool) -> Result<Geo, String> {
         let mut g = Geo::new(cfg.country_database.clone(), cfg.asn_database.clone());
         let news = g.refresh();
         for m in &news.loaded {

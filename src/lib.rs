@@ -7,6 +7,7 @@
 
 pub mod addr;
 pub mod alert;
+pub mod ban;
 pub mod cli;
 pub mod config;
 pub mod count;

@@ -535,8 +535,8 @@ fn parse_target(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 fn nft(table: String, ports: &str, reject: bool, action: NftAction) -> Result<ExitCode> {
+    use saslguard::ban::{human_ms, target_string};
     use saslguard::enforce::nft::{Nft, NftConfig};
-    use saslguard::policy::{human_ms, target_string};
     let ports = if ports == "all" {
         Vec::new()
     } else {
@@ -844,8 +844,9 @@ fn point_in_time(s: &str, from: Timestamp) -> Option<Timestamp> {
 }
 
 fn report(a: ReportArgs) -> Result<ExitCode> {
+    use saslguard::ban::BanRow;
     use saslguard::report;
-    use saslguard::store::{BanRow, Store};
+    use saslguard::store::Store;
     let usage = |m: String| {
         eprintln!("saslguard report: {m}");
         Ok(ExitCode::from(EX_USAGE))

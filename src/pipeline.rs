@@ -6,12 +6,13 @@
 //! would have decided then.
 
 use crate::alert::{Alert, Alerts};
+use crate::ban::Decision;
 use crate::config::Config;
 use crate::count::{Counter, Outcome};
 use crate::geo::{Geo, Origin};
 use crate::offender::Offenders;
 use crate::parse::{self, Parsed};
-use crate::policy::{Decision, Policy};
+use crate::policy::Policy;
 use crate::store::Restored;
 use crate::time::{Timestamp, YearResolver};
 use crate::track::Tracker;

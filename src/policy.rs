@@ -21,7 +21,6 @@ use crate::time::Timestamp;
 use crate::track::{Tracker, prefix_of};
 use ipnet::IpNet;
 use lru::LruCache;
-use serde::{Serialize, Serializer};
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -115,52 +114,8 @@ impl PolicyConfig {
     }
 }
 
-/// A ban to make.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
-    #[serde(serialize_with = "ser_target")]
-    pub target: IpNet,
-    pub at: Timestamp,
-    pub until: Timestamp,
-    pub reason: String,
-    pub rule: String,
-    /// Failures in the rule's window when it fired.
-    pub failures: u32,
-    /// 1 for a first ban, 2 for the second within the escalation memory, ...
-    pub nth: u32,
-    /// Where the address that caused it comes from.
-    #[serde(skip_serializing_if = "Origin::is_empty")]
-    pub geo: Origin,
-    /// How that address talked to us (None for bans by hand).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::tls::Posture>,
-}
-
-/// An address is written without `/32` or `/128`; a prefix with its length.
-pub fn target_string(t: &IpNet) -> String {
-    if t.prefix_len() == t.max_prefix_len() {
-        t.addr().to_string()
-    } else {
-        t.to_string()
-    }
-}
-
-fn ser_target<S: Serializer>(t: &IpNet, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&target_string(t))
-}
-
-/// `3600000` → `1h`, `5400000` → `1h30m`.
-pub fn human_ms(ms: i64) -> String {
-    let mut s = ms / 1000;
-    let mut out = String::new();
-    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if s >= len {
-            out.push_str(&format!("{}{}", s / len, unit));
-            s %= len;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
-}
+// The ban vocabulary lives in `ban`; these names stay here for the library's users.
+pub use crate::ban::{Decision, human_ms, target_string};
 
 #[derive(Debug, Clone, Default)]
 struct BanRecord {

@@ -1,11 +1,11 @@
 //! `saslguard replay`: the whole pipeline over old logs with the dry-run enforcer,
 //! and its report (text for people, one JSON document for programs).
 
+use crate::ban::{Decision, human_ms, target_string};
 use crate::config::Config;
 use crate::enforce::{EnforceError, Enforcer, dry_run::DryRun};
 use crate::offender::Offender;
 use crate::pipeline::{Pipeline, Stats};
-use crate::policy::{Decision, human_ms, target_string};
 use crate::source::replay::{FileSource, SourceError, TimeSettings, run};
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -7,10 +7,10 @@
 //! Renders as a table, JSON, CSV, or one self-contained HTML file whose charts are
 //! inline SVG (no script, no network), so it can be mailed as it is.
 
+use crate::ban::BanRow;
+use crate::ban::target_string;
 use crate::geo::Origin;
 use crate::offender::{Counts, Offender};
-use crate::policy::target_string;
-use crate::store::BanRow;
 use crate::time::Timestamp;
 use crate::tls::Posture;
 use ipnet::IpNet;

@@ -12,9 +12,8 @@
 //! a clear error and left untouched: replacing it would silently forget every ban.
 
 use crate::alert::{AccountHistory, Alert};
-use crate::geo::Origin;
+use crate::ban::target_string;
 use crate::offender::Offender;
-use crate::policy::target_string;
 use crate::time::Timestamp;
 use crate::tls::Posture;
 use ipnet::IpNet;
@@ -100,43 +99,7 @@ pub enum StoreError {
     },
 }
 
-/// One ban as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BanRow {
-    pub target: IpNet,
-    pub at: Timestamp,
-    pub until: Timestamp,
-    pub rule: String,
-    pub reason: String,
-    pub failures: u32,
-    pub nth: u32,
-    /// `policy` or `manual`.
-    pub origin: String,
-    pub lifted_at: Option<Timestamp>,
-    pub lifted_by: Option<String>,
-    pub geo: Origin,
-    pub tls: Option<Posture>,
-}
-
-impl BanRow {
-    /// The row of a decision carried out (`origin`: `policy` or `manual`).
-    pub fn of(d: &crate::policy::Decision, origin: &str) -> BanRow {
-        BanRow {
-            target: d.target,
-            at: d.at,
-            until: d.until,
-            rule: d.rule.clone(),
-            reason: d.reason.clone(),
-            failures: d.failures,
-            nth: d.nth,
-            origin: origin.to_string(),
-            lifted_at: None,
-            lifted_by: None,
-            geo: d.geo.clone(),
-            tls: d.tls.clone(),
-        }
-    }
-}
+pub use crate::ban::BanRow;
 
 /// One change to the store.
 #[derive(Debug, Clone)]
@@ -832,7 +795,7 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         let active = s.bans(Some(Timestamp(2_000))).unwrap();
         assert_eq!(active.len(), 1);
-        assert_eq!(active[0].geo, Origin::default());
+        assert_eq!(active[0].geo, crate::geo::Origin::default());
         assert_eq!(active[0].tls, None);
         let mut posture = crate::offender::Counts::default();
         posture.bump("TLSv1 AES256-SHA", 2);

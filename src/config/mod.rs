@@ -49,15 +49,8 @@ pub struct Config {
     pub alerts: AlertConfig,
 }
 
-/// MaxMind-format databases; None: not used (`= ""`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeoConfig {
-    pub country_database: Option<PathBuf>,
-    pub asn_database: Option<PathBuf>,
-    /// A path other than the default was configured (a missing default file is only
-    /// worth a note to `replay`).
-    pub explicit: bool,
-}
+/// GeoIP's settings live with GeoIP (a subsystem owns its config type).
+pub use crate::geo::GeoConfig;
 
 /// Where a followed file is read from when saslguard has no checkpoint for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

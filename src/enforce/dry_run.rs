@@ -1,7 +1,7 @@
 //! The dry-run enforcer: logs each ban at INFO and keeps it, touches nothing.
 
 use super::{EnforceError, Enforcer};
-use crate::policy::{Decision, target_string};
+use crate::ban::{Decision, target_string};
 
 #[derive(Debug, Default)]
 pub struct DryRun {

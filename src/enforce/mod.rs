@@ -7,7 +7,7 @@ pub mod nft;
 mod nft_sys;
 pub mod postfix_map;
 
-use crate::policy::Decision;
+use crate::ban::Decision;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforceError {

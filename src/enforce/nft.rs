@@ -18,7 +18,7 @@
 //! The unsafe parts (set flags, element timeouts, reading elements) are in nft_sys.rs.
 
 use super::nft_sys::{self, FlushSet, Port, RawElem, bytemuck_bytes};
-use crate::policy::target_string;
+use crate::ban::target_string;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use nftnl::expr::{RejectionType, Verdict};
@@ -572,7 +572,7 @@ impl super::Enforcer for Nft {
         "nftables"
     }
 
-    fn ban(&mut self, decisions: &[crate::policy::Decision]) -> Result<(), super::EnforceError> {
+    fn ban(&mut self, decisions: &[crate::ban::Decision]) -> Result<(), super::EnforceError> {
         let bans: Vec<(IpNet, u64)> = decisions
             .iter()
             .map(|d| (d.target, d.until.0.saturating_sub(d.at.0).max(1) as u64))

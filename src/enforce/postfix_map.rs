@@ -15,7 +15,7 @@
 //!   `203.0.113` (/24), `203.0` (/16), `203` (/8); other prefixes need `cidr:`.
 
 use super::{EnforceError, Enforcer};
-use crate::policy::{Decision, target_string};
+use crate::ban::{Decision, target_string};
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use std::collections::BTreeMap;

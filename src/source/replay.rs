@@ -128,7 +128,7 @@ impl FileSource {
 pub fn run(
     sources: &mut [FileSource],
     pipe: &mut Pipeline,
-    mut on_decision: impl FnMut(&crate::policy::Decision),
+    mut on_decision: impl FnMut(&crate::ban::Decision),
 ) -> Result<(), SourceError> {
     let mut heads: Vec<Option<(Timestamp, Parsed, bool)>> = Vec::with_capacity(sources.len());
     let mut heap = BinaryHeap::new();
