@@ -1,0 +1,62 @@
+//! `saslguard run` and the thin clients of its control socket.
+
+use super::*;
+
+/// Sends one request to the daemon and prints the answer.
+pub(crate) fn control(args: &SocketArgs, req: Request, json: bool) -> Result<ExitCode> {
+    let path = match &args.socket {
+        Some(p) => p.clone(),
+        None => match config::load(&args.config) {
+            Ok(c) => c.daemon.control_socket,
+            // No readable configuration: the packaged default.
+            Err(_) if !args.config.exists() => Config::default().daemon.control_socket,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+        },
+    };
+    let kind = req.clone();
+    let answer = match call(&path, &req) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("saslguard: {e}");
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
+        }
+    };
+    if answer["ok"] != serde_json::Value::Bool(true) {
+        eprintln!(
+            "saslguard: {}",
+            saslguard::escape::escape(answer["error"].as_str().unwrap_or("the daemon refused"))
+        );
+        // A target refused for what it is: the input is wrong, not the daemon.
+        if answer["refused"] == serde_json::Value::Bool(true) {
+            return Ok(ExitCode::from(EX_DATAERR));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+    } else {
+        let text = saslguard::daemon::render::text(&kind, &answer);
+        write!(out, "{}", saslguard::escape::terminal(&text))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `saslguard run`: a bad configuration exits 64 with every error.
+pub(crate) fn run(config: &std::path::Path) -> Result<ExitCode> {
+    match saslguard::daemon::run(config) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            if let Some(c) = e.downcast_ref::<config::ConfigErrors>() {
+                eprintln!("{c}");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+            Err(e)
+        }
+    }
+}

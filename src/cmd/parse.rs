@@ -1,0 +1,144 @@
+//! `saslguard parse`: how each line is understood, like fail2ban-regex.
+
+use super::*;
+
+pub(crate) fn parse_files(
+    files: &[PathBuf],
+    json: bool,
+    verbose: bool,
+    ts: TimeSettings,
+    max_line: usize,
+) -> Result<ExitCode> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let (mut lines, mut events, mut skipped) = (0u64, 0u64, 0u64);
+    let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
+    let many = files.len() > 1;
+    for path in files {
+        let mut src = FileSource::open(path, max_line, ts)?;
+        loop {
+            let raw = match src.next_raw()? {
+                None => break,
+                Some(Line::TooLong(n)) => Err((Skip::TooLong, format!("{n} bytes"))),
+                Some(Line::Ok(b)) => Ok(b.to_vec()),
+            };
+            let n = src.line_no;
+            lines += 1;
+            let prepared = match raw {
+                Ok(b) => prepare(&b, src.resolver())
+                    .map_err(|s| (s, String::from_utf8_lossy(&b).into_owned())),
+                Err(e) => Err(e),
+            };
+            let where_ = if many {
+                format!("{}:{}", path.display(), n)
+            } else {
+                n.to_string()
+            };
+            match prepared {
+                Err((why, text)) => {
+                    skipped += 1;
+                    if verbose && !json {
+                        writeln!(
+                            out,
+                            "{where_}: skipped ({why:?}): {}",
+                            saslguard::escape::escape(&text.chars().take(120).collect::<String>())
+                        )?;
+                    }
+                }
+                Ok((t, parsed, _)) => {
+                    let Some(ev) = parsed.event else {
+                        if verbose && !json {
+                            writeln!(out, "{where_}: no event")?;
+                        }
+                        continue;
+                    };
+                    events += 1;
+                    *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
+                    if json {
+                        let mut v = serde_json::to_value(&ev)?;
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("line".into(), n.into());
+                            if many {
+                                o.insert("file".into(), path.display().to_string().into());
+                            }
+                            o.insert("time".into(), t.rfc3339().into());
+                        }
+                        serde_json::to_writer(&mut out, &v)?;
+                        writeln!(out)?;
+                    } else {
+                        writeln!(
+                            out,
+                            "{where_}: {}",
+                            saslguard::escape::escape(&describe(&ev))
+                        )?;
+                    }
+                }
+            }
+        }
+    }
+    if !json {
+        let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            out,
+            "\nlines: {lines}, with an event: {events}, skipped: {skipped}"
+        )?;
+        if !kinds.is_empty() {
+            writeln!(out, "events: {}", kinds.join(", "))?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn describe(ev: &saslguard::parse::Event) -> String {
+    let mut s = ev.kind.as_str().to_string();
+    if ev.ambiguous {
+        s.push_str(" AMBIGUOUS-ADDRESS (not counted)");
+    }
+    if let Some(a) = ev.address {
+        s.push_str(&format!(" address={a}"));
+    }
+    for (k, v) in [
+        ("service", ev.service.as_deref()),
+        ("mechanism", ev.mechanism.as_deref()),
+        ("user", ev.user.as_deref()),
+        ("session", ev.session.as_deref()),
+        ("queue_id", ev.queue_id.as_deref()),
+        ("reason", ev.reason.as_deref()),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!(" {k}={v:?}"));
+        }
+    }
+    if let Some(n) = ev.attempts {
+        s.push_str(&format!(" attempts={n}"));
+    }
+    if let Some(t) = &ev.tls {
+        s.push_str(&format!(" tls={:?}", t.label()));
+    } else if ev.plaintext {
+        s.push_str(" tls=plaintext");
+    }
+    if let Some(t) = &ev.tally {
+        s.push_str(&format!(
+            " auth={}/{}{}",
+            t.auth_ok,
+            t.auth_total,
+            if t.starttls { " starttls" } else { "" }
+        ));
+    }
+    s
+}
+
+/// `saslguard parse`.
+pub(crate) fn parse(
+    json: bool,
+    verbose: bool,
+    time: &TimeArgs,
+    files: &[PathBuf],
+) -> Result<ExitCode> {
+    let cfg = Config::default();
+    let ts = match time_settings(time, &cfg) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    parse_files(files, json, verbose, ts, cfg.max_line_bytes)
+}

@@ -1,0 +1,32 @@
+//! `saslguard replay`: the whole pipeline over old logs, with a dry-run enforcer.
+
+use super::*;
+
+pub(crate) fn replay(
+    config: Option<&PathBuf>,
+    json: bool,
+    top: usize,
+    time: &TimeArgs,
+    files: &[PathBuf],
+) -> Result<ExitCode> {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let ts = match time_settings(time, &cfg) {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
+    };
+    let r = saslguard::replay::replay(&cfg, files, ts)?;
+    let report = r.report();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        let text = saslguard::replay::render_text(&report, top);
+        write!(out, "{}", saslguard::escape::terminal(&text))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
