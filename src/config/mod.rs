@@ -85,16 +85,8 @@ pub struct DaemonConfig {
     pub keep_history_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct MapConfig {
-    /// `cidr:/etc/postfix/saslguard_access`, `hash:PATH` or `lmdb:PATH`.
-    pub map: String,
-    pub reply: String,
-    /// `postmap -c DIR` for a Postfix instance with its own configuration.
-    pub postfix_config: Option<PathBuf>,
-    /// Run after the map changed (argv, no shell); empty: none.
-    pub reload_command: Vec<String>,
-}
+/// The Postfix map's settings live with the map enforcer.
+pub use crate::enforce::postfix_map::MapConfig;
 
 impl Default for Config {
     fn default() -> Self {

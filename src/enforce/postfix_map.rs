@@ -35,6 +35,18 @@ pub enum MapType {
     Lmdb,
 }
 
+/// `[postfix_map]`: which map, what it answers, how Postfix is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapConfig {
+    /// `cidr:/etc/postfix/saslguard_access`, `hash:PATH` or `lmdb:PATH`.
+    pub map: String,
+    pub reply: String,
+    /// `postmap -c DIR` for a Postfix instance with its own configuration.
+    pub postfix_config: Option<PathBuf>,
+    /// Run after the map changed (argv, no shell); empty: none.
+    pub reload_command: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub until: Timestamp,
