@@ -145,38 +145,7 @@ pub enum Command {
     /// Banned hosts of a period: where from, what they did, TLS posture, what became of
     /// their bans, totals by country, AS, service and TLS. From the daemon's store, or
     /// from log files (--from-logs).
-    Report {
-        /// Configuration naming the store (daemon.state_directory).
-        #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
-        config: PathBuf,
-        /// The store file itself (default: STATE_DIRECTORY/saslguard.db).
-        #[arg(long)]
-        store: Option<PathBuf>,
-        /// Start of the period: a duration back from --until (7d) or an RFC 3339 time
-        /// (default: 7d for the store, everything for --from-logs).
-        #[arg(long)]
-        since: Option<String>,
-        /// End of the period: RFC 3339, or a duration back from now (default: now, or
-        /// the last log line).
-        #[arg(long)]
-        until: Option<String>,
-        /// Accounts tried to list per host.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        #[arg(long, conflicts_with_all = ["csv", "html"])]
-        json: bool,
-        #[arg(long, conflicts_with = "html")]
-        csv: bool,
-        /// One self-contained HTML file with charts.
-        #[arg(long)]
-        html: bool,
-        /// Read these log files instead of the store.
-        #[arg(long, requires = "files")]
-        from_logs: bool,
-        #[command(flatten)]
-        time: TimeArgs,
-        files: Vec<PathBuf>,
-    },
+    Report(ReportArgs),
     /// The TLS posture of all mail traffic in the logs: protocol and cipher histograms
     /// (inbound SMTP, outbound SMTP, Dovecot logins), the share of inbound sessions and
     /// received messages that used TLS, and who is still on weak TLS.
@@ -219,34 +188,7 @@ pub enum Command {
     /// still accepted, optionally one login; refused, dropped or silent connections
     /// (what a banned client sees). Exit 0: open (and the login worked), 1: the login
     /// failed, 3: refused, dropped or no answer.
-    Probe {
-        /// Host name or address.
-        host: String,
-        /// Port (default: the service's).
-        #[arg(long)]
-        port: Option<u16>,
-        /// smtp, submission, smtps, imap, imaps, pop3 or pop3s (default: from the port,
-        /// else submission).
-        #[arg(long)]
-        service: Option<String>,
-        /// Every standard mail port: 25, 465, 587, 110, 143, 993, 995.
-        #[arg(long, conflicts_with_all = ["port", "service"])]
-        all: bool,
-        /// Log in as this user (needs --password-file).
-        #[arg(long, requires = "password_file")]
-        user: Option<String>,
-        /// File whose first line is the password ("-": standard input). Never printed.
-        #[arg(long, requires = "user")]
-        password_file: Option<PathBuf>,
-        /// PLAIN, LOGIN or CRAM-MD5.
-        #[arg(long, default_value = "PLAIN")]
-        mechanism: String,
-        /// Connect and read timeout (5s, 1m).
-        #[arg(long, default_value = "5s")]
-        timeout: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Probe(ProbeArgs),
     /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
     /// reconcile with a list of bans, or remove it.
     Nft {
@@ -291,4 +233,82 @@ pub enum NftAction {
     Reconcile { file: PathBuf },
     /// Remove saslguard's table, its sets and rules.
     Reset,
+}
+
+/// `saslguard report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Configuration naming the store (daemon.state_directory).
+    #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+    pub config: PathBuf,
+    /// The store file itself (default: STATE_DIRECTORY/saslguard.db).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Start of the period: a duration back from --until (7d) or an RFC 3339 time
+    /// (default: 7d for the store, everything for --from-logs).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the period: RFC 3339, or a duration back from now (default: now, or
+    /// the last log line).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Accounts tried to list per host.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[arg(long, conflicts_with_all = ["csv", "html"])]
+    pub json: bool,
+    #[arg(long, conflicts_with = "html")]
+    pub csv: bool,
+    /// One self-contained HTML file with charts.
+    #[arg(long)]
+    pub html: bool,
+    /// Read these log files instead of the store.
+    #[arg(long, requires = "files")]
+    pub from_logs: bool,
+    #[command(flatten)]
+    pub time: TimeArgs,
+    pub files: Vec<PathBuf>,
+}
+
+impl ReportArgs {
+    /// "json", "csv", "html" or "text".
+    pub fn format(&self) -> &'static str {
+        match (self.json, self.csv, self.html) {
+            (true, _, _) => "json",
+            (_, true, _) => "csv",
+            (_, _, true) => "html",
+            _ => "text",
+        }
+    }
+}
+
+/// `saslguard probe`.
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Host name or address.
+    pub host: String,
+    /// Port (default: the service's).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// smtp, submission, smtps, imap, imaps, pop3 or pop3s (default: from the port,
+    /// else submission).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Every standard mail port: 25, 465, 587, 110, 143, 993, 995.
+    #[arg(long, conflicts_with_all = ["port", "service"])]
+    pub all: bool,
+    /// Log in as this user (needs --password-file).
+    #[arg(long, requires = "password_file")]
+    pub user: Option<String>,
+    /// File whose first line is the password ("-": standard input). Never printed.
+    #[arg(long, requires = "user")]
+    pub password_file: Option<PathBuf>,
+    /// PLAIN, LOGIN or CRAM-MD5.
+    #[arg(long, default_value = "PLAIN")]
+    pub mechanism: String,
+    /// Connect and read timeout (5s, 1m).
+    #[arg(long, default_value = "5s")]
+    pub timeout: String,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -2,17 +2,7 @@
 
 use super::*;
 
-pub(crate) struct ProbeArgs {
-    pub(crate) host: String,
-    pub(crate) port: Option<u16>,
-    pub(crate) service: Option<String>,
-    pub(crate) all: bool,
-    pub(crate) user: Option<String>,
-    pub(crate) password_file: Option<PathBuf>,
-    pub(crate) mechanism: String,
-    pub(crate) timeout: String,
-    pub(crate) json: bool,
-}
+pub(crate) use saslguard::cli::ProbeArgs;
 
 pub(crate) fn probe(a: ProbeArgs) -> Result<ExitCode> {
     use saslguard::probe::{self, Credentials, Mechanism, Service};

@@ -2,17 +2,7 @@
 
 use super::*;
 
-pub(crate) struct ReportArgs {
-    pub(crate) config: PathBuf,
-    pub(crate) store: Option<PathBuf>,
-    pub(crate) since: Option<String>,
-    pub(crate) until: Option<String>,
-    pub(crate) top: usize,
-    pub(crate) format: &'static str,
-    pub(crate) from_logs: bool,
-    pub(crate) time: TimeArgs,
-    pub(crate) files: Vec<PathBuf>,
-}
+pub(crate) use saslguard::cli::ReportArgs;
 
 /// `--since`/`--until`: RFC 3339, or a duration back from `from`.
 pub(crate) fn point_in_time(s: &str, from: Timestamp) -> Option<Timestamp> {
@@ -25,6 +15,7 @@ pub(crate) fn point_in_time(s: &str, from: Timestamp) -> Option<Timestamp> {
 }
 
 pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
+    let format = a.format();
     use saslguard::ban::BanRow;
     use saslguard::report;
     use saslguard::store::Store;
@@ -111,7 +102,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         a.top,
     );
     let mut out = BufWriter::new(std::io::stdout().lock());
-    match a.format {
+    match format {
         "json" => {
             serde_json::to_writer_pretty(&mut out, &rep)?;
             writeln!(out)?;
