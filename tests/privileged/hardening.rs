@@ -782,3 +782,88 @@ fn a_ban_the_kernel_refused_is_reported_and_retried_until_it_holds() {
     .into_owned();
     assert!(table.contains("@addr4"), "{table}");
 }
+
+#[test]
+fn the_policy_service_takes_hostile_requests_calmly() {
+    if !support::can_run(
+        "the_policy_service_takes_hostile_requests_calmly",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let sock = dir.path().join("policy.sock");
+    let d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n[nftables]\nenabled = false\n[postfix_policy]\nenabled = true\nsocket = \"{}\"\n",
+            log.display(),
+            sock.display()
+        ),
+    );
+    assert!(d.ctl(&["ban", "198.51.100.7"]).status.success());
+    // Answers as Postfix would read them, one per request on one connection; then a
+    // request too large to be Postfix's, which ends the connection; then a connection
+    // that says nothing and goes away.
+    let script = format!(
+        r#"import socket
+def ask(s, req):
+    try:
+        s.sendall(req)
+        data = b""
+        while not data.endswith(b"\n\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                return "closed"
+            data += chunk
+    except OSError:
+        return "closed"
+    return data.decode().strip()
+s = socket.socket(socket.AF_UNIX); s.connect({sock:?})
+print(ask(s, b"request=smtpd_access_policy\nclient_address=::ffff:198.51.100.7\n\n"))
+print(ask(s, b"request=smtpd_access_policy\nclient_address=198.51.100.8\n\n"))
+print(ask(s, b"request=smtpd_access_policy\nclient_address=not-an-address\n\n"))
+print(ask(s, b"request=smtpd_access_policy\nclient_address=198.51.100.0/24\n\n"))
+print(ask(s, b"garbage without any attribute\n\n"))
+print(ask(s, b"x=" + b"A" * 20000 + b"\n\n"))
+t = socket.socket(socket.AF_UNIX); t.connect({sock:?}); t.sendall(b"client_address=198.51"); t.close()
+"#,
+        sock = sock.display().to_string()
+    );
+    let out = net.exec_ok(&net.server, &["python3", "-c", &script]);
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            "action=REJECT too many failed logins from your address",
+            "action=DUNNO",
+            "action=DUNNO",
+            "action=DUNNO",
+            "action=DUNNO",
+            "closed",
+        ]
+    );
+    // And it goes on answering, as does the daemon.
+    let out = net.exec_ok(
+        &net.server,
+        &[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns=socket.socket(socket.AF_UNIX); s.connect({:?}); s.sendall(b'client_address=198.51.100.7\\n\\n'); print(s.recv(100).decode().strip())",
+                sock.display().to_string()
+            ),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "action=REJECT too many failed logins from your address"
+    );
+    assert!(d.ctl(&["status"]).status.success());
+}
