@@ -61,12 +61,22 @@ const SPECIAL: [(&str, &str); 7] = [
     ("ff00::/8", "multicast"),
 ];
 
+/// [`SPECIAL`] parsed once: the policy asks for every failure it weighs.
+fn special_nets() -> &'static [(IpNet, &'static str)] {
+    static NETS: std::sync::OnceLock<Vec<(IpNet, &'static str)>> = std::sync::OnceLock::new();
+    NETS.get_or_init(|| {
+        SPECIAL
+            .iter()
+            .map(|(n, why)| (n.parse().expect("valid constant"), *why))
+            .collect()
+    })
+}
+
 /// Why an address can never be a ban target, if it cannot.
 pub fn special(a: IpAddr) -> Option<&'static str> {
-    SPECIAL.iter().find_map(|(net, why)| {
-        let n: IpNet = net.parse().expect("valid constant");
-        n.contains(&a).then_some(*why)
-    })
+    special_nets()
+        .iter()
+        .find_map(|(n, why)| n.contains(&a).then_some(*why))
 }
 
 /// What a ban target must satisfy.
@@ -113,9 +123,8 @@ pub fn check_target(
         why,
         forceable,
     };
-    for (net, why) in SPECIAL {
-        let n: IpNet = net.parse().expect("valid constant");
-        if n.contains(&t) || t.contains(&n) {
+    for (n, why) in special_nets() {
+        if n.contains(&t) || t.contains(n) {
             return Err(refuse(
                 format!("covers {why} addresses ({n}), which are never banned"),
                 false,

@@ -112,6 +112,13 @@ impl PolicyConfig {
         };
         (depth(Scope::Address), depth(Scope::Prefix))
     }
+
+    /// The most failures the windows keep for any key: all a restart or a held write
+    /// needs per address.
+    pub fn deepest(&self) -> usize {
+        let (a, p) = self.depths();
+        a.max(p)
+    }
 }
 
 // The ban vocabulary lives in `ban`; these names stay here for the library's users.
@@ -130,12 +137,18 @@ pub struct Policy {
     own: Vec<IpNet>,
     /// Known-good keys (an IPv4 address, an IPv6 /64) with their last login.
     known_good: LruCache<IpNet, Timestamp>,
+    /// The same keys by the prefix they lie in, newest last, so that a prefix rule
+    /// firing over and over under a botnet looks up its prefix instead of scanning
+    /// every known-good key.
+    good_by_prefix: LruCache<IpNet, Vec<(IpNet, Timestamp)>>,
     /// The failing addresses of each prefix, newest last, for a narrowed prefix ban.
     members: LruCache<IpNet, VecDeque<IpAddr>>,
 }
 
 /// Failing addresses kept per prefix for a narrowed ban.
 const MEMBERS_PER_PREFIX: usize = 64;
+/// Known-good keys kept per prefix (the most recent logins).
+const GOOD_PER_PREFIX: usize = 16;
 
 impl Policy {
     pub fn new(cfg: PolicyConfig) -> Policy {
@@ -145,6 +158,7 @@ impl Policy {
             bans: LruCache::new(cap),
             own: Vec::new(),
             known_good: LruCache::new(cap),
+            good_by_prefix: LruCache::new(cap),
             members: LruCache::new(cap),
         }
     }
@@ -161,35 +175,45 @@ impl Policy {
     /// A successful login from `addr` at `time`.
     pub fn login(&mut self, addr: IpAddr, time: Timestamp) {
         if self.cfg.known_good_ms > 0 {
-            let k = Self::good_key(addr);
-            let t = self.known_good.get(&k).map_or(time, |t| (*t).max(time));
-            self.known_good.put(k, t);
+            self.restore_known_good(Self::good_key(addr), time);
         }
     }
 
-    /// Known-good keys with their last login, for the store.
-    pub fn known_good(&self) -> impl Iterator<Item = (&IpNet, &Timestamp)> {
-        self.known_good.iter()
-    }
-
-    /// Puts back a known-good key read from the store.
+    /// Records a known-good key with its last login (a login, or the store at start).
     pub fn restore_known_good(&mut self, key: IpNet, last: Timestamp) {
-        self.known_good.put(key, last);
+        let t = self.known_good.get(&key).map_or(last, |t| (*t).max(last));
+        self.known_good.put(key, t);
+        let prefix = self.prefix_of(key.network());
+        let keys = self.good_by_prefix.get_or_insert_mut(prefix, Vec::new);
+        keys.retain(|(k, _)| *k != key);
+        keys.push((key, t));
+        if keys.len() > GOOD_PER_PREFIX {
+            keys.remove(0);
+        }
     }
 
-    /// The known-good keys inside `prefix` at `now`.
+    /// The known-good keys inside `prefix` at `now` (an IPv6 prefix narrower than a /64
+    /// lies inside its key), sorted.
     fn good_in(&self, prefix: &IpNet, now: Timestamp) -> Vec<IpNet> {
         if self.cfg.known_good_ms <= 0 {
             return Vec::new();
         }
+        let fresh = |t: &Timestamp| now.0 - t.0 <= self.cfg.known_good_ms;
         let mut good: Vec<IpNet> = self
-            .known_good
-            .iter()
-            .filter(|(k, t)| {
-                now.0 - t.0 <= self.cfg.known_good_ms && (prefix.contains(*k) || k.contains(prefix))
-            })
+            .good_by_prefix
+            .peek(prefix)
+            .into_iter()
+            .flatten()
+            .filter(|(_, t)| fresh(t))
             .map(|(k, _)| *k)
             .collect();
+        let around = Self::good_key(prefix.network());
+        if around.contains(prefix)
+            && !good.contains(&around)
+            && self.known_good.peek(&around).is_some_and(fresh)
+        {
+            good.push(around);
+        }
         good.sort();
         good
     }

@@ -123,14 +123,13 @@ fn max_window(cfg: &Config) -> i64 {
 
 /// Reads what the store holds for a pipeline built from `cfg`.
 pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Restored, String> {
-    let (addr_depth, prefix_depth) = cfg.policy.depths();
     store
         .restore(
             now,
             now.add_ms(-cfg.policy.escalation.memory_ms),
             now.add_ms(-max_window(cfg)),
             cfg.max_offenders,
-            addr_depth.max(prefix_depth),
+            cfg.policy.deepest(),
             cfg.count.max_addresses,
         )
         .map_err(|e| e.to_string())

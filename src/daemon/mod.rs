@@ -99,11 +99,10 @@ pub fn run(config_path: &Path) -> Result<()> {
     private(&path, 0o600)?;
     let now = wall_now();
     let restored = restore_from(&store, &cfg, now).map_err(anyhow::Error::msg)?;
-    let (addr_depth, prefix_depth) = cfg.policy.depths();
     let writer = StoreWriter::start(
         store,
         store_writer::Bounds {
-            failures_per_address: addr_depth.max(prefix_depth),
+            failures_per_address: cfg.policy.deepest(),
             max_addresses: cfg.count.max_addresses,
             max_offenders: cfg.max_offenders,
         },

@@ -301,8 +301,8 @@ fn login_fields(elements: &str) -> Result<(Option<&str>, &str), bool> {
     // The rightmost place (the longest user name) and the rip= it sees.
     let mut found: Option<(usize, Option<&str>)> = None;
     let mut ambiguous = false;
-    let seps: Vec<usize> = memchr::memmem::find_iter(elements.as_bytes(), b", ").collect();
-    for &sep in seps.iter().rev() {
+    // Right to left, without collecting the separators: this runs for every login line.
+    for sep in memchr::memmem::rfind_iter(elements.as_bytes(), b", ") {
         let field = &elements[sep + 2..end];
         let Some(rank) = field_rank(field) else { break };
         if rank > next_rank || (rank == next_rank && rank != RANK_ANY) {
