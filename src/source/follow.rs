@@ -578,6 +578,18 @@ mod tests {
         String::from_utf8(c.data.clone()).unwrap()
     }
 
+    /// Everything the follower has now, over as many polls as it takes.
+    fn read_all(f: &mut Follower) -> String {
+        let mut all = String::new();
+        loop {
+            let c = f.poll();
+            all += &text(&c);
+            if !c.more {
+                return all;
+            }
+        }
+    }
+
     const NO_GRACE: Duration = Duration::ZERO;
 
     #[test]
@@ -709,15 +721,7 @@ mod tests {
         append(&p, "four\n");
         let stored = parse_positions(&pos).unwrap();
         let mut f = Follower::new(&p, Some(&stored), false, 200, NO_GRACE);
-        let mut got = String::new();
-        loop {
-            let chunk = f.poll();
-            got.push_str(&text(&chunk));
-            if !chunk.more {
-                break;
-            }
-        }
-        assert_eq!(got, "two\nthree\nfour\n");
+        assert_eq!(read_all(&mut f), "two\nthree\nfour\n");
     }
 
     #[test]
@@ -758,15 +762,7 @@ mod tests {
             .set_len(0)
             .unwrap();
         append(&p, "new\n");
-        let mut after = String::new();
-        loop {
-            let c = f.poll();
-            after.push_str(&text(&c));
-            if !c.more {
-                break;
-            }
-        }
-        assert_eq!(after, "new\n");
+        assert_eq!(read_all(&mut f), "new\n");
         assert_eq!(f.stats.truncations, 1);
         assert_eq!(f.stats.truncated_unread, (total / 100 * 100) as u64 - read);
     }

@@ -586,6 +586,22 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A daemon configured with `extra` whose state directory is a 4 MB tmpfs, filled to
+/// its last byte once the daemon runs. Returns the daemon, the mount (unmounted on
+/// drop) and the filler file (remove it and the space is back).
+fn daemon_on_a_full_disk(net: &Netns, extra: &str) -> (Daemon, Tmpfs, std::path::PathBuf) {
+    let mut d = Daemon::prepare(&net.server, extra);
+    let fs = Tmpfs::mount(&d.state(), "4m");
+    d.restart();
+    let filler = d.state().join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    (d, fs, filler)
+}
+
 #[test]
 fn a_full_disk_stops_neither_bans_nor_the_daemon_and_loses_nothing() {
     if !support::can_run(
@@ -598,23 +614,14 @@ fn a_full_disk_stops_neither_bans_nor_the_daemon_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");
     append(&log, "");
-    let mut d = Daemon::prepare(
-        &net.server,
+    let (mut d, _fs, filler) = daemon_on_a_full_disk(
+        &net,
         &format!(
             "[sources]\nfiles = [\"{}\"]\njournal = false\n\
              [[rule]]\nname = \"test\"\nfailures = 5\nwithin = \"10m\"\nban = \"1h\"\n[nftables]\n",
             log.display()
         ),
     );
-    let _fs = Tmpfs::mount(&d.state(), "4m");
-    d.restart();
-    // Fill the state directory's file system to the last byte.
-    let filler = d.state().join("filler");
-    let _ = Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .stderr(Stdio::null())
-        .status();
     // 300 guessers, five failures each: every one banned while nothing can be written.
     let addrs: Vec<String> = (0..300)
         .map(|i| format!("198.51.{}.{}", 100 + i / 250, 1 + i % 250))
@@ -674,22 +681,14 @@ fn a_stop_while_the_disk_is_full_takes_seconds_and_the_next_start_reads_again() 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mail.log");
     append(&log, "");
-    let mut d = Daemon::prepare(
-        &net.server,
+    let (mut d, _fs, filler) = daemon_on_a_full_disk(
+        &net,
         &format!(
             "[sources]\nfiles = [\"{}\"]\njournal = false\n\
              [[rule]]\nname = \"test\"\nfailures = 50\nwithin = \"10m\"\nban = \"1h\"\n",
             log.display()
         ),
     );
-    let _fs = Tmpfs::mount(&d.state(), "4m");
-    d.restart();
-    let filler = d.state().join("filler");
-    let _ = Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .stderr(Stdio::null())
-        .status();
     append(&log, &failures("198.51.100.70", 7));
     d.wait_status(10, "7 lines read", |s| s["stats"]["lines"] == 7);
     d.wait_status(10, "write errors", |s| {

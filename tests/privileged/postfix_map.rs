@@ -31,6 +31,23 @@ fn ban(target: &str, at: i64, mins: i64) -> Decision {
     }
 }
 
+/// One SMTP AUTH as alice from `from` on `port`, sending a message if it works; the
+/// client reports each reply code (mailclient.py's `smtp_auth`).
+fn login(from: &str, port: u16, starttls: bool, password: &str) -> serde_json::Value {
+    json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": password, "send": true})
+}
+
+/// A directory for a map real Postfix reads (its processes must traverse it).
+fn map_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new("chmod")
+        .arg("0755")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    dir
+}
+
 #[test]
 fn a_planted_symlink_never_makes_root_overwrite_another_file() {
     use std::os::unix::fs::PermissionsExt;
@@ -232,20 +249,16 @@ fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
         return;
     }
     let net = Netns::new(&["192.0.2.10", "192.0.2.11"]);
-    let map_dir = tempfile::tempdir().unwrap();
-    Command::new("chmod")
-        .arg("0755")
-        .arg(map_dir.path())
-        .status()
-        .unwrap();
+    let map_dir = map_dir();
     let spec = format!("cidr:{}", map_dir.path().join("saslguard_access").display());
     let now = chrono::Utc::now().timestamp_millis();
     let mut map = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
     map.apply(&[ban("192.0.2.10", now, 60)], Timestamp(now))
         .unwrap();
     let mut server = MailServer::start_with(&net, Some(&spec));
-    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
-    let wrong = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": "not-the-password"});
+    let auth = |from: &str, port: u16, starttls: bool| login(from, port, starttls, PASSWORD);
+    let wrong =
+        |from: &str, port: u16, starttls: bool| login(from, port, starttls, "not-the-password");
     let actions = vec![
         auth("192.0.2.10", 587, true),
         auth("192.0.2.10", 465, false),
@@ -310,7 +323,10 @@ fn real_postfix_refuses_a_banned_client_before_auth_on_587_and_465() {
     // with a deadline.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let r = net.mail_clients(SERVER_V4, &[json!({"kind": "smtp_auth", "from": "192.0.2.11", "port": 587, "starttls": true, "user": "alice", "password": "not-the-password"})]);
+        let r = net.mail_clients(
+            SERVER_V4,
+            &[login("192.0.2.11", 587, true, "not-the-password")],
+        );
         if r.contains("greeting=554") {
             break;
         }
@@ -356,7 +372,7 @@ fn real_postfix_asks_the_policy_service_live_and_lets_everyone_in_without_it() {
             server.policy_socket().display()
         ),
     );
-    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
+    let auth = |from: &str, port: u16, starttls: bool| login(from, port, starttls, PASSWORD);
     let out = d.ctl(&["ban", "192.0.2.10", "--for", "8s"]);
     assert!(out.status.success(), "{out:?}");
     let check = String::from_utf8_lossy(&d.ctl(&["check", "192.0.2.10"]).stdout).into_owned();
@@ -447,16 +463,11 @@ fn a_map_postfix_looks_up_before_it_exists_breaks_port_25_until_postfix_setup() 
         return;
     }
     let net = Netns::new(&["192.0.2.10"]);
-    let map_dir = tempfile::tempdir().unwrap();
-    Command::new("chmod")
-        .arg("0755")
-        .arg(map_dir.path())
-        .status()
-        .unwrap();
+    let map_dir = map_dir();
     let path = map_dir.path().join("saslguard_access");
     let spec = format!("cidr:{}", path.display());
     let server = MailServer::start_with(&net, Some(&spec));
-    let send = json!({"kind": "smtp_auth", "from": "192.0.2.10", "port": 25, "starttls": false, "user": "alice", "password": PASSWORD, "send": true});
+    let send = login("192.0.2.10", 25, false, PASSWORD);
     // The trap, as Postfix shows it: every message on port 25 deferred.
     let r = net.mail_clients(SERVER_V4, std::slice::from_ref(&send));
     assert!(r.contains("rcpt=451"), "{r}");
@@ -598,12 +609,7 @@ fn the_snippets_work_in_debians_stock_master_cf_with_submission_and_submissions_
     }
     assert!(!master.contains("smtpd_client_restrictions=\n"), "{master}");
     let net = Netns::new(&["192.0.2.10", "192.0.2.11"]);
-    let map_dir = tempfile::tempdir().unwrap();
-    Command::new("chmod")
-        .arg("0755")
-        .arg(map_dir.path())
-        .status()
-        .unwrap();
+    let map_dir = map_dir();
     let spec = format!("cidr:{}", map_dir.path().join("saslguard_access").display());
     let now = chrono::Utc::now().timestamp_millis();
     let mut map = PostfixMap::open(&spec, "REJECT too many failed logins").unwrap();
@@ -622,7 +628,7 @@ fn the_snippets_work_in_debians_stock_master_cf_with_submission_and_submissions_
         &net.server,
         &["postfix", "-c", conf.to_str().unwrap(), "start"],
     );
-    let auth = |from: &str, port: u16, starttls: bool| json!({"kind": "smtp_auth", "from": from, "port": port, "starttls": starttls, "user": "alice", "password": PASSWORD, "send": true});
+    let auth = |from: &str, port: u16, starttls: bool| login(from, port, starttls, PASSWORD);
     // Wait for the first answers of the new configuration.
     let log = server.postfix_log();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(15);

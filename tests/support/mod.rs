@@ -729,30 +729,30 @@ relay_transport = discard
 /// `start_with`'s map argument for saslguard's policy service instead of a map.
 pub const POLICY: &str = "policy:";
 
+/// The settings of the main.cf snippet `config/postfix/NAME` (its comments dropped),
+/// each line passed through `edit`.
+fn main_cf_snippet(name: &str, edit: impl Fn(&str) -> String) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/postfix")
+        .join(name);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| edit(l) + "\n")
+        .collect()
+}
+
 /// config/postfix/main.cf.saslguard-policy's settings.
 fn policy_main_cf() -> String {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/postfix/main.cf.saslguard-policy"
-    ))
-    .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect()
+    main_cf_snippet("main.cf.saslguard-policy", str::to_string)
 }
 
 /// config/postfix/main.cf.saslguard's settings, with the map path replaced.
 fn access_main_cf(map: &str) -> String {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/postfix/main.cf.saslguard"
-    ))
-    .unwrap();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| l.replace("cidr:/etc/postfix/saslguard_access", map) + "\n")
-        .collect()
+    main_cf_snippet("main.cf.saslguard", |l| {
+        l.replace("cidr:/etc/postfix/saslguard_access", map)
+    })
 }
 
 /// The `-o` options config/postfix/master.cf.saslguard gives `service`, as one line.
