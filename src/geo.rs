@@ -130,8 +130,8 @@ impl Db {
         }
         let what = self.kind;
         let path = self.path.display();
-        let outcome: Result<(), String> = match now {
-            None => Err(format!(
+        let problem: Option<String> = match now {
+            None => Some(format!(
                 "{what} database {path}: missing{}",
                 if self.reader.is_some() {
                     "; keeping the copy loaded before"
@@ -150,7 +150,7 @@ impl Db {
                         if was { "reloaded" } else { "loaded" }
                     ));
                 }
-                Err(e) => Err(format!(
+                Err(e) => Some(format!(
                     "{what} database {path}: unreadable ({e}){}",
                     if self.reader.is_some() {
                         "; keeping the copy loaded before"
@@ -160,14 +160,22 @@ impl Db {
                 )),
             },
         };
-        match outcome {
-            Err(msg) if self.problem.as_deref() != Some(msg.as_str()) => {
+        match problem {
+            Some(msg) if self.problem.as_deref() != Some(msg.as_str()) => {
                 self.problem = Some(msg.clone());
                 Some(msg)
             }
             _ => None,
         }
     }
+}
+
+/// A database the policy needs could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    /// What is missing, and each file's problem.
+    #[error("{}", .0.join("; "))]
+    Needed(Vec<String>),
 }
 
 /// The country and ASN databases, both optional.
@@ -216,7 +224,11 @@ impl Geo {
     /// read is an error. A missing database at its default path that nothing needs
     /// is only worth a debug line when `quiet_defaults` (replay on a machine without
     /// GeoIP).
-    pub fn open(cfg: &GeoConfig, needs: (bool, bool), quiet_defaults: bool) -> Result<Geo, String> {
+    pub fn open(
+        cfg: &GeoConfig,
+        needs: (bool, bool),
+        quiet_defaults: bool,
+    ) -> Result<Geo, GeoError> {
         let mut g = Geo::new(cfg.country_database.clone(), cfg.asn_database.clone());
         let news = g.refresh();
         for m in &news.loaded {
@@ -249,7 +261,7 @@ impl Geo {
         if errors.is_empty() {
             Ok(g)
         } else {
-            Err(errors.join("; "))
+            Err(GeoError::Needed(errors))
         }
     }
 

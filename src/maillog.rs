@@ -229,6 +229,28 @@ fn is_smtpd(program: &str) -> bool {
 }
 
 impl Scanner {
+    /// Feeds one line of the merged log; false for a line without a time or a tag,
+    /// which tells nothing.
+    pub fn feed_stamped(&mut self, line: &crate::source::Stamped) -> bool {
+        let Ok((time, prefix)) = &line.stamp else {
+            return false;
+        };
+        let Some((program, pid, msg)) = parse::syslog::tag(prefix.rest) else {
+            return false;
+        };
+        let parsed = parse::parse_prefixed(prefix);
+        self.feed(&LogLine {
+            time: *time,
+            host: prefix.host.unwrap_or(""),
+            program,
+            pid,
+            msg,
+            raw: line.text,
+            event: parsed.event.as_deref(),
+        });
+        true
+    }
+
     pub fn feed(&mut self, l: &LogLine) {
         let pid = l.pid.unwrap_or(0);
         let key: SKey = (l.host.to_string(), l.program.to_string(), pid);

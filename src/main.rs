@@ -7,7 +7,7 @@ use clap::Parser;
 use cmd::{EX_NOINPUT, EX_USAGE, ExitCode, Request, Result};
 use saslguard::cli::{Cli, Command};
 use saslguard::replay::ReplayError;
-use saslguard::source::replay::SourceError;
+use saslguard::source::file::SourceError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

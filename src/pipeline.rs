@@ -1,36 +1,43 @@
-//! The synchronous middle of saslguard: line → parse → count → track → policy.
+//! The synchronous middle of saslguard: stamped line → parse → count → windows →
+//! policy → decisions, in one loop ([`Pipeline::feed`]).
 //!
-//! The same [`Pipeline`] serves `replay` and (later) the live daemon; it owns the
-//! counter, tracker, policy and offender records and takes "now" only from the event
-//! times it is fed, so a replay of last month's log decides exactly what the daemon
-//! would have decided then.
+//! The same [`Pipeline`] serves `replay` and the live daemon; it owns the counter, the
+//! windows, the policy, the alerts and the offender records, and takes "now" only from
+//! the event times it is fed, so a replay of last month's log decides exactly what the
+//! daemon would have decided then. It does no I/O: what it must remember over a restart
+//! goes in and out as a [`Snapshot`], which the store converts to and from its rows.
 
-use crate::alert::{Alert, Alerts};
-use crate::ban::Decision;
+use crate::alert::{AccountHistory, Alert, Alerts};
+use crate::ban::{BanRow, Decision};
 use crate::config::Config;
-use crate::count::{Counter, Outcome};
+use crate::count::{Counter, CounterSnapshot, Outcome};
 use crate::geo::{Geo, Origin};
-use crate::offender::Offenders;
+use crate::offender::{Offender, Offenders};
 use crate::parse::{self, Parsed};
 use crate::policy::Policy;
-use crate::store::Restored;
-use crate::time::{Timestamp, YearResolver};
+use crate::source::{Skip, Stamped};
+use crate::time::Timestamp;
 use crate::track::Tracker;
 use ipnet::IpNet;
 use serde::Serialize;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// Why a line was skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// Not a log line of any supported format (garbage, truncated prefix).
-    Unparsable,
-    /// Longer than `input.max_line_bytes`.
-    TooLong,
-    /// A timestamp that names no real time (Feb 30, a year out of range).
-    BadTime,
+/// What the pipeline needs back after a restart or a reload: the state the store keeps.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Bans not lifted whose time is not over.
+    pub active: Vec<BanRow>,
+    /// Start times of bans (also ended ones) since the escalation memory began.
+    pub history: Vec<(IpNet, Timestamp)>,
+    /// Failures still inside the longest window: address, time, attempts.
+    pub failures: Vec<(IpAddr, Timestamp, u32)>,
+    /// Offender records, newest first.
+    pub offenders: Vec<Offender>,
+    /// What each targeted account saw (for the spray and new-origin alerts).
+    pub accounts: Vec<(String, AccountHistory)>,
+    /// Known-good keys with their last login, newest last.
+    pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -55,19 +62,6 @@ pub struct Stats {
     pub logins: u64,
 }
 
-/// Decodes and parses one raw line, resolving its time with the stream's resolver.
-/// Returns the time, the parse, and whether the line had invalid UTF-8.
-pub fn prepare(raw: &[u8], resolver: &mut YearResolver) -> Result<(Timestamp, Parsed, bool), Skip> {
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-    let (text, lossy) = match std::str::from_utf8(raw) {
-        Ok(s) => (Cow::Borrowed(s), false),
-        Err(_) => (String::from_utf8_lossy(raw), true),
-    };
-    let parsed = parse::parse_line(&text).map_err(|_| Skip::Unparsable)?;
-    let time = resolver.resolve(parsed.time).ok_or(Skip::BadTime)?;
-    Ok((time, parsed, lossy))
-}
-
 /// What a batch of lines changed, for the daemon's store (collected only when
 /// [`Pipeline::record_changes`] is on).
 #[derive(Debug, Default)]
@@ -84,22 +78,22 @@ pub struct Pipeline {
     counter: Counter,
     tracker: Tracker,
     policy: Policy,
-    pub offenders: Offenders,
-    pub stats: Stats,
-    pub now: Timestamp,
+    offenders: Offenders,
+    stats: Stats,
+    now: Timestamp,
     outcomes: Vec<Outcome>,
     decisions: Vec<Decision>,
     prefix_rules: bool,
-    pub changes: Changes,
+    changes: Changes,
     /// Collect [`Changes`] (the daemon drains them after each batch).
-    pub record_changes: bool,
-    /// GeoIP databases (none until the caller opens them: that is I/O).
-    pub geo: Geo,
+    record_changes: bool,
+    /// GeoIP databases, opened by the caller (that is I/O).
+    geo: Geo,
     alert_state: Alerts,
     /// Alerts raised; `replay` keeps them all (up to [`MAX_ALERTS_KEPT`]), the daemon
     /// drains them after each batch.
-    pub alerts: Vec<Alert>,
-    pub alerts_dropped: u64,
+    alerts: Vec<Alert>,
+    alerts_dropped: u64,
 }
 
 pub const MAX_ALERTS_KEPT: usize = 100_000;
@@ -108,8 +102,24 @@ pub const MAX_ALERTS_KEPT: usize = 100_000;
 /// not (a traveller), nor `spray_account` (its addresses are many and each did little).
 const BANNING_ALERTS: &[&str] = &["login_after_failures", "marked_country", "spray_address"];
 
+/// Whether the pipeline keeps what changed for a store (the daemon) or not (replay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Changes,
+    Nothing,
+}
+
 impl Pipeline {
-    pub fn new(cfg: &Config) -> Pipeline {
+    /// The one way to build a pipeline: from the configuration, the GeoIP databases the
+    /// caller opened, and what the store kept (empty for a replay).
+    pub fn new(cfg: &Config, geo: Geo, record: Record, snapshot: &Snapshot) -> Pipeline {
+        let mut p = Pipeline::bare(cfg, geo);
+        p.record_changes = record == Record::Changes;
+        p.restore(snapshot);
+        p
+    }
+
+    fn bare(cfg: &Config, geo: Geo) -> Pipeline {
         let policy = Policy::new(cfg.policy.clone());
         let (ad, pd) = policy.depths();
         let limits = &cfg.count;
@@ -125,7 +135,7 @@ impl Pipeline {
             decisions: Vec::new(),
             changes: Changes::default(),
             record_changes: false,
-            geo: Geo::none(),
+            geo,
             alert_state: Alerts::new(cfg.alerts.clone(), cfg.max_offenders),
             alerts: Vec::new(),
             alerts_dropped: 0,
@@ -138,6 +148,70 @@ impl Pipeline {
 
     pub fn alert_state(&mut self) -> &mut Alerts {
         &mut self.alert_state
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn offenders(&self) -> &Offenders {
+        &self.offenders
+    }
+
+    pub fn geo(&self) -> &Geo {
+        &self.geo
+    }
+
+    pub fn geo_mut(&mut self) -> &mut Geo {
+        &mut self.geo
+    }
+
+    /// The latest event time fed so far.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The alerts raised so far (a replay reads them at the end).
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
+    /// Alerts not kept because [`MAX_ALERTS_KEPT`] were kept already.
+    pub fn alerts_dropped(&self) -> u64 {
+        self.alerts_dropped
+    }
+
+    /// The alerts raised since the last call (the daemon, after each batch).
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
+    }
+
+    /// What changed since the last call (with [`Record::Changes`]).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Takes over the line statistics and open sessions of the pipeline this one replaces
+    /// (a reload): sessions open over the reload are not counted again.
+    pub fn carry_over(&mut self, old: &mut Pipeline) {
+        self.counter.restore(&old.counter.snapshot(old.now));
+        self.stats = std::mem::take(&mut old.stats);
+    }
+
+    /// Feeds one stamped line: a line without a time is counted as skipped, the rest is
+    /// parsed and processed. Returns the ban decisions it caused.
+    pub fn feed(&mut self, line: &Stamped) -> &[Decision] {
+        match &line.stamp {
+            Err(why) => {
+                self.skip(*why);
+                self.decisions.clear();
+                &self.decisions
+            }
+            Ok((time, prefix)) => {
+                let parsed = parse::parse_prefixed(prefix);
+                self.process(*time, &parsed, line.lossy)
+            }
+        }
     }
 
     fn lookup(&self, addr: IpAddr) -> Origin {
@@ -163,7 +237,7 @@ impl Pipeline {
         }
     }
 
-    pub fn skip(&mut self, why: Skip) {
+    fn skip(&mut self, why: Skip) {
         self.stats.lines += 1;
         self.stats.skipped += 1;
         match why {
@@ -173,8 +247,8 @@ impl Pipeline {
         }
     }
 
-    /// Feeds one parsed line; returns the ban decisions it caused.
-    pub fn process(&mut self, time: Timestamp, parsed: &Parsed, lossy: bool) -> &[Decision] {
+    /// Processes one parsed line; returns the ban decisions it caused.
+    fn process(&mut self, time: Timestamp, parsed: &Parsed, lossy: bool) -> &[Decision] {
         self.stats.lines += 1;
         if lossy {
             self.stats.invalid_utf8 += 1;
@@ -286,7 +360,7 @@ impl Pipeline {
 
     /// Puts back what the store kept (daemon start, reload): offender records, the
     /// failures still inside the windows, and bans (active ones with their end).
-    pub fn restore(&mut self, r: &Restored) {
+    fn restore(&mut self, r: &Snapshot) {
         for (user, h) in &r.accounts {
             self.alert_state.restore_account(user.clone(), h.clone());
         }
@@ -312,13 +386,13 @@ impl Pipeline {
         }
     }
 
-    /// The counter's state for a restart (see [`crate::count::CounterSnapshot`]).
-    pub fn counter_snapshot(&self) -> crate::count::CounterSnapshot {
+    /// The counter's state for a restart (see [`CounterSnapshot`]).
+    pub fn counter_snapshot(&self) -> CounterSnapshot {
         self.counter.snapshot(self.now)
     }
 
     /// Puts back the counter's state kept at the last stop.
-    pub fn restore_counter(&mut self, snap: &crate::count::CounterSnapshot) {
+    pub fn restore_counter(&mut self, snap: &CounterSnapshot) {
         self.counter.restore(snap);
     }
 

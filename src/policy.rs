@@ -94,6 +94,15 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
+    /// The databases the origin rules need: (country, ASN).
+    pub fn needs_geo(&self) -> (bool, bool) {
+        let o = &self.origins;
+        (
+            o.iter().any(OriginRule::needs_country),
+            o.iter().any(|r| !r.asns.is_empty()),
+        )
+    }
+
     pub fn all_rules(&self) -> impl Iterator<Item = &Rule> {
         self.rules
             .iter()
@@ -261,11 +270,7 @@ impl Policy {
 
     /// The databases the origin rules need: (country, ASN).
     pub fn needs_geo(&self) -> (bool, bool) {
-        let o = &self.cfg.origins;
-        (
-            o.iter().any(OriginRule::needs_country),
-            o.iter().any(|r| !r.asns.is_empty()),
-        )
+        self.cfg.needs_geo()
     }
 
     /// All rules with their windows: the `[[rule]]`s and the origin rules.

@@ -3,10 +3,12 @@
 
 use crate::ban::{Decision, human_ms, target_string};
 use crate::config::Config;
-use crate::enforce::{EnforceError, Enforcer, dry_run::DryRun};
+use crate::enforce::{EnforceError, EnforcerConfig, Enforcers};
 use crate::offender::Offender;
-use crate::pipeline::{Pipeline, Stats};
-use crate::source::replay::{FileSource, SourceError, TimeSettings, run};
+use crate::pipeline::{Pipeline, Record, Snapshot, Stats};
+use crate::source::file::{SourceError, TimeSettings};
+use crate::source::merge::Merge;
+use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -39,7 +41,8 @@ fn is_zero(n: &u64) -> bool {
 
 pub struct Replay {
     pub pipeline: Pipeline,
-    pub dry_run: DryRun,
+    /// Every ban decided, in order.
+    pub bans: Vec<Decision>,
     pub files: Vec<PathBuf>,
 }
 
@@ -50,38 +53,35 @@ pub enum ReplayError {
     #[error(transparent)]
     Enforce(#[from] EnforceError),
     #[error("GeoIP: {0}")]
-    Geo(String),
+    Geo(#[from] crate::geo::GeoError),
 }
 
 /// Runs `files` through a fresh pipeline.
 pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Replay, ReplayError> {
-    let mut sources = files
-        .iter()
-        .map(|p| FileSource::open(p, cfg.max_line_bytes, time))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut pipeline = Pipeline::new(cfg);
-    pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), true)
-        .map_err(ReplayError::Geo)?;
-    let mut dry_run = DryRun::default();
-    let mut enforce_err = None;
-    run(&mut sources, &mut pipeline, |d| {
-        if let Err(e) = dry_run.ban(std::slice::from_ref(d)) {
-            enforce_err.get_or_insert(e);
+    let mut merge = Merge::open(files, cfg.max_line_bytes, time)?;
+    let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), true)?;
+    let mut pipeline = Pipeline::new(cfg, geo, Record::Nothing, &Snapshot::default());
+    let (mut enforcers, _) = Enforcers::open(&[EnforcerConfig::DryRun], &[], Timestamp(0))?;
+    let mut bans = Vec::new();
+    merge.run(|m| {
+        let decisions = pipeline.feed(&m.line);
+        if !decisions.is_empty() {
+            let decisions = decisions.to_vec();
+            enforcers.ban(&decisions, pipeline.now());
+            bans.extend(decisions);
         }
+        Ok::<_, ReplayError>(())
     })?;
-    if let Some(e) = enforce_err {
-        return Err(e.into());
-    }
     Ok(Replay {
         pipeline,
-        dry_run,
+        bans,
         files: files.to_vec(),
     })
 }
 
 impl Replay {
     pub fn report(&self) -> Report<'_> {
-        let s: &Stats = &self.pipeline.stats;
+        let s: &Stats = self.pipeline.stats();
         let mut reasons = BTreeMap::new();
         reasons.insert("unparsable", s.skipped_unparsable);
         reasons.insert("too_long", s.skipped_too_long);
@@ -98,11 +98,11 @@ impl Replay {
             auth_unavailable_not_counted: s.auth_unavailable_not_counted,
             allowlisted_failures: s.allowlisted_failures,
             logins: s.logins,
-            offenders: self.pipeline.offenders.sorted(),
-            offenders_evicted: self.pipeline.offenders.evicted(),
-            bans: &self.dry_run.bans,
-            alerts: &self.pipeline.alerts,
-            alerts_dropped: self.pipeline.alerts_dropped,
+            offenders: self.pipeline.offenders().sorted(),
+            offenders_evicted: self.pipeline.offenders().evicted(),
+            bans: &self.bans,
+            alerts: self.pipeline.alerts(),
+            alerts_dropped: self.pipeline.alerts_dropped(),
         }
     }
 }

@@ -14,6 +14,7 @@
 use crate::alert::{AccountHistory, Alert};
 use crate::ban::target_string;
 use crate::offender::Offender;
+use crate::pipeline::Snapshot;
 use crate::time::Timestamp;
 use crate::tls::Posture;
 use ipnet::IpNet;
@@ -147,19 +148,13 @@ pub enum Op {
 /// Changes written together, in one transaction.
 pub type Batch = Vec<Op>;
 
-/// What the daemon reads back at start.
+/// What the daemon reads back at start: the pipeline's [`Snapshot`] and the sources'
+/// positions.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// Bans not lifted whose time is not over at `now`.
-    pub active: Vec<BanRow>,
-    /// Start times of bans (also ended ones) since the escalation memory began.
-    pub history: Vec<(IpNet, Timestamp)>,
-    pub failures: Vec<(IpAddr, Timestamp, u32)>,
-    pub offenders: Vec<Offender>,
+    pub snapshot: Snapshot,
+    /// (source name, position), and [`crate::daemon`]'s counter state row.
     pub checkpoints: Vec<(String, String)>,
-    pub accounts: Vec<(String, AccountHistory)>,
-    /// Known-good keys with their last login, newest last.
-    pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
 pub struct Store {
@@ -476,10 +471,8 @@ impl Store {
         max_addresses: usize,
     ) -> Result<Restored, StoreError> {
         let sql = self.sql();
-        let mut r = Restored {
-            active: self.bans(Some(now))?,
-            ..Restored::default()
-        };
+        let mut r = Restored::default();
+        r.snapshot.active = self.bans(Some(now))?;
         let mut st = self
             .conn
             .prepare("SELECT target, at FROM bans WHERE at >= ?1 ORDER BY at")
@@ -492,7 +485,7 @@ impl Store {
         for row in rows {
             let (t, at) = row.map_err(&sql)?;
             if let Some(t) = parse_target(&t) {
-                r.history.push((t, Timestamp(at)));
+                r.snapshot.history.push((t, Timestamp(at)));
             }
         }
         let mut st = self
@@ -528,10 +521,10 @@ impl Store {
         for row in rows {
             let (a, t, n) = row.map_err(&sql)?;
             if let Ok(a) = a.parse() {
-                r.failures.push((a, Timestamp(t), n));
+                r.snapshot.failures.push((a, Timestamp(t), n));
             }
         }
-        r.offenders = self.offenders(max_offenders)?;
+        r.snapshot.offenders = self.offenders(max_offenders)?;
         let mut st = self
             .conn
             .prepare("SELECT source, position FROM checkpoints")
@@ -554,7 +547,7 @@ impl Store {
         for row in rows {
             let (user, rec) = row.map_err(&sql)?;
             if let Ok(h) = serde_json::from_str(&rec) {
-                r.accounts.push((user, h));
+                r.snapshot.accounts.push((user, h));
             }
         }
         // The most recent known-good keys (as many as the policy keeps), oldest first.
@@ -573,7 +566,7 @@ impl Store {
         for row in rows {
             let (key, at) = row.map_err(&sql)?;
             if let Some(k) = parse_target(&key) {
-                r.known_good.push((k, Timestamp(at)));
+                r.snapshot.known_good.push((k, Timestamp(at)));
             }
         }
         Ok(r)
@@ -887,6 +880,7 @@ mod tests {
             .restore(Timestamp(2_000), Timestamp(0), Timestamp(0), 10, 5, 2)
             .unwrap();
         let got: Vec<(String, i64)> = r
+            .snapshot
             .failures
             .iter()
             .map(|(a, t, _)| (a.to_string(), t.0))
@@ -900,7 +894,7 @@ mod tests {
         let r = s
             .restore(Timestamp(2_000), Timestamp(0), Timestamp(1_148), 10, 5, 3)
             .unwrap();
-        assert_eq!(r.failures.len(), 2);
+        assert_eq!(r.snapshot.failures.len(), 2);
     }
 
     #[test]
@@ -923,6 +917,7 @@ mod tests {
             .restore(Timestamp(100), Timestamp(0), Timestamp(0), 10, 5, 10)
             .unwrap();
         let got: Vec<(String, i64)> = r
+            .snapshot
             .known_good
             .iter()
             .map(|(k, t)| (k.to_string(), t.0))
@@ -937,6 +932,10 @@ mod tests {
         let r = s
             .restore(Timestamp(100), Timestamp(0), Timestamp(0), 10, 5, 1)
             .unwrap();
-        assert_eq!(r.known_good.len(), 1, "bounded by the addresses kept");
+        assert_eq!(
+            r.snapshot.known_good.len(),
+            1,
+            "bounded by the addresses kept"
+        );
     }
 }

@@ -60,7 +60,7 @@ pub(crate) fn postfix_setup(file: &std::path::Path, quiet: bool) -> Result<ExitC
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let map = saslguard::daemon::engine::open_map(mc).map_err(anyhow::Error::msg)?;
+    let map = saslguard::enforce::postfix_map::PostfixMap::from_config(mc)?;
     if map.exists() {
         if !quiet {
             println!("{} exists", mc.map);

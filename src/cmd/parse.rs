@@ -13,68 +13,63 @@ pub(crate) fn parse_files(
     let (mut lines, mut events, mut skipped) = (0u64, 0u64, 0u64);
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
     let many = files.len() > 1;
-    for path in files {
-        let mut src = FileSource::open(path, max_line, ts)?;
-        loop {
-            let raw = match src.next_raw()? {
-                None => break,
-                Some(Line::TooLong(n)) => Err((Skip::TooLong, format!("{n} bytes"))),
-                Some(Line::Ok(b)) => Ok(b.to_vec()),
-            };
-            let n = src.line_no;
-            lines += 1;
-            let prepared = match raw {
-                Ok(b) => prepare(&b, src.resolver())
-                    .map_err(|s| (s, String::from_utf8_lossy(&b).into_owned())),
-                Err(e) => Err(e),
-            };
-            let where_ = if many {
-                format!("{}:{}", path.display(), n)
-            } else {
-                n.to_string()
-            };
-            match prepared {
-                Err((why, text)) => {
-                    skipped += 1;
-                    if verbose && !json {
-                        writeln!(
-                            out,
-                            "{where_}: skipped ({why:?}): {}",
-                            saslguard::escape::escape(&text.chars().take(120).collect::<String>())
-                        )?;
-                    }
-                }
-                Ok((t, parsed, _)) => {
-                    let Some(ev) = parsed.event else {
-                        if verbose && !json {
-                            writeln!(out, "{where_}: no event")?;
-                        }
-                        continue;
+    let mut merge = Merge::open(files, max_line, ts)?;
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    merge.run(|m| -> Result<()> {
+        lines += 1;
+        let n = m.line_no;
+        let where_ = if many {
+            format!("{}:{}", names[m.source], n)
+        } else {
+            n.to_string()
+        };
+        let (t, prefix) = match &m.line.stamp {
+            Err(why) => {
+                skipped += 1;
+                if verbose && !json {
+                    let text = match why {
+                        saslguard::source::Skip::TooLong => format!("{} bytes", m.line.len),
+                        _ => m.line.text.chars().take(120).collect(),
                     };
-                    events += 1;
-                    *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
-                    if json {
-                        let mut v = serde_json::to_value(&ev)?;
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("line".into(), n.into());
-                            if many {
-                                o.insert("file".into(), path.display().to_string().into());
-                            }
-                            o.insert("time".into(), t.rfc3339().into());
-                        }
-                        serde_json::to_writer(&mut out, &v)?;
-                        writeln!(out)?;
-                    } else {
-                        writeln!(
-                            out,
-                            "{where_}: {}",
-                            saslguard::escape::escape(&describe(&ev))
-                        )?;
-                    }
+                    writeln!(
+                        out,
+                        "{where_}: skipped ({why:?}): {}",
+                        saslguard::escape::escape(&text)
+                    )?;
                 }
+                return Ok(());
             }
+            Ok(x) => x,
+        };
+        let parsed = saslguard::parse::parse_prefixed(prefix);
+        let Some(ev) = parsed.event else {
+            if verbose && !json {
+                writeln!(out, "{where_}: no event")?;
+            }
+            return Ok(());
+        };
+        events += 1;
+        *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
+        if json {
+            let mut v = serde_json::to_value(&ev)?;
+            if let Some(o) = v.as_object_mut() {
+                o.insert("line".into(), n.into());
+                if many {
+                    o.insert("file".into(), names[m.source].clone().into());
+                }
+                o.insert("time".into(), t.rfc3339().into());
+            }
+            serde_json::to_writer(&mut out, &v)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "{where_}: {}",
+                saslguard::escape::escape(&describe(&ev))
+            )?;
         }
-    }
+        Ok(())
+    })?;
     if !json {
         let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(

@@ -43,18 +43,18 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
             Err(code) => return Ok(code),
         };
         let r = saslguard::replay::replay(&cfg, &a.files, ts)?;
-        let rows = r
-            .dry_run
-            .bans
-            .iter()
-            .map(|d| BanRow::of(d, "policy"))
-            .collect();
+        let rows = r.bans.iter().map(|d| BanRow::of(d, "policy")).collect();
         let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
         (
             format!("logs {}", names.join(" ")),
             rows,
-            r.pipeline.offenders.sorted().into_iter().cloned().collect(),
-            r.pipeline.now,
+            r.pipeline
+                .offenders()
+                .sorted()
+                .into_iter()
+                .cloned()
+                .collect(),
+            r.pipeline.now(),
         )
     } else {
         let path = match a.store {

@@ -9,6 +9,7 @@ pub mod validate;
 
 use crate::alert::AlertConfig;
 use crate::count::CountConfig;
+use crate::enforce::EnforcerConfig;
 use crate::enforce::nft::NftConfig;
 use crate::policy::PolicyConfig;
 use crate::time::Zone;
@@ -87,6 +88,16 @@ pub struct DaemonConfig {
 
 /// The Postfix map's settings live with the map enforcer.
 pub use crate::enforce::postfix_map::MapConfig;
+
+impl Config {
+    /// The enforcers' sections that are on, in the order bans reach them.
+    pub fn enforcers(&self) -> Vec<EnforcerConfig> {
+        let mut v = Vec::new();
+        v.extend(self.nftables.clone().map(EnforcerConfig::Nftables));
+        v.extend(self.postfix_map.clone().map(EnforcerConfig::PostfixMap));
+        v
+    }
+}
 
 impl Default for Config {
     fn default() -> Self {

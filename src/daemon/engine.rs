@@ -11,13 +11,13 @@ use super::sources::Input;
 use super::store_writer::StoreWriter;
 use crate::ban::BanRow;
 use crate::ban::{Decision, human_ms, target_string};
-use crate::config::{self, Config, MapConfig};
-use crate::enforce::nft::{Nft, NftConfig};
-use crate::enforce::postfix_map::PostfixMap;
+use crate::config::{self, Config};
+use crate::enforce::{EnforceError, Enforcers, Failure};
 use crate::offender::Offender;
-use crate::pipeline::{Pipeline, Skip, prepare};
+use crate::pipeline::{Pipeline, Record};
 use crate::source::follow::FollowStats;
-use crate::store::{Batch, Op, Restored, Store};
+use crate::source::{Stamped, stamp};
+use crate::store::{Batch, Op, Restored, Store, StoreError};
 use crate::time::{Timestamp, YearResolver};
 use ipnet::IpNet;
 use serde::Serialize;
@@ -90,8 +90,7 @@ pub struct Engine {
     pipeline: Pipeline,
     resolvers: Vec<YearResolver>,
     pub sources: Vec<SourceState>,
-    nft: Option<Nft>,
-    map: Option<PostfixMap>,
+    enforcers: Enforcers,
     active: BTreeMap<IpNet, BanRow>,
     store: StoreWriter,
     counters: Counters,
@@ -104,12 +103,19 @@ pub struct Engine {
     unenforced: BTreeMap<IpNet, Owed>,
 }
 
-pub fn open_map(m: &MapConfig) -> Result<PostfixMap, String> {
-    let map = PostfixMap::open(&m.map, &m.reply).map_err(|e| e.to_string())?;
-    Ok(match &m.postfix_config {
-        Some(dir) => map.with_postfix_config(dir),
-        None => map,
-    })
+/// Why the engine could not start, or a reload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("GeoIP: {0}")]
+    Geo(#[from] crate::geo::GeoError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    StoreWriter(#[from] super::store_writer::FlushError),
+    #[error("configuration not reloaded, the running one is kept:\n{0}")]
+    Config(#[from] config::ConfigErrors),
 }
 
 /// The longest rule window: failures older than this no longer matter.
@@ -122,17 +128,15 @@ fn max_window(cfg: &Config) -> i64 {
 }
 
 /// Reads what the store holds for a pipeline built from `cfg`.
-pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Restored, String> {
-    store
-        .restore(
-            now,
-            now.add_ms(-cfg.policy.escalation.memory_ms),
-            now.add_ms(-max_window(cfg)),
-            cfg.max_offenders,
-            cfg.policy.deepest(),
-            cfg.count.max_addresses,
-        )
-        .map_err(|e| e.to_string())
+pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Restored, StoreError> {
+    store.restore(
+        now,
+        now.add_ms(-cfg.policy.escalation.memory_ms),
+        now.add_ms(-max_window(cfg)),
+        cfg.max_offenders,
+        cfg.policy.deepest(),
+        cfg.count.max_addresses,
+    )
 }
 
 impl Engine {
@@ -145,12 +149,10 @@ impl Engine {
         restored: &Restored,
         store: StoreWriter,
         sources: Vec<String>,
-    ) -> Result<Engine, String> {
+    ) -> Result<Engine, EngineError> {
         let now = wall_now();
-        let mut pipeline = Pipeline::new(&cfg);
-        pipeline.record_changes = true;
-        pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), false)?;
-        pipeline.restore(restored);
+        let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
+        let mut pipeline = Pipeline::new(&cfg, geo, Record::Changes, &restored.snapshot);
         if let Some((_, s)) = restored
             .checkpoints
             .iter()
@@ -177,23 +179,18 @@ impl Engine {
             }]);
         }
         let active: BTreeMap<IpNet, BanRow> = restored
+            .snapshot
             .active
             .iter()
             .map(|b| (b.target, b.clone()))
             .collect();
-        let nft = match &cfg.nftables {
-            None => None,
-            Some(nc) => Some(Self::setup_nft(nc, &active, now)?),
-        };
-        let map = match &cfg.postfix_map {
-            None => None,
-            Some(mc) => {
-                let mut m = open_map(mc)?;
-                let want: Vec<Decision> = active.values().map(decision_of).collect();
-                m.apply(&want, now).map_err(|e| e.to_string())?;
-                Some(m)
-            }
-        };
+        let want: Vec<Decision> = active.values().map(decision_of).collect();
+        let (enforcers, refused) = Enforcers::open(&cfg.enforcers(), &want, now)?;
+        for f in &refused {
+            // One ban an enforcer will not take (an older saslguard stored it) must not
+            // keep the daemon from starting and enforcing all the others.
+            tracing::error!("could not restore the ban: {f}");
+        }
         let resolvers = sources
             .iter()
             .map(|_| YearResolver::new(cfg.zone, now))
@@ -225,8 +222,7 @@ impl Engine {
             pipeline,
             resolvers,
             sources,
-            nft,
-            map,
+            enforcers,
             active,
             store,
             counters: Counters::default(),
@@ -258,29 +254,6 @@ impl Engine {
         }
     }
 
-    fn setup_nft(
-        nc: &NftConfig,
-        active: &BTreeMap<IpNet, BanRow>,
-        now: Timestamp,
-    ) -> Result<Nft, String> {
-        let nft = Nft::new(nc.clone()).map_err(|e| e.to_string())?;
-        let want: Vec<(IpNet, Timestamp)> = active.values().map(|b| (b.target, b.until)).collect();
-        let r = nft.reconcile(&want, now).map_err(|e| e.to_string())?;
-        for (t, why) in &r.failed {
-            // One ban the kernel will not take (an older saslguard stored it) must not
-            // keep the daemon from starting and enforcing all the others.
-            tracing::error!(
-                "nftables: could not restore the ban of {}: {why}",
-                target_string(t)
-            );
-        }
-        let n = r.added + r.extended;
-        if n > 0 {
-            tracing::info!("nftables: {n} bans put back in table inet {}", nc.table);
-        }
-        Ok(nft)
-    }
-
     pub fn config(&self) -> &Config {
         &self.cfg
     }
@@ -297,21 +270,18 @@ impl Engine {
         let i = input.source;
         let mut lines = 0u64;
         let mut last_time = None;
+        let mut lossy = String::new();
         for line in input.data.split(|&b| b == b'\n') {
             if line.is_empty() {
                 continue;
             }
             lines += 1;
-            match prepare(line, &mut self.resolvers[i]) {
-                Err(why) => self.pipeline.skip(why),
-                Ok((t, parsed, lossy)) => {
-                    last_time = Some(t);
-                    decisions.extend_from_slice(self.pipeline.process(t, &parsed, lossy));
-                }
-            }
+            let line = stamp(line, &mut self.resolvers[i], &mut lossy);
+            last_time = line.time().or(last_time);
+            decisions.extend_from_slice(self.pipeline.feed(&line));
         }
         for _ in 0..input.too_long {
-            self.pipeline.skip(Skip::TooLong);
+            self.pipeline.feed(&Stamped::too_long(0));
         }
         let s = &mut self.sources[i];
         s.lines += lines;
@@ -339,7 +309,7 @@ impl Engine {
 
     /// The pipeline's changes since the last call, as store operations.
     fn changes(&mut self) -> Batch {
-        let ch = std::mem::take(&mut self.pipeline.changes);
+        let ch = self.pipeline.take_changes();
         let mut batch: Batch = ch
             .failures
             .iter()
@@ -357,7 +327,7 @@ impl Engine {
         let mut seen = HashSet::new();
         for a in ch.touched {
             if seen.insert(a)
-                && let Some(o) = self.pipeline.offenders.get(&a)
+                && let Some(o) = self.pipeline.offenders().get(&a)
             {
                 batch.push(Op::Offender(Box::new(o.clone())));
                 // A Dovecot session tells its TLS posture only when it ends, often
@@ -387,7 +357,7 @@ impl Engine {
 
     /// Alerts raised by the last lines: logged, stored, and handed to the command.
     fn alerts(&mut self, batch: &mut Batch) {
-        let alerts = std::mem::take(&mut self.pipeline.alerts);
+        let alerts = self.pipeline.take_alerts();
         let state = self.pipeline.alert_state();
         let changed = std::mem::take(&mut state.changed_accounts);
         let mut seen = HashSet::new();
@@ -414,9 +384,9 @@ impl Engine {
         }
     }
 
-    fn enforcer_error(&mut self, enforcer: &'static str, message: &str) {
-        *self.counters.enforcer_errors.entry(enforcer).or_insert(0) += 1;
-        tracing::error!("{enforcer}: {message}");
+    fn enforcer_error(&mut self, f: &Failure) {
+        *self.counters.enforcer_errors.entry(f.enforcer).or_insert(0) += 1;
+        tracing::error!("{f}");
     }
 
     /// Carries out decisions in every enforcer and records them.
@@ -428,60 +398,25 @@ impl Engine {
         origin: &str,
         batch: &mut Batch,
     ) -> Vec<String> {
-        let mut errors = Vec::new();
-        let mut owed: Vec<(IpNet, &'static str, String)> = Vec::new();
         // The kernel's timeout counts from the moment the element goes in: measure it
         // from the clock now, not from when this batch of lines began, so the kernel
         // and `tick` end the ban at the same `until`.
         let wall = wall_now().max(now);
-        let kernel: Vec<(IpNet, u64)> = decisions
-            .iter()
-            .filter(|d| d.until > wall)
-            .map(|d| (d.target, (d.until.0 - wall.0) as u64))
-            .collect();
-        if let (Some(nft), false) = (&self.nft, kernel.is_empty()) {
-            match nft.ban(&kernel) {
-                Ok(r) => {
-                    for (t, why) in r.failed {
-                        errors.push(("nftables", format!("{}: {why}", target_string(&t))));
-                        owed.push((t, "nftables", why));
-                    }
-                }
-                Err(e) => {
-                    errors.push(("nftables", e.to_string()));
-                    owed.extend(kernel.iter().map(|(t, _)| (*t, "nftables", e.to_string())));
-                }
+        let failures = self.enforcers.ban(decisions, wall);
+        for f in &failures {
+            for t in &f.targets {
+                let o = self.unenforced.entry(*t).or_insert_with(|| Owed {
+                    enforcers: Default::default(),
+                    attempts: 0,
+                    next: Instant::now(),
+                    last_error: String::new(),
+                });
+                o.enforcers.insert(f.enforcer);
+                o.last_error.clone_from(&f.error);
+                o.attempts = 0;
+                o.schedule();
             }
-        }
-        if let Some(map) = &mut self.map {
-            let r = map.apply(decisions, now);
-            match r {
-                Ok(()) => self.reload_postfix(),
-                Err(e) => {
-                    errors.push(("postfix-map", e.to_string()));
-                    owed.extend(
-                        decisions
-                            .iter()
-                            .filter(|d| d.until > now)
-                            .map(|d| (d.target, "postfix-map", e.to_string())),
-                    );
-                }
-            }
-        }
-        for (t, who, why) in owed {
-            let o = self.unenforced.entry(t).or_insert_with(|| Owed {
-                enforcers: Default::default(),
-                attempts: 0,
-                next: Instant::now(),
-                last_error: String::new(),
-            });
-            o.enforcers.insert(who);
-            o.last_error = why;
-            o.attempts = 0;
-            o.schedule();
-        }
-        for (who, e) in &errors {
-            self.enforcer_error(who, e);
+            self.enforcer_error(f);
         }
         for d in decisions {
             let row = BanRow::of(d, origin);
@@ -504,84 +439,40 @@ impl Engine {
             }
             batch.push(Op::Ban(Box::new(row)));
         }
-        errors
-            .into_iter()
-            .map(|(who, e)| format!("{who}: {e}"))
-            .collect()
+        failures.iter().map(Failure::to_string).collect()
     }
 
-    /// Postfix processes read a cidr map when they start; a reload makes a change
-    /// effective at once. Runs in the background.
-    fn reload_postfix(&self) {
-        let Some(cmd) = self
-            .cfg
-            .postfix_map
-            .as_ref()
-            .map(|m| m.reload_command.clone())
-            .filter(|c| !c.is_empty())
-        else {
-            return;
-        };
-        std::thread::spawn(move || {
-            match std::process::Command::new(&cmd[0])
-                .args(&cmd[1..])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .output()
-            {
-                Ok(o) if o.status.success() => {}
-                Ok(o) => tracing::warn!(
-                    "{}: {} {}",
-                    cmd.join(" "),
-                    o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
-                ),
-                Err(e) => tracing::warn!("{}: {e}", cmd.join(" ")),
+    /// Puts an enforcer that lost what it held (`nft flush ruleset`, `systemctl reload
+    /// nftables`) back with every active ban and its remaining time: checked every tick,
+    /// so bans are enforced again within a second.
+    fn heal(&mut self, now: Timestamp) {
+        let want: Vec<Decision> = self.active.values().map(decision_of).collect();
+        let (rebuilt, errors) = self.enforcers.heal(&want, now);
+        for r in rebuilt {
+            self.counters.table_rebuilds += 1;
+            tracing::warn!(
+                "{}: {} was removed; rebuilt with {} active bans",
+                r.enforcer,
+                r.describe,
+                r.bans
+            );
+            // The rebuild put every active ban in: what it owed is paid, except what
+            // it refused again.
+            for o in self.unenforced.values_mut() {
+                o.enforcers.remove(r.enforcer);
             }
-        });
-    }
-
-    /// Puts saslguard's table back with every active ban and its remaining time when
-    /// something removed it (`nft flush ruleset`, `systemctl reload nftables`): checked
-    /// every tick, so bans are enforced again within a second.
-    fn heal_nft(&mut self, now: Timestamp) {
-        let Some(nft) = &self.nft else { return };
-        match nft.table_present() {
-            Ok(true) => {}
-            Ok(false) => {
-                let want: Vec<(IpNet, Timestamp)> =
-                    self.active.values().map(|b| (b.target, b.until)).collect();
-                match nft.reconcile(&want, now) {
-                    Ok(r) => {
-                        self.counters.table_rebuilds += 1;
-                        tracing::warn!(
-                            "nftables: table inet {} was removed from the kernel; rebuilt with {} active bans",
-                            self.cfg.nftables.as_ref().map_or("", |n| n.table.as_str()),
-                            r.added + r.extended + r.kept
-                        );
-                        // The rebuild put every active ban in: what nftables owed is paid,
-                        // except what it refused again.
-                        for o in self.unenforced.values_mut() {
-                            o.enforcers.remove("nftables");
-                        }
-                        for (t, why) in r.failed {
-                            self.enforcer_error(
-                                "nftables",
-                                &format!("{}: {why}", target_string(&t)),
-                            );
-                            if let Some(o) = self.unenforced.get_mut(&t) {
-                                o.enforcers.insert("nftables");
-                            }
-                        }
-                        self.unenforced.retain(|_, o| !o.enforcers.is_empty());
-                    }
-                    Err(e) => {
-                        self.enforcer_error("nftables", &format!("rebuilding the table: {e}"))
+            for f in &r.failures {
+                for t in &f.targets {
+                    if let Some(o) = self.unenforced.get_mut(t) {
+                        o.enforcers.insert(f.enforcer);
                     }
                 }
+                self.enforcer_error(f);
             }
-            Err(e) => self.enforcer_error("nftables", &format!("checking the table: {e}")),
+            self.unenforced.retain(|_, o| !o.enforcers.is_empty());
+        }
+        for f in &errors {
+            self.enforcer_error(f);
         }
     }
 
@@ -600,60 +491,25 @@ impl Engine {
             return;
         }
         let wall = wall_now().max(now);
-        let mut nft_ok: Vec<IpNet> = Vec::new();
-        let mut map_ok: Vec<IpNet> = Vec::new();
-        let mut failed: Vec<(IpNet, String)> = Vec::new();
-        let want = |who| -> Vec<IpNet> {
-            due.iter()
-                .copied()
-                .filter(|t| self.unenforced[t].enforcers.contains(who))
-                .collect()
-        };
-        let (for_nft, for_map) = (want("nftables"), want("postfix-map"));
-        if let (Some(nft), false) = (&self.nft, for_nft.is_empty()) {
-            let bans: Vec<(IpNet, u64)> = for_nft
+        let mut failed: Vec<Failure> = Vec::new();
+        for who in self.enforcers.names() {
+            let owed: Vec<Decision> = due
                 .iter()
-                .map(|t| (*t, (self.active[t].until.0 - wall.0).max(1) as u64))
-                .collect();
-            // A set or rule deleted by hand is why a ban fails: setup puts back what is
-            // missing (idempotent, bans kept) before the retry.
-            if let Err(e) = nft.setup() {
-                tracing::warn!("nftables: setup before a retry: {e}");
-            }
-            match nft.ban(&bans) {
-                Ok(r) => {
-                    for t in &for_nft {
-                        match r.failed.iter().find(|(f, _)| f == t) {
-                            Some((_, why)) => failed.push((*t, why.clone())),
-                            None => nft_ok.push(*t),
-                        }
-                    }
-                }
-                Err(e) => failed.extend(for_nft.iter().map(|t| (*t, e.to_string()))),
-            }
-        }
-        if let (Some(map), false) = (&mut self.map, for_map.is_empty()) {
-            let decisions: Vec<Decision> = for_map
-                .iter()
+                .filter(|t| self.unenforced[*t].enforcers.contains(who))
                 .map(|t| decision_of(&self.active[t]))
                 .collect();
-            match map.apply(&decisions, now) {
-                Ok(()) => {
-                    map_ok = for_map.clone();
-                    self.reload_postfix();
+            if owed.is_empty() {
+                continue;
+            }
+            let f = self.enforcers.retry(who, &owed, wall);
+            for d in &owed {
+                if !f.iter().any(|f| f.targets.contains(&d.target))
+                    && let Some(o) = self.unenforced.get_mut(&d.target)
+                {
+                    o.enforcers.remove(who);
                 }
-                Err(e) => failed.extend(for_map.iter().map(|t| (*t, e.to_string()))),
             }
-        }
-        for t in nft_ok {
-            if let Some(o) = self.unenforced.get_mut(&t) {
-                o.enforcers.remove("nftables");
-            }
-        }
-        for t in map_ok {
-            if let Some(o) = self.unenforced.get_mut(&t) {
-                o.enforcers.remove("postfix-map");
-            }
+            failed.extend(f);
         }
         self.unenforced.retain(|t, o| {
             let done = o.enforcers.is_empty();
@@ -666,17 +522,19 @@ impl Engine {
             }
             !done
         });
-        for (t, why) in failed {
-            if let Some(o) = self.unenforced.get_mut(&t) {
-                o.last_error = why;
-                o.schedule();
+        for f in failed {
+            for t in &f.targets {
+                if let Some(o) = self.unenforced.get_mut(t) {
+                    o.last_error.clone_from(&f.error);
+                    o.schedule();
+                }
             }
         }
     }
 
     /// Once a second: forget bans that are over, expire map entries, prune the store.
     pub fn tick(&mut self, now: Timestamp) {
-        self.heal_nft(now);
+        self.heal(now);
         self.retry_owed(now);
         self.active.retain(|t, b| {
             let keep = b.until > now;
@@ -685,19 +543,15 @@ impl Engine {
             }
             keep
         });
-        if let Some(map) = &mut self.map {
-            match map.expire(now) {
-                Ok(0) => {}
-                Ok(_) => self.reload_postfix(),
-                Err(e) => self.enforcer_error("postfix-map", &e.to_string()),
-            }
+        for f in self.enforcers.expire(now) {
+            self.enforcer_error(&f);
         }
         if self.last_own_check.elapsed() >= OWN_CHECK {
             self.refresh_own();
         }
         if self.last_geo_check.elapsed() >= std::time::Duration::from_secs(5) {
             self.last_geo_check = Instant::now();
-            self.pipeline.geo.reload_changed();
+            self.pipeline.geo_mut().reload_changed();
         }
         if now.0 - self.last_prune.0 >= 3_600_000 {
             self.last_prune = now;
@@ -721,7 +575,10 @@ impl Engine {
             Request::Unban { target } => self.unban(&target),
             Request::Reload => match self.reload() {
                 Ok(msg) => json!({"ok": true, "message": msg}),
-                Err(e) => error(e),
+                Err(e @ EngineError::Config(_)) => error(e.to_string()),
+                Err(e) => error(format!(
+                    "configuration not reloaded, the running one is kept: {e}"
+                )),
             },
             Request::Metrics => json!({"ok": true, "text": self.metrics()}),
             Request::Check { address } => self.check(&address),
@@ -737,9 +594,9 @@ impl Engine {
             "store": self.store_path.display().to_string(),
             "uptime_s": self.started.elapsed().as_secs(),
             "sources": self.sources,
-            "stats": self.pipeline.stats,
+            "stats": self.pipeline.stats(),
             "tracked": {"addresses": addresses, "prefixes": prefixes, "evicted": evicted},
-            "offenders": self.pipeline.offenders.len(),
+            "offenders": self.pipeline.offenders().len(),
             "active_bans": self.active.len(),
             "bans": self.counters.bans,
             "unbans": self.counters.unbans,
@@ -748,8 +605,8 @@ impl Engine {
             "unenforced_bans": self.unenforced.len(),
             "alerts": self.counters.alerts,
             "geoip": {
-                "country": self.pipeline.geo.has_country(),
-                "asn": self.pipeline.geo.has_asn(),
+                "country": self.pipeline.geo().has_country(),
+                "asn": self.pipeline.geo().has_asn(),
             },
             "enforcers": {
                 "nftables": self.cfg.nftables.as_ref().map(|n| n.table.clone()),
@@ -792,7 +649,7 @@ impl Engine {
             .iter()
             .map(|b| {
                 let offender = (b.target.prefix_len() == b.target.max_prefix_len())
-                    .then(|| self.pipeline.offenders.get(&b.target.addr()))
+                    .then(|| self.pipeline.offenders().get(&b.target.addr()))
                     .flatten()
                     .map(summary);
                 json!({
@@ -881,26 +738,10 @@ impl Engine {
         };
         let now = wall_now();
         let mut removed = self.active.remove(&target).is_some();
-        let mut errors = Vec::new();
-        if let Some(nft) = &self.nft {
-            match nft.unban(&[target]) {
-                Ok(n) => removed |= n > 0,
-                Err(e) => errors.push(("nftables", e.to_string())),
-            }
-        }
-        if let Some(map) = &mut self.map {
-            match map.unban(&[target]) {
-                Ok(n) => {
-                    removed |= n > 0;
-                    if n > 0 {
-                        self.reload_postfix();
-                    }
-                }
-                Err(e) => errors.push(("postfix-map", e.to_string())),
-            }
-        }
-        for (who, e) in &errors {
-            self.enforcer_error(who, e);
+        let (held, errors) = self.enforcers.unban(&[target]);
+        removed |= held;
+        for f in &errors {
+            self.enforcer_error(f);
         }
         self.pipeline.manual_unban(target);
         self.counters.unbans += u64::from(removed);
@@ -910,8 +751,8 @@ impl Engine {
             by: "hand".into(),
         }]);
         tracing::warn!("unban {} by hand", target_string(&target));
-        if let Some((who, e)) = errors.first() {
-            return error(format!("{who}: {e}"));
+        if let Some(f) = errors.first() {
+            return error(f.to_string());
         }
         json!({"ok": true, "target": target_string(&target), "was_banned": removed})
     }
@@ -920,50 +761,45 @@ impl Engine {
     /// configuration kept. Counting, policy and enforcer settings take effect at once
     /// (the windows are rebuilt from the store); sources and daemon paths need a
     /// restart.
-    pub fn reload(&mut self) -> Result<String, String> {
-        let cfg = config::load(&self.config_path).map_err(|e| {
-            let msg = format!("configuration not reloaded, the running one is kept:\n{e}");
-            tracing::error!("{msg}");
-            msg
-        })?;
+    pub fn reload(&mut self) -> Result<String, EngineError> {
+        let r = self.try_reload();
+        if let Err(e) = &r {
+            tracing::error!("configuration not reloaded, the running one is kept: {e}");
+        }
+        r
+    }
+
+    fn try_reload(&mut self) -> Result<String, EngineError> {
+        let cfg = config::load(&self.config_path)?;
         let mut notes = Vec::new();
         if cfg.sources != self.cfg.sources || cfg.daemon != self.cfg.daemon {
             notes.push("[sources] and [daemon] changes take effect at the next restart");
         }
         self.store.flush()?;
         let now = wall_now();
-        let store = Store::open_read_only(&self.store_path).map_err(|e| e.to_string())?;
+        let store = Store::open_read_only(&self.store_path)?;
         let restored = restore_from(&store, &cfg, now)?;
         drop(store);
-        let mut pipeline = Pipeline::new(&cfg);
-        pipeline.record_changes = true;
-        pipeline.geo = crate::geo::Geo::open(&cfg.geoip, pipeline.policy().needs_geo(), false)
-            .map_err(|e| {
-                let msg = format!("configuration not reloaded, the running one is kept: {e}");
-                tracing::error!("{msg}");
-                msg
-            })?;
-        pipeline.restore(&restored);
+        let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
+        let mut pipeline = Pipeline::new(&cfg, geo, Record::Changes, &restored.snapshot);
         // Open sessions stay open over a reload: their attempts are not counted again.
-        pipeline.restore_counter(&self.pipeline.counter_snapshot());
-        pipeline.stats = std::mem::take(&mut self.pipeline.stats);
-        let nft = match &cfg.nftables {
-            Some(nc) if Some(nc) != self.cfg.nftables.as_ref() => {
-                Some(Self::setup_nft(nc, &self.active, now)?)
+        pipeline.carry_over(&mut self.pipeline);
+        // An enforcer that changed or went away takes its bans with it: the old table
+        // (another name, or nftables turned off) would go on blocking, and the old map
+        // on refusing, while `unban` no longer reaches them.
+        let want: Vec<Decision> = self.active.values().map(decision_of).collect();
+        let failures = match self.enforcers.reload(&cfg.enforcers(), &want, now) {
+            Ok(f) => f,
+            Err(e) => {
+                // Nothing changed: the pipeline this reload built is dropped, and the
+                // statistics go back to the running one.
+                self.pipeline.carry_over(&mut pipeline);
+                return Err(e.into());
             }
-            Some(_) => self.nft.take(),
-            None => None,
         };
-        let map = match &cfg.postfix_map {
-            Some(mc) if Some(mc) != self.cfg.postfix_map.as_ref() => {
-                let mut m = open_map(mc)?;
-                let want: Vec<Decision> = self.active.values().map(decision_of).collect();
-                m.apply(&want, now).map_err(|e| e.to_string())?;
-                Some(m)
-            }
-            Some(_) => self.map.take(),
-            None => None,
-        };
+        for f in &failures {
+            self.enforcer_error(f);
+        }
         if cfg.zone != self.cfg.zone {
             self.resolvers = self
                 .resolvers
@@ -971,40 +807,7 @@ impl Engine {
                 .map(|_| YearResolver::new(cfg.zone, now))
                 .collect();
         }
-        // An enforcer that changed or went away takes its bans with it: the old table
-        // (another name, or nftables turned off) would go on blocking, and the old map
-        // on refusing, while `unban` no longer reaches them.
-        // (Under the same name or path the new one has taken them over already.)
-        let old_table = self.cfg.nftables.as_ref().map(|n| n.table.clone());
-        if let Some(old) = self
-            .nft
-            .take()
-            .filter(|_| old_table != cfg.nftables.as_ref().map(|n| n.table.clone()))
-        {
-            match old.reset() {
-                Ok(_) => tracing::warn!(
-                    "nftables: table inet {} removed, its bans moved to the new configuration",
-                    self.cfg.nftables.as_ref().map_or("", |n| n.table.as_str())
-                ),
-                Err(e) => self.enforcer_error("nftables", &format!("removing the old table: {e}")),
-            }
-        }
-        let old_map = self.cfg.postfix_map.as_ref().map(|m| m.map.clone());
-        if let Some(mut old) = self
-            .map
-            .take()
-            .filter(|_| old_map != cfg.postfix_map.as_ref().map(|m| m.map.clone()))
-        {
-            let targets: Vec<IpNet> = self.active.keys().copied().collect();
-            match old.unban(&targets) {
-                Ok(0) => {}
-                Ok(_) => self.reload_postfix(),
-                Err(e) => self.enforcer_error("postfix-map", &format!("clearing the old map: {e}")),
-            }
-        }
         self.pipeline = pipeline;
-        self.nft = nft;
-        self.map = map;
         self.cfg = cfg;
         self.refresh_own();
         let msg = format!(
@@ -1033,7 +836,7 @@ impl Engine {
                 .map(|s| (format!("{{source=\"{}\"}}", label(&s.name)), f(s)))
                 .collect()
         };
-        let st = &self.pipeline.stats;
+        let st = self.pipeline.stats();
         let now = wall_now();
         metric(
             "lines_read_total",
@@ -1215,7 +1018,7 @@ fn decision_of(b: &BanRow) -> Decision {
 /// Country and AS of a single address (nothing for a prefix).
 fn target_geo(p: &Pipeline, target: &IpNet) -> crate::geo::Origin {
     if target.prefix_len() == target.max_prefix_len() {
-        p.geo.lookup(target.addr())
+        p.geo().lookup(target.addr())
     } else {
         crate::geo::Origin::default()
     }

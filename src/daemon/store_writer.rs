@@ -112,7 +112,18 @@ const BUSY: usize = 32;
 
 enum Msg {
     Batch(Batch),
-    Flush(mpsc::Sender<Result<(), String>>),
+    Flush(mpsc::Sender<Result<(), FlushError>>),
+}
+
+/// What was sent could not be confirmed on disk.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlushError {
+    #[error("store closed")]
+    Closed,
+    #[error("store thread gone")]
+    Gone,
+    #[error("{0}")]
+    Write(String),
 }
 
 pub struct StoreWriter {
@@ -134,7 +145,7 @@ impl StoreWriter {
             .name("store".into())
             .spawn(move || {
                 let mut held: Vec<Batch> = Vec::new();
-                let mut acks: Vec<mpsc::Sender<Result<(), String>>> = Vec::new();
+                let mut acks: Vec<mpsc::Sender<Result<(), FlushError>>> = Vec::new();
                 let mut open = true;
                 let mut closing_since: Option<std::time::Instant> = None;
                 while open || !held.is_empty() {
@@ -188,7 +199,7 @@ impl StoreWriter {
                         Err(err) => {
                             e.fetch_add(1, Ordering::Relaxed);
                             for a in acks.drain(..) {
-                                let _ = a.send(Err(err.to_string()));
+                                let _ = a.send(Err(FlushError::Write(err.to_string())));
                             }
                             let n = held.len();
                             let merged = compact(std::mem::take(&mut held), bounds);
@@ -239,14 +250,14 @@ impl StoreWriter {
     }
 
     /// Waits until everything sent so far is on disk.
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), FlushError> {
         let (tx, rx) = mpsc::channel();
         self.tx
             .as_ref()
-            .ok_or("store closed")?
+            .ok_or(FlushError::Closed)?
             .send(Msg::Flush(tx))
-            .map_err(|_| "store thread gone".to_string())?;
-        rx.recv().map_err(|_| "store thread gone".to_string())?
+            .map_err(|_| FlushError::Gone)?;
+        rx.recv().map_err(|_| FlushError::Gone)?
     }
 
     /// Writes what is left and stops the thread.

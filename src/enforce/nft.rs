@@ -18,7 +18,8 @@
 //! The unsafe parts (set flags, element timeouts, reading elements) are in nft_sys.rs.
 
 use super::nft_sys::{self, FlushSet, Port, RawElem, bytemuck_bytes};
-use crate::ban::target_string;
+use super::{Applied, EnforceError};
+use crate::ban::Decision;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use nftnl::expr::{RejectionType, Verdict};
@@ -572,26 +573,49 @@ impl super::Enforcer for Nft {
         "nftables"
     }
 
-    fn ban(&mut self, decisions: &[crate::ban::Decision]) -> Result<(), super::EnforceError> {
+    fn describe(&self) -> String {
+        format!("table inet {}", self.cfg.table)
+    }
+
+    fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<Applied, EnforceError> {
+        let want: Vec<(IpNet, Timestamp)> = active.iter().map(|d| (d.target, d.until)).collect();
+        let r = Nft::reconcile(self, &want, now).map_err(failed)?;
+        Ok(Applied { refused: r.failed })
+    }
+
+    fn ban(&mut self, decisions: &[Decision], now: Timestamp) -> Result<Applied, EnforceError> {
+        // The kernel's timeout counts from the moment the element goes in.
         let bans: Vec<(IpNet, u64)> = decisions
             .iter()
-            .map(|d| (d.target, d.until.0.saturating_sub(d.at.0).max(1) as u64))
+            .filter(|d| d.until > now)
+            .map(|d| (d.target, (d.until.0 - now.0).max(1) as u64))
             .collect();
-        let failed = |message: String| super::EnforceError::Failed {
-            enforcer: "nftables",
-            message,
-        };
-        let r = Nft::ban(self, &bans).map_err(|e| failed(e.to_string()))?;
-        match r.failed.first() {
-            None => Ok(()),
-            Some((net, why)) => Err(failed(format!(
-                "{} of {} bans failed, first {}: {why}",
-                r.failed.len(),
-                bans.len(),
-                target_string(net)
-            ))),
+        if bans.is_empty() {
+            return Ok(Applied::default());
         }
+        let r = Nft::ban(self, &bans).map_err(failed)?;
+        Ok(Applied { refused: r.failed })
     }
+
+    fn unban(&mut self, targets: &[IpNet]) -> Result<usize, EnforceError> {
+        Nft::unban(self, targets).map_err(failed)
+    }
+
+    fn intact(&mut self) -> Result<bool, EnforceError> {
+        self.table_present().map_err(failed)
+    }
+
+    fn repair(&mut self) -> Result<(), EnforceError> {
+        self.setup().map_err(failed)
+    }
+
+    fn retire(&mut self, _active: &[IpNet]) -> Result<(), EnforceError> {
+        self.reset().map(|_| ()).map_err(failed)
+    }
+}
+
+fn failed(e: NftError) -> EnforceError {
+    EnforceError::failed("nftables", e.to_string())
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! - Indexed maps match exact addresses and, for IPv4, the dropped-octet forms
 //!   `203.0.113` (/24), `203.0` (/16), `203` (/8); other prefixes need `cidr:`.
 
-use super::{EnforceError, Enforcer};
+use super::{Applied, EnforceError, Enforcer};
 use crate::ban::{Decision, target_string};
 use crate::time::Timestamp;
 use ipnet::IpNet;
@@ -61,6 +61,8 @@ pub struct PostfixMap {
     /// Postfix configuration directory for postmap (`-c`); None: Postfix's default.
     config_dir: Option<PathBuf>,
     entries: BTreeMap<IpNet, Entry>,
+    /// Run after the map changed (argv, no shell); empty: none.
+    reload_command: Vec<String>,
 }
 
 fn err(message: impl Into<String>) -> EnforceError {
@@ -100,9 +102,47 @@ impl PostfixMap {
             postmap: PathBuf::from("postmap"),
             config_dir: None,
             entries: BTreeMap::new(),
+            reload_command: Vec::new(),
         };
         map.load()?;
         Ok(map)
+    }
+
+    /// Opens the map of a `[postfix_map]` section, with its postmap configuration and
+    /// the command that tells Postfix of a change.
+    pub fn from_config(m: &MapConfig) -> Result<PostfixMap, EnforceError> {
+        let mut map = PostfixMap::open(&m.map, &m.reply)?;
+        map.config_dir.clone_from(&m.postfix_config);
+        map.reload_command.clone_from(&m.reload_command);
+        Ok(map)
+    }
+
+    /// Postfix processes read a cidr map when they start; a reload makes a change
+    /// effective at once. Runs in the background: a slow `postfix reload` must not hold
+    /// up the bans behind it.
+    fn reload_postfix(&self) {
+        let cmd = self.reload_command.clone();
+        if cmd.is_empty() {
+            return;
+        }
+        std::thread::spawn(move || {
+            match Command::new(&cmd[0])
+                .args(&cmd[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
+            {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => tracing::warn!(
+                    "{}: {} {}",
+                    cmd.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+                Err(e) => tracing::warn!("{}: {e}", cmd.join(" ")),
+            }
+        });
     }
 
     /// True when the map file exists (Postfix can look it up).
@@ -389,8 +429,39 @@ impl Enforcer for PostfixMap {
         "postfix-map"
     }
 
-    fn ban(&mut self, decisions: &[Decision]) -> Result<(), EnforceError> {
-        let now = decisions.iter().map(|d| d.at).max().unwrap_or_default();
-        self.apply(decisions, now)
+    fn describe(&self) -> String {
+        format!("map {}", self.path.display())
+    }
+
+    /// Puts every active ban in the map (an entry it holds already keeps the later end).
+    fn reconcile(&mut self, active: &[Decision], now: Timestamp) -> Result<Applied, EnforceError> {
+        self.apply(active, now)?;
+        Ok(Applied::default())
+    }
+
+    fn ban(&mut self, decisions: &[Decision], now: Timestamp) -> Result<Applied, EnforceError> {
+        self.apply(decisions, now)?;
+        self.reload_postfix();
+        Ok(Applied::default())
+    }
+
+    fn unban(&mut self, targets: &[IpNet]) -> Result<usize, EnforceError> {
+        let n = PostfixMap::unban(self, targets)?;
+        if n > 0 {
+            self.reload_postfix();
+        }
+        Ok(n)
+    }
+
+    fn expire(&mut self, now: Timestamp) -> Result<usize, EnforceError> {
+        let n = PostfixMap::expire(self, now)?;
+        if n > 0 {
+            self.reload_postfix();
+        }
+        Ok(n)
+    }
+
+    fn retire(&mut self, active: &[IpNet]) -> Result<(), EnforceError> {
+        Enforcer::unban(self, active).map(|_| ())
     }
 }

@@ -262,23 +262,26 @@ pub enum Unparsable {
 /// line; `Ok` with `event: None` is a well-formed line saslguard has no use for.
 pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
     let p = syslog::parse(line).ok_or(Unparsable::Prefix)?;
+    Ok(parse_prefixed(&p))
+}
+
+/// Parses the rest of a line whose syslog prefix is read already.
+pub fn parse_prefixed(p: &syslog::Prefix) -> Parsed {
     let host = p.host.unwrap_or("");
-    let nothing = |time| {
-        Ok(Parsed {
-            time,
-            process: None,
-            event: None,
-        })
+    let nothing = |time| Parsed {
+        time,
+        process: None,
+        event: None,
     };
     if let Some((program, pid, msg)) = syslog::tag(p.rest) {
         if postfix::is_postfix(program) {
             let process = pid.map(|pid| ProcessKey::new(host, program, pid));
             let event = postfix::parse(program, msg).map(Box::new);
-            return Ok(Parsed {
+            return Parsed {
                 time: p.time,
                 process,
                 event,
-            });
+            };
         }
         // Other Postfix daemons (qmgr, cleanup, local...) and anything else with a
         // path-like name: nothing for saslguard.
@@ -288,17 +291,17 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
         // pam_unix writes through whatever ident the process has (`auth`,
         // `dovecot-auth`, `dovecot: auth`): recognise it by its own fixed text.
         if let Some(ev) = dovecot::pam_unix(msg) {
-            return Ok(Parsed {
+            return Parsed {
                 time: p.time,
                 process: None,
                 event: Some(Box::new(ev)),
-            });
+            };
         }
     }
     let event = dovecot::parse(p.rest).map(Box::new);
-    Ok(Parsed {
+    Parsed {
         time: p.time,
         process: None,
         event,
-    })
+    }
 }

@@ -1,12 +1,86 @@
-//! Where lines come from. This module holds the bounded line reader and the replay
-//! sources (whole files, plain or gzip, and stdin); the live file and journal sources
-//! come with the daemon.
+//! Where lines come from, and when they were written. This module holds the bounded
+//! line reader and [`stamp`], which gives each raw line its time (or the reason it has
+//! none); [`file`] reads whole files, [`merge`] reads several of them as one log by
+//! time, [`follow`] and [`journal`] are the daemon's live sources. Nothing here knows
+//! what a line means beyond its syslog prefix: that is the pipeline's business.
 
+pub mod file;
 pub mod follow;
 pub mod journal;
-pub mod replay;
+pub mod merge;
 
+use crate::parse::syslog::{self, Prefix};
+use crate::time::{Timestamp, YearResolver};
 use std::io::{self, BufRead};
+
+/// Why a line has no time, and so no place in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not a log line of any supported format (garbage, truncated prefix).
+    Unparsable,
+    /// Longer than `input.max_line_bytes`.
+    TooLong,
+    /// A timestamp that names no real time (Feb 30, a year out of range).
+    BadTime,
+}
+
+/// One line with its time: decoded, its syslog prefix read, its year and zone resolved.
+#[derive(Debug, Clone)]
+pub struct Stamped<'a> {
+    /// The line without its line end, invalid UTF-8 replaced (a hostile user name must
+    /// not make a failure vanish); empty for a line that was too long.
+    pub text: &'a str,
+    /// The line had invalid UTF-8.
+    pub lossy: bool,
+    /// Its length in bytes as read.
+    pub len: usize,
+    /// Its time and prefix, or why it has none.
+    pub stamp: Result<(Timestamp, Prefix<'a>), Skip>,
+}
+
+impl Stamped<'_> {
+    pub fn too_long(len: usize) -> Stamped<'static> {
+        Stamped {
+            text: "",
+            lossy: false,
+            len,
+            stamp: Err(Skip::TooLong),
+        }
+    }
+
+    pub fn time(&self) -> Option<Timestamp> {
+        self.stamp.as_ref().ok().map(|(t, _)| *t)
+    }
+}
+
+/// Stamps one raw line (without its `\n`) with the time its prefix names, resolved
+/// by the stream's `resolver`; `lossy` holds the decoded text when the line is not
+/// valid UTF-8.
+pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut String) -> Stamped<'a> {
+    let len = raw.len();
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let (text, is_lossy): (&'a str, bool) = match std::str::from_utf8(raw) {
+        Ok(s) => (s, false),
+        Err(_) => {
+            lossy.clear();
+            lossy.push_str(&String::from_utf8_lossy(raw));
+            (lossy.as_str(), true)
+        }
+    };
+    let stamp = match syslog::parse(text) {
+        None => Err(Skip::Unparsable),
+        Some(p) => match resolver.resolve(p.time) {
+            Some(t) => Ok((t, p)),
+            None => Err(Skip::BadTime),
+        },
+    };
+    Stamped {
+        text,
+        lossy: is_lossy,
+        len,
+        stamp,
+    }
+}
 
 /// One line from a [`LineReader`].
 #[derive(Debug, PartialEq, Eq)]

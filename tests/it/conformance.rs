@@ -8,8 +8,8 @@
 //! so and passes without checking anything.
 
 use crate::support;
+use crate::support::prepare;
 use saslguard::parse::Kind;
-use saslguard::pipeline::prepare;
 use saslguard::time::{YearResolver, Zone};
 use serde::Deserialize;
 use std::collections::BTreeMap;

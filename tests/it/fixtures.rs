@@ -9,8 +9,9 @@
 //! in the comments of its file.
 
 use crate::support;
+use crate::support::prepare;
 use saslguard::parse::RULES;
-use saslguard::pipeline::{Skip, prepare};
+use saslguard::source::Skip;
 use saslguard::time::{YearResolver, Zone};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -111,7 +112,7 @@ fn every_fixture_line_parses_as_expected_and_every_rule_has_a_fixture() {
 fn the_captured_real_daemon_log_counts_what_its_clients_did() {
     use saslguard::config::Config;
     use saslguard::replay::replay;
-    use saslguard::source::replay::TimeSettings;
+    use saslguard::source::file::TimeSettings;
     use saslguard::time::Timestamp;
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/parse/real-postfix-3.7-dovecot-2.3.log");
@@ -148,14 +149,14 @@ fn the_captured_real_daemon_log_counts_what_its_clients_did() {
     for (addr, n) in &truth {
         let got = r
             .pipeline
-            .offenders
+            .offenders()
             .get(&addr.parse().unwrap())
             .map_or(0, |o| o.failures);
         assert_eq!(got, *n, "{addr}");
     }
     let total: u64 = truth.iter().map(|(_, n)| n).sum();
-    assert_eq!(r.pipeline.stats.failures, total);
-    assert_eq!(r.pipeline.stats.skipped_unparsable, 0);
+    assert_eq!(r.pipeline.stats().failures, total);
+    assert_eq!(r.pipeline.stats().skipped_unparsable, 0);
 }
 
 /// An independent reading of the address in well-formed daemon lines, written from the

@@ -2,11 +2,11 @@
 //! never invented, client-chosen text never supplies one, and bad lines are counted and
 //! skipped without losing the good lines around them.
 
+use crate::support::prepare;
 use proptest::prelude::*;
 use saslguard::config::Config;
-use saslguard::pipeline::prepare;
 use saslguard::replay::replay;
-use saslguard::source::replay::TimeSettings;
+use saslguard::source::file::TimeSettings;
 use saslguard::time::{Timestamp, YearResolver, Zone};
 use std::io::Write;
 
@@ -204,7 +204,7 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
         },
     )
     .unwrap();
-    let s = &r.pipeline.stats;
+    let s = &r.pipeline.stats();
     assert_eq!(s.lines, 8);
     assert_eq!(s.skipped_too_long, 1);
     assert_eq!(s.skipped_unparsable, 2);
@@ -212,7 +212,7 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
     assert_eq!(s.failures, 5);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"198.51.100.8".parse().unwrap())
         .unwrap();
     assert_eq!(o.failures, 5);
@@ -261,10 +261,10 @@ fn ipv4_mapped_addresses_are_ipv4_for_the_allowlist_and_the_bans() {
     // two are one IPv4 address (203.0.113.5 = cb00:7105) with 12 failures, banned once
     // as IPv4 so the kernel's IPv4 set holds it.
     assert_eq!(targets, ["203.0.113.5"], "{v:#}");
-    assert_eq!(r.pipeline.stats.allowlisted_failures, 6);
+    assert_eq!(r.pipeline.stats().allowlisted_failures, 6);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"203.0.113.5".parse().unwrap())
         .unwrap();
     assert_eq!(o.failures, 12);

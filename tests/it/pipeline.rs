@@ -3,7 +3,7 @@
 
 use saslguard::config::{self, Config};
 use saslguard::replay::{Replay, replay};
-use saslguard::source::replay::TimeSettings;
+use saslguard::source::file::TimeSettings;
 use saslguard::time::{Timestamp, Zone};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,14 +56,13 @@ fn run(logs: &[&str]) -> Replay {
 
 fn failures(r: &Replay, addr: &str) -> u64 {
     r.pipeline
-        .offenders
+        .offenders()
         .get(&addr.parse().unwrap())
         .map_or(0, |o| o.failures)
 }
 
 fn bans(r: &Replay) -> Vec<(String, String)> {
-    r.dry_run
-        .bans
+    r.bans
         .iter()
         .map(|d| (saslguard::policy::target_string(&d.target), d.rule.clone()))
         .collect()
@@ -99,7 +98,7 @@ fn an_smtp_guess_written_by_postfix_dovecot_and_pam_counts_once() {
     assert_eq!(failures(&r, "203.0.113.7"), 3);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"203.0.113.7".parse().unwrap())
         .unwrap();
     assert_eq!(o.users, ["admin", "info", "root"]);
@@ -131,7 +130,7 @@ fn postfix_and_dovecot_files_are_merged_by_time_and_deduplicated() {
     assert_eq!(failures(&r, "198.51.100.5"), 4);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"198.51.100.5".parse().unwrap())
         .unwrap();
     assert_eq!(
@@ -157,7 +156,7 @@ fn imap_session_counts_its_attempts_once_whatever_auth_verbose_says() {
     assert_eq!(failures(&r, "192.0.2.44"), 2);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"192.0.2.44".parse().unwrap())
         .unwrap();
     assert_eq!(o.services.get("imap"), Some(&2), "{:?}", o.services);
@@ -176,7 +175,7 @@ fn imap_session_counts_its_attempts_once_whatever_auth_verbose_says() {
     assert_eq!(failures(&r, "192.0.2.45"), 3);
     assert_eq!(
         r.pipeline
-            .offenders
+            .offenders()
             .get(&"192.0.2.45".parse().unwrap())
             .unwrap()
             .tls
@@ -211,7 +210,7 @@ fn disconnect_tally_counts_failed_auth_commands_that_left_no_warning() {
     assert_eq!(failures(&r, "192.0.2.30"), 3);
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"192.0.2.30".parse().unwrap())
         .unwrap();
     assert_eq!(
@@ -234,9 +233,9 @@ fn auth_server_outage_bans_nobody() {
         );
     }
     let r = run(&[&log]);
-    assert_eq!(r.pipeline.stats.failures, 0);
-    assert_eq!(r.pipeline.stats.auth_unavailable_not_counted, 40);
-    assert!(r.dry_run.bans.is_empty());
+    assert_eq!(r.pipeline.stats().failures, 0);
+    assert_eq!(r.pipeline.stats().auth_unavailable_not_counted, 40);
+    assert!(r.bans.is_empty());
 }
 
 #[test]
@@ -271,7 +270,7 @@ fn connection_lost_with_dovecots_own_record_counts_once() {
     );
     let r = run(&[&log]);
     assert_eq!(failures(&r, "203.0.113.51"), 1);
-    assert_eq!(r.pipeline.stats.auth_unavailable_not_counted, 0);
+    assert_eq!(r.pipeline.stats().auth_unavailable_not_counted, 0);
 }
 
 #[test]
@@ -344,7 +343,7 @@ fn slow_guessing_one_a_minute_for_an_hour_is_banned_by_default() {
         bans(&r),
         [("198.51.100.77".to_string(), "fast".to_string())]
     );
-    assert_eq!(r.dry_run.bans[0].at, Timestamp::from_secs(T0 + 240));
+    assert_eq!(r.bans[0].at, Timestamp::from_secs(T0 + 240));
     let log: String = (0..48).map(|m| fail(m * 1800, "198.51.100.78")).collect();
     let r = run(&[&log]);
     assert_eq!(
@@ -391,14 +390,13 @@ fn repeat_offender_bans_escalate_up_to_the_maximum() {
     }
     let r = run_cfg(&c, &[&log]);
     let durations: Vec<i64> = r
-        .dry_run
         .bans
         .iter()
         .map(|d| (d.until.0 - d.at.0) / 60_000)
         .collect();
     assert_eq!(durations, [60, 120, 180, 180]);
     assert_eq!(
-        r.dry_run.bans.iter().map(|d| d.nth).collect::<Vec<_>>(),
+        r.bans.iter().map(|d| d.nth).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
 }
@@ -407,7 +405,7 @@ fn repeat_offender_bans_escalate_up_to_the_maximum() {
 fn no_second_ban_while_the_first_is_active() {
     let log: String = (0..20).map(|i| fail(i * 10, "203.0.113.67")).collect();
     let r = run_cfg(&cfg(FAST_ONLY), &[&log]);
-    assert_eq!(r.dry_run.bans.len(), 1);
+    assert_eq!(r.bans.len(), 1);
     assert_eq!(failures(&r, "203.0.113.67"), 20);
 }
 
@@ -439,12 +437,12 @@ networks = ["192.0.2.10", "2001:db8:1:2::/64"]
     assert_eq!(b.len(), 3);
     assert!(
         r.pipeline
-            .offenders
+            .offenders()
             .get(&"192.0.2.10".parse().unwrap())
             .unwrap()
             .allowlisted
     );
-    assert_eq!(r.pipeline.stats.allowlisted_failures, 70);
+    assert_eq!(r.pipeline.stats().allowlisted_failures, 70);
 }
 
 #[test]
@@ -456,10 +454,10 @@ fn a_user_who_mistypes_once_then_logs_in_is_not_banned_but_the_login_is_noted() 
         at(20)
     );
     let r = run(&[&log]);
-    assert!(r.dry_run.bans.is_empty());
+    assert!(r.bans.is_empty());
     let o = r
         .pipeline
-        .offenders
+        .offenders()
         .get(&"198.51.100.3".parse().unwrap())
         .unwrap();
     assert_eq!((o.failures, o.logins_after_failure), (1, 1));
@@ -485,14 +483,14 @@ max_connections = 100
     }
     let r = run_cfg(&c, &[&log]);
     let (addrs, prefixes, evicted) = r.pipeline.tracked();
-    assert_eq!(r.pipeline.stats.failures, 200_000);
+    assert_eq!(r.pipeline.stats().failures, 200_000);
     // Every address and every /64 is new: the tables fill to their caps and stay there,
     // and each address beyond the cap evicts one.
     assert_eq!(addrs, 1000);
     assert_eq!(prefixes, 20_000);
     assert_eq!(evicted, 199_000);
-    assert_eq!(r.pipeline.offenders.len(), 500);
-    assert_eq!(r.pipeline.offenders.evicted(), 199_500);
+    assert_eq!(r.pipeline.offenders().len(), 500);
+    assert_eq!(r.pipeline.offenders().evicted(), 199_500);
 }
 
 /// Postfix giving up on the auth server for `addr` at `t`.
@@ -516,8 +514,8 @@ fn connection_lost_never_and_always_do_what_they_say() {
         let c = cfg(&format!("[counting]\nconnection_lost = \"{mode}\"\n"));
         let r = run_cfg(&c, &[&log]);
         (
-            r.pipeline.stats.failures,
-            r.pipeline.stats.auth_unavailable_not_counted,
+            r.pipeline.stats().failures,
+            r.pipeline.stats().auth_unavailable_not_counted,
         )
     };
     // never: only the real failure; always: all seven; after-failure: the guesser's.
@@ -537,7 +535,7 @@ fn the_penalty_window_ends_after_15_minutes() {
     let r = run(&[&log]);
     let failures = |a: &str| {
         r.pipeline
-            .offenders
+            .offenders()
             .get(&a.parse().unwrap())
             .map_or(0, |o| o.failures)
     };
@@ -562,7 +560,7 @@ fn records_of_one_guess_join_within_20_seconds_and_not_beyond() {
     let r = run(&[&log]);
     let failures = |a: &str| {
         r.pipeline
-            .offenders
+            .offenders()
             .get(&a.parse().unwrap())
             .unwrap()
             .failures
@@ -589,7 +587,6 @@ fn escalation_stops_at_the_default_30_days_and_forgets_after_30_days() {
     }
     let r = run_cfg(&c, &[&log]);
     let got: Vec<(i64, u32)> = r
-        .dry_run
         .bans
         .iter()
         .map(|d| ((d.until.0 - d.at.0) / 3_600_000, d.nth))
@@ -643,11 +640,11 @@ fn a_prefix_ban_never_sweeps_up_addresses_that_logged_in() {
     want.sort();
     assert_eq!(got, want, "the bots one by one, not the /24");
     assert!(
-        r.dry_run.bans[0]
+        r.bans[0]
             .reason
             .contains("narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.5, 192.0.2.6)"),
         "{}",
-        r.dry_run.bans[0].reason
+        r.bans[0].reason
     );
     // Without the logins, the /24 itself.
     let bots: String = log.lines().skip(2).map(|l| format!("{l}\n")).collect();

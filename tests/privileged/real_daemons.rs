@@ -7,12 +7,12 @@
 //! Needs root, postfix, dovecot, openssl and python3; skips with the reason otherwise.
 
 use crate::support;
+use crate::support::prepare;
 use crate::support::{MailServer, Netns, PASSWORD, SERVER_V4};
 use saslguard::config::Config;
 use saslguard::parse::Kind;
-use saslguard::pipeline::prepare;
 use saslguard::replay::replay;
-use saslguard::source::replay::TimeSettings;
+use saslguard::source::file::TimeSettings;
 use saslguard::time::YearResolver;
 use saslguard::time::{Timestamp, Zone};
 use serde_json::json;
@@ -141,12 +141,12 @@ fn scenario(net: &Netns, mut server: MailServer, dovecot_version: Dovecot) {
         },
     )
     .unwrap();
-    let s = &r.pipeline.stats;
+    let s = &r.pipeline.stats();
     assert_eq!(
         s.skipped, 0,
         "every line the daemons wrote has a known prefix: {s:?}"
     );
-    let off = |a: &str| r.pipeline.offenders.get(&a.parse().unwrap()).cloned();
+    let off = |a: &str| r.pipeline.offenders().get(&a.parse().unwrap()).cloned();
 
     let g = off("192.0.2.10").expect("the guesser is an offender");
     assert_eq!(
@@ -292,7 +292,6 @@ fn scenario(net: &Netns, mut server: MailServer, dovecot_version: Dovecot) {
         unread.join("\n")
     );
     let bans: Vec<String> = r
-        .dry_run
         .bans
         .iter()
         .map(|d| saslguard::policy::target_string(&d.target))
@@ -406,9 +405,8 @@ fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
         },
     )
     .unwrap();
-    assert_eq!(r.pipeline.stats.failures, 31, "{:?}", r.pipeline.stats);
+    assert_eq!(r.pipeline.stats().failures, 31, "{:?}", r.pipeline.stats());
     let mut banned: Vec<String> = r
-        .dry_run
         .bans
         .iter()
         .map(|d| saslguard::policy::target_string(&d.target))
@@ -418,11 +416,11 @@ fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
     want.sort();
     assert_eq!(banned, want, "each bot, not the /24, not the users");
     assert!(
-        r.dry_run.bans.iter().all(|d| d.rule == "prefix"
+        r.bans.iter().all(|d| d.rule == "prefix"
             && d.reason.contains(
                 "narrowed: 192.0.2.0/24 holds 2 known-good addresses (192.0.2.11, 192.0.2.14)"
             )),
         "{:#?}",
-        r.dry_run.bans
+        r.bans
     );
 }

@@ -20,6 +20,19 @@ pub const SERVER_V6: &str = "2001:db8::1";
 /// that is a failure: the test panics with the reason. Elsewhere the skip is written
 /// to the terminal past the test runner's capture (a passing test's prints are hidden)
 /// and added to `target/saslguard-skipped.txt`, which `.ci/run` counts.
+/// One raw line stamped and parsed as the pipeline does: its time, its parse and
+/// whether it had invalid UTF-8, or why it was skipped.
+#[allow(dead_code)]
+pub fn prepare(
+    raw: &[u8],
+    resolver: &mut saslguard::time::YearResolver,
+) -> Result<(saslguard::time::Timestamp, saslguard::parse::Parsed, bool), saslguard::source::Skip> {
+    let mut lossy = String::new();
+    let line = saslguard::source::stamp(raw, resolver, &mut lossy);
+    let (t, prefix) = line.stamp?;
+    Ok((t, saslguard::parse::parse_prefixed(&prefix), line.lossy))
+}
+
 pub fn skip(test: &str, reason: &str) {
     if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
         panic!("{test} cannot run under CI: {reason}");
