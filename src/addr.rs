@@ -31,21 +31,30 @@ pub fn canonical_net(n: IpNet) -> IpNet {
 /// `192.0.2.7`, `192.0.2.0/24`, `2001:db8::/32`, `::ffff:192.0.2.7`, made canonical. A
 /// network with host bits set is refused: `192.0.2.7/24` is more likely a typo than a
 /// wish to name the whole /24.
-pub fn parse_network(s: &str) -> Result<IpNet, String> {
+pub fn parse_network(s: &str) -> Result<IpNet, NetworkError> {
     let s = s.trim();
     if let Ok(a) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(canonical(a)));
     }
     let n: IpNet = s
         .parse()
-        .map_err(|_| format!("{s:?} is not an address or network"))?;
+        .map_err(|_| NetworkError::Invalid(s.to_string()))?;
     if n.trunc() != n {
-        return Err(format!(
-            "{s:?} has host bits set; did you mean {}?",
-            n.trunc()
-        ));
+        return Err(NetworkError::HostBits {
+            given: s.to_string(),
+            network: n.trunc(),
+        });
     }
     Ok(canonical_net(n))
+}
+
+/// Why a text is not an address or network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("{0:?} is not an address or network")]
+    Invalid(String),
+    #[error("{given:?} has host bits set; did you mean {network}?")]
+    HostBits { given: String, network: IpNet },
 }
 
 /// Ranges no ban may touch: they are not hosts on the internet, and a ban there is a
@@ -233,6 +242,7 @@ mod tests {
         assert!(
             parse_network("192.0.2.7/24")
                 .unwrap_err()
+                .to_string()
                 .contains("192.0.2.0/24")
         );
     }

@@ -27,7 +27,7 @@
 //! - `spray_address`: one address failing for `spray_accounts` accounts within
 //!   `spray_window`.
 
-use crate::count::Attempt;
+use crate::attempts::Attempt;
 use crate::geo::Origin;
 use crate::offender::Offender;
 use crate::time::Timestamp;
@@ -575,4 +575,74 @@ pub fn run_command(argv: &[String], a: &Alert) {
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    //! The spray alerts on counted attempts, with the clock in the test's hands.
+    use super::*;
+    use crate::attempts::UNKNOWN_POSTURE;
+
+    fn cfg(addresses: u32, accounts: u32) -> AlertConfig {
+        AlertConfig {
+            login_after_failures_ms: 86_400_000,
+            login_after_failures_min: 3,
+            new_origin: false,
+            learning_ms: 0,
+            countries: Vec::new(),
+            spray_addresses: addresses,
+            spray_accounts: accounts,
+            spray_window_ms: 3_600_000,
+            command: Vec::new(),
+            ban_ms: 0,
+        }
+    }
+
+    fn attempt(addr: &str, user: &str, secs: i64) -> Attempt {
+        Attempt {
+            time: Timestamp::from_secs(secs),
+            address: addr.parse().unwrap(),
+            count: 1,
+            service: None,
+            mechanism: None,
+            user: Some(user.into()),
+            posture: UNKNOWN_POSTURE.into(),
+        }
+    }
+
+    fn kinds(a: &mut Alerts, attempts: &[Attempt]) -> Vec<String> {
+        let mut out = Vec::new();
+        for at in attempts {
+            let prefix = crate::windows::prefix_of(at.address, 24, 64);
+            a.failure(at, prefix, &Origin::default(), &mut out);
+        }
+        out.into_iter().map(|x| x.kind).collect()
+    }
+
+    #[test]
+    fn one_account_tried_from_many_addresses_is_a_spray_once() {
+        let mut a = Alerts::new(cfg(5, 0), 100);
+        let tries: Vec<Attempt> = (1..=8)
+            .map(|i| attempt(&format!("198.51.{i}.9"), "alice", i))
+            .collect();
+        assert_eq!(kinds(&mut a, &tries), ["spray_account"]);
+    }
+
+    #[test]
+    fn one_address_trying_many_accounts_is_a_spray() {
+        let mut a = Alerts::new(cfg(0, 4), 100);
+        let tries: Vec<Attempt> = (1..=4)
+            .map(|i| attempt("203.0.113.9", &format!("user{i}"), i))
+            .collect();
+        assert_eq!(kinds(&mut a, &tries), ["spray_address"]);
+    }
+
+    #[test]
+    fn tries_spread_wider_than_the_window_are_no_spray() {
+        let mut a = Alerts::new(cfg(3, 3), 100);
+        let tries: Vec<Attempt> = (1..=6)
+            .map(|i| attempt(&format!("198.51.{i}.9"), "alice", i * 7200))
+            .collect();
+        assert!(kinds(&mut a, &tries).is_empty());
+    }
 }

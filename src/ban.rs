@@ -4,8 +4,8 @@
 //! decision is made (the policy) or carried out (the enforcers).
 
 use crate::geo::Origin;
+use crate::posture::Posture;
 use crate::time::Timestamp;
-use crate::tls::Posture;
 use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 

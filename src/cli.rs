@@ -1,7 +1,58 @@
-//! Command-line interface (clap). Each subcommand maps to one function in main.rs.
+//! Command-line interface (clap). Each subcommand maps to one function under `cmd/`.
+//! Values are parsed here, once, into their types (durations, networks, ports, zones,
+//! services, mechanisms): a bad one is a usage error (exit 64) before any work starts.
 
 use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+use saslguard::probe::{Mechanism, Service};
+use saslguard::time::Zone;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// A positive duration: 90s, 10m, 1h, 7d.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    match saslguard::config::validate::parse_duration(s) {
+        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
+        Ok(_) => Err("expected a duration longer than zero, like 90s, 10m, 1h, 7d".into()),
+        Err(e) => Err(format!("{e}; expected a duration like 90s, 10m, 1h, 7d")),
+    }
+}
+
+/// An address or network, made canonical (`::ffff:192.0.2.7` is `192.0.2.7`).
+pub fn network(s: &str) -> Result<IpNet, saslguard::addr::NetworkError> {
+    saslguard::addr::parse_network(s)
+}
+
+/// TCP ports: comma-separated numbers, or "all" (every port: empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(pub Vec<u16>);
+
+pub fn ports(s: &str) -> Result<Ports, String> {
+    if s == "all" {
+        return Ok(Ports(Vec::new()));
+    }
+    match s
+        .split(',')
+        .map(|p| p.trim().parse::<u16>())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(p) if !p.is_empty() => Ok(Ports(p)),
+        _ => Err("expected port numbers separated by commas, or \"all\"".into()),
+    }
+}
+
+pub fn zone(s: &str) -> Result<Zone, String> {
+    Zone::parse(s).ok_or_else(|| "expected \"local\", \"UTC\" or an offset like \"+01:00\"".into())
+}
+
+pub fn service(s: &str) -> Result<Service, String> {
+    Service::parse(s)
+        .ok_or_else(|| "expected smtp, submission, smtps, imap, imaps, pop3 or pop3s".into())
+}
+
+pub fn mechanism(s: &str) -> Result<Mechanism, String> {
+    Mechanism::parse(s).ok_or_else(|| "expected PLAIN, LOGIN or CRAM-MD5".into())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +72,8 @@ pub struct Cli {
 pub struct TimeArgs {
     /// Zone of timestamps that carry none: "local", "UTC" or "+01:00" (default: the
     /// configuration's input.timezone, else local).
-    #[arg(long)]
-    pub timezone: Option<String>,
+    #[arg(long, value_parser = zone)]
+    pub timezone: Option<Zone>,
     /// Year of the first classic syslog timestamp (default: from each file's
     /// modification time).
     #[arg(long)]
@@ -119,8 +170,8 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArgs,
         /// How long (90s, 10m, 1h, 7d).
-        #[arg(long = "for", default_value = "1h")]
-        duration: String,
+        #[arg(long = "for", default_value = "1h", value_parser = duration)]
+        duration: Duration,
         /// Why, for the audit trail.
         #[arg(long)]
         reason: Option<String>,
@@ -129,13 +180,15 @@ pub enum Command {
         /// unspecified address, link-local, multicast or broadcast.
         #[arg(long)]
         force: bool,
-        target: String,
+        #[arg(value_parser = network)]
+        target: IpNet,
     },
     /// Lift a ban by hand (the address's failures so far are forgotten).
     Unban {
         #[command(flatten)]
         socket: SocketArgs,
-        target: String,
+        #[arg(value_parser = network)]
+        target: IpNet,
     },
     /// Make the daemon read its configuration again (as SIGHUP); a bad file is refused.
     Reload {
@@ -151,8 +204,8 @@ pub enum Command {
     /// received messages that used TLS, and who is still on weak TLS.
     Tls {
         /// Networks whose traffic is internal (repeatable; loopback always is).
-        #[arg(long)]
-        internal: Vec<String>,
+        #[arg(long, value_parser = network)]
+        internal: Vec<IpNet>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -167,8 +220,8 @@ pub enum Command {
         #[arg(long)]
         queue_id: Option<String>,
         /// An address or network.
-        #[arg(long)]
-        client: Option<String>,
+        #[arg(long, value_parser = network)]
+        client: Option<IpNet>,
         /// Sessions whose TLS cipher or protocol contains this text.
         #[arg(long)]
         cipher: Option<String>,
@@ -196,8 +249,13 @@ pub enum Command {
         #[arg(long, default_value = "saslguard", global = true)]
         table: String,
         /// TCP ports to protect, comma-separated, or "all" for all traffic.
-        #[arg(long, default_value = "25,465,587,110,143,993,995,4190", global = true)]
-        ports: String,
+        #[arg(
+            long,
+            default_value = "25,465,587,110,143,993,995,4190",
+            global = true,
+            value_parser = ports
+        )]
+        ports: Ports,
         /// Reject TCP with a reset instead of dropping.
         #[arg(long, global = true)]
         reject: bool,
@@ -213,8 +271,8 @@ pub enum NftAction {
     /// Ban addresses or networks (CIDR) for a duration, in one batch; "-" reads them,
     /// one per line, from standard input.
     Ban {
-        #[arg(long = "for", default_value = "1h")]
-        duration: String,
+        #[arg(long = "for", default_value = "1h", value_parser = duration)]
+        duration: Duration,
         #[arg(required = true)]
         targets: Vec<String>,
     },
@@ -292,8 +350,8 @@ pub struct ProbeArgs {
     pub port: Option<u16>,
     /// smtp, submission, smtps, imap, imaps, pop3 or pop3s (default: from the port,
     /// else submission).
-    #[arg(long)]
-    pub service: Option<String>,
+    #[arg(long, value_parser = service)]
+    pub service: Option<Service>,
     /// Every standard mail port: 25, 465, 587, 110, 143, 993, 995.
     #[arg(long, conflicts_with_all = ["port", "service"])]
     pub all: bool,
@@ -304,11 +362,11 @@ pub struct ProbeArgs {
     #[arg(long, requires = "user")]
     pub password_file: Option<PathBuf>,
     /// PLAIN, LOGIN or CRAM-MD5.
-    #[arg(long, default_value = "PLAIN")]
-    pub mechanism: String,
+    #[arg(long, default_value = "PLAIN", value_parser = mechanism)]
+    pub mechanism: Mechanism,
     /// Connect and read timeout (5s, 1m).
-    #[arg(long, default_value = "5s")]
-    pub timeout: String,
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
 }

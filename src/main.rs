@@ -1,16 +1,28 @@
 //! The saslguard binary: parses the command line, sets up logging, hands each command
 //! to its module under `cmd/` and maps errors to exit codes.
 
+mod cli;
 mod cmd;
 
+use crate::cli::{Cli, Command};
 use clap::Parser;
 use cmd::{EX_NOINPUT, EX_USAGE, ExitCode, Request, Result};
-use saslguard::cli::{Cli, Command};
 use saslguard::replay::ReplayError;
 use saslguard::source::file::SourceError;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // Help and version go to stdout and succeed; a bad argument is a usage error.
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -75,18 +87,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             time,
             files,
         } => {
-            let client = match client
-                .as_deref()
-                .map(saslguard::config::validate::parse_network)
-            {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(e)) => {
-                    eprintln!("saslguard trace: --client: {e}");
-                    return Ok(ExitCode::from(EX_USAGE));
-                }
-            };
-            let filter = saslguard::maillog::Filter {
+            let filter = saslguard::report::trace::Filter {
                 queue_id,
                 client,
                 cipher,
@@ -100,7 +101,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ports,
             reject,
             action,
-        } => cmd::nft::nft(table, &ports, reject, action),
+        } => cmd::nft::nft(table, ports.0, reject, action),
         Command::Run { config } => cmd::daemon::run(&config),
         Command::Status { socket, json } => control(&socket, Request::Status, json),
         Command::Bans { socket, json } => control(&socket, Request::Bans, json),
@@ -113,14 +114,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => control(
             &socket,
             Request::Ban {
-                target,
-                duration: Some(duration),
+                target: target.to_string(),
+                duration: Some(format!("{}s", duration.as_secs())),
                 reason,
                 force,
             },
             false,
         ),
-        Command::Unban { socket, target } => control(&socket, Request::Unban { target }, false),
+        Command::Unban { socket, target } => control(
+            &socket,
+            Request::Unban {
+                target: target.to_string(),
+            },
+            false,
+        ),
         Command::Reload { socket } => control(&socket, Request::Reload, false),
         Command::Parse {
             json,

@@ -4,7 +4,7 @@
 //! records, each keeping at most [`MAX_USERS`] distinct user names. Evictions are
 //! counted and reported, never silent.
 
-use crate::count::{Attempt, Outcome, UNKNOWN_POSTURE};
+use crate::attempts::{Attempt, Outcome, UNKNOWN_POSTURE};
 use crate::geo::Origin;
 use crate::time::Timestamp;
 use lru::LruCache;

@@ -8,16 +8,16 @@
 //! goes in and out as a [`Snapshot`], which the store converts to and from its rows.
 
 use crate::alert::{AccountHistory, Alert, Alerts};
+use crate::attempts::{Counter, CounterSnapshot, Outcome};
 use crate::ban::{BanRow, Decision};
 use crate::config::Config;
-use crate::count::{Counter, CounterSnapshot, Outcome};
 use crate::geo::{Geo, Origin};
 use crate::offender::{Offender, Offenders};
 use crate::parse::{self, Parsed};
 use crate::policy::Policy;
 use crate::source::{Skip, Stamped};
 use crate::time::Timestamp;
-use crate::track::Tracker;
+use crate::windows::Windows;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -76,7 +76,7 @@ pub struct Changes {
 
 pub struct Pipeline {
     counter: Counter,
-    tracker: Tracker,
+    tracker: Windows,
     policy: Policy,
     offenders: Offenders,
     stats: Stats,
@@ -125,7 +125,7 @@ impl Pipeline {
         let limits = &cfg.count;
         Pipeline {
             counter: Counter::new(cfg.count.clone()),
-            tracker: Tracker::new(ad, pd, limits.max_addresses, cfg.max_prefixes),
+            tracker: Windows::new(ad, pd, limits.max_addresses, cfg.max_prefixes),
             prefix_rules: policy.has_prefix_rules(),
             policy,
             offenders: Offenders::new(cfg.max_offenders),
@@ -299,7 +299,7 @@ impl Pipeline {
                         let posture = self
                             .offenders
                             .get(&a.address)
-                            .map(|r| crate::tls::Posture::of(&r.tls));
+                            .map(|r| crate::posture::Posture::of(&r.tls));
                         for d in &mut self.decisions[first..] {
                             d.tls.clone_from(&posture);
                         }

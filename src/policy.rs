@@ -18,7 +18,7 @@
 
 use crate::geo::Origin;
 use crate::time::Timestamp;
-use crate::track::{Tracker, prefix_of};
+use crate::windows::{Windows, prefix_of};
 use ipnet::IpNet;
 use lru::LruCache;
 use std::collections::VecDeque;
@@ -313,7 +313,7 @@ impl Policy {
     /// Decisions after a failure of `addr` at `now` was recorded in `tracker`.
     pub fn decide(
         &mut self,
-        tracker: &Tracker,
+        tracker: &Windows,
         addr: IpAddr,
         geo: &Origin,
         now: Timestamp,
@@ -501,6 +501,82 @@ impl Policy {
             nth,
             geo: Origin::default(),
             tls: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The policy over the sliding windows, with the clock in the test's hands.
+    use super::*;
+
+    fn policy(toml: &str) -> (Policy, Windows) {
+        let cfg = crate::config::parse(toml, std::path::Path::new("test.toml")).unwrap();
+        let p = Policy::new(cfg.policy);
+        let (a, pd) = p.depths();
+        (p, Windows::new(a, pd, 1000, 1000))
+    }
+
+    const RULE: &str = "[[rule]]\nname = \"t\"\nfailures = 3\nwithin = \"10m\"\nban = \"1h\"\n[escalation]\nfactor = 2.0\nmax = \"30d\"\nmemory = \"30d\"\n";
+
+    fn fail(p: &mut Policy, w: &mut Windows, addr: IpAddr, secs: i64) -> Vec<Decision> {
+        let t = Timestamp::from_secs(secs);
+        w.record(addr, None, t, 1);
+        let mut out = Vec::new();
+        p.decide(w, addr, &Origin::default(), t, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_third_failure_within_the_window_bans_and_not_before() {
+        let (mut p, mut w) = policy(RULE);
+        let a: IpAddr = "203.0.113.5".parse().unwrap();
+        assert!(fail(&mut p, &mut w, a, 0).is_empty());
+        assert!(fail(&mut p, &mut w, a, 60).is_empty());
+        let d = fail(&mut p, &mut w, a, 120);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].target, IpNet::from(a));
+        assert_eq!(d[0].until.0 - d[0].at.0, 3_600_000);
+        assert_eq!(d[0].nth, 1);
+    }
+
+    #[test]
+    fn failures_spread_wider_than_the_window_do_not_ban() {
+        let (mut p, mut w) = policy(RULE);
+        let a: IpAddr = "203.0.113.5".parse().unwrap();
+        for i in 0..10 {
+            assert!(fail(&mut p, &mut w, a, i * 400).is_empty(), "failure {i}");
+        }
+    }
+
+    #[test]
+    fn a_second_ban_within_the_memory_lasts_twice_as_long() {
+        let (mut p, mut w) = policy(RULE);
+        let a: IpAddr = "203.0.113.5".parse().unwrap();
+        for s in [0, 1, 2] {
+            fail(&mut p, &mut w, a, s);
+        }
+        // After the first ban ends, three more failures.
+        let later = 2 * 3600;
+        fail(&mut p, &mut w, a, later);
+        fail(&mut p, &mut w, a, later + 1);
+        let d = fail(&mut p, &mut w, a, later + 2);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].nth, 2);
+        assert_eq!(d[0].until.0 - d[0].at.0, 2 * 3_600_000);
+    }
+
+    #[test]
+    fn allowlisted_and_special_addresses_are_never_banned() {
+        let (mut p, mut w) = policy(&format!(
+            "{RULE}[allowlist]\nnetworks = [\"198.51.100.0/24\"]\n"
+        ));
+        for a in ["198.51.100.7", "0.0.0.0", "224.0.0.1"] {
+            let a: IpAddr = a.parse().unwrap();
+            assert!(p.allowlisted(a), "{a}");
+            for s in 0..10 {
+                assert!(fail(&mut p, &mut w, a, s).is_empty(), "{a}");
+            }
         }
     }
 }

@@ -8,8 +8,8 @@ use super::*;
 pub(crate) fn scan_logs(
     files: &[PathBuf],
     time: &TimeArgs,
-    sc: &mut saslguard::maillog::Scanner,
-    mut after: impl FnMut(&mut saslguard::maillog::Scanner),
+    sc: &mut saslguard::report::scan::Scanner,
+    mut after: impl FnMut(&mut saslguard::report::scan::Scanner),
 ) -> Result<(), ExitCode> {
     let cfg = Config::default();
     let ts = time_settings(time, &cfg)?;
@@ -30,34 +30,26 @@ pub(crate) fn scan_logs(
 
 /// `saslguard tls`.
 pub(crate) fn tls(
-    internal: &[String],
+    internal: &[ipnet::IpNet],
     json: bool,
     time: &TimeArgs,
     files: &[PathBuf],
 ) -> Result<ExitCode> {
     let mut nets: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
-    for n in internal {
-        match config::validate::parse_network(n) {
-            Ok(n) => nets.push(n),
-            Err(e) => {
-                eprintln!("saslguard tls: --internal {n:?}: {e}");
-                return Ok(ExitCode::from(EX_USAGE));
-            }
-        }
-    }
-    let mut sc = saslguard::maillog::Scanner::default();
-    let mut agg = saslguard::maillog::TlsAggregate::new(nets);
+    nets.extend_from_slice(internal);
+    let mut sc = saslguard::report::scan::Scanner::default();
+    let mut agg = saslguard::report::tls::TlsAggregate::new(nets);
     if let Err(code) = scan_logs(files, time, &mut sc, |sc| agg.absorb(sc)) {
         return Ok(code);
     }
     let r = agg.finish(&mut sc);
-    emit(json, &r, saslguard::maillog::render_tls)?;
+    emit(json, &r, saslguard::report::tls::render_tls)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `saslguard trace`: exit 1 when nothing matched.
 pub(crate) fn trace(
-    filter: saslguard::maillog::Filter,
+    filter: saslguard::report::trace::Filter,
     json: bool,
     time: &TimeArgs,
     files: &[PathBuf],
@@ -70,14 +62,14 @@ pub(crate) fn trace(
         eprintln!("saslguard trace: give --queue-id, --client, --cipher or --user");
         return Ok(ExitCode::from(EX_USAGE));
     }
-    let mut sc = saslguard::maillog::Scanner::default();
+    let mut sc = saslguard::report::scan::Scanner::default();
     sc.keep_lines = true;
-    let mut tracer = saslguard::maillog::Tracer::new(filter);
+    let mut tracer = saslguard::report::trace::Tracer::new(filter);
     if let Err(code) = scan_logs(files, time, &mut sc, |sc| tracer.absorb(sc)) {
         return Ok(code);
     }
     let t = tracer.finish(&mut sc);
-    emit(json, &t, saslguard::maillog::render_trace)?;
+    emit(json, &t, saslguard::report::trace::render_trace)?;
     let found = !(t.sessions.is_empty() && t.messages.is_empty() && t.logins.is_empty());
     Ok(if found {
         ExitCode::SUCCESS

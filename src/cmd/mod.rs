@@ -11,13 +11,13 @@ pub mod probe;
 pub mod replay;
 pub mod report;
 
+pub(crate) use crate::cli::{NftAction, SocketArgs, TimeArgs};
 pub(crate) use anyhow::Result;
-pub(crate) use saslguard::cli::{NftAction, SocketArgs, TimeArgs};
 pub(crate) use saslguard::config::{self, Config};
 pub(crate) use saslguard::daemon::control::{Request, call};
 pub(crate) use saslguard::source::file::TimeSettings;
 pub(crate) use saslguard::source::merge::Merge;
-pub(crate) use saslguard::time::{Timestamp, Zone};
+pub(crate) use saslguard::time::Timestamp;
 pub(crate) use std::io::{BufWriter, Write};
 pub(crate) use std::path::PathBuf;
 pub(crate) use std::process::ExitCode;
@@ -39,13 +39,7 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 }
 
 pub(crate) fn time_settings(args: &TimeArgs, cfg: &Config) -> Result<TimeSettings, ExitCode> {
-    let zone = match &args.timezone {
-        None => cfg.zone,
-        Some(z) => Zone::parse(z).ok_or_else(|| {
-            eprintln!("saslguard: --timezone {z:?}: expected \"local\", \"UTC\" or an offset like \"+01:00\"");
-            ExitCode::from(EX_USAGE)
-        })?,
-    };
+    let zone = args.timezone.unwrap_or(cfg.zone);
     let now = Timestamp(chrono::Utc::now().timestamp_millis());
     Ok(TimeSettings {
         zone,

@@ -2,30 +2,16 @@
 
 use super::*;
 
-pub(crate) fn parse_target(s: &str) -> Result<ipnet::IpNet, String> {
-    saslguard::config::validate::parse_network(s)
-}
+use crate::cli::network as parse_target;
 
-pub(crate) fn nft(table: String, ports: &str, reject: bool, action: NftAction) -> Result<ExitCode> {
+pub(crate) fn nft(
+    table: String,
+    ports: Vec<u16>,
+    reject: bool,
+    action: NftAction,
+) -> Result<ExitCode> {
     use saslguard::ban::{human_ms, target_string};
     use saslguard::enforce::nft::{Nft, NftConfig};
-    let ports = if ports == "all" {
-        Vec::new()
-    } else {
-        match ports
-            .split(',')
-            .map(|p| p.trim().parse::<u16>())
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(p) if !p.is_empty() => p,
-            _ => {
-                eprintln!(
-                    "saslguard: --ports {ports:?}: expected port numbers separated by commas, or \"all\""
-                );
-                return Ok(ExitCode::from(EX_USAGE));
-            }
-        }
-    };
     let n = Nft::new(NftConfig {
         table,
         ports,
@@ -47,15 +33,7 @@ pub(crate) fn nft(table: String, ports: &str, reject: bool, action: NftAction) -
             duration,
             targets: t,
         } => {
-            let ms = match saslguard::config::validate::parse_duration(&duration) {
-                Ok(ms) if ms > 0 => ms as u64,
-                _ => {
-                    eprintln!(
-                        "saslguard: --for {duration:?}: expected a duration like 90s, 10m, 1h, 7d"
-                    );
-                    return Ok(ExitCode::from(EX_USAGE));
-                }
-            };
+            let ms = duration.as_millis() as u64;
             // `-`: targets one per line on standard input (many bans in one batch).
             let t: Vec<String> = if t == ["-"] {
                 std::io::stdin()

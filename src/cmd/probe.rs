@@ -2,24 +2,15 @@
 
 use super::*;
 
-pub(crate) use saslguard::cli::ProbeArgs;
+pub(crate) use crate::cli::ProbeArgs;
 
 pub(crate) fn probe(a: ProbeArgs) -> Result<ExitCode> {
-    use saslguard::probe::{self, Credentials, Mechanism, Service};
+    use saslguard::probe::{self, Credentials, Service};
     let usage = |m: String| {
         eprintln!("saslguard probe: {m}");
         Ok(ExitCode::from(EX_USAGE))
     };
-    let timeout = match config::validate::parse_duration(&a.timeout) {
-        Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms as u64),
-        _ => return usage(format!("--timeout {:?}: expected 5s, 1m, ...", a.timeout)),
-    };
-    let Some(mechanism) = Mechanism::parse(&a.mechanism) else {
-        return usage(format!(
-            "--mechanism {:?}: expected PLAIN, LOGIN or CRAM-MD5",
-            a.mechanism
-        ));
-    };
+    let (timeout, mechanism) = (a.timeout, a.mechanism);
     let creds = match (a.user, a.password_file) {
         (Some(user), Some(file)) => {
             let text = if file.as_os_str() == "-" {
@@ -44,18 +35,11 @@ pub(crate) fn probe(a: ProbeArgs) -> Result<ExitCode> {
     let targets: Vec<(u16, Service)> = if a.all {
         Service::ALL.iter().map(|s| (s.port(), *s)).collect()
     } else {
-        let service = match a.service.as_deref().map(|s| (s, Service::parse(s))) {
-            Some((_, Some(s))) => s,
-            Some((s, None)) => {
-                return usage(format!(
-                    "--service {s:?}: expected smtp, submission, smtps, imap, imaps, pop3 or pop3s"
-                ));
-            }
-            None => a
-                .port
+        let service = a.service.unwrap_or_else(|| {
+            a.port
                 .and_then(Service::from_port)
-                .unwrap_or(Service::Submission),
-        };
+                .unwrap_or(Service::Submission)
+        });
         vec![(a.port.unwrap_or(service.port()), service)]
     };
     let reports: Vec<probe::Report> = targets

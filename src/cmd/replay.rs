@@ -24,7 +24,7 @@ pub(crate) fn replay(
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        let text = saslguard::replay::render_text(&report, top);
+        let text = saslguard::report::replay::render_text(&report, top);
         write!(out, "{}", saslguard::escape::terminal(&text))?;
     }
     out.flush()?;

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(crate) use saslguard::cli::ReportArgs;
+pub(crate) use crate::cli::ReportArgs;
 
 /// `--since`/`--until`: RFC 3339, or a duration back from `from`.
 pub(crate) fn point_in_time(s: &str, from: Timestamp) -> Option<Timestamp> {
@@ -17,7 +17,7 @@ pub(crate) fn point_in_time(s: &str, from: Timestamp) -> Option<Timestamp> {
 pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
     let format = a.format();
     use saslguard::ban::BanRow;
-    use saslguard::report;
+    use saslguard::report::bans as report;
     use saslguard::store::Store;
     let usage = |m: String| {
         eprintln!("saslguard report: {m}");

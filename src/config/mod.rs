@@ -8,7 +8,7 @@ pub mod raw;
 pub mod validate;
 
 use crate::alert::AlertConfig;
-use crate::count::CountConfig;
+use crate::attempts::CountConfig;
 use crate::enforce::EnforcerConfig;
 use crate::enforce::nft::NftConfig;
 use crate::policy::PolicyConfig;

@@ -8,7 +8,7 @@ use super::{
     Config, ConfigError, ConfigErrors, DaemonConfig, GeoConfig, MapConfig, SourcesConfig, StartAt,
 };
 use crate::alert::AlertConfig;
-use crate::count::{ConnectionLost, CountConfig};
+use crate::attempts::{ConnectionLost, CountConfig};
 use crate::enforce::nft::NftConfig;
 use crate::geo::is_country_code;
 use crate::policy::{Escalation, OriginRule, PolicyConfig, Rule, Scope};
@@ -32,11 +32,28 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("duration too large")]
+    TooLarge,
+    #[error("bad duration {given:?}: unit {unit:?} is not one of s, m, h, d, w")]
+    Unit { given: String, unit: char },
+    #[error("bad duration {0:?}: a unit without a number")]
+    UnitWithoutNumber(String),
+    #[error("bad duration {0:?}: the last number has no unit (s, m, h, d or w)")]
+    NumberWithoutUnit(String),
+    #[error("duration {0:?} is longer than ten years")]
+    TooLong(String),
+}
+
 /// `90s`, `10m`, `1h30m`, `7d`, `2w` → milliseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
+pub fn parse_duration(s: &str) -> Result<i64, DurationError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     let mut total: i64 = 0;
     let mut num: Option<i64> = None;
@@ -46,7 +63,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
                 num.unwrap_or(0)
                     .checked_mul(10)
                     .and_then(|n| n.checked_add(i64::from(d)))
-                    .ok_or("duration too large")?,
+                    .ok_or(DurationError::TooLarge)?,
             );
             continue;
         }
@@ -57,26 +74,25 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             'd' => 86_400,
             'w' => 604_800,
             _ => {
-                return Err(format!(
-                    "bad duration {s:?}: unit {c:?} is not one of s, m, h, d, w"
-                ));
+                return Err(DurationError::Unit {
+                    given: s.to_string(),
+                    unit: c,
+                });
             }
         };
         let n = num
             .take()
-            .ok_or_else(|| format!("bad duration {s:?}: a unit without a number"))?;
+            .ok_or_else(|| DurationError::UnitWithoutNumber(s.to_string()))?;
         total = n
             .checked_mul(unit * 1000)
             .and_then(|v| total.checked_add(v))
-            .ok_or("duration too large")?;
+            .ok_or(DurationError::TooLarge)?;
     }
     if num.is_some() {
-        return Err(format!(
-            "bad duration {s:?}: the last number has no unit (s, m, h, d or w)"
-        ));
+        return Err(DurationError::NumberWithoutUnit(s.to_string()));
     }
     if total > 3650 * 86_400_000 {
-        return Err(format!("duration {s:?} is longer than ten years"));
+        return Err(DurationError::TooLong(s.to_string()));
     }
     Ok(total)
 }
@@ -785,6 +801,7 @@ mod tests {
         assert!(
             parse_network("192.0.2.7/24")
                 .unwrap_err()
+                .to_string()
                 .contains("192.0.2.0/24")
         );
         assert_eq!(

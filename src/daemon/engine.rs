@@ -158,7 +158,7 @@ impl Engine {
             .iter()
             .find(|(k, _)| k == COUNTER_STATE)
         {
-            match serde_json::from_str::<crate::count::CounterSnapshot>(s) {
+            match serde_json::from_str::<crate::attempts::CounterSnapshot>(s) {
                 Ok(snap) => {
                     tracing::info!(
                         "{} Dovecot sessions and {} Postfix connections still open at the last stop",
@@ -335,7 +335,7 @@ impl Engine {
                 if let Some(row) = self.active.get_mut(&IpNet::from(a))
                     && row.tls.as_ref().is_some_and(|p| p.unknown > 0)
                 {
-                    let now = crate::tls::Posture::of(&o.tls);
+                    let now = crate::posture::Posture::of(&o.tls);
                     if row.tls.as_ref() != Some(&now) {
                         tracing::info!(
                             "ban {}: tls now known: {}",
@@ -687,7 +687,7 @@ impl Engine {
     ) -> Value {
         let target = match config::validate::parse_network(target) {
             Ok(t) => t,
-            Err(e) => return refused(e),
+            Err(e) => return refused(e.to_string()),
         };
         let protected: Vec<IpNet> = self.pipeline.protected();
         if let Err(r) =
@@ -734,7 +734,7 @@ impl Engine {
     fn unban(&mut self, target: &str) -> Value {
         let target = match config::validate::parse_network(target) {
             Ok(t) => t,
-            Err(e) => return error(e),
+            Err(e) => return error(e.to_string()),
         };
         let now = wall_now();
         let mut removed = self.active.remove(&target).is_some();

@@ -140,20 +140,23 @@ pub struct JournalSpec {
 }
 
 /// Checks that journalctl can be run at all (at start, for a clear error).
-pub fn journalctl_available() -> Result<(), String> {
+pub fn journalctl_available() -> Result<(), JournalUnavailable> {
     std::process::Command::new("journalctl")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "[sources] journal = true, but journalctl cannot be run ({e}); install systemd's \
-                 journalctl or set journal = false and follow a log file"
-            )
-        })
+        .map_err(JournalUnavailable)
 }
+
+/// `[sources] journal = true` on a host where journalctl cannot be run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "[sources] journal = true, but journalctl cannot be run ({0}); install systemd's \
+     journalctl or set journal = false and follow a log file"
+)]
+pub struct JournalUnavailable(std::io::Error);
 
 /// Follows the journal with journalctl, restarting it from the last cursor if it
 /// exits.

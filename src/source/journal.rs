@@ -56,12 +56,21 @@ fn text(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
+/// Why a line of `journalctl --output=json` is no entry.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("journal entry: {0}")]
+    Json(serde_json::Error),
+    #[error("journal entry without {0}")]
+    Missing(&'static str),
+}
+
 /// Turns one line of `journalctl --output=json` into an [`Entry`].
-pub fn parse_entry(json: &[u8], identifiers: &[String]) -> Result<Entry, String> {
-    let v: Value = serde_json::from_slice(json).map_err(|e| format!("journal entry: {e}"))?;
+pub fn parse_entry(json: &[u8], identifiers: &[String]) -> Result<Entry, EntryError> {
+    let v: Value = serde_json::from_slice(json).map_err(EntryError::Json)?;
     let cursor = v["__CURSOR"]
         .as_str()
-        .ok_or("journal entry without __CURSOR")?
+        .ok_or(EntryError::Missing("__CURSOR"))?
         .to_string();
     let ident = v
         .get("SYSLOG_IDENTIFIER")
@@ -74,7 +83,7 @@ pub fn parse_entry(json: &[u8], identifiers: &[String]) -> Result<Entry, String>
     let micros: i64 = v["__REALTIME_TIMESTAMP"]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or("journal entry without __REALTIME_TIMESTAMP")?;
+        .ok_or(EntryError::Missing("__REALTIME_TIMESTAMP"))?;
     let Some(message) = v.get("MESSAGE").and_then(text) else {
         return Ok(Entry { cursor, line: None });
     };

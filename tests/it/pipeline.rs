@@ -596,7 +596,7 @@ fn escalation_stops_at_the_default_30_days_and_forgets_after_30_days() {
 
 #[test]
 fn csv_output_defuses_every_formula_trigger() {
-    use saslguard::report::csv_field;
+    use saslguard::report::bans::csv_field;
     // OWASP's list: = + - @, a leading TAB or CR; each made inert with a leading quote.
     for (raw, want) in [
         ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),

@@ -48,7 +48,7 @@ fn ban(target: &str, at: i64, until: i64, country: &str, posture: Option<&str>) 
         tls: posture.map(|p| {
             let mut attempts = Counts::default();
             attempts.bump(p, 5);
-            saslguard::tls::Posture {
+            saslguard::posture::Posture {
                 attempts,
                 weak: match p {
                     "TLSv1 AES256-SHA" => vec!["TLSv1 AES256-SHA: TLS 1.0".to_string()],

@@ -33,7 +33,7 @@ fn addr_tag(addr: IpAddr) -> u32 {
     h.finish() as u32
 }
 
-pub struct Tracker {
+pub struct Windows {
     addr_depth: usize,
     prefix_depth: usize,
     addrs: LruCache<IpAddr, VecDeque<i64>>,
@@ -41,7 +41,7 @@ pub struct Tracker {
     evicted: u64,
 }
 
-impl Tracker {
+impl Windows {
     /// `addr_depth`/`prefix_depth`: the largest failure count of any rule of that scope
     /// (0 when there is no rule of that scope: nothing is kept for it).
     pub fn new(
@@ -49,9 +49,9 @@ impl Tracker {
         prefix_depth: usize,
         max_addresses: usize,
         max_prefixes: usize,
-    ) -> Tracker {
+    ) -> Windows {
         let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
-        Tracker {
+        Windows {
             addr_depth,
             prefix_depth,
             addrs: LruCache::new(cap(max_addresses)),
@@ -90,7 +90,7 @@ impl Tracker {
         hits(ring.iter().copied(), ring.len(), n, within_ms, now)
     }
 
-    /// As [`Tracker::address_hits`] for a prefix, also requiring the failures in the
+    /// As [`Windows::address_hits`] for a prefix, also requiring the failures in the
     /// window to come from at least `min_addresses` distinct addresses.
     pub fn prefix_hits(
         &self,
@@ -184,12 +184,12 @@ mod tests {
     #[test]
     fn window_edges_are_exclusive() {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let mut tr = Tracker::new(5, 0, 10, 10);
+        let mut tr = Windows::new(5, 0, 10, 10);
         for s in [0, 100, 200, 300, 599] {
             tr.record(a, None, t(s), 1);
         }
         assert_eq!(tr.address_hits(a, 5, 600_000, t(599)), Some(5));
-        let mut tr = Tracker::new(5, 0, 10, 10);
+        let mut tr = Windows::new(5, 0, 10, 10);
         for s in [0, 100, 200, 300, 600] {
             tr.record(a, None, t(s), 1);
         }
@@ -200,7 +200,7 @@ mod tests {
     fn prefix_needs_distinct_addresses() {
         let p = prefix_of("2001:db8:1:2::7".parse().unwrap(), 24, 64);
         assert_eq!(p.to_string(), "2001:db8:1:2::/64");
-        let mut tr = Tracker::new(0, 3, 10, 10);
+        let mut tr = Windows::new(0, 3, 10, 10);
         let one: IpAddr = "2001:db8:1:2::7".parse().unwrap();
         tr.record(one, Some(p), t(0), 3);
         assert_eq!(tr.prefix_hits(p, 3, 60_000, 2, t(0)), None);
@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn bounded_under_spraying() {
-        let mut tr = Tracker::new(5, 5, 1000, 10);
+        let mut tr = Windows::new(5, 5, 1000, 10);
         for i in 0..100_000u32 {
             let a = IpAddr::V6(std::net::Ipv6Addr::new(
                 0x2001,

@@ -11,8 +11,8 @@ use crate::ban::BanRow;
 use crate::ban::target_string;
 use crate::geo::Origin;
 use crate::offender::{Counts, Offender};
+use crate::posture::Posture;
 use crate::time::Timestamp;
-use crate::tls::Posture;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -151,7 +151,7 @@ pub fn build(
             users_total: off
                 .as_ref()
                 .map_or(0, |o| o.users.len() + o.users_not_kept as usize),
-            plaintext_credentials: tls.contains_key(crate::count::PLAINTEXT),
+            plaintext_credentials: tls.contains_key(crate::attempts::PLAINTEXT),
             weak_tls: Posture::of(&tls).weak,
             tls,
             logins_after_failure: off.as_ref().map_or(0, |o| o.logins_after_failure),

@@ -10,16 +10,92 @@
 //! Speaks SMTP (RFC 5321/3207/4954), IMAP (RFC 9051/2595) and POP3 (RFC 1939/2449/
 //! 2595/5034), each only as far as the probe needs.
 
-use openssl::base64;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::sign::Signer;
-use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion};
+mod conn;
+mod imap;
+mod pop3;
+mod smtp;
+
+pub use conn::cram_md5;
+use conn::{Conn, Step, StepError, Stream, cert_info, tls_info};
+use openssl::ssl::SslVersion;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// Reads the greeting.
+fn greet(c: &mut Conn, f: Family) -> Step<String> {
+    match f {
+        Family::Smtp => smtp::greet(c),
+        Family::Imap => imap::greet(c),
+        Family::Pop3 => pop3::greet(c),
+    }
+}
+
+/// The capabilities (EHLO, CAPABILITY, CAPA).
+fn caps(c: &mut Conn, f: Family, tag: &str) -> Step<Vec<String>> {
+    match f {
+        Family::Smtp => smtp::caps(c),
+        Family::Imap => imap::caps(c, tag),
+        Family::Pop3 => pop3::caps(c),
+    }
+}
+
+/// The SASL mechanisms the capabilities name.
+fn mechs(f: Family, caps: &[String]) -> Vec<String> {
+    match f {
+        Family::Smtp => smtp::mechs(caps),
+        Family::Imap => imap::mechs(caps),
+        Family::Pop3 => pop3::mechs(caps),
+    }
+}
+
+fn starttls_offered(f: Family, caps: &[String]) -> bool {
+    let want = match f {
+        Family::Smtp => smtp::STARTTLS,
+        Family::Imap => imap::STARTTLS,
+        Family::Pop3 => pop3::STARTTLS,
+    };
+    caps.iter().any(|c| c.eq_ignore_ascii_case(want))
+}
+
+/// Sends STARTTLS/STLS and waits for the go-ahead.
+fn starttls(c: &mut Conn, f: Family) -> Step<()> {
+    match f {
+        Family::Smtp => smtp::starttls(c),
+        Family::Imap => imap::starttls(c),
+        Family::Pop3 => pop3::starttls(c),
+    }
+}
+
+/// One login; Ok(success, final reply).
+fn login(c: &mut Conn, f: Family, cr: &Credentials) -> Step<(bool, String)> {
+    match f {
+        Family::Smtp => smtp::login(c, cr),
+        Family::Imap => imap::login(c, cr),
+        Family::Pop3 => pop3::login(c, cr),
+    }
+}
+
+fn quit(c: &mut Conn, f: Family) {
+    let _ = c.send(match f {
+        Family::Smtp => smtp::QUIT,
+        Family::Imap => imap::QUIT,
+        Family::Pop3 => pop3::QUIT,
+    });
+}
+
+/// The SASL exchange: what to send after each server challenge.
+fn sasl_answer(cr: &Credentials, challenge: &[u8], step: usize) -> String {
+    use conn::b64;
+    match (cr.mechanism, step) {
+        (Mechanism::Plain, _) => b64(format!("\0{}\0{}", cr.user, cr.password).as_bytes()),
+        (Mechanism::Login, 0) => b64(cr.user.as_bytes()),
+        (Mechanism::Login, _) => b64(cr.password.as_bytes()),
+        (Mechanism::CramMd5, _) => b64(cram_md5(&cr.user, &cr.password, challenge).as_bytes()),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -242,419 +318,6 @@ impl Report {
     }
 }
 
-/// A connection, plain or TLS, read line by line.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
-}
-
-struct Conn {
-    stream: Option<Stream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn io(&mut self) -> std::io::Result<&mut dyn ReadWrite> {
-        match self.stream.as_mut() {
-            Some(Stream::Plain(s)) => Ok(s),
-            Some(Stream::Tls(s)) => Ok(s.as_mut()),
-            None => Err(std::io::Error::new(ErrorKind::NotConnected, "closed")),
-        }
-    }
-
-    fn line(&mut self) -> std::io::Result<String> {
-        loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let l: Vec<u8> = self.buf.drain(..=i).collect();
-                let s = String::from_utf8_lossy(&l);
-                return Ok(s.trim_end_matches(['\r', '\n']).to_string());
-            }
-            if self.buf.len() > 65536 {
-                return Err(std::io::Error::new(ErrorKind::InvalidData, "line too long"));
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.io()?.read(&mut chunk)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "connection closed by the server",
-                ));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    fn send(&mut self, line: &str) -> std::io::Result<()> {
-        let io = self.io()?;
-        io.write_all(line.as_bytes())?;
-        io.write_all(b"\r\n")?;
-        io.flush()
-    }
-
-    /// Upgrades to TLS (after STARTTLS/STLS, or at once for implicit TLS).
-    fn start_tls(&mut self, host: &str, version: Option<SslVersion>) -> Result<(), String> {
-        let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err("not a plain connection".into());
-        };
-        self.buf.clear();
-        let tls = tls_handshake(tcp, host, version)?;
-        self.stream = Some(Stream::Tls(Box::new(tls)));
-        Ok(())
-    }
-
-    fn tls(&self) -> Option<&SslStream<TcpStream>> {
-        match &self.stream {
-            Some(Stream::Tls(s)) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-fn tls_handshake(
-    tcp: TcpStream,
-    host: &str,
-    version: Option<SslVersion>,
-) -> Result<SslStream<TcpStream>, String> {
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
-    // Verification is reported, not enforced: the probe is there to show a bad
-    // certificate. Security level 0 lets OpenSSL 3 still speak TLS 1.0/1.1, to find
-    // servers that accept them.
-    b.set_verify(SslVerifyMode::NONE);
-    b.set_security_level(0);
-    b.set_cipher_list("ALL:@SECLEVEL=0")
-        .map_err(|e| e.to_string())?;
-    if let Some(v) = version {
-        b.set_min_proto_version(Some(v))
-            .map_err(|e| e.to_string())?;
-        b.set_max_proto_version(Some(v))
-            .map_err(|e| e.to_string())?;
-    }
-    let c = b.build();
-    let mut cfg = c.configure().map_err(|e| e.to_string())?;
-    cfg.set_verify_hostname(true);
-    let sni = host.trim_start_matches('[').trim_end_matches(']');
-    cfg.connect(sni, tcp).map_err(|e| match e {
-        openssl::ssl::HandshakeError::Failure(m) => {
-            let err = m.error();
-            err.ssl_error()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| err.to_string())
-        }
-        other => other.to_string(),
-    })
-}
-
-fn tls_info(s: &SslStream<TcpStream>) -> TlsInfo {
-    let ssl = s.ssl();
-    let c = ssl.current_cipher();
-    TlsInfo {
-        protocol: ssl.version_str().to_string(),
-        cipher: c.map(|c| c.name().to_string()).unwrap_or_default(),
-        bits: c.map(|c| c.bits().secret).unwrap_or(0),
-    }
-}
-
-fn names(n: &openssl::x509::X509NameRef) -> String {
-    n.entries()
-        .map(|e| {
-            format!(
-                "{}={}",
-                e.object().nid().short_name().unwrap_or("?"),
-                e.data().to_string().unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn cert_info(s: &SslStream<TcpStream>) -> Option<CertInfo> {
-    let ssl = s.ssl();
-    let cert = ssl.peer_certificate()?;
-    let dns: Vec<String> = cert
-        .subject_alt_names()
-        .map(|alts| {
-            alts.iter()
-                .filter_map(|n| n.dnsname().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let days_left = openssl::asn1::Asn1Time::days_from_now(0)
-        .ok()
-        .and_then(|now| now.diff(cert.not_after()).ok())
-        .map_or(0, |d| d.days);
-    let vr = ssl.verify_result();
-    let verified = vr == openssl::x509::X509VerifyResult::OK;
-    Some(CertInfo {
-        subject: names(cert.subject_name()),
-        issuer: names(cert.issuer_name()),
-        names: dns,
-        not_before: cert.not_before().to_string(),
-        not_after: cert.not_after().to_string(),
-        days_left,
-        verified,
-        verify_error: (!verified).then(|| vr.error_string().to_string()),
-    })
-}
-
-/// The RFC 2195 response: `user HEXDIGEST` with HMAC-MD5 keyed by the password over the
-/// challenge.
-pub fn cram_md5(user: &str, password: &str, challenge: &[u8]) -> String {
-    let digest = PKey::hmac(password.as_bytes())
-        .and_then(|key| {
-            let mut s = Signer::new(MessageDigest::md5(), &key)?;
-            s.update(challenge)?;
-            s.sign_to_vec()
-        })
-        .unwrap_or_default();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{user} {hex}")
-}
-
-fn b64(s: &[u8]) -> String {
-    base64::encode_block(s)
-}
-
-fn unb64(s: &str) -> Vec<u8> {
-    base64::decode_block(s.trim()).unwrap_or_default()
-}
-
-type Step<T> = Result<T, String>;
-
-fn io<T>(r: std::io::Result<T>) -> Step<T> {
-    r.map_err(|e| match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-            "timed out waiting for the server's answer".to_string()
-        }
-        _ => e.to_string(),
-    })
-}
-
-/// SMTP reply: code and text lines.
-fn smtp_reply(c: &mut Conn) -> Step<(u16, Vec<String>)> {
-    let mut lines = Vec::new();
-    loop {
-        let l = io(c.line())?;
-        let code = l.get(..3).and_then(|x| x.parse().ok()).unwrap_or(0);
-        let more = l.as_bytes().get(3) == Some(&b'-');
-        lines.push(l.get(4..).unwrap_or("").to_string());
-        if !more {
-            return Ok((code, lines));
-        }
-    }
-}
-
-fn smtp_ehlo(c: &mut Conn) -> Step<Vec<String>> {
-    io(c.send("EHLO probe.saslguard.invalid"))?;
-    let (code, lines) = smtp_reply(c)?;
-    if code != 250 {
-        return Err(format!("EHLO refused: {code} {}", lines.join(" ")));
-    }
-    Ok(lines.into_iter().skip(1).collect())
-}
-
-fn smtp_auth_mechs(caps: &[String]) -> Vec<String> {
-    caps.iter()
-        .find_map(|c| {
-            let u = c.to_ascii_uppercase();
-            u.strip_prefix("AUTH ")
-                .or_else(|| u.strip_prefix("AUTH="))
-                .map(|m| m.split_whitespace().map(str::to_string).collect())
-        })
-        .unwrap_or_default()
-}
-
-fn imap_caps(c: &mut Conn, tag: &str) -> Step<Vec<String>> {
-    io(c.send(&format!("{tag} CAPABILITY")))?;
-    let mut caps = Vec::new();
-    loop {
-        let l = io(c.line())?;
-        if let Some(rest) = l.strip_prefix("* CAPABILITY ") {
-            caps = rest.split_whitespace().map(str::to_string).collect();
-        } else if l.starts_with(&format!("{tag} ")) {
-            return Ok(caps);
-        }
-    }
-}
-
-fn imap_auth_mechs(caps: &[String]) -> Vec<String> {
-    caps.iter()
-        .filter_map(|c| {
-            c.to_ascii_uppercase()
-                .strip_prefix("AUTH=")
-                .map(str::to_string)
-        })
-        .collect()
-}
-
-fn pop3_caps(c: &mut Conn) -> Step<Vec<String>> {
-    io(c.send("CAPA"))?;
-    let first = io(c.line())?;
-    if !first.starts_with("+OK") {
-        return Ok(Vec::new());
-    }
-    let mut caps = Vec::new();
-    loop {
-        let l = io(c.line())?;
-        if l == "." {
-            return Ok(caps);
-        }
-        caps.push(l);
-    }
-}
-
-fn pop3_auth_mechs(caps: &[String]) -> Vec<String> {
-    caps.iter()
-        .find_map(|c| {
-            c.strip_prefix("SASL ")
-                .map(|m| m.split_whitespace().map(str::to_string).collect())
-        })
-        .unwrap_or_default()
-}
-
-/// Reads the greeting; the family's capabilities; returns them.
-fn greet(c: &mut Conn, f: Family) -> Step<String> {
-    match f {
-        Family::Smtp => {
-            let (code, lines) = smtp_reply(c)?;
-            if code != 220 {
-                return Err(format!("greeting: {code} {}", lines.join(" ")));
-            }
-            Ok(format!("{code} {}", lines.join(" ")))
-        }
-        Family::Imap | Family::Pop3 => {
-            let l = io(c.line())?;
-            if !(l.starts_with("* OK") || l.starts_with("+OK")) {
-                return Err(format!("greeting: {l}"));
-            }
-            Ok(l)
-        }
-    }
-}
-
-fn caps(c: &mut Conn, f: Family, tag: &str) -> Step<Vec<String>> {
-    match f {
-        Family::Smtp => smtp_ehlo(c),
-        Family::Imap => imap_caps(c, tag),
-        Family::Pop3 => pop3_caps(c),
-    }
-}
-
-fn mechs(f: Family, caps: &[String]) -> Vec<String> {
-    match f {
-        Family::Smtp => smtp_auth_mechs(caps),
-        Family::Imap => imap_auth_mechs(caps),
-        Family::Pop3 => pop3_auth_mechs(caps),
-    }
-}
-
-fn starttls_offered(f: Family, caps: &[String]) -> bool {
-    let want = match f {
-        Family::Smtp | Family::Imap => "STARTTLS",
-        Family::Pop3 => "STLS",
-    };
-    caps.iter().any(|c| c.eq_ignore_ascii_case(want))
-}
-
-/// Sends STARTTLS/STLS and waits for the go-ahead.
-fn starttls(c: &mut Conn, f: Family) -> Step<()> {
-    match f {
-        Family::Smtp => {
-            io(c.send("STARTTLS"))?;
-            let (code, lines) = smtp_reply(c)?;
-            if code != 220 {
-                return Err(format!("STARTTLS refused: {code} {}", lines.join(" ")));
-            }
-        }
-        Family::Imap => {
-            io(c.send("s1 STARTTLS"))?;
-            loop {
-                let l = io(c.line())?;
-                if l.starts_with("s1 OK") {
-                    break;
-                }
-                if l.starts_with("s1 ") {
-                    return Err(format!("STARTTLS refused: {l}"));
-                }
-            }
-        }
-        Family::Pop3 => {
-            io(c.send("STLS"))?;
-            let l = io(c.line())?;
-            if !l.starts_with("+OK") {
-                return Err(format!("STLS refused: {l}"));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The SASL exchange: what to send after each server challenge.
-fn sasl_answers(cr: &Credentials, challenge: &[u8], step: usize) -> String {
-    match (cr.mechanism, step) {
-        (Mechanism::Plain, _) => b64(format!("\0{}\0{}", cr.user, cr.password).as_bytes()),
-        (Mechanism::Login, 0) => b64(cr.user.as_bytes()),
-        (Mechanism::Login, _) => b64(cr.password.as_bytes()),
-        (Mechanism::CramMd5, _) => b64(cram_md5(&cr.user, &cr.password, challenge).as_bytes()),
-    }
-}
-
-/// One login; Ok(success, final reply).
-fn login(c: &mut Conn, f: Family, cr: &Credentials) -> Step<(bool, String)> {
-    let m = cr.mechanism.name();
-    match f {
-        Family::Smtp => {
-            io(c.send(&format!("AUTH {m}")))?;
-            for step in 0..4 {
-                let (code, lines) = smtp_reply(c)?;
-                let text = lines.join(" ");
-                match code {
-                    334 => io(c.send(&sasl_answers(cr, &unb64(&text), step)))?,
-                    235 => return Ok((true, format!("{code} {text}"))),
-                    _ => return Ok((false, format!("{code} {text}"))),
-                }
-            }
-            Err("AUTH exchange did not end".into())
-        }
-        Family::Imap => {
-            io(c.send(&format!("a1 AUTHENTICATE {m}")))?;
-            let mut step = 0;
-            loop {
-                let l = io(c.line())?;
-                if let Some(ch) = l.strip_prefix('+') {
-                    io(c.send(&sasl_answers(cr, &unb64(ch), step)))?;
-                    step += 1;
-                } else if let Some(rest) = l.strip_prefix("a1 ") {
-                    return Ok((rest.starts_with("OK"), l));
-                }
-            }
-        }
-        Family::Pop3 => {
-            io(c.send(&format!("AUTH {m}")))?;
-            let mut step = 0;
-            loop {
-                let l = io(c.line())?;
-                if let Some(ch) = l.strip_prefix('+').filter(|_| !l.starts_with("+OK")) {
-                    io(c.send(&sasl_answers(cr, &unb64(ch), step)))?;
-                    step += 1;
-                } else {
-                    return Ok((l.starts_with("+OK"), l));
-                }
-            }
-        }
-    }
-}
-
-fn quit(c: &mut Conn, f: Family) {
-    let _ = c.send(match f {
-        Family::Smtp => "QUIT",
-        Family::Imap => "z LOGOUT",
-        Family::Pop3 => "QUIT",
-    });
-}
-
 /// Connects, reporting refused/timeout as the verdict.
 fn connect(host: &str, port: u16, timeout: Duration, r: &mut Report) -> Option<Conn> {
     let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
@@ -701,10 +364,12 @@ fn connect(host: &str, port: u16, timeout: Duration, r: &mut Report) -> Option<C
 /// A greeting that does not come (silent or closed), or one that says no: a `554`
 /// (Postfix's access map refusing a banned client, RFC 5321 4.2), `* BYE` or `-ERR` is
 /// a refusal too.
-fn greeting_failed(r: &mut Report, e: String, timeout: Duration) {
-    let refusal = e.strip_prefix("greeting: ").is_some_and(|g| {
+fn greeting_failed(r: &mut Report, e: StepError, timeout: Duration) {
+    let refusal = matches!(&e, StepError::Greeting(g) if
         g.starts_with('5') || g.starts_with('4') || g.starts_with("* BYE") || g.starts_with("-ERR")
-    });
+    );
+    let timed_out = matches!(e, StepError::Timeout);
+    let e = e.to_string();
     if refusal {
         r.verdict = Verdict::Refused;
         r.detail = Some(format!("refused in the {e}"));
@@ -713,7 +378,7 @@ fn greeting_failed(r: &mut Report, e: String, timeout: Duration) {
         r.detail = Some(format!(
             "connected, then closed by the server before its greeting ({e})"
         ));
-    } else if e.contains("timed out") {
+    } else if timed_out || e.contains("timed out") {
         r.verdict = Verdict::Timeout;
         r.detail = Some(format!("connected, but no greeting within {timeout:?}"));
     } else {
@@ -725,13 +390,13 @@ fn greeting_failed(r: &mut Report, e: String, timeout: Duration) {
 /// Up to the point where TLS starts (greeting, STARTTLS), on a fresh connection.
 fn open_to_tls(host: &str, port: u16, s: Service, timeout: Duration) -> Step<Conn> {
     let mut r = Report::new(host, port, s);
-    let mut c =
-        connect(host, port, timeout, &mut r).ok_or_else(|| r.detail.clone().unwrap_or_default())?;
+    let mut c = connect(host, port, timeout, &mut r)
+        .ok_or_else(|| StepError::Protocol(r.detail.clone().unwrap_or_default()))?;
     if !s.implicit_tls() {
         greet(&mut c, s.family())?;
         let caps = caps(&mut c, s.family(), "c0")?;
         if !starttls_offered(s.family(), &caps) {
-            return Err("no STARTTLS".into());
+            return Err(StepError::Protocol("no STARTTLS".into()));
         }
         starttls(&mut c, s.family())?;
     }
@@ -761,7 +426,11 @@ pub fn probe(
     if s.implicit_tls()
         && let Err(e) = c.start_tls(host, None)
     {
-        greeting_failed(&mut r, format!("TLS handshake: {e}"), timeout);
+        greeting_failed(
+            &mut r,
+            StepError::Protocol(format!("TLS handshake: {e}")),
+            timeout,
+        );
         return r;
     }
     match greet(&mut c, f) {
@@ -816,7 +485,7 @@ pub fn probe(
         Ok(())
     };
     if let Err(e) = run(&mut c, &mut r) {
-        r.detail = Some(e);
+        r.detail = Some(e.to_string());
     }
     quit(&mut c, f);
     if r.tls.is_some() {
@@ -945,7 +614,7 @@ mod tests {
             "tim b913a602c7eda7a495b4e6e7334d3890"
         );
         assert_eq!(
-            b64(cram_md5("tim", "tanstaaftanstaaf", challenge).as_bytes()),
+            conn::b64(cram_md5("tim", "tanstaaftanstaaf", challenge).as_bytes()),
             "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"
         );
     }
@@ -957,15 +626,15 @@ mod tests {
             "AUTH PLAIN LOGIN".into(),
             "STARTTLS".into(),
         ];
-        assert_eq!(smtp_auth_mechs(&smtp), ["PLAIN", "LOGIN"]);
+        assert_eq!(smtp::mechs(&smtp), ["PLAIN", "LOGIN"]);
         assert!(starttls_offered(Family::Smtp, &smtp));
         let imap: Vec<String> = "IMAP4rev1 SASL-IR STARTTLS AUTH=PLAIN AUTH=CRAM-MD5"
             .split(' ')
             .map(str::to_string)
             .collect();
-        assert_eq!(imap_auth_mechs(&imap), ["PLAIN", "CRAM-MD5"]);
+        assert_eq!(imap::mechs(&imap), ["PLAIN", "CRAM-MD5"]);
         let pop3 = vec!["USER".into(), "SASL PLAIN LOGIN".into(), "STLS".into()];
-        assert_eq!(pop3_auth_mechs(&pop3), ["PLAIN", "LOGIN"]);
+        assert_eq!(pop3::mechs(&pop3), ["PLAIN", "LOGIN"]);
         assert!(starttls_offered(Family::Pop3, &pop3));
     }
 

@@ -29,8 +29,10 @@
 
 use crate::parse::dovecot::SERVICE_AUTH;
 use crate::parse::{Channel, Event, Kind, Name, ProcessKey, Tls};
-use crate::session::Sessions;
+pub mod connections;
+
 use crate::time::Timestamp;
+use connections::Sessions;
 use lru::LruCache;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -160,7 +162,7 @@ struct SessionCount {
 pub struct CounterSnapshot {
     /// Session id, attempts counted, of which without a mechanism.
     pub dovecot: Vec<(String, u32, u32)>,
-    pub postfix: Vec<crate::session::ConnSnapshot>,
+    pub postfix: Vec<connections::ConnSnapshot>,
     pub pending: Vec<PendingSnapshot>,
 }
 
@@ -697,5 +699,89 @@ impl Counter {
         if rest > 0 {
             self.count_new(time, 0, ev, rest, label, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The counter's rules on real lines, each as Postfix and Dovecot write them.
+    use super::*;
+    use crate::parse::parse_line;
+
+    /// Feeds `lines` (one second apart) and returns the attempts counted.
+    fn counted(lines: &[&str]) -> (u32, Vec<Outcome>) {
+        let mut c = Counter::new(CountConfig::default());
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let p = parse_line(l).expect("a log line");
+            let ev = p.event.expect("an event");
+            c.feed(
+                Timestamp::from_secs(1_000 + i as i64),
+                p.process.as_ref(),
+                &ev,
+                &mut out,
+            );
+        }
+        let n = out
+            .iter()
+            .map(|o| match o {
+                Outcome::Counted(a) => a.count,
+                _ => 0,
+            })
+            .sum();
+        (n, out)
+    }
+
+    #[test]
+    fn one_smtp_guess_written_by_dovecot_and_by_postfix_counts_once() {
+        let (n, _) = counted(&[
+            "Nov 22 12:00:10 mx dovecot: auth: passwd-file(admin,203.0.113.30): Password mismatch",
+            "Nov 22 12:00:11 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6",
+        ]);
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn two_smtp_guesses_count_twice() {
+        let (n, _) = counted(&[
+            "Nov 22 12:00:10 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6",
+            "Nov 22 12:00:11 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6",
+        ]);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn an_imap_summary_adds_nothing_to_the_guesses_of_its_session_already_counted() {
+        let (n, _) = counted(&[
+            "Nov 22 12:00:10 mx dovecot: auth: passwd-file(admin,203.0.113.30,<Qm9iQXR0YWNr>): Password mismatch",
+            "Nov 22 12:00:12 mx dovecot: auth: passwd-file(root,203.0.113.30,<Qm9iQXR0YWNr>): Password mismatch",
+            "Nov 22 12:00:14 mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 4 secs): user=<root>, method=PLAIN, rip=203.0.113.30, lip=192.0.2.1, TLS, session=<Qm9iQXR0YWNr>",
+        ]);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn an_imap_summary_alone_counts_its_attempts() {
+        let (n, out) = counted(&[
+            "Nov 22 12:00:14 mx dovecot: imap-login: Disconnected (auth failed, 3 attempts in 4 secs): user=<root>, method=PLAIN, rip=203.0.113.30, lip=192.0.2.1, TLS, session=<Qm9iQXR0YWNr>",
+        ]);
+        assert_eq!(n, 3);
+        let Some(Outcome::Counted(a)) = out.first() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(a.address, "203.0.113.30".parse::<IpAddr>().unwrap());
+        assert_eq!(a.user.as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn a_login_is_a_success_not_a_failure() {
+        let (n, out) = counted(&[
+            "Nov 22 12:00:14 mx dovecot: imap-login: Login: user=<alice>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, mpid=4242, TLS, session=<abc>",
+        ]);
+        assert_eq!(n, 0);
+        assert!(
+            matches!(out.as_slice(), [Outcome::Success { user: Some(u), .. }] if u == "alice"),
+            "{out:?}"
+        );
     }
 }

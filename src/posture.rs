@@ -7,7 +7,7 @@
 //! export-grade, NULL and anonymous ciphers. Both OpenSSL names (Postfix, Dovecot) and
 //! IANA names are recognised. Pure: labels in, verdicts out.
 
-use crate::count::{PLAINTEXT, UNKNOWN_POSTURE};
+use crate::attempts::{PLAINTEXT, UNKNOWN_POSTURE};
 use crate::offender::Counts;
 use serde::{Deserialize, Serialize};
 
