@@ -153,7 +153,7 @@ pub type Batch = Vec<Op>;
 #[derive(Debug, Default)]
 pub struct Restored {
     pub snapshot: Snapshot,
-    /// (source name, position), and [`crate::daemon`]'s counter state row.
+    /// (source name, position), and the daemon's counter state row.
     pub checkpoints: Vec<(String, String)>,
 }
 

@@ -150,6 +150,10 @@ struct SessionCount {
     counted: u32,
     /// Counted with service `dovecot-auth` / no mechanism, to be refined by the summary.
     no_mech: u32,
+    /// Attempts the login summary counted before the session's auth lines arrived:
+    /// Dovecot 2.4's login and auth processes write through different processes, and
+    /// the summary can come first. Each later auth line of the session takes one.
+    prepaid: u32,
 }
 
 /// What the counter must remember over a restart so that no attempt is counted twice:
@@ -162,6 +166,8 @@ struct SessionCount {
 pub struct CounterSnapshot {
     /// Session id, attempts counted, of which without a mechanism.
     pub dovecot: Vec<(String, u32, u32)>,
+    /// Session id, attempts its login summary counted before its auth lines came.
+    pub dovecot_prepaid: Vec<(String, u32)>,
     pub postfix: Vec<connections::ConnSnapshot>,
     pub pending: Vec<PendingSnapshot>,
 }
@@ -219,7 +225,15 @@ impl Counter {
                 .dovecot_sessions
                 .iter()
                 .rev()
+                .filter(|(_, s)| s.counted > 0)
                 .map(|(k, s)| (k.to_string(), s.counted, s.no_mech))
+                .collect(),
+            dovecot_prepaid: self
+                .dovecot_sessions
+                .iter()
+                .rev()
+                .filter(|(_, s)| s.prepaid > 0)
+                .map(|(k, s)| (k.to_string(), s.prepaid))
                 .collect(),
             postfix: self.sessions.snapshot(),
             pending: self
@@ -252,6 +266,16 @@ impl Counter {
                 SessionCount {
                     counted: *counted,
                     no_mech: *no_mech,
+                    prepaid: 0,
+                },
+            );
+        }
+        for (sid, prepaid) in &snap.dovecot_prepaid {
+            self.dovecot_sessions.put(
+                sid.as_str().into(),
+                SessionCount {
+                    prepaid: *prepaid,
+                    ..SessionCount::default()
                 },
             );
         }
@@ -605,6 +629,20 @@ impl Counter {
         addr: IpAddr,
         out: &mut Vec<Outcome>,
     ) {
+        if let Some(sid) = &ev.session
+            && let Some(sc) = self.dovecot_sessions.get_mut(sid.as_str())
+            && sc.prepaid > 0
+        {
+            sc.prepaid -= 1;
+            out.push(Outcome::Refined {
+                address: addr,
+                n: 1,
+                service: None,
+                mechanism: None,
+                user: ev.user.clone(),
+            });
+            return;
+        }
         if self.join(time, c, ev, addr, None, out) {
             return;
         }
@@ -697,6 +735,15 @@ impl Counter {
             rest -= absorbed;
         }
         if rest > 0 {
+            if let Some(sid) = &ev.session {
+                self.dovecot_sessions.put(
+                    sid.as_str().into(),
+                    SessionCount {
+                        prepaid: rest,
+                        ..SessionCount::default()
+                    },
+                );
+            }
             self.count_new(time, 0, ev, rest, label, out);
         }
     }
@@ -758,6 +805,23 @@ mod tests {
             "Nov 22 12:00:14 mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 4 secs): user=<root>, method=PLAIN, rip=203.0.113.30, lip=192.0.2.1, TLS, session=<Qm9iQXR0YWNr>",
         ]);
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_dovecot_2_4_summary_written_before_its_auth_lines_counts_them_once() {
+        // Seen in a real Dovecot 2.4.1 log: the login process's line first.
+        let (n, out) = counted(&[
+            "Nov 27 12:34:52 imap-login: Info: Login aborted: Logged out (auth failed, 2 attempts in 0 secs) (auth_failed): user=<info>, method=PLAIN, rip=192.0.2.12, lip=192.0.2.1, session=<FzhrSUFhp7rAAAIM>",
+            "Nov 27 12:34:52 auth(admin,192.0.2.12,sasl:plain)<FzhrSUFhp7rAAAIM>: Info: passwd-file: unknown user",
+            "Nov 27 12:34:52 auth(info,192.0.2.12,sasl:plain)<FzhrSUFhp7rAAAIM>: Info: passwd-file: unknown user",
+        ]);
+        assert_eq!(n, 2, "{out:?}");
+        // The user names the summary did not carry still reach the offender record.
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Outcome::Refined { user: Some(u), .. } if u == "admin")),
+            "{out:?}"
+        );
     }
 
     #[test]
