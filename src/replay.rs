@@ -35,14 +35,14 @@ pub fn replay(cfg: &Config, files: &[PathBuf], time: TimeSettings) -> Result<Rep
     let (mut enforcers, _) = Enforcers::open(&[EnforcerConfig::DryRun], &[], Timestamp(0))?;
     let mut bans = Vec::new();
     merge.run(|m| {
-        let decisions = pipeline.feed(&m.line);
-        if !decisions.is_empty() {
-            let decisions = decisions.to_vec();
-            enforcers.ban(&decisions, pipeline.now());
-            bans.extend(decisions);
+        let first = bans.len();
+        bans.extend_from_slice(pipeline.feed(&m.line));
+        if bans.len() > first {
+            enforcers.ban(&bans[first..], pipeline.now());
         }
         Ok::<_, ReplayError>(())
     })?;
+
     Ok(Replay {
         pipeline,
         bans,

@@ -266,6 +266,7 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
 }
 
 /// Parses the rest of a line whose syslog prefix is read already.
+#[inline]
 pub fn parse_prefixed(p: &syslog::Prefix) -> Parsed {
     let host = p.host.unwrap_or("");
     let nothing = |time| Parsed {

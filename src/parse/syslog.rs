@@ -44,6 +44,7 @@ const DOVECOT_PROCESSES: [&str; 12] = [
     "master",
 ];
 
+#[inline]
 pub fn parse(line: &str) -> Option<Prefix<'_>> {
     let b = line.as_bytes();
     let (time, used) = if b.first() == Some(&b'@') {

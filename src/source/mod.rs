@@ -56,6 +56,7 @@ impl Stamped<'_> {
 /// Stamps one raw line (without its `\n`) with the time its prefix names, resolved
 /// by the stream's `resolver`; `lossy` holds the decoded text when the line is not
 /// valid UTF-8.
+#[inline]
 pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut String) -> Stamped<'a> {
     let len = raw.len();
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
