@@ -6,7 +6,7 @@
 //! last line arrived.
 
 use super::control::{Request, error};
-use super::metrics::label;
+use super::metrics::{Readings, SourceReading};
 use super::sources::Input;
 use super::store_writer::StoreWriter;
 use crate::ban::BanRow;
@@ -23,7 +23,6 @@ use ipnet::IpNet;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -820,162 +819,54 @@ impl Engine {
     }
 
     fn metrics(&self) -> String {
-        let mut m = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(
-                m,
-                "# HELP saslguard_{name} {help}\n# TYPE saslguard_{name} {kind}"
-            );
-            for (labels, v) in rows {
-                let _ = writeln!(m, "saslguard_{name}{labels} {v}");
-            }
-        };
-        let src = |f: &dyn Fn(&SourceState) -> f64| -> Vec<(String, f64)> {
-            self.sources
-                .iter()
-                .map(|s| (format!("{{source=\"{}\"}}", label(&s.name)), f(s)))
-                .collect()
-        };
         let st = self.pipeline.stats();
         let now = wall_now();
-        metric(
-            "lines_read_total",
-            "counter",
-            "Lines read, by source.",
-            src(&|s| s.lines as f64),
-        );
-        metric(
-            "lines_skipped_total",
-            "counter",
-            "Lines skipped, by reason.",
-            vec![
-                (
-                    "{reason=\"unparsable\"}".into(),
-                    st.skipped_unparsable as f64,
-                ),
-                ("{reason=\"too_long\"}".into(), st.skipped_too_long as f64),
-                ("{reason=\"bad_time\"}".into(), st.skipped_bad_time as f64),
-            ],
-        );
-        metric(
-            "events_total",
-            "counter",
-            "Events parsed, by kind.",
-            st.events
-                .iter()
-                .map(|(k, v)| (format!("{{kind=\"{}\"}}", label(k)), *v as f64))
-                .collect(),
-        );
-        metric(
-            "failures_total",
-            "counter",
-            "Failed logins counted.",
-            vec![(String::new(), st.failures as f64)],
-        );
-        metric(
-            "bans_total",
-            "counter",
-            "Bans made, by origin (policy or manual).",
-            ["policy", "manual"]
-                .iter()
-                .map(|o| {
-                    (
-                        format!("{{origin=\"{o}\"}}"),
-                        *self.counters.bans.get(*o).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "unbans_total",
-            "counter",
-            "Bans lifted by hand.",
-            vec![(String::new(), self.counters.unbans as f64)],
-        );
-        metric(
-            "active_bans",
-            "gauge",
-            "Bans in force.",
-            vec![(String::new(), self.active.len() as f64)],
-        );
-        metric(
-            "enforcer_errors_total",
-            "counter",
-            "Errors of the enforcers.",
-            ["nftables", "postfix-map"]
-                .iter()
-                .map(|e| {
-                    (
-                        format!("{{enforcer=\"{e}\"}}"),
-                        *self.counters.enforcer_errors.get(*e).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "unenforced_bans",
-            "gauge",
-            "Active bans an enforcer has not taken yet (being retried).",
-            vec![(String::new(), self.unenforced.len() as f64)],
-        );
-        metric(
-            "nft_table_rebuilds_total",
-            "counter",
-            "Times the nftables table was found removed and rebuilt with the active bans.",
-            vec![(String::new(), self.counters.table_rebuilds as f64)],
-        );
-        metric(
-            "alerts_total",
-            "counter",
-            "Alerts raised, by kind.",
-            crate::alert::KINDS
-                .iter()
-                .map(|k| {
-                    (
-                        format!("{{kind=\"{k}\"}}"),
-                        *self.counters.alerts.get(*k).unwrap_or(&0) as f64,
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "source_lag_bytes",
-            "gauge",
-            "Bytes written to a followed file and not read yet.",
-            src(&|s| s.behind_bytes as f64),
-        );
-        metric(
-            "source_lag_seconds",
-            "gauge",
-            "Age of the newest line read, by its own timestamp.",
-            src(&|s| {
-                s.last_line_time
-                    .map_or(0.0, |t| (now.0 - t.0).max(0) as f64 / 1000.0)
-            }),
-        );
         let (a, p, _) = self.pipeline.tracked();
-        metric(
-            "tracked_addresses",
-            "gauge",
-            "Addresses in the sliding windows.",
-            vec![(String::new(), a as f64)],
-        );
-        metric(
-            "tracked_prefixes",
-            "gauge",
-            "Prefixes in the sliding windows.",
-            vec![(String::new(), p as f64)],
-        );
-        metric(
-            "store_errors_total",
-            "counter",
-            "Failed store writes.",
-            vec![(
-                String::new(),
-                self.store.errors.load(Ordering::Relaxed) as f64,
-            )],
-        );
-        m
+        let mut enforcer_errors: BTreeMap<&'static str, u64> = ["nftables", "postfix-map"]
+            .into_iter()
+            .map(|e| (e, 0))
+            .collect();
+        for e in self.enforcers.names() {
+            enforcer_errors.entry(e).or_insert(0);
+        }
+        for (e, n) in &self.counters.enforcer_errors {
+            enforcer_errors.insert(e, *n);
+        }
+        let readings = Readings {
+            sources: self
+                .sources
+                .iter()
+                .map(|s| SourceReading {
+                    name: s.name.clone(),
+                    lines: s.lines,
+                    behind_bytes: s.behind_bytes,
+                    lag_seconds: s
+                        .last_line_time
+                        .map_or(0.0, |t| (now.0 - t.0).max(0) as f64 / 1000.0),
+                })
+                .collect(),
+            skipped: [
+                ("unparsable", st.skipped_unparsable),
+                ("too_long", st.skipped_too_long),
+                ("bad_time", st.skipped_bad_time),
+            ],
+            events: st.events.clone(),
+            failures: st.failures,
+            bans: self.counters.bans.clone(),
+            unbans: self.counters.unbans,
+            active_bans: self.active.len() as u64,
+            enforcer_errors,
+            unenforced_bans: self.unenforced.len() as u64,
+            table_rebuilds: self.counters.table_rebuilds,
+            alerts: crate::alert::KINDS
+                .iter()
+                .map(|k| (k.to_string(), *self.counters.alerts.get(*k).unwrap_or(&0)))
+                .collect(),
+            tracked_addresses: a as u64,
+            tracked_prefixes: p as u64,
+            store_errors: self.store.errors.load(Ordering::Relaxed),
+        };
+        super::metrics::render(&readings)
     }
 
     /// Stops: writes what is left to the store.
