@@ -19,7 +19,8 @@ use crate::source::{Skip, Stamped};
 use crate::time::Timestamp;
 use crate::windows::Windows;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -40,7 +41,8 @@ pub struct Snapshot {
     pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Stats {
     pub lines: u64,
     pub skipped: u64,
@@ -50,7 +52,8 @@ pub struct Stats {
     /// Lines with invalid UTF-8, parsed with replacement characters (a hostile user
     /// name must not make a failure vanish).
     pub invalid_utf8: u64,
-    pub events: BTreeMap<&'static str, u64>,
+    /// Events by kind (borrowed names while counting, owned when read back).
+    pub events: BTreeMap<Cow<'static, str>, u64>,
     /// Failed attempts counted after de-duplication.
     pub failures: u64,
     /// Failure lines whose address could not be told apart from client text.
@@ -258,7 +261,11 @@ impl Pipeline {
             return &self.decisions;
         };
         self.now = self.now.max(time);
-        *self.stats.events.entry(ev.kind.as_str()).or_insert(0) += 1;
+        *self
+            .stats
+            .events
+            .entry(Cow::Borrowed(ev.kind.as_str()))
+            .or_insert(0) += 1;
         let mut outcomes = std::mem::take(&mut self.outcomes);
         outcomes.clear();
         self.counter

@@ -16,21 +16,21 @@ pub(crate) fn control(args: &SocketArgs, req: Request, json: bool) -> Result<Exi
             }
         },
     };
-    let kind = req.clone();
-    let answer = match call(&path, &req) {
-        Ok(a) => a,
+    let answer = match call(&path, &req).map(|v| Response::read(&req, v)) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            eprintln!("saslguard: the daemon's answer is not what was asked: {e}");
+            return Ok(ExitCode::from(EX_UNAVAILABLE));
+        }
         Err(e) => {
             eprintln!("saslguard: {e}");
             return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
-    if answer["ok"] != serde_json::Value::Bool(true) {
-        eprintln!(
-            "saslguard: {}",
-            saslguard::escape::escape(answer["error"].as_str().unwrap_or("the daemon refused"))
-        );
+    if let Response::Failed(f) = &answer {
+        eprintln!("saslguard: {}", saslguard::escape::escape(&f.error));
         // A target refused for what it is: the input is wrong, not the daemon.
-        if answer["refused"] == serde_json::Value::Bool(true) {
+        if f.refused {
             return Ok(ExitCode::from(EX_DATAERR));
         }
         return Ok(ExitCode::FAILURE);
@@ -40,7 +40,7 @@ pub(crate) fn control(args: &SocketArgs, req: Request, json: bool) -> Result<Exi
         serde_json::to_writer_pretty(&mut out, &answer)?;
         writeln!(out)?;
     } else {
-        let text = saslguard::daemon::render::text(&kind, &answer);
+        let text = saslguard::daemon::render::text(&answer);
         write!(out, "{}", saslguard::escape::terminal(&text))?;
     }
     out.flush()?;

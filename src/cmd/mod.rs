@@ -14,7 +14,7 @@ pub mod report;
 pub(crate) use crate::cli::{NftAction, SocketArgs, TimeArgs};
 pub(crate) use anyhow::Result;
 pub(crate) use saslguard::config::{self, Config};
-pub(crate) use saslguard::daemon::control::{Request, call};
+pub(crate) use saslguard::daemon::control::{Request, Response, call};
 pub(crate) use saslguard::source::file::TimeSettings;
 pub(crate) use saslguard::source::merge::Merge;
 pub(crate) use saslguard::time::Timestamp;

@@ -1,11 +1,20 @@
-//! The control socket: one JSON request per line, one JSON answer per line.
+//! The control socket: one JSON request per line, one JSON answer per line. This file
+//! defines both, [`Request`] and [`Response`]: the engine answers with them, the CLI
+//! reads them back into them and renders them (`render.rs`).
 //!
-//! `saslguard status|bans|ban|unban|reload` are thin clients of it. The socket is
+//! `saslguard status|bans|ban|unban|reload|check` are thin clients of it. The socket is
 //! created with mode `daemon.control_socket_mode` (0600: root only) before it gets its
 //! name, so there is no moment where others could connect.
 
+use crate::geo::Origin;
+use crate::offender::Counts;
+use crate::pipeline::Stats;
+use crate::posture::Posture;
+use crate::source::follow::FollowStats;
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -39,11 +48,241 @@ pub enum Request {
     },
 }
 
-pub type Call = (Request, oneshot::Sender<Value>);
+pub type Call = (Request, oneshot::Sender<Response>);
+
+/// `"ok": true` on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct True;
+
+impl Serialize for True {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for True {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match bool::deserialize(d)? {
+            true => Ok(True),
+            false => Err(serde::de::Error::custom("expected \"ok\": true")),
+        }
+    }
+}
+
+/// The answer to a [`Request`]: `{"ok": true, ...}` with what was asked, or
+/// `{"ok": false, "error": ...}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Response {
+    Failed(Failed),
+    Status(Box<Status>),
+    Bans(BanList),
+    Check(CheckAnswer),
+    Banned(Banned),
+    Unbanned(Unbanned),
+    /// `reload`.
+    Message(Message),
+    Metrics(MetricsText),
+}
+
+/// A request that was refused or failed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Failed {
+    pub ok: bool,
+    pub error: String,
+    /// The target is refused for what it is (the CLI exits 65): the input is wrong,
+    /// not the daemon.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
+}
+
+/// One source as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceState {
+    /// `file:/var/log/mail.log` or `journal`.
+    pub name: String,
+    pub position: String,
+    pub lines: u64,
+    pub lines_too_long: u64,
+    pub behind_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FollowStats>,
+    /// Time of the newest line read (its own timestamp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_line_time: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tracked {
+    pub addresses: u64,
+    pub prefixes: u64,
+    pub evicted: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GeoStatus {
+    pub country: bool,
+    pub asn: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EnforcerStatus {
+    /// The nftables table, if nftables is on.
+    pub nftables: Option<String>,
+    /// The Postfix map, if it is on.
+    pub postfix_map: Option<String>,
+}
+
+/// `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub ok: True,
+    pub version: String,
+    pub config: String,
+    pub store: String,
+    pub uptime_s: u64,
+    pub sources: Vec<SourceState>,
+    pub stats: Stats,
+    pub tracked: Tracked,
+    pub offenders: u64,
+    pub active_bans: u64,
+    /// Bans made, by origin.
+    pub bans: BTreeMap<String, u64>,
+    pub unbans: u64,
+    pub enforcer_errors: BTreeMap<String, u64>,
+    pub nft_table_rebuilds: u64,
+    pub unenforced_bans: u64,
+    pub alerts: BTreeMap<String, u64>,
+    pub geoip: GeoStatus,
+    pub enforcers: EnforcerStatus,
+    pub store_errors: u64,
+}
+
+/// Which enforcers still owe a ban, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Owing {
+    pub enforcers: Vec<String>,
+    pub error: String,
+    pub retries: u32,
+}
+
+/// What `bans` shows of the offender behind a ban.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OffenderSummary {
+    pub failures: u64,
+    pub first_failure: Timestamp,
+    pub last_failure: Timestamp,
+    pub services: Counts,
+    pub mechanisms: Counts,
+    /// The first ten user names tried.
+    pub users: Vec<String>,
+    pub users_total: u64,
+    pub tls: Counts,
+    pub logins_after_failure: u64,
+}
+
+/// One active ban.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BanEntry {
+    pub target: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub remaining_s: i64,
+    pub remaining: String,
+    pub rule: String,
+    pub reason: String,
+    pub origin: String,
+    pub nth: u32,
+    pub geo: Origin,
+    pub tls: Option<Posture>,
+    pub offender: Option<OffenderSummary>,
+    pub not_enforced_by: Option<Owing>,
+}
+
+/// `bans`: the active bans, the longest-running first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BanList {
+    pub ok: True,
+    pub bans: Vec<BanEntry>,
+}
+
+/// `check`: whether a ban covers the address now, and which.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckAnswer {
+    pub ok: True,
+    pub address: String,
+    pub banned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `ban`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Banned {
+    pub ok: True,
+    pub target: String,
+    pub until: Timestamp,
+}
+
+/// `unban`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unbanned {
+    pub ok: True,
+    pub target: String,
+    pub was_banned: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub ok: True,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsText {
+    pub ok: True,
+    pub text: String,
+}
+
+impl Response {
+    /// Reads the answer to `req` back from its JSON.
+    pub fn read(req: &Request, v: Value) -> Result<Response, serde_json::Error> {
+        use serde_json::from_value as from;
+        if v.get("ok") != Some(&Value::Bool(true)) {
+            return from(v).map(Response::Failed);
+        }
+        Ok(match req {
+            Request::Status => Response::Status(Box::new(from(v)?)),
+            Request::Bans => Response::Bans(from(v)?),
+            Request::Check { .. } => Response::Check(from(v)?),
+            Request::Ban { .. } => Response::Banned(from(v)?),
+            Request::Unban { .. } => Response::Unbanned(from(v)?),
+            Request::Reload => Response::Message(from(v)?),
+            Request::Metrics => Response::Metrics(from(v)?),
+        })
+    }
+}
 
 /// An error answer.
-pub fn error(message: impl Into<String>) -> Value {
-    serde_json::json!({"ok": false, "error": message.into()})
+pub fn error(message: impl Into<String>) -> Response {
+    Response::Failed(Failed {
+        ok: false,
+        error: message.into(),
+        refused: false,
+    })
+}
+
+/// An answer refusing a target for what it is (the CLI exits 65).
+pub fn refused(message: impl Into<String>) -> Response {
+    Response::Failed(Failed {
+        ok: false,
+        error: message.into(),
+        refused: true,
+    })
 }
 
 /// The control socket this daemon made; dropping it removes the socket, but only if
@@ -132,7 +371,8 @@ pub async fn serve(listener: tokio::net::UnixListener, engine: mpsc::Sender<Call
                         rx.await.unwrap_or_else(|_| error("saslguard is stopping"))
                     }
                 };
-                let mut out = answer.to_string();
+                let mut out = serde_json::to_string(&answer)
+                    .unwrap_or_else(|e| format!("{{\"ok\":false,\"error\":\"{e}\"}}"));
                 out.push('\n');
                 if w.write_all(out.as_bytes()).await.is_err() {
                     break;
@@ -160,8 +400,8 @@ pub enum ClientError {
     Answer(String),
 }
 
-/// Sends one request and returns the answer (`{"ok": true, ...}` or
-/// `{"ok": false, "error": ...}`).
+/// Sends one request and returns the answer as it came (`{"ok": true, ...}` or
+/// `{"ok": false, "error": ...}`); [`Response::read`] types it.
 pub fn call(path: &Path, req: &Request) -> Result<Value, ClientError> {
     let mut s = UnixStream::connect(path).map_err(|source| ClientError::Connect {
         path: path.display().to_string(),

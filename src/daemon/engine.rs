@@ -5,7 +5,11 @@
 //! no lock is needed and bans reach the kernel a few hundred microseconds after their
 //! last line arrived.
 
-use super::control::{Request, error};
+use super::control::{
+    BanEntry, BanList, Banned, CheckAnswer, EnforcerStatus, GeoStatus, Message, MetricsText,
+    OffenderSummary, Owing, Request, Response, SourceState, Status, Tracked, True, Unbanned, error,
+    refused,
+};
 use super::metrics::{Readings, SourceReading};
 use super::sources::Input;
 use super::store_writer::StoreWriter;
@@ -15,13 +19,10 @@ use crate::config::{self, Config};
 use crate::enforce::{EnforceError, Enforcers, Failure};
 use crate::offender::Offender;
 use crate::pipeline::{Pipeline, Record};
-use crate::source::follow::FollowStats;
 use crate::source::{Stamped, stamp};
 use crate::store::{Batch, Op, Restored, Store, StoreError};
 use crate::time::{Timestamp, YearResolver};
 use ipnet::IpNet;
-use serde::Serialize;
-use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -54,22 +55,6 @@ const OWN_CHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub fn wall_now() -> Timestamp {
     Timestamp(chrono::Utc::now().timestamp_millis())
-}
-
-/// One source as `status` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceState {
-    /// `file:/var/log/mail.log` or `journal`.
-    pub name: String,
-    pub position: String,
-    pub lines: u64,
-    pub lines_too_long: u64,
-    pub behind_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<FollowStats>,
-    /// Time of the newest line read (its own timestamp).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_line_time: Option<Timestamp>,
 }
 
 #[derive(Debug, Default)]
@@ -138,6 +123,13 @@ pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Resto
     )
 }
 
+/// The daemon's pipeline: GeoIP opened for the policy's needs, changes recorded for
+/// the store, the store's state put back. Start and reload build it the same way.
+fn live_pipeline(cfg: &Config, restored: &Restored) -> Result<Pipeline, EngineError> {
+    let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
+    Ok(Pipeline::new(cfg, geo, Record::Changes, &restored.snapshot))
+}
+
 impl Engine {
     /// Builds the engine: restores state, sets up the enforcers and puts every active
     /// ban back in them (the kernel may have lost its table in a reboot).
@@ -150,8 +142,7 @@ impl Engine {
         sources: Vec<String>,
     ) -> Result<Engine, EngineError> {
         let now = wall_now();
-        let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
-        let mut pipeline = Pipeline::new(&cfg, geo, Record::Changes, &restored.snapshot);
+        let mut pipeline = live_pipeline(&cfg, restored)?;
         if let Some((_, s)) = restored
             .checkpoints
             .iter()
@@ -561,7 +552,7 @@ impl Engine {
         }
     }
 
-    pub fn handle(&mut self, req: Request) -> Value {
+    pub fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Status => self.status(),
             Request::Bans => self.bans(),
@@ -573,50 +564,62 @@ impl Engine {
             } => self.ban_by_hand(&target, duration.as_deref(), reason.as_deref(), force),
             Request::Unban { target } => self.unban(&target),
             Request::Reload => match self.reload() {
-                Ok(msg) => json!({"ok": true, "message": msg}),
+                Ok(message) => Response::Message(Message { ok: True, message }),
                 Err(e @ EngineError::Config(_)) => error(e.to_string()),
                 Err(e) => error(format!(
                     "configuration not reloaded, the running one is kept: {e}"
                 )),
             },
-            Request::Metrics => json!({"ok": true, "text": self.metrics()}),
+            Request::Metrics => Response::Metrics(MetricsText {
+                ok: True,
+                text: self.metrics(),
+            }),
             Request::Check { address } => self.check(&address),
         }
     }
 
-    fn status(&self) -> Value {
+    fn status(&self) -> Response {
         let (addresses, prefixes, evicted) = self.pipeline.tracked();
-        json!({
-            "ok": true,
-            "version": env!("CARGO_PKG_VERSION"),
-            "config": self.config_path.display().to_string(),
-            "store": self.store_path.display().to_string(),
-            "uptime_s": self.started.elapsed().as_secs(),
-            "sources": self.sources,
-            "stats": self.pipeline.stats(),
-            "tracked": {"addresses": addresses, "prefixes": prefixes, "evicted": evicted},
-            "offenders": self.pipeline.offenders().len(),
-            "active_bans": self.active.len(),
-            "bans": self.counters.bans,
-            "unbans": self.counters.unbans,
-            "enforcer_errors": self.counters.enforcer_errors,
-            "nft_table_rebuilds": self.counters.table_rebuilds,
-            "unenforced_bans": self.unenforced.len(),
-            "alerts": self.counters.alerts,
-            "geoip": {
-                "country": self.pipeline.geo().has_country(),
-                "asn": self.pipeline.geo().has_asn(),
+        Response::Status(Box::new(Status {
+            ok: True,
+            version: env!("CARGO_PKG_VERSION").into(),
+            config: self.config_path.display().to_string(),
+            store: self.store_path.display().to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            sources: self.sources.clone(),
+            stats: self.pipeline.stats().clone(),
+            tracked: Tracked {
+                addresses: addresses as u64,
+                prefixes: prefixes as u64,
+                evicted,
             },
-            "enforcers": {
-                "nftables": self.cfg.nftables.as_ref().map(|n| n.table.clone()),
-                "postfix_map": self.cfg.postfix_map.as_ref().map(|m| m.map.clone()),
+            offenders: self.pipeline.offenders().len() as u64,
+            active_bans: self.active.len() as u64,
+            bans: self.counters.bans.clone(),
+            unbans: self.counters.unbans,
+            enforcer_errors: self
+                .counters
+                .enforcer_errors
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            nft_table_rebuilds: self.counters.table_rebuilds,
+            unenforced_bans: self.unenforced.len() as u64,
+            alerts: self.counters.alerts.clone(),
+            geoip: GeoStatus {
+                country: self.pipeline.geo().has_country(),
+                asn: self.pipeline.geo().has_asn(),
             },
-            "store_errors": self.store.errors.load(Ordering::Relaxed),
-        })
+            enforcers: EnforcerStatus {
+                nftables: self.cfg.nftables.as_ref().map(|n| n.table.clone()),
+                postfix_map: self.cfg.postfix_map.as_ref().map(|m| m.map.clone()),
+            },
+            store_errors: self.store.errors.load(Ordering::Relaxed),
+        }))
     }
 
     /// Whether a ban covers `address` now: the longest-running one that does.
-    fn check(&self, address: &str) -> Value {
+    fn check(&self, address: &str) -> Response {
         let addr = match config::validate::parse_network(address) {
             Ok(n) if n.prefix_len() == n.max_prefix_len() => n.addr(),
             _ => return refused(format!("{address:?} is not an address")),
@@ -627,54 +630,46 @@ impl Engine {
             .values()
             .filter(|b| b.until > now && b.target.contains(&addr))
             .max_by_key(|b| b.until);
-        match ban {
-            Some(b) => json!({
-                "ok": true,
-                "address": addr.to_string(),
-                "banned": true,
-                "target": target_string(&b.target),
-                "until": b.until,
-                "reason": b.reason,
-            }),
-            None => json!({"ok": true, "address": addr.to_string(), "banned": false}),
-        }
+        Response::Check(CheckAnswer {
+            ok: True,
+            address: addr.to_string(),
+            banned: ban.is_some(),
+            target: ban.map(|b| target_string(&b.target)),
+            until: ban.map(|b| b.until),
+            reason: ban.map(|b| b.reason.clone()),
+        })
     }
 
-    fn bans(&self) -> Value {
+    fn bans(&self) -> Response {
         let now = wall_now();
         let mut list: Vec<&BanRow> = self.active.values().filter(|b| b.until > now).collect();
         list.sort_by_key(|b| std::cmp::Reverse(b.until));
-        let bans: Vec<Value> = list
+        let bans = list
             .iter()
-            .map(|b| {
-                let offender = (b.target.prefix_len() == b.target.max_prefix_len())
+            .map(|b| BanEntry {
+                target: target_string(&b.target),
+                since: b.at,
+                until: b.until,
+                remaining_s: (b.until.0 - now.0) / 1000,
+                remaining: human_ms(b.until.0 - now.0),
+                rule: b.rule.clone(),
+                reason: b.reason.clone(),
+                origin: b.origin.clone(),
+                nth: b.nth,
+                geo: b.geo.clone(),
+                tls: b.tls.clone(),
+                offender: (b.target.prefix_len() == b.target.max_prefix_len())
                     .then(|| self.pipeline.offenders().get(&b.target.addr()))
                     .flatten()
-                    .map(summary);
-                json!({
-                    "target": target_string(&b.target),
-                    "since": b.at,
-                    "until": b.until,
-                    "remaining_s": (b.until.0 - now.0) / 1000,
-                    "remaining": human_ms(b.until.0 - now.0),
-                    "rule": b.rule,
-                    "reason": b.reason,
-                    "origin": b.origin,
-                    "nth": b.nth,
-                    "geo": b.geo,
-                    "tls": b.tls,
-                    "offender": offender,
-                    "not_enforced_by": self.unenforced.get(&b.target).map(|o| {
-                        json!({
-                            "enforcers": o.enforcers,
-                            "error": o.last_error,
-                            "retries": o.attempts,
-                        })
-                    }),
-                })
+                    .map(summary),
+                not_enforced_by: self.unenforced.get(&b.target).map(|o| Owing {
+                    enforcers: o.enforcers.iter().map(|e| e.to_string()).collect(),
+                    error: o.last_error.clone(),
+                    retries: o.attempts,
+                }),
             })
             .collect();
-        json!({"ok": true, "bans": bans})
+        Response::Bans(BanList { ok: True, bans })
     }
 
     fn ban_by_hand(
@@ -683,7 +678,7 @@ impl Engine {
         duration: Option<&str>,
         reason: Option<&str>,
         force: bool,
-    ) -> Value {
+    ) -> Response {
         let target = match config::validate::parse_network(target) {
             Ok(t) => t,
             Err(e) => return refused(e.to_string()),
@@ -727,10 +722,14 @@ impl Engine {
                 errors.join("; ")
             ));
         }
-        json!({"ok": true, "target": target_string(&target), "until": until})
+        Response::Banned(Banned {
+            ok: True,
+            target: target_string(&target),
+            until,
+        })
     }
 
-    fn unban(&mut self, target: &str) -> Value {
+    fn unban(&mut self, target: &str) -> Response {
         let target = match config::validate::parse_network(target) {
             Ok(t) => t,
             Err(e) => return error(e.to_string()),
@@ -753,7 +752,11 @@ impl Engine {
         if let Some(f) = errors.first() {
             return error(f.to_string());
         }
-        json!({"ok": true, "target": target_string(&target), "was_banned": removed})
+        Response::Unbanned(Unbanned {
+            ok: True,
+            target: target_string(&target),
+            was_banned: removed,
+        })
     }
 
     /// Reads the configuration file again. A bad file is refused and the running
@@ -779,8 +782,7 @@ impl Engine {
         let store = Store::open_read_only(&self.store_path)?;
         let restored = restore_from(&store, &cfg, now)?;
         drop(store);
-        let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
-        let mut pipeline = Pipeline::new(&cfg, geo, Record::Changes, &restored.snapshot);
+        let mut pipeline = live_pipeline(&cfg, &restored)?;
         // Open sessions stay open over a reload: their attempts are not counted again.
         pipeline.carry_over(&mut self.pipeline);
         // An enforcer that changed or went away takes its bans with it: the old table
@@ -850,7 +852,7 @@ impl Engine {
                 ("too_long", st.skipped_too_long),
                 ("bad_time", st.skipped_bad_time),
             ],
-            events: st.events.clone(),
+            events: st.events.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             failures: st.failures,
             bans: self.counters.bans.clone(),
             unbans: self.counters.unbans,
@@ -887,11 +889,6 @@ impl Engine {
     }
 }
 
-/// An answer refusing a target for what it is (the CLI exits 65).
-fn refused(message: impl Into<String>) -> Value {
-    json!({"ok": false, "refused": true, "error": message.into()})
-}
-
 fn decision_of(b: &BanRow) -> Decision {
     Decision {
         target: b.target,
@@ -916,18 +913,18 @@ fn target_geo(p: &Pipeline, target: &IpNet) -> crate::geo::Origin {
 }
 
 /// What `bans` shows of an offender.
-fn summary(o: &Offender) -> Value {
-    json!({
-        "failures": o.failures,
-        "first_failure": o.first_failure,
-        "last_failure": o.last_failure,
-        "services": o.services,
-        "mechanisms": o.mechanisms,
-        "users": o.users.iter().take(10).collect::<Vec<_>>(),
-        "users_total": o.users.len() as u64 + o.users_not_kept,
-        "tls": o.tls,
-        "logins_after_failure": o.logins_after_failure,
-    })
+fn summary(o: &Offender) -> OffenderSummary {
+    OffenderSummary {
+        failures: o.failures,
+        first_failure: o.first_failure,
+        last_failure: o.last_failure,
+        services: o.services.clone(),
+        mechanisms: o.mechanisms.clone(),
+        users: o.users.iter().take(10).cloned().collect(),
+        users_total: o.users.len() as u64 + o.users_not_kept,
+        tls: o.tls.clone(),
+        logins_after_failure: o.logins_after_failure,
+    }
 }
 
 #[cfg(test)]
@@ -950,12 +947,10 @@ mod tests {
     }
 
     fn targets(e: &mut Engine) -> Vec<String> {
-        e.handle(Request::Bans)["bans"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["target"].as_str().unwrap().to_string())
-            .collect()
+        let Response::Bans(list) = e.handle(Request::Bans) else {
+            panic!("bans answers with the list")
+        };
+        list.bans.into_iter().map(|b| b.target).collect()
     }
 
     #[test]
@@ -968,12 +963,11 @@ mod tests {
             reason: None,
             force: false,
         });
-        assert_eq!(a["ok"], true, "{a}");
-        let until = Timestamp(
-            chrono::DateTime::parse_from_rfc3339(a["until"].as_str().unwrap())
-                .unwrap()
-                .timestamp_millis(),
-        );
+        let Response::Banned(a) = a else {
+            panic!("not banned: {a:?}")
+        };
+        // The time the answer says, to the millisecond.
+        let until = a.until;
         // One millisecond before its end the ban holds; at its end it is over.
         e.tick(until.add_ms(-1));
         assert_eq!(e.active.len(), 1);

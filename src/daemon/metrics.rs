@@ -8,7 +8,7 @@
 //! thousand connections open must not take the descriptors the daemon needs for
 //! netlink, its logs and its store.
 
-use super::control::{Call, Request};
+use super::control::{Call, Request, Response};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus_client::encoding::text::encode;
@@ -44,7 +44,7 @@ pub struct SourceReading {
 pub struct Readings {
     pub sources: Vec<SourceReading>,
     pub skipped: [(&'static str, u64); 3],
-    pub events: BTreeMap<&'static str, u64>,
+    pub events: BTreeMap<String, u64>,
     pub failures: u64,
     /// Bans made, by origin (`policy`, `manual`).
     pub bans: BTreeMap<String, u64>,
@@ -106,7 +106,7 @@ pub fn render(r: &Readings) -> String {
     reg.register(
         "events",
         "Events parsed, by kind",
-        counters("kind", r.events.iter().map(|(k, v)| (*k, *v))),
+        counters("kind", r.events.iter().map(|(k, v)| (k.as_str(), *v))),
     );
     reg.register("failures", "Failed logins counted", counter(r.failures));
     reg.register(
@@ -225,12 +225,12 @@ async fn respond(
         return reply(503, "text/plain", "saslguard is stopping\n".into());
     }
     match rx.await {
-        Ok(v) => reply(
+        Ok(Response::Metrics(m)) => reply(
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            v["text"].as_str().unwrap_or_default().to_string(),
+            m.text,
         ),
-        Err(_) => reply(503, "text/plain", "saslguard is stopping\n".into()),
+        _ => reply(503, "text/plain", "saslguard is stopping\n".into()),
     }
 }
 

@@ -9,7 +9,7 @@
 //! [`MAX_REQUEST`] bytes and an idle connection is closed after [`IDLE`] (Postfix
 //! keeps its policy connections for `smtpd_policy_service_max_idle`, 300 s).
 
-use super::control::{Call, Request};
+use super::control::{Call, Request, Response};
 use crate::addr::parse_network;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +88,7 @@ async fn decide(engine: &mpsc::Sender<Call>, request: &[String], reply: &str) ->
         return "DUNNO".into();
     }
     match rx.await {
-        Ok(v) if v["banned"] == serde_json::Value::Bool(true) => {
+        Ok(Response::Check(c)) if c.banned => {
             tracing::debug!(ip = %addr.addr(), "policy service: refused");
             reply.to_string()
         }

@@ -1,202 +1,190 @@
-//! Text for the control commands' answers (`--json` prints the answer as it is).
+//! Text for the control commands' answers (`--json` prints the answer itself).
 
-use super::control::Request;
-use serde_json::Value;
+use super::control::{BanEntry, Response, Status};
+use crate::offender::Counts;
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-fn counts(v: &Value) -> String {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+fn counts(c: &Counts) -> String {
+    c.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    }
+fn map<K: std::fmt::Display, V: std::fmt::Display>(m: &BTreeMap<K, V>) -> String {
+    m.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-pub fn text(req: &Request, a: &Value) -> String {
+fn time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "-".into(), Timestamp::rfc3339)
+}
+
+pub fn text(answer: &Response) -> String {
     let mut o = String::new();
-    match req {
-        Request::Check { .. } => {
-            if a["banned"] == Value::Bool(true) {
+    match answer {
+        Response::Failed(f) => {
+            let _ = writeln!(o, "{}", f.error);
+        }
+        Response::Check(c) => match (&c.target, c.until, &c.reason) {
+            (Some(target), Some(until), reason) if c.banned => {
                 let _ = writeln!(
                     o,
-                    "{} is banned ({}) until {}: {}",
-                    s(&a["address"]),
-                    s(&a["target"]),
-                    s(&a["until"]),
-                    s(&a["reason"])
-                );
-            } else {
-                let _ = writeln!(o, "{} is not banned", s(&a["address"]));
-            }
-        }
-        Request::Status => {
-            let _ = writeln!(
-                o,
-                "saslguard {} up {}s, config {}, store {}",
-                s(&a["version"]),
-                s(&a["uptime_s"]),
-                s(&a["config"]),
-                s(&a["store"])
-            );
-            let _ = writeln!(o, "sources:");
-            for src in a["sources"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    o,
-                    "  {}  lines {}  behind {} bytes  position {}  last line {}",
-                    s(&src["name"]),
-                    s(&src["lines"]),
-                    s(&src["behind_bytes"]),
-                    s(&src["position"]),
-                    s(&src["last_line_time"])
+                    "{} is banned ({target}) until {}: {}",
+                    c.address,
+                    until.rfc3339(),
+                    reason.as_deref().unwrap_or("-")
                 );
             }
-            let st = &a["stats"];
-            let _ = writeln!(
-                o,
-                "lines {}  skipped {}  failures {}  logins {}  ambiguous {}",
-                s(&st["lines"]),
-                s(&st["skipped"]),
-                s(&st["failures"]),
-                s(&st["logins"]),
-                s(&st["ambiguous"])
-            );
-            let _ = writeln!(o, "events: {}", counts(&st["events"]));
-            let _ = writeln!(
-                o,
-                "tracked addresses {}  prefixes {}  offenders {}",
-                s(&a["tracked"]["addresses"]),
-                s(&a["tracked"]["prefixes"]),
-                s(&a["offenders"])
-            );
-            let _ = writeln!(
-                o,
-                "active bans {}  bans made: {}  unbans {}  enforcer errors: {}  store errors {}",
-                s(&a["active_bans"]),
-                counts(&a["bans"]),
-                s(&a["unbans"]),
-                counts(&a["enforcer_errors"]),
-                s(&a["store_errors"])
-            );
-            let _ = writeln!(
-                o,
-                "alerts: {}  geoip: country {}  asn {}",
-                counts(&a["alerts"]),
-                s(&a["geoip"]["country"]),
-                s(&a["geoip"]["asn"])
-            );
-        }
-        Request::Bans => {
-            let list = a["bans"].as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
+            _ => {
+                let _ = writeln!(o, "{} is not banned", c.address);
+            }
+        },
+        Response::Status(s) => status(&mut o, s),
+        Response::Bans(list) => {
+            if list.bans.is_empty() {
                 o.push_str("no active bans\n");
             }
-            for b in &list {
-                let _ = writeln!(
-                    o,
-                    "{}  {} left (until {})  {}  [{}]",
-                    s(&b["target"]),
-                    s(&b["remaining"]),
-                    s(&b["until"]),
-                    s(&b["reason"]),
-                    s(&b["origin"])
-                );
-                let owed = &b["not_enforced_by"];
-                if owed.is_object() {
-                    let _ = writeln!(
-                        o,
-                        "    NOT ENFORCED by {} yet ({} retries): {}",
-                        strings(&owed["enforcers"]).join(", "),
-                        owed["retries"],
-                        s(&owed["error"])
-                    );
-                }
-                let geo = &b["geo"];
-                if geo.is_object() {
-                    let _ = writeln!(
-                        o,
-                        "    from {} {}{}",
-                        geo["country"].as_str().unwrap_or("--"),
-                        geo["asn"]
-                            .as_u64()
-                            .map_or(String::new(), |n| format!("AS{n} ")),
-                        geo["as_org"].as_str().unwrap_or("")
-                    );
-                }
-                let tls = &b["tls"];
-                if tls.is_object() {
-                    let weak = strings(&tls["weak"]);
-                    let _ = writeln!(
-                        o,
-                        "    tls at ban time: {}{}{}",
-                        counts(&tls["attempts"]),
-                        if tls["plaintext_credentials"] == Value::Bool(true) {
-                            "; CREDENTIALS SENT IN PLAINTEXT"
-                        } else {
-                            ""
-                        },
-                        if weak.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; weak: {}", weak.join(", "))
-                        }
-                    );
-                }
-                let off = &b["offender"];
-                if off.is_object() {
-                    let users = strings(&off["users"]);
-                    let _ = writeln!(
-                        o,
-                        "    {} failures {} .. {}; services: {}; mechanisms: {}; tls: {}",
-                        s(&off["failures"]),
-                        s(&off["first_failure"]),
-                        s(&off["last_failure"]),
-                        counts(&off["services"]),
-                        counts(&off["mechanisms"]),
-                        counts(&off["tls"])
-                    );
-                    if !users.is_empty() {
-                        let _ = writeln!(o, "    users tried: {}", users.join(", "));
-                    }
-                    if off["logins_after_failure"].as_u64().unwrap_or(0) > 0 {
-                        let _ = writeln!(
-                            o,
-                            "    LOGGED IN after failing: {} times",
-                            s(&off["logins_after_failure"])
-                        );
-                    }
-                }
+            for b in &list.bans {
+                ban(&mut o, b);
             }
         }
-        Request::Ban { .. } => {
-            let _ = writeln!(o, "banned {} until {}", s(&a["target"]), s(&a["until"]));
+        Response::Banned(b) => {
+            let _ = writeln!(o, "banned {} until {}", b.target, b.until.rfc3339());
         }
-        Request::Unban { .. } => {
-            let was = if a["was_banned"] == Value::Bool(true) {
+        Response::Unbanned(u) => {
+            let was = if u.was_banned {
                 "ban lifted"
             } else {
                 "was not banned; its failures are forgotten"
             };
-            let _ = writeln!(o, "{}: {was}", s(&a["target"]));
+            let _ = writeln!(o, "{}: {was}", u.target);
         }
-        Request::Reload | Request::Metrics => {
-            let _ = writeln!(o, "{}", s(&a["message"]));
+        Response::Message(m) => {
+            let _ = writeln!(o, "{}", m.message);
         }
+        Response::Metrics(m) => o.push_str(&m.text),
     }
     o
 }
 
-/// A JSON array as strings.
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array().into_iter().flatten().map(s).collect()
+fn status(o: &mut String, a: &Status) {
+    let _ = writeln!(
+        o,
+        "saslguard {} up {}s, config {}, store {}",
+        a.version, a.uptime_s, a.config, a.store
+    );
+    let _ = writeln!(o, "sources:");
+    for src in &a.sources {
+        let _ = writeln!(
+            o,
+            "  {}  lines {}  behind {} bytes  position {}  last line {}",
+            src.name,
+            src.lines,
+            src.behind_bytes,
+            src.position,
+            time(src.last_line_time)
+        );
+    }
+    let st = &a.stats;
+    let _ = writeln!(
+        o,
+        "lines {}  skipped {}  failures {}  logins {}  ambiguous {}",
+        st.lines, st.skipped, st.failures, st.logins, st.ambiguous
+    );
+    let _ = writeln!(o, "events: {}", map(&st.events));
+    let _ = writeln!(
+        o,
+        "tracked addresses {}  prefixes {}  offenders {}",
+        a.tracked.addresses, a.tracked.prefixes, a.offenders
+    );
+    let _ = writeln!(
+        o,
+        "active bans {}  bans made: {}  unbans {}  enforcer errors: {}  store errors {}",
+        a.active_bans,
+        map(&a.bans),
+        a.unbans,
+        map(&a.enforcer_errors),
+        a.store_errors
+    );
+    let _ = writeln!(
+        o,
+        "alerts: {}  geoip: country {}  asn {}",
+        map(&a.alerts),
+        a.geoip.country,
+        a.geoip.asn
+    );
+}
+
+fn ban(o: &mut String, b: &BanEntry) {
+    let _ = writeln!(
+        o,
+        "{}  {} left (until {})  {}  [{}]",
+        b.target,
+        b.remaining,
+        b.until.rfc3339(),
+        b.reason,
+        b.origin
+    );
+    if let Some(owed) = &b.not_enforced_by {
+        let _ = writeln!(
+            o,
+            "    NOT ENFORCED by {} yet ({} retries): {}",
+            owed.enforcers.join(", "),
+            owed.retries,
+            owed.error
+        );
+    }
+    if !b.geo.is_empty() {
+        let _ = writeln!(
+            o,
+            "    from {} {}{}",
+            b.geo.country.as_deref().unwrap_or("--"),
+            b.geo.asn.map_or(String::new(), |n| format!("AS{n} ")),
+            b.geo.as_org.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(tls) = &b.tls {
+        let _ = writeln!(
+            o,
+            "    tls at ban time: {}{}{}",
+            counts(&tls.attempts),
+            if tls.plaintext_credentials {
+                "; CREDENTIALS SENT IN PLAINTEXT"
+            } else {
+                ""
+            },
+            if tls.weak.is_empty() {
+                String::new()
+            } else {
+                format!("; weak: {}", tls.weak.join(", "))
+            }
+        );
+    }
+    if let Some(off) = &b.offender {
+        let _ = writeln!(
+            o,
+            "    {} failures {} .. {}; services: {}; mechanisms: {}; tls: {}",
+            off.failures,
+            off.first_failure.rfc3339(),
+            off.last_failure.rfc3339(),
+            counts(&off.services),
+            counts(&off.mechanisms),
+            counts(&off.tls)
+        );
+        if !off.users.is_empty() {
+            let _ = writeln!(o, "    users tried: {}", off.users.join(", "));
+        }
+        if off.logins_after_failure > 0 {
+            let _ = writeln!(
+                o,
+                "    LOGGED IN after failing: {} times",
+                off.logins_after_failure
+            );
+        }
+    }
 }

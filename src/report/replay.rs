@@ -16,7 +16,7 @@ pub struct Report<'a> {
     pub skipped: u64,
     pub skipped_by_reason: BTreeMap<&'static str, u64>,
     pub invalid_utf8: u64,
-    pub events: &'a BTreeMap<&'static str, u64>,
+    pub events: &'a BTreeMap<std::borrow::Cow<'static, str>, u64>,
     pub failures: u64,
     pub ambiguous: u64,
     pub auth_unavailable_not_counted: u64,

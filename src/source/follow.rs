@@ -196,7 +196,7 @@ impl Open {
 }
 
 /// Counters of what happened to a followed file.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FollowStats {
     pub bytes: u64,
     pub rotations: u64,
