@@ -6,9 +6,7 @@ mod cmd;
 
 use crate::cli::{Cli, Command};
 use clap::Parser;
-use cmd::{EX_NOINPUT, EX_USAGE, ExitCode, Request, Result};
-use saslguard::replay::ReplayError;
-use saslguard::source::file::SourceError;
+use cmd::{EX_USAGE, ExitCode, Request, Result};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -33,16 +31,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let source = e
-                .downcast_ref::<SourceError>()
-                .or_else(|| match e.downcast_ref() {
-                    Some(ReplayError::Source(s)) => Some(s),
-                    _ => None,
-                });
-            if let Some(src) = source {
-                eprintln!("saslguard: {src}");
-                return ExitCode::from(EX_NOINPUT);
-            }
+            // Output cut short (`saslguard parse ... | head`) is no failure.
             if let Some(io) = e.downcast_ref::<std::io::Error>()
                 && io.kind() == std::io::ErrorKind::BrokenPipe
             {

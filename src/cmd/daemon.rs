@@ -51,12 +51,10 @@ pub(crate) fn control(args: &SocketArgs, req: Request, json: bool) -> Result<Exi
 pub(crate) fn run(config: &std::path::Path) -> Result<ExitCode> {
     match saslguard::daemon::run(config) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            if let Some(c) = e.downcast_ref::<config::ConfigErrors>() {
-                eprintln!("{c}");
-                return Ok(ExitCode::from(EX_USAGE));
-            }
-            Err(e)
+        Err(saslguard::daemon::DaemonError::Config(c)) => {
+            eprintln!("{c}");
+            Ok(ExitCode::from(EX_USAGE))
         }
+        Err(e) => Err(e.into()),
     }
 }

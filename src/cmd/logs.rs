@@ -13,11 +13,7 @@ pub(crate) fn scan_logs(
 ) -> Result<(), ExitCode> {
     let cfg = Config::default();
     let ts = time_settings(time, &cfg)?;
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("saslguard: {e}");
-        ExitCode::from(EX_NOINPUT)
-    };
-    let mut merge = Merge::open(files, cfg.max_line_bytes, ts).map_err(|e| fail(&e))?;
+    let mut merge = Merge::open(files, cfg.max_line_bytes, ts).map_err(|e| no_input(&e))?;
     merge
         .run(|m| {
             if sc.feed_stamped(&m.line) {
@@ -25,7 +21,7 @@ pub(crate) fn scan_logs(
             }
             Ok::<_, saslguard::source::file::SourceError>(())
         })
-        .map_err(|e| fail(&e))
+        .map_err(|e| no_input(&e))
 }
 
 /// `saslguard tls`.

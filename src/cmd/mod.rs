@@ -28,6 +28,23 @@ pub(crate) const EX_NOINPUT: u8 = 66;
 /// Service unavailable (the daemon's control socket does not answer).
 pub(crate) const EX_UNAVAILABLE: u8 = 69;
 
+/// A log file that cannot be opened or read: exit 66.
+pub(crate) fn no_input(e: &saslguard::source::file::SourceError) -> ExitCode {
+    eprintln!("saslguard: {e}");
+    ExitCode::from(EX_NOINPUT)
+}
+
+/// What a replay that failed exits with: 66 for a log file, 1 for the rest.
+pub(crate) fn replay_failed(e: saslguard::replay::ReplayError) -> ExitCode {
+    match e {
+        saslguard::replay::ReplayError::Source(s) => no_input(&s),
+        other => {
+            eprintln!("saslguard: {other}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub(crate) fn load_config(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     match path {
         None => Ok(Config::default()),

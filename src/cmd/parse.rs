@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// Why the merge stopped: a log file (exit 66), or the output.
+enum Stop {
+    Input(saslguard::source::file::SourceError),
+    Output(anyhow::Error),
+}
+
+impl From<saslguard::source::file::SourceError> for Stop {
+    fn from(e: saslguard::source::file::SourceError) -> Stop {
+        Stop::Input(e)
+    }
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Stop {
+        Stop::Output(e.into())
+    }
+}
+
+impl From<serde_json::Error> for Stop {
+    fn from(e: serde_json::Error) -> Stop {
+        Stop::Output(e.into())
+    }
+}
+
 pub(crate) fn parse_files(
     files: &[PathBuf],
     json: bool,
@@ -13,9 +37,12 @@ pub(crate) fn parse_files(
     let (mut lines, mut events, mut skipped) = (0u64, 0u64, 0u64);
     let mut by_kind = std::collections::BTreeMap::<&str, u64>::new();
     let many = files.len() > 1;
-    let mut merge = Merge::open(files, max_line, ts)?;
+    let mut merge = match Merge::open(files, max_line, ts) {
+        Ok(m) => m,
+        Err(e) => return Ok(no_input(&e)),
+    };
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    merge.run(|m| -> Result<()> {
+    let read = merge.run(|m| -> Result<(), Stop> {
         lines += 1;
         let n = m.line_no;
         let where_ = if many {
@@ -69,7 +96,12 @@ pub(crate) fn parse_files(
             )?;
         }
         Ok(())
-    })?;
+    });
+    match read {
+        Ok(()) => {}
+        Err(Stop::Input(e)) => return Ok(no_input(&e)),
+        Err(Stop::Output(e)) => return Err(e),
+    }
     if !json {
         let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
         writeln!(

@@ -17,7 +17,10 @@ pub(crate) fn replay(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let r = saslguard::replay::replay(&cfg, files, ts)?;
+    let r = match saslguard::replay::replay(&cfg, files, ts) {
+        Ok(r) => r,
+        Err(e) => return Ok(replay_failed(e)),
+    };
     let report = r.report();
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {

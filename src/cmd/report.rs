@@ -42,7 +42,10 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
             Ok(t) => t,
             Err(code) => return Ok(code),
         };
-        let r = saslguard::replay::replay(&cfg, &a.files, ts)?;
+        let r = match saslguard::replay::replay(&cfg, &a.files, ts) {
+            Ok(r) => r,
+            Err(e) => return Ok(replay_failed(e)),
+        };
         let rows = r.bans.iter().map(|d| BanRow::of(d, "policy")).collect();
         let names: Vec<String> = a.files.iter().map(|f| f.display().to_string()).collect();
         (

@@ -20,13 +20,45 @@ pub mod store_writer;
 use crate::config::{self, StartAt};
 use crate::source::follow::{Follower, parse_positions};
 use crate::store::Store;
-use anyhow::{Context, Result, bail};
 use engine::{Engine, restore_from, wall_now};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use store_writer::StoreWriter;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
+
+/// Why the daemon could not start or stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration file (the CLI exits 64).
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// A configuration that cannot run: no sources.
+    #[error("{0}")]
+    Unusable(String),
+    /// Another daemon holds the state directory.
+    #[error("{0}")]
+    Locked(String),
+    #[error(transparent)]
+    Journal(#[from] sources::JournalUnavailable),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    /// A file, socket or listener: what, and the system's reason.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, DaemonError>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
 
 /// The store file inside the state directory.
 pub fn store_path(state_dir: &Path) -> PathBuf {
@@ -37,7 +69,7 @@ pub fn store_path(state_dir: &Path) -> PathBuf {
 fn private(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("{}: setting mode {mode:o}", path.display()))
+        .map_err(io(format!("{}: setting mode {mode:o}", path.display())))
 }
 
 /// Creates the state directory (0700: the store holds the account names tried) and
@@ -48,7 +80,7 @@ fn lock_state(state: &Path) -> Result<std::fs::File> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .create(state)
-        .with_context(|| format!("state directory {}", state.display()))?;
+        .map_err(io(format!("state directory {}", state.display())))?;
     private(state, 0o700)?;
     let path = state.join("saslguard.lock");
     let mut f = std::fs::OpenOptions::new()
@@ -57,22 +89,26 @@ fn lock_state(state: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .with_context(|| format!("lock file {}", path.display()))?;
+        .map_err(io(format!("lock file {}", path.display())))?;
     if let Err(e) = f.try_lock() {
         let mut pid = String::new();
         let _ = f.read_to_string(&mut pid);
-        bail!(
+        return Err(DaemonError::Locked(format!(
             "state directory {} is in use by another saslguard daemon{} ({e}); refusing to start",
             state.display(),
             match pid.trim() {
                 "" => String::new(),
                 p => format!(" (pid {p})"),
             }
-        );
+        )));
     }
-    f.set_len(0)?;
-    f.rewind()?;
-    writeln!(f, "{}", std::process::id())?;
+    let write = io(format!("lock file {}", path.display()));
+    (|| {
+        f.set_len(0)?;
+        f.rewind()?;
+        writeln!(f, "{}", std::process::id())
+    })()
+    .map_err(write)?;
     Ok(f)
 }
 
@@ -80,13 +116,13 @@ fn lock_state(state: &Path) -> Result<std::fs::File> {
 pub fn run(config_path: &Path) -> Result<()> {
     let cfg = config::load(config_path)?;
     if cfg.sources.files.is_empty() && !cfg.sources.journal {
-        bail!(
+        return Err(DaemonError::Unusable(format!(
             "{}: no sources: set [sources] files or journal = true",
             config_path.display()
-        );
+        )));
     }
     if cfg.sources.journal {
-        sources::journalctl_available().map_err(anyhow::Error::msg)?;
+        sources::journalctl_available()?;
     }
     if cfg.sources.journal && !cfg.sources.files.is_empty() {
         tracing::warn!("{}", config::BOTH_SOURCES_WARNING);
@@ -98,7 +134,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     // Account names tried are in it: root's only, whoever started the daemon.
     private(&path, 0o600)?;
     let now = wall_now();
-    let restored = restore_from(&store, &cfg, now).map_err(anyhow::Error::msg)?;
+    let restored = restore_from(&store, &cfg, now)?;
     let writer = StoreWriter::start(
         store,
         store_writer::Bounds {
@@ -124,8 +160,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         &restored,
         writer,
         names.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let checkpoint = |name: &str| {
         restored
             .checkpoints
@@ -159,7 +194,8 @@ pub fn run(config_path: &Path) -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(io("the event loop"))?;
     let result = rt.block_on(event_loop(&mut engine, followers, journal));
     engine.shutdown();
     result?;
@@ -176,20 +212,27 @@ async fn event_loop(
     let (tx, mut rx) = mpsc::channel::<sources::Input>(4);
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<control::Call>(16);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let signals = io("signal handlers");
+    let (mut hup, mut term, mut int) = (|| {
+        Ok((
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        ))
+    })()
+    .map_err(signals)?;
 
     let (listener, _bound) =
-        control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode)
-            .with_context(|| format!("control socket {}", cfg.daemon.control_socket.display()))?;
+        control::bind(&cfg.daemon.control_socket, cfg.daemon.control_socket_mode).map_err(io(
+            format!("control socket {}", cfg.daemon.control_socket.display()),
+        ))?;
     tokio::spawn(control::serve(listener, ctl_tx.clone()));
     // Postfix's policy client (smtpd, as postfix) must connect; the socket sits in
     // Postfix's private/ directory, which only postfix and root can enter.
     let _policy_bound = match &cfg.postfix_policy {
         Some(pc) => {
             let (l, bound) = control::bind(&pc.socket, 0o666)
-                .with_context(|| format!("policy service socket {}", pc.socket.display()))?;
+                .map_err(io(format!("policy service socket {}", pc.socket.display())))?;
             tokio::spawn(policy_service::serve(l, ctl_tx.clone(), pc.reply.clone()));
             tracing::info!("Postfix policy service on {}", pc.socket.display());
             Some(bound)
@@ -199,7 +242,7 @@ async fn event_loop(
     if let Some(addr) = cfg.daemon.metrics_listen {
         let l = tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("metrics listener {addr}"))?;
+            .map_err(io(format!("metrics listener {addr}")))?;
         tokio::spawn(metrics::serve(l, ctl_tx.clone()));
     }
     let mut tasks = Vec::new();
