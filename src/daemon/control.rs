@@ -125,14 +125,6 @@ pub struct GeoStatus {
     pub asn: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EnforcerStatus {
-    /// The nftables table, if nftables is on.
-    pub nftables: Option<String>,
-    /// The Postfix map, if it is on.
-    pub postfix_map: Option<String>,
-}
-
 /// `status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Status {
@@ -154,7 +146,8 @@ pub struct Status {
     pub unenforced_bans: u64,
     pub alerts: BTreeMap<String, u64>,
     pub geoip: GeoStatus,
-    pub enforcers: EnforcerStatus,
+    /// Each enforcer by name, with what it acts on (`table inet saslguard`).
+    pub enforcers: BTreeMap<String, String>,
     pub store_errors: u64,
 }
 

@@ -6,9 +6,8 @@
 //! last line arrived.
 
 use super::control::{
-    BanEntry, BanList, Banned, CheckAnswer, EnforcerStatus, GeoStatus, Message, MetricsText,
-    OffenderSummary, Owing, Request, Response, SourceState, Status, Tracked, True, Unbanned, error,
-    refused,
+    BanEntry, BanList, Banned, CheckAnswer, GeoStatus, Message, MetricsText, OffenderSummary,
+    Owing, Request, Response, SourceState, Status, Tracked, True, Unbanned, error, refused,
 };
 use super::metrics::{Readings, SourceReading};
 use super::sources::Input;
@@ -610,10 +609,12 @@ impl Engine {
                 country: self.pipeline.geo().has_country(),
                 asn: self.pipeline.geo().has_asn(),
             },
-            enforcers: EnforcerStatus {
-                nftables: self.cfg.nftables.as_ref().map(|n| n.table.clone()),
-                postfix_map: self.cfg.postfix_map.as_ref().map(|m| m.map.clone()),
-            },
+            enforcers: self
+                .enforcers
+                .described()
+                .into_iter()
+                .map(|(n, d)| (n.to_string(), d))
+                .collect(),
             store_errors: self.store.errors.load(Ordering::Relaxed),
         }))
     }

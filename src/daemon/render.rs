@@ -113,6 +113,19 @@ fn status(o: &mut String, a: &Status) {
     );
     let _ = writeln!(
         o,
+        "enforcers: {}",
+        if a.enforcers.is_empty() {
+            "none".to_string()
+        } else {
+            a.enforcers
+                .iter()
+                .map(|(n, d)| format!("{n} ({d})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    let _ = writeln!(
+        o,
         "alerts: {}  geoip: country {}  asn {}",
         map(&a.alerts),
         a.geoip.country,

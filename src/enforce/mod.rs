@@ -201,6 +201,14 @@ impl Enforcers {
         self.list.is_empty()
     }
 
+    /// Each enforcer's name and what it acts on, in order.
+    pub fn described(&self) -> Vec<(&'static str, String)> {
+        self.list
+            .iter()
+            .map(|(_, e)| (e.name(), e.describe()))
+            .collect()
+    }
+
     /// The enforcers' names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.list.iter().map(|(_, e)| e.name()).collect()
