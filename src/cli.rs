@@ -23,6 +23,15 @@ pub fn network(s: &str) -> Result<IpNet, saslguard::addr::NetworkError> {
     saslguard::addr::parse_network(s)
 }
 
+/// One address (not a network), made canonical.
+pub fn address(s: &str) -> Result<std::net::IpAddr, String> {
+    match network(s) {
+        Ok(n) if n.prefix_len() == n.max_prefix_len() => Ok(n.addr()),
+        Ok(_) => Err(format!("{s:?} is a network; give one address")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// TCP ports: comma-separated numbers, or "all" (every port: empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ports(pub Vec<u16>);
@@ -242,6 +251,31 @@ pub enum Command {
     /// (what a banned client sees). Exit 0: open (and the login worked), 1: the login
     /// failed, 3: refused, dropped or no answer.
     Probe(ProbeArgs),
+    /// Country and AS of an address, from the configured GeoIP databases.
+    Geo {
+        /// Configuration naming the databases ([geoip]).
+        #[arg(long, short, default_value = "/etc/saslguard/saslguard.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(value_parser = address)]
+        address: std::net::IpAddr,
+    },
+    /// The [[block]]s of the configuration, computed from the GeoIP databases as the
+    /// daemon computes them: their networks, or which block refuses an address.
+    Block {
+        #[arg(
+            long,
+            short,
+            default_value = "/etc/saslguard/saslguard.toml",
+            global = true
+        )]
+        config: PathBuf,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: BlockAction,
+    },
     /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
     /// reconcile with a list of bans, or remove it.
     Nft {
@@ -261,6 +295,21 @@ pub enum Command {
         reject: bool,
         #[command(subcommand)]
         action: NftAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlockAction {
+    /// Each block: ports, ranges, addresses covered, the database builds it came from.
+    List {
+        /// Also print every network (as the fewest CIDRs).
+        #[arg(long)]
+        networks: bool,
+    },
+    /// Which block would refuse this address, and why; or that none would.
+    Check {
+        #[arg(value_parser = address)]
+        address: std::net::IpAddr,
     },
 }
 

@@ -7,6 +7,7 @@
 //! and modification time and reopens; a file that cannot be read keeps the old reader.
 //! Lookups are pure reads of the loaded bytes. This module never decides anything.
 
+use ipnet::IpNet;
 use maxminddb::Reader;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -176,6 +177,9 @@ pub enum GeoError {
     /// What is missing, and each file's problem.
     #[error("{}", .0.join("; "))]
     Needed(Vec<String>),
+    /// The database's tree could not be walked (a damaged file).
+    #[error("{path}: {message}")]
+    Walk { path: String, message: String },
 }
 
 /// The country and ASN databases, both optional.
@@ -266,14 +270,18 @@ impl Geo {
     }
 
     /// Picks up databases replaced on disk (the daemon calls this every 5 seconds: two stat calls).
-    pub fn reload_changed(&mut self) {
+    /// Returns true when a database was loaded anew (what was computed from the old one,
+    /// such as a block's networks, is out of date).
+    pub fn reload_changed(&mut self) -> bool {
         let news = self.refresh();
+        let changed = !news.loaded.is_empty();
         for m in news.loaded {
             tracing::info!("{m}");
         }
         for m in news.problems {
             tracing::warn!("{m}");
         }
+        changed
     }
 
     pub fn has_country(&self) -> bool {
@@ -282,6 +290,40 @@ impl Geo {
 
     pub fn has_asn(&self) -> bool {
         self.asn.as_ref().is_some_and(|d| d.reader.is_some())
+    }
+
+    /// Every network of the country database whose country (or, without one, its
+    /// registered country; `--` for a record with neither) passes `keep`, with the database's build time (Unix
+    /// seconds). None without a country database.
+    pub fn country_networks(
+        &self,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Option<(Vec<IpNet>, u64)>, GeoError> {
+        walk(self.country.as_ref(), |res| {
+            let Some(rec) = res.decode::<CountryRecord>()? else {
+                return Ok(false);
+            };
+            let code = rec
+                .country
+                .and_then(|n| n.iso_code)
+                .or_else(|| rec.registered_country.and_then(|n| n.iso_code));
+            // "--": a record with no country (anycast, continent only), as in rules.
+            Ok(keep(code.unwrap_or("--")))
+        })
+    }
+
+    /// Every network of the ASN database whose AS number passes `keep`, with the
+    /// database's build time. None without an ASN database.
+    pub fn asn_networks(
+        &self,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<Option<(Vec<IpNet>, u64)>, GeoError> {
+        walk(self.asn.as_ref(), |res| {
+            Ok(res
+                .decode::<AsnRecord>()?
+                .and_then(|r| r.autonomous_system_number)
+                .is_some_and(&keep))
+        })
     }
 
     pub fn lookup(&self, addr: IpAddr) -> Origin {
@@ -303,6 +345,32 @@ impl Geo {
         }
         o
     }
+}
+
+/// Walks a database's whole tree (IPv4 networks come out as IPv4, the aliases of the
+/// IPv4 space in IPv6 are skipped), keeping the networks `keep` says yes to.
+fn walk(
+    db: Option<&Db>,
+    keep: impl Fn(&maxminddb::LookupResult<'_, Vec<u8>>) -> Result<bool, maxminddb::MaxMindDbError>,
+) -> Result<Option<(Vec<IpNet>, u64)>, GeoError> {
+    let Some((db, r)) = db.and_then(|d| d.reader.as_ref().map(|r| (d, r))) else {
+        return Ok(None);
+    };
+    let fail = |e: maxminddb::MaxMindDbError| GeoError::Walk {
+        path: db.path.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut out = Vec::new();
+    for res in r.networks(Default::default()).map_err(fail)? {
+        let res = res.map_err(fail)?;
+        if keep(&res).map_err(fail)? {
+            let n = res.network().map_err(fail)?;
+            if let Ok(net) = IpNet::new(n.ip(), n.prefix()) {
+                out.push(crate::addr::canonical_net(net));
+            }
+        }
+    }
+    Ok(Some((out, r.metadata().build_epoch)))
 }
 
 /// ISO 3166-1 alpha-2 codes officially assigned, plus `XK` (Kosovo, used by MaxMind

@@ -16,6 +16,7 @@ pub mod addr;
 pub mod alert;
 pub mod attempts;
 pub mod ban;
+pub mod block;
 pub mod config;
 pub mod daemon;
 pub mod enforce;

@@ -92,6 +92,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             action,
         } => cmd::nft::nft(table, ports.0, reject, action),
         Command::Run { config } => cmd::daemon::run(&config),
+        Command::Geo {
+            config,
+            json,
+            address,
+        } => cmd::block::geo(&config, json, address),
+        Command::Block {
+            config,
+            json,
+            action,
+        } => cmd::block::block(&config, json, action),
         Command::Status { socket, json } => control(&socket, Request::Status, json),
         Command::Bans { socket, json } => control(&socket, Request::Bans, json),
         Command::Ban {

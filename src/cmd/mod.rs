@@ -2,6 +2,7 @@
 //! prints the answer. Shared here: exit codes, configuration and time settings, and
 //! the JSON-or-text printer.
 
+pub mod block;
 pub mod check;
 pub mod daemon;
 pub mod logs;

@@ -16,6 +16,7 @@ pub(crate) fn nft(
         table,
         ports,
         reject,
+        blocks: Vec::new(),
     })?;
     let targets = |list: &[String]| -> Result<Vec<ipnet::IpNet>, ExitCode> {
         list.iter()

@@ -48,6 +48,8 @@ pub struct Config {
     pub postfix_policy: Option<PolicyServiceConfig>,
     pub geoip: GeoConfig,
     pub alerts: AlertConfig,
+    /// `[[block]]`: networks refused before their first guess.
+    pub blocks: Vec<crate::block::BlockConfig>,
 }
 
 /// GeoIP's settings live with GeoIP (a subsystem owns its config type).

@@ -36,6 +36,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub origin: Option<Vec<Spanned<RawOrigin>>>,
     #[serde(default)]
+    pub block: Option<Vec<Spanned<RawBlock>>>,
+    #[serde(default)]
     pub alerts: RawAlerts,
 }
 
@@ -56,6 +58,21 @@ pub struct RawOrigin {
     pub failures: Spanned<i64>,
     pub within: Spanned<String>,
     pub ban: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlock {
+    pub name: Spanned<String>,
+    pub countries: Option<Vec<Spanned<String>>>,
+    pub not_countries: Option<Vec<Spanned<String>>>,
+    pub asns: Option<Vec<Spanned<i64>>>,
+    pub networks: Option<Vec<Spanned<String>>>,
+    pub networks_file: Option<Spanned<String>>,
+    pub ports: Option<Vec<Spanned<i64>>>,
+    /// Port 25 may only be blocked when this says so.
+    pub block_smtp: Option<Spanned<bool>>,
+    pub except: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

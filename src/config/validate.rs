@@ -1,7 +1,7 @@
 //! Raw configuration → typed [`Config`], collecting every error with file:line.
 
 use super::raw::{
-    RawAlerts, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap,
+    RawAlerts, RawBlock, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap,
     RawPostfixPolicy, RawSources,
 };
 use super::{
@@ -9,6 +9,7 @@ use super::{
 };
 use crate::alert::AlertConfig;
 use crate::attempts::{ConnectionLost, CountConfig};
+use crate::block::{BlockConfig, LOGIN_PORTS, Ranges};
 use crate::enforce::nft::NftConfig;
 use crate::geo::is_country_code;
 use crate::policy::{Escalation, OriginRule, PolicyConfig, Rule, Scope};
@@ -374,6 +375,19 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
     let geoip = geoip(&mut e, &raw.geoip);
     let origins = origins(&mut e, raw.origin.as_deref().unwrap_or_default());
     let alerts = alerts(&mut e, &raw.alerts);
+    let blocks = blocks(
+        &mut e,
+        raw.block.as_deref().unwrap_or_default(),
+        &allowlist,
+        path,
+    );
+    let nftables = nftables.map(|mut n| {
+        n.blocks = blocks
+            .iter()
+            .map(|b| (b.name.clone(), b.ports.clone()))
+            .collect();
+        n
+    });
 
     if !e.list.is_empty() {
         return Err(ConfigErrors(e.list));
@@ -403,6 +417,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         postfix_policy,
         geoip,
         alerts,
+        blocks,
     })
 }
 
@@ -453,6 +468,158 @@ fn country_list(e: &mut Errs, list: &Option<Vec<Spanned<String>>>, key: &str) ->
                 ),
             );
         }
+    }
+    out
+}
+
+/// `networks_file`: one network per line; `#` starts a comment; blank lines are fine.
+/// Each bad line is an error of its own, with the file's name and line.
+fn networks_file(e: &mut Errs, v: &Spanned<String>, base: &Path) -> Vec<IpNet> {
+    let path = {
+        let p = PathBuf::from(v.get_ref());
+        if p.is_absolute() {
+            p
+        } else {
+            base.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(err) => {
+            e.at(v.span(), format!("networks_file {}: {err}", path.display()));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.split('#').next().unwrap_or("").trim();
+        if l.is_empty() {
+            continue;
+        }
+        match parse_network(l) {
+            Ok(n) => out.push(n),
+            Err(msg) => e.list.push(ConfigError {
+                path: path.clone(),
+                line: i + 1,
+                column: 1,
+                message: format!("networks_file: {msg}"),
+            }),
+        }
+    }
+    out
+}
+
+fn blocks(
+    e: &mut Errs,
+    list: &[Spanned<RawBlock>],
+    allowlist: &[IpNet],
+    path: &Path,
+) -> Vec<BlockConfig> {
+    let mut out: Vec<BlockConfig> = Vec::new();
+    for sb in list {
+        let b = sb.get_ref();
+        let name = b.name.get_ref().clone();
+        let ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        if !ok {
+            e.at(
+                b.name.span(),
+                format!("block name {name:?}: expected 1 to 32 letters, digits, _ or -"),
+            );
+        }
+        if out.iter().any(|x| x.name == name) {
+            e.at(b.name.span(), format!("block name {name:?} is used twice"));
+        }
+        let countries = country_list(e, &b.countries, "countries");
+        let not_countries = country_list(e, &b.not_countries, "not_countries");
+        let mut asns = Vec::new();
+        for a in b.asns.iter().flatten() {
+            match u32::try_from(*a.get_ref()) {
+                Ok(n) if n > 0 => asns.push(n),
+                _ => e.at(
+                    a.span(),
+                    format!("asns: {} is not an AS number", a.get_ref()),
+                ),
+            }
+        }
+        let nets = |e: &mut Errs, v: &Option<Vec<Spanned<String>>>, key: &str| {
+            let mut out = Vec::new();
+            for s in v.iter().flatten() {
+                match parse_network(s.get_ref()) {
+                    Ok(n) => out.push(n),
+                    Err(msg) => e.at(s.span(), format!("{key}: {msg}")),
+                }
+            }
+            out
+        };
+        let mut networks = nets(e, &b.networks, "networks");
+        if let Some(f) = &b.networks_file {
+            networks.extend(networks_file(e, f, path));
+        }
+        let except = nets(e, &b.except, "except");
+        let smtp = b.block_smtp.as_ref().is_some_and(|v| *v.get_ref());
+        let ports = match &b.ports {
+            None => LOGIN_PORTS.to_vec(),
+            Some(list) => {
+                let mut ports = Vec::new();
+                for p in list {
+                    match u16::try_from(*p.get_ref()) {
+                        Ok(25) if !smtp => e.at(
+                            p.span(),
+                            "ports: 25 refuses this block's mail servers, not only its \
+                             guessers; an MX loses their mail. Set block_smtp = true if that \
+                             is what you want",
+                        ),
+                        Ok(v) if v > 0 => ports.push(v),
+                        _ => e.at(
+                            p.span(),
+                            format!("ports: {} is not a TCP port (1..=65535)", p.get_ref()),
+                        ),
+                    }
+                }
+                ports
+            }
+        };
+        let says_what = b.countries.is_some()
+            || b.not_countries.is_some()
+            || b.asns.is_some()
+            || b.networks.is_some()
+            || b.networks_file.is_some();
+        if !says_what {
+            e.at(
+                sb.span(),
+                format!(
+                    "block {name:?} blocks nothing: give countries, not_countries, asns, \
+                     networks or networks_file"
+                ),
+            );
+        }
+        // A block over a whole allowlisted network is a mistake: the allowlist would
+        // win, and the block would say it covers what it does not.
+        let listed = Ranges::from_nets(&networks).minus(&Ranges::from_nets(&except));
+        for a in allowlist.iter().filter(|a| !a.addr().is_loopback()) {
+            if listed.covers(a) {
+                e.at(
+                    sb.span(),
+                    format!(
+                        "block {name:?} covers the allowlisted network {a}; put it in except \
+                         or take it out of the allowlist"
+                    ),
+                );
+            }
+        }
+        out.push(BlockConfig {
+            name,
+            countries,
+            not_countries,
+            asns,
+            networks,
+            ports,
+            except,
+        });
     }
     out
 }

@@ -145,6 +145,9 @@ pub struct Status {
     pub nft_table_rebuilds: u64,
     pub unenforced_bans: u64,
     pub alerts: BTreeMap<String, u64>,
+    /// Each `[[block]]` with the networks it holds now.
+    #[serde(default)]
+    pub blocks: Vec<crate::block::Summary>,
     pub geoip: GeoStatus,
     /// Each enforcer by name, with what it acts on (`table inet saslguard`).
     pub enforcers: BTreeMap<String, String>,

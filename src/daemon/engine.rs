@@ -84,6 +84,8 @@ pub struct Engine {
     /// Active bans an enforcer has not taken (the kernel refused, the map could not be
     /// written), with the enforcers still owing them; retried with backoff.
     unenforced: BTreeMap<IpNet, Owed>,
+    /// The blocks as last computed (kept when a database cannot be read).
+    blocked: Vec<crate::block::Blocked>,
 }
 
 /// Why the engine could not start, or a reload was refused.
@@ -220,8 +222,11 @@ impl Engine {
             last_geo_check: Instant::now(),
             last_own_check: Instant::now(),
             unenforced: BTreeMap::new(),
+            blocked: Vec::new(),
         };
         engine.refresh_own();
+        engine.push_allow();
+        engine.load_blocks();
         Ok(engine)
     }
 
@@ -237,9 +242,40 @@ impl Engine {
                 let n = own.len();
                 if self.pipeline.set_own_addresses(own) {
                     tracing::info!("{n} addresses of this host's interfaces are never banned");
+                    self.push_allow();
                 }
             }
             Err(e) => tracing::warn!("reading this host's addresses from /proc/net: {e}"),
+        }
+    }
+
+    /// Tells the enforcers which networks pass every ban and block.
+    fn push_allow(&mut self) {
+        let nets = self.pipeline.protected();
+        for f in self.enforcers.allow(&nets) {
+            self.enforcer_error(&f);
+        }
+    }
+
+    /// Computes every block from the databases now loaded and hands them to the
+    /// enforcers. A block that cannot be computed (its database unreadable) keeps
+    /// what it had: a broken download must not open the door.
+    fn load_blocks(&mut self) {
+        let mut next = Vec::with_capacity(self.cfg.blocks.len());
+        for b in &self.cfg.blocks {
+            match crate::block::compute(b, self.pipeline.geo()) {
+                Ok(x) => next.push(x),
+                Err(e) => {
+                    tracing::error!("{e}; the block keeps the networks it had");
+                    if let Some(old) = self.blocked.iter().find(|o| o.name == b.name) {
+                        next.push(old.clone());
+                    }
+                }
+            }
+        }
+        self.blocked = next;
+        for f in self.enforcers.block(&self.blocked) {
+            self.enforcer_error(&f);
         }
     }
 
@@ -437,6 +473,13 @@ impl Engine {
     fn heal(&mut self, now: Timestamp) {
         let want: Vec<Decision> = self.active.values().map(decision_of).collect();
         let (rebuilt, errors) = self.enforcers.heal(&want, now);
+        if !rebuilt.is_empty() {
+            // The rebuilt table has empty allow and block sets: fill them again.
+            self.push_allow();
+            for f in self.enforcers.block(&self.blocked) {
+                self.enforcer_error(&f);
+            }
+        }
         for r in rebuilt {
             self.counters.table_rebuilds += 1;
             tracing::warn!(
@@ -540,7 +583,9 @@ impl Engine {
         }
         if self.last_geo_check.elapsed() >= std::time::Duration::from_secs(5) {
             self.last_geo_check = Instant::now();
-            self.pipeline.geo_mut().reload_changed();
+            if self.pipeline.geo_mut().reload_changed() && !self.cfg.blocks.is_empty() {
+                self.load_blocks();
+            }
         }
         if now.0 - self.last_prune.0 >= 3_600_000 {
             self.last_prune = now;
@@ -605,6 +650,7 @@ impl Engine {
             nft_table_rebuilds: self.counters.table_rebuilds,
             unenforced_bans: self.unenforced.len() as u64,
             alerts: self.counters.alerts.clone(),
+            blocks: self.blocked.iter().map(|b| b.summary()).collect(),
             geoip: GeoStatus {
                 country: self.pipeline.geo().has_country(),
                 asn: self.pipeline.geo().has_asn(),
@@ -812,6 +858,8 @@ impl Engine {
         self.pipeline = pipeline;
         self.cfg = cfg;
         self.refresh_own();
+        self.push_allow();
+        self.load_blocks();
         let msg = format!(
             "configuration reloaded from {}{}",
             self.config_path.display(),

@@ -124,6 +124,13 @@ fn status(o: &mut String, a: &Status) {
                 .join(", ")
         }
     );
+    for b in &a.blocks {
+        let _ = writeln!(
+            o,
+            "block {}: IPv4 {} ranges ({} addresses), IPv6 {} ranges ({} /64s)",
+            b.name, b.ranges_v4, b.addresses_v4, b.ranges_v6, b.networks_v6_64
+        );
+    }
     let _ = writeln!(
         o,
         "alerts: {}  geoip: country {}  asn {}",

@@ -13,6 +13,7 @@ mod nft_sys;
 pub mod postfix_map;
 
 use crate::ban::{Decision, target_string};
+use crate::block::Blocked;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use nft::{Nft, NftConfig};
@@ -90,6 +91,18 @@ pub trait Enforcer: Send {
     /// It is configured away: remove what it holds, so the bans it took no longer
     /// block once nothing can lift them.
     fn retire(&mut self, active: &[IpNet]) -> Result<(), EnforceError>;
+
+    /// Loads the blocks (`[[block]]`: networks refused before any guess), each one
+    /// replacing what it held in one step. An enforcer that cannot block ignores them.
+    fn block(&mut self, _blocks: &[Blocked]) -> Result<(), EnforceError> {
+        Ok(())
+    }
+
+    /// The networks that pass whatever a ban or a block says: the allowlist and this
+    /// host's own addresses.
+    fn allow(&mut self, _nets: &[IpNet]) -> Result<(), EnforceError> {
+        Ok(())
+    }
 }
 
 /// One enforcer's configuration section; [`EnforcerConfig::open`] builds it.
@@ -266,6 +279,34 @@ impl Enforcers {
             }
         }
         (held, out)
+    }
+
+    /// Loads the blocks into every enforcer that can block.
+    pub fn block(&mut self, blocks: &[Blocked]) -> Vec<Failure> {
+        self.each(|e| e.block(blocks))
+    }
+
+    /// Tells every enforcer which networks always pass.
+    pub fn allow(&mut self, nets: &[IpNet]) -> Vec<Failure> {
+        self.each(|e| e.allow(nets))
+    }
+
+    fn each(
+        &mut self,
+        mut f: impl FnMut(&mut dyn Enforcer) -> Result<(), EnforceError>,
+    ) -> Vec<Failure> {
+        let mut out = Vec::new();
+        for (_, e) in &mut self.list {
+            if let Err(err) = f(e.as_mut()) {
+                out.push(Failure {
+                    enforcer: e.name(),
+                    targets: Vec::new(),
+                    whole: true,
+                    error: err.message().to_string(),
+                });
+            }
+        }
+        out
     }
 
     /// Drops what is over where the enforcer must do it itself.

@@ -37,6 +37,66 @@ const ADDR6: &CStr = c"addr6";
 const NET4: &CStr = c"net4";
 const NET6: &CStr = c"net6";
 const PORTS: &CStr = c"ports";
+const ALLOW4: &CStr = c"allow4";
+const ALLOW6: &CStr = c"allow6";
+
+/// A block's three sets in a batch, with its ports.
+type BlockSetsOf<'a> = (
+    Set<'a, Ipv4Addr>,
+    Set<'a, Ipv6Addr>,
+    Set<'a, Port>,
+    &'a Vec<u16>,
+);
+
+/// A block's sets: its IPv4 and IPv6 networks (interval sets) and its ports.
+struct BlockSets {
+    v4: CString,
+    v6: CString,
+    ports: CString,
+}
+
+fn block_sets(name: &str) -> BlockSets {
+    // Block names are letters, digits, `_` and `-` (checked with the configuration).
+    let c = |prefix: &str| CString::new(format!("{prefix}_{name}")).unwrap_or_default();
+    BlockSets {
+        v4: c("b4"),
+        v6: c("b6"),
+        ports: c("bp"),
+    }
+}
+
+/// Adds inclusive ranges to an interval set: each start, and the end after it (none at
+/// the top of the address space).
+fn add_ranges<K>(set: &mut Set<'_, K>, ranges: &[(Vec<u8>, Option<Vec<u8>>)]) {
+    for (start, end) in ranges {
+        nft_sys::add_elem(set, start, None, false);
+        if let Some(end) = end {
+            nft_sys::add_elem(set, end, None, true);
+        }
+    }
+}
+
+fn v4_keys(r: &crate::block::Ranges) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    r.v4()
+        .map(|(a, b)| {
+            let end = u32::from(b)
+                .checked_add(1)
+                .map(|e| e.to_be_bytes().to_vec());
+            (a.octets().to_vec(), end)
+        })
+        .collect()
+}
+
+fn v6_keys(r: &crate::block::Ranges) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    r.v6()
+        .map(|(a, b)| {
+            let end = u128::from(b)
+                .checked_add(1)
+                .map(|e| e.to_be_bytes().to_vec());
+            (a.octets().to_vec(), end)
+        })
+        .collect()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
@@ -58,6 +118,8 @@ pub struct NftConfig {
     pub ports: Vec<u16>,
     /// Reject TCP with a reset instead of dropping.
     pub reject: bool,
+    /// `[[block]]`s: name and ports; each has its sets and rules in the table.
+    pub blocks: Vec<(String, Vec<u16>)>,
 }
 
 impl Default for NftConfig {
@@ -66,6 +128,7 @@ impl Default for NftConfig {
             table: "saslguard".into(),
             ports: vec![25, 465, 587, 110, 143, 993, 995, 4190],
             reject: false,
+            blocks: Vec::new(),
         }
     }
 }
@@ -225,6 +288,26 @@ impl Nft {
         let net4 = Set::<Ipv4Addr>::new_named(NET4, 3, &table, ProtoFamily::Inet);
         let net6 = Set::<Ipv6Addr>::new_named(NET6, 4, &table, ProtoFamily::Inet);
         let mut ports = Set::<Port>::new_named(PORTS, 5, &table, ProtoFamily::Inet);
+        let allow4 = Set::<Ipv4Addr>::new_named(ALLOW4, 6, &table, ProtoFamily::Inet);
+        let allow6 = Set::<Ipv6Addr>::new_named(ALLOW6, 7, &table, ProtoFamily::Inet);
+        nft_sys::set_flags(&allow4, false, true);
+        nft_sys::set_flags(&allow6, false, true);
+        let names: Vec<(BlockSets, &Vec<u16>)> = self
+            .cfg
+            .blocks
+            .iter()
+            .map(|(n, p)| (block_sets(n), p))
+            .collect();
+        let mut block_sets: Vec<BlockSetsOf<'_>> = Vec::new();
+        for (i, (n, p)) in names.iter().enumerate() {
+            let id = 100 + 3 * i as u32;
+            let v4 = Set::<Ipv4Addr>::new_named(&n.v4, id, &table, ProtoFamily::Inet);
+            let v6 = Set::<Ipv6Addr>::new_named(&n.v6, id + 1, &table, ProtoFamily::Inet);
+            let bp = Set::<Port>::new_named(&n.ports, id + 2, &table, ProtoFamily::Inet);
+            nft_sys::set_flags(&v4, false, true);
+            nft_sys::set_flags(&v6, false, true);
+            block_sets.push((v4, v6, bp, p));
+        }
         nft_sys::set_flags(&addr4, true, false);
         nft_sys::set_flags(&addr6, true, false);
         nft_sys::set_flags(&net4, true, true);
@@ -238,6 +321,13 @@ impl Nft {
         batch.add(&net4, MsgType::Add);
         batch.add(&net6, MsgType::Add);
         batch.add(&ports, MsgType::Add);
+        batch.add(&allow4, MsgType::Add);
+        batch.add(&allow6, MsgType::Add);
+        for (v4, v6, bp, _) in &block_sets {
+            batch.add(v4, MsgType::Add);
+            batch.add(v6, MsgType::Add);
+            batch.add(bp, MsgType::Add);
+        }
         self.send(batch.finalize())
             .map_err(self.nl("create table, chain and sets"))?;
         // Batch 2, one transaction: the port set's content and the chain's rules.
@@ -252,8 +342,28 @@ impl Nft {
         if !self.cfg.ports.is_empty() {
             batch.add_iter(ports.elems_iter(), MsgType::Add);
         }
+        for ((_, _, bp, ports), (n, _)) in block_sets.iter_mut().zip(&names) {
+            batch.add(
+                &FlushSet::new(libc::NFPROTO_INET as u32, &self.table_name, &n.ports),
+                MsgType::Del,
+            );
+            for p in ports.iter() {
+                nft_sys::add_elem(bp, &p.to_be_bytes(), None, false);
+            }
+            if !ports.is_empty() {
+                batch.add_iter(bp.elems_iter(), MsgType::Add);
+            }
+        }
         // A rule with no handle, deleted: flushes the chain.
         batch.add(&Rule::new(&chain), MsgType::Del);
+        // First the allowlist and this host's own addresses: they pass whatever a ban
+        // or a block says.
+        for (set, v6) in [(&allow4 as &dyn LookupSet, false), (&allow6, true)] {
+            batch.add(
+                &self.rule(&chain, set, v6, None, &Verdict::Accept),
+                MsgType::Add,
+            );
+        }
         let sets: [(&dyn LookupSet, bool); 4] = [
             (&addr4, false),
             (&net4, false),
@@ -265,8 +375,92 @@ impl Nft {
                 batch.add(&rule, MsgType::Add);
             }
         }
+        // Then the blocks: their own ports (never "all" unless the block says so).
+        let verdict = if self.cfg.reject {
+            Verdict::Reject(RejectionType::TcpRst)
+        } else {
+            Verdict::Drop
+        };
+        for (v4, v6, bp, ports) in &block_sets {
+            let p = (!ports.is_empty()).then_some(bp);
+            batch.add(&self.rule(&chain, v4, false, p, &verdict), MsgType::Add);
+            batch.add(&self.rule(&chain, v6, true, p, &verdict), MsgType::Add);
+        }
         self.send(batch.finalize())
             .map_err(self.nl("replace rules"))
+    }
+
+    /// One rule: the source address in `set`, optionally TCP to a port in `ports`,
+    /// counted, then `verdict`.
+    fn rule<'a>(
+        &self,
+        chain: &'a Chain<'a>,
+        set: &dyn LookupSet,
+        v6: bool,
+        ports: Option<&Set<'_, Port>>,
+        verdict: &Verdict,
+    ) -> Rule<'a> {
+        let mut r = Rule::new(chain);
+        r.add_expr(&nft_expr!(meta nfproto));
+        if v6 {
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+            r.add_expr(&nft_expr!(payload ipv6 saddr));
+        } else {
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+            r.add_expr(&nft_expr!(payload ipv4 saddr));
+        }
+        set.add_lookup(&mut r);
+        if let Some(ports) = ports {
+            r.add_expr(&nft_expr!(meta l4proto));
+            r.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
+            r.add_expr(&nft_expr!(payload tcp dport));
+            r.add_expr(&nft_expr!(lookup ports));
+        }
+        r.add_expr(&nft_expr!(counter));
+        r.add_expr(verdict);
+        r
+    }
+
+    /// Replaces the networks of the block `name` (its sets exist after `setup`) in one
+    /// transaction: the kernel switches from the old content to the new one, with no
+    /// moment where the set is empty or half loaded.
+    pub fn load_block(&self, name: &str, ranges: &crate::block::Ranges) -> Result<(), NftError> {
+        let n = block_sets(name);
+        self.replace_ranges(&n.v4, &n.v6, ranges)
+            .map_err(self.nl("load a block"))
+    }
+
+    /// Replaces the networks that pass every ban and block (the allowlist and this
+    /// host's own addresses), in one transaction.
+    pub fn set_allow(&self, nets: &[IpNet]) -> Result<(), NftError> {
+        let ranges = crate::block::Ranges::from_nets(nets);
+        self.replace_ranges(ALLOW4, ALLOW6, &ranges)
+            .map_err(self.nl("load the allowlist"))
+    }
+
+    fn replace_ranges(
+        &self,
+        v4: &CStr,
+        v6: &CStr,
+        ranges: &crate::block::Ranges,
+    ) -> std::io::Result<()> {
+        let table = self.table();
+        let mut s4 = Set::<Ipv4Addr>::new_named(v4, 0, &table, ProtoFamily::Inet);
+        let mut s6 = Set::<Ipv6Addr>::new_named(v6, 0, &table, ProtoFamily::Inet);
+        add_ranges(&mut s4, &v4_keys(ranges));
+        add_ranges(&mut s6, &v6_keys(ranges));
+        let mut batch = Batch::new();
+        let family = libc::NFPROTO_INET as u32;
+        batch.add(&FlushSet::new(family, &self.table_name, v4), MsgType::Del);
+        batch.add(&FlushSet::new(family, &self.table_name, v6), MsgType::Del);
+        let (n4, n6) = ranges.len();
+        if n4 > 0 {
+            batch.add_iter(s4.elems_iter(), MsgType::Add);
+        }
+        if n6 > 0 {
+            batch.add_iter(s6.elems_iter(), MsgType::Add);
+        }
+        self.send(batch.finalize())
     }
 
     fn rules<'a>(
@@ -612,6 +806,42 @@ impl super::Enforcer for Nft {
     fn retire(&mut self, _active: &[IpNet]) -> Result<(), EnforceError> {
         self.reset().map(|_| ()).map_err(failed)
     }
+
+    fn block(&mut self, blocks: &[crate::block::Blocked]) -> Result<(), EnforceError> {
+        let mut errors = Vec::new();
+        for b in blocks {
+            if !self.cfg.blocks.iter().any(|(n, _)| *n == b.name) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match self.load_block(&b.name, &b.ranges) {
+                Ok(()) => {
+                    let (r4, r6) = b.ranges.len();
+                    tracing::info!(
+                        block = %b.name,
+                        ranges_v4 = r4,
+                        ranges_v6 = r6,
+                        ms = started.elapsed().as_millis() as u64,
+                        "block loaded"
+                    );
+                }
+                Err(e) => errors.push(format!("block {}: {e}", b.name)),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(failed_msg(errors.join("; ")))
+        }
+    }
+
+    fn allow(&mut self, nets: &[IpNet]) -> Result<(), EnforceError> {
+        self.set_allow(nets).map_err(failed)
+    }
+}
+
+fn failed_msg(m: String) -> EnforceError {
+    EnforceError::failed("nftables", m)
 }
 
 fn failed(e: NftError) -> EnforceError {

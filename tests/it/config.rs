@@ -53,6 +53,31 @@ fn example_config_covers_every_key_and_matches_the_defaults() {
     )
     .unwrap();
     assert!(top.remove("origin"));
+    // [[block]] likewise: a commented example, whose networks_file is the one shipped
+    // beside the example configuration.
+    let block: String = text
+        .split("# [[block]]\n")
+        .nth(1)
+        .expect("a commented [[block]] example")
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let block_doc: toml::Table = block.parse().unwrap();
+    assert_eq!(
+        block_doc.keys().cloned().collect::<BTreeSet<_>>(),
+        accepted("[[block]]"),
+        "keys of the [[block]] example"
+    );
+    let with_block = config::parse(&format!("[[block]]\n{block}"), &example()).unwrap();
+    assert_eq!(with_block.blocks[0].not_countries, ["DE"]);
+    assert!(
+        with_block.blocks[0]
+            .networks
+            .contains(&"192.0.2.0/24".parse().unwrap()),
+        "the networks_file is read"
+    );
+    assert!(top.remove("block"));
     assert_eq!(
         doc.keys().cloned().collect::<BTreeSet<_>>(),
         top,

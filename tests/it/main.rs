@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod blocks;
 mod cli;
 mod config;
 mod conformance;

@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod blocks;
 mod daemon;
 mod hardening;
 mod nft;
