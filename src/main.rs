@@ -50,7 +50,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             socket,
             json,
             address,
-        } => control(&socket, Request::Check { address }, json),
+        } => control(
+            &socket,
+            Request::Check {
+                address,
+                port: None,
+            },
+            json,
+        ),
         Command::PostfixSetup { config, quiet } => cmd::check::postfix_setup(&config, quiet),
         Command::CheckConfig { file } => cmd::check::check_config(&file),
         Command::Replay {

@@ -597,19 +597,28 @@ fn blocks(
                 ),
             );
         }
-        // A block over a whole allowlisted network is a mistake: the allowlist would
-        // win, and the block would say it covers what it does not.
+        // A block over the whole allowlist is a mistake: every network trusted is inside
+        // it (your own country or provider). The allowlist would still pass, but the
+        // block was surely not meant. An allowlisted address inside a block is fine: it
+        // punches through.
         let listed = Ranges::from_nets(&networks).minus(&Ranges::from_nets(&except));
-        for a in allowlist.iter().filter(|a| !a.addr().is_loopback()) {
-            if listed.covers(a) {
-                e.at(
-                    sb.span(),
-                    format!(
-                        "block {name:?} covers the allowlisted network {a}; put it in except \
-                         or take it out of the allowlist"
-                    ),
-                );
-            }
+        let trusted: Vec<&IpNet> = allowlist
+            .iter()
+            .filter(|a| !a.addr().is_loopback())
+            .collect();
+        if !trusted.is_empty() && trusted.iter().all(|a| listed.covers(a)) {
+            e.at(
+                sb.span(),
+                format!(
+                    "block {name:?} covers the whole allowlist ({}); put what you trust in \
+                     except",
+                    trusted
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
         }
         out.push(BlockConfig {
             name,

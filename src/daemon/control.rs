@@ -42,9 +42,13 @@ pub enum Request {
     },
     Reload,
     Metrics,
-    /// Is `address` banned now, and by what? (`saslguard check`, the policy service.)
+    /// Is `address` banned now, and by what? Or refused by a block, on `port` (any
+    /// of the block's ports when none is given)? (`saslguard check`, the policy
+    /// service.)
     Check {
         address: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
     },
 }
 
@@ -214,6 +218,16 @@ pub struct CheckAnswer {
     pub until: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `[[block]]` that refuses the address (on the port asked about), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+}
+
+impl CheckAnswer {
+    /// Whether the address is refused: banned, or blocked.
+    pub fn refused(&self) -> bool {
+        self.banned || self.block.is_some()
+    }
 }
 
 /// `ban`.

@@ -618,7 +618,7 @@ impl Engine {
                 ok: True,
                 text: self.metrics(),
             }),
-            Request::Check { address } => self.check(&address),
+            Request::Check { address, port } => self.check(&address, port),
         }
     }
 
@@ -666,7 +666,7 @@ impl Engine {
     }
 
     /// Whether a ban covers `address` now: the longest-running one that does.
-    fn check(&self, address: &str) -> Response {
+    fn check(&self, address: &str, port: Option<u16>) -> Response {
         let addr = match config::validate::parse_network(address) {
             Ok(n) if n.prefix_len() == n.max_prefix_len() => n.addr(),
             _ => return refused(format!("{address:?} is not an address")),
@@ -684,7 +684,23 @@ impl Engine {
             target: ban.map(|b| target_string(&b.target)),
             until: ban.map(|b| b.until),
             reason: ban.map(|b| b.reason.clone()),
+            block: self.block_of(addr, port),
         })
+    }
+
+    /// The block that refuses `addr` on `port` (on any of its ports when `port` is
+    /// None); never one for the allowlist or this host's own addresses.
+    fn block_of(&self, addr: std::net::IpAddr, port: Option<u16>) -> Option<String> {
+        if self.pipeline.allowlisted(addr) {
+            return None;
+        }
+        self.blocked
+            .iter()
+            .find(|b| {
+                (b.ports.is_empty() || port.is_none_or(|p| b.ports.contains(&p)))
+                    && b.ranges.contains(addr)
+            })
+            .map(|b| b.name.clone())
     }
 
     fn bans(&self) -> Response {

@@ -1,7 +1,9 @@
 //! A Postfix policy service (SMTPD_POLICY_README): Postfix asks, for each client,
 //! `request=smtpd_access_policy` with `client_address=...`, and saslguard answers from
-//! its live bans: the configured action (`REJECT ...`) while a ban covers the address,
-//! `DUNNO` otherwise. No map to rewrite, no `postfix reload`, and a ban ends at its
+//! its live bans and blocks: the configured action (`REJECT ...`) while a ban covers
+//! the address or a `[[block]]` refuses it on the port it came to (`server_port=`),
+//! `DUNNO` otherwise. This is how a host without nftables enforces blocks, for SMTP
+//! only: IMAP and POP3 do not ask Postfix. No map to rewrite, no `postfix reload`, and a ban ends at its
 //! expiry to the second. Postfix's `default_action=DUNNO` makes it fail open: while
 //! saslguard is stopped every client is let through.
 //!
@@ -80,15 +82,22 @@ async fn decide(engine: &mpsc::Sender<Call>, request: &[String], reply: &str) ->
     let Some(addr) = addr else {
         return "DUNNO".into();
     };
+    // Postfix 3.2 and later say which port the client came to: a block refuses only on
+    // its own ports (never on 25 unless it says so).
+    let port = request
+        .iter()
+        .find_map(|l| l.strip_prefix("server_port="))
+        .and_then(|p| p.trim().parse::<u16>().ok());
     let (tx, rx) = oneshot::channel();
     let req = Request::Check {
         address: addr.addr().to_string(),
+        port: Some(port.unwrap_or(0)),
     };
     if engine.send((req, tx)).await.is_err() {
         return "DUNNO".into();
     }
     match rx.await {
-        Ok(Response::Check(c)) if c.banned => {
+        Ok(Response::Check(c)) if c.refused() => {
             tracing::debug!(ip = %addr.addr(), "policy service: refused");
             reply.to_string()
         }

@@ -40,9 +40,14 @@ pub fn text(answer: &Response) -> String {
                     reason.as_deref().unwrap_or("-")
                 );
             }
-            _ => {
-                let _ = writeln!(o, "{} is not banned", c.address);
-            }
+            _ => match &c.block {
+                Some(b) => {
+                    let _ = writeln!(o, "{} is not banned; it is refused by block {b}", c.address);
+                }
+                None => {
+                    let _ = writeln!(o, "{} is not banned", c.address);
+                }
+            },
         },
         Response::Status(s) => status(&mut o, s),
         Response::Bans(list) => {

@@ -160,7 +160,7 @@ fn check_config_refuses_blocks_that_would_hurt() {
     for (line, what) in [
         (5, "\"UK\" is not an ISO 3166-1 alpha-2 country code"),
         (6, "ports: 25 refuses this block's mail servers"),
-        (7, "covers the allowlisted network 192.0.2.0/28"),
+        (7, "covers the whole allowlist (192.0.2.0/28)"),
         (11, "block name \"bad name!\""),
         (13, "block \"empty\" blocks nothing"),
         (17, "missing.txt"),

@@ -240,3 +240,71 @@ fn a_blocked_country_gets_no_first_guess_and_the_allowlist_punches_through() {
         "the allowlist wins"
     );
 }
+
+#[test]
+fn without_nftables_the_policy_service_refuses_a_block_on_its_ports_only() {
+    if !support::can_run(
+        "without_nftables_the_policy_service_refuses_a_block_on_its_ports_only",
+        &["ip", "python3"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    support::append(&log, "");
+    let sock = dir.path().join("policy.sock");
+    let d = Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n[nftables]\nenabled = false\n\
+             [postfix_policy]\nenabled = true\nsocket = \"{}\"\n\
+             [allowlist]\nnetworks = [\"198.51.100.9/32\", \"203.0.113.50/32\"]\n\
+             [[block]]\nname = \"listed\"\nnetworks = [\"198.51.100.0/24\"]\n",
+            log.display(),
+            sock.display()
+        ),
+    );
+    // What Postfix 3.2+ sends: the client and the port it came to.
+    let script = format!(
+        r#"import socket
+def ask(s, req):
+    s.sendall(req)
+    data = b""
+    while not data.endswith(b"\n\n"):
+        data += s.recv(4096)
+    return data.decode().strip()
+s = socket.socket(socket.AF_UNIX); s.connect({sock:?})
+for client, port in [("198.51.100.7", "587"), ("198.51.100.7", "465"), ("198.51.100.7", "25"), ("198.51.100.9", "587"), ("203.0.113.5", "587")]:
+    print(ask(s, ("request=smtpd_access_policy\nclient_address=%s\nserver_port=%s\n\n" % (client, port)).encode()))
+print(ask(s, b"request=smtpd_access_policy\nclient_address=198.51.100.7\n\n"))
+"#,
+        sock = sock.display().to_string()
+    );
+    let out = net.exec_ok(&net.server, &["python3", "-c", &script]);
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let reject = "action=REJECT too many failed logins from your address";
+    assert_eq!(
+        answers,
+        [
+            reject,
+            reject,
+            "action=DUNNO",
+            "action=DUNNO",
+            "action=DUNNO",
+            // An older Postfix that does not say the port: fail open.
+            "action=DUNNO",
+        ],
+        "{}",
+        d.log()
+    );
+    // `saslguard check` names the block.
+    let o = d.ctl(&["check", "198.51.100.7"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("refused by block listed"),
+        "{o:?}"
+    );
+}
