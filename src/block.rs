@@ -300,6 +300,9 @@ pub struct Summary {
     pub country_database_build: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asn_database_build: Option<u64>,
+    /// Packets the kernel refused for this block (the daemon's `status` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_packets: Option<u64>,
 }
 
 impl Blocked {
@@ -315,6 +318,7 @@ impl Blocked {
             networks_v6_64: n6.to_string(),
             country_database_build: self.country_build,
             asn_database_build: self.asn_build,
+            refused_packets: None,
         }
     }
 }

@@ -86,6 +86,10 @@ pub struct Engine {
     unenforced: BTreeMap<IpNet, Owed>,
     /// The blocks as last computed (kept when a database cannot be read).
     blocked: Vec<crate::block::Blocked>,
+    /// Packets refused per block: the kernel's counter as last read, and the total
+    /// over the rules' lives (a reload or a rebuilt table starts the kernel's at 0).
+    block_refused: BTreeMap<String, (u64, u64)>,
+    last_counter_read: Instant,
 }
 
 /// Why the engine could not start, or a reload was refused.
@@ -223,6 +227,8 @@ impl Engine {
             last_own_check: Instant::now(),
             unenforced: BTreeMap::new(),
             blocked: Vec::new(),
+            block_refused: BTreeMap::new(),
+            last_counter_read: Instant::now(),
         };
         engine.refresh_own();
         engine.push_allow();
@@ -276,6 +282,23 @@ impl Engine {
         self.blocked = next;
         for f in self.enforcers.block(&self.blocked) {
             self.enforcer_error(&f);
+        }
+    }
+
+    /// Reads the blocks' counters from the enforcers and adds what is new to the totals.
+    fn read_block_counters(&mut self) {
+        self.last_counter_read = Instant::now();
+        if self.cfg.blocks.is_empty() {
+            return;
+        }
+        let (now, failures) = self.enforcers.block_counters();
+        for f in failures {
+            tracing::debug!("reading block counters: {f}");
+        }
+        for (name, n) in now {
+            let (last, total) = self.block_refused.entry(name).or_insert((0, 0));
+            *total += if n >= *last { n - *last } else { n };
+            *last = n;
         }
     }
 
@@ -578,6 +601,9 @@ impl Engine {
         for f in self.enforcers.expire(now) {
             self.enforcer_error(&f);
         }
+        if self.last_counter_read.elapsed() >= OWN_CHECK {
+            self.read_block_counters();
+        }
         if self.last_own_check.elapsed() >= OWN_CHECK {
             self.refresh_own();
         }
@@ -598,7 +624,10 @@ impl Engine {
 
     pub fn handle(&mut self, req: Request) -> Response {
         match req {
-            Request::Status => self.status(),
+            Request::Status => {
+                self.read_block_counters();
+                self.status()
+            }
             Request::Bans => self.bans(),
             Request::Ban {
                 target,
@@ -616,7 +645,10 @@ impl Engine {
             },
             Request::Metrics => Response::Metrics(MetricsText {
                 ok: True,
-                text: self.metrics(),
+                text: {
+                    self.read_block_counters();
+                    self.metrics()
+                },
             }),
             Request::Check { address, port } => self.check(&address, port),
         }
@@ -650,7 +682,15 @@ impl Engine {
             nft_table_rebuilds: self.counters.table_rebuilds,
             unenforced_bans: self.unenforced.len() as u64,
             alerts: self.counters.alerts.clone(),
-            blocks: self.blocked.iter().map(|b| b.summary()).collect(),
+            blocks: self
+                .blocked
+                .iter()
+                .map(|b| {
+                    let mut s = b.summary();
+                    s.refused_packets = self.block_refused.get(&b.name).map(|c| c.1);
+                    s
+                })
+                .collect(),
             geoip: GeoStatus {
                 country: self.pipeline.geo().has_country(),
                 asn: self.pipeline.geo().has_asn(),
@@ -932,6 +972,14 @@ impl Engine {
             tracked_addresses: a as u64,
             tracked_prefixes: p as u64,
             store_errors: self.store.errors.load(Ordering::Relaxed),
+            blocks: self
+                .blocked
+                .iter()
+                .map(|b| {
+                    let n = self.block_refused.get(&b.name).map_or(0, |c| c.1);
+                    (b.name.clone(), n)
+                })
+                .collect(),
         };
         super::metrics::render(&readings)
     }

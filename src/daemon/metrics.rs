@@ -59,6 +59,8 @@ pub struct Readings {
     pub tracked_addresses: u64,
     pub tracked_prefixes: u64,
     pub store_errors: u64,
+    /// Packets refused per `[[block]]`.
+    pub blocks: Vec<(String, u64)>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -172,6 +174,11 @@ pub fn render(r: &Readings) -> String {
         "store_errors",
         "Failed store writes",
         counter(r.store_errors),
+    );
+    reg.register(
+        "block_refused_packets",
+        "Packets refused by each block, by block name",
+        counters("block", r.blocks.iter().map(|(k, v)| (k.as_str(), *v))),
     );
     let mut out = String::new();
     // Writing to a String cannot fail.

@@ -132,8 +132,13 @@ fn status(o: &mut String, a: &Status) {
     for b in &a.blocks {
         let _ = writeln!(
             o,
-            "block {}: IPv4 {} ranges ({} addresses), IPv6 {} ranges ({} /64s)",
-            b.name, b.ranges_v4, b.addresses_v4, b.ranges_v6, b.networks_v6_64
+            "block {}: IPv4 {} ranges ({} addresses), IPv6 {} ranges ({} /64s), {} packets refused",
+            b.name,
+            b.ranges_v4,
+            b.addresses_v4,
+            b.ranges_v6,
+            b.networks_v6_64,
+            b.refused_packets.unwrap_or(0)
         );
     }
     let _ = writeln!(

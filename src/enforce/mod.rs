@@ -18,6 +18,7 @@ use crate::time::Timestamp;
 use ipnet::IpNet;
 use nft::{Nft, NftConfig};
 use postfix_map::{MapConfig, PostfixMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,11 @@ pub trait Enforcer: Send {
     /// host's own addresses.
     fn allow(&mut self, _nets: &[IpNet]) -> Result<(), EnforceError> {
         Ok(())
+    }
+
+    /// Packets each block refused since its rules were put in place, by block name.
+    fn block_counters(&mut self) -> Result<BTreeMap<String, u64>, EnforceError> {
+        Ok(BTreeMap::new())
     }
 }
 
@@ -284,6 +290,29 @@ impl Enforcers {
     /// Loads the blocks into every enforcer that can block.
     pub fn block(&mut self, blocks: &[Blocked]) -> Vec<Failure> {
         self.each(|e| e.block(blocks))
+    }
+
+    /// Packets refused per block, summed over the enforcers that block; the failures of
+    /// those that could not say.
+    pub fn block_counters(&mut self) -> (BTreeMap<String, u64>, Vec<Failure>) {
+        let mut sum = BTreeMap::new();
+        let mut out = Vec::new();
+        for (_, e) in &mut self.list {
+            match e.block_counters() {
+                Ok(m) => {
+                    for (k, v) in m {
+                        *sum.entry(k).or_insert(0) += v;
+                    }
+                }
+                Err(err) => out.push(Failure {
+                    enforcer: e.name(),
+                    targets: Vec::new(),
+                    whole: true,
+                    error: err.message().to_string(),
+                }),
+            }
+        }
+        (sum, out)
     }
 
     /// Tells every enforcer which networks always pass.

@@ -430,6 +430,28 @@ impl Nft {
             .map_err(self.nl("load a block"))
     }
 
+    /// Packets each block's rules refused since they were last put in place (a rebuilt
+    /// or reloaded chain starts again from 0), by block name.
+    pub fn block_counters(&self) -> Result<BTreeMap<String, u64>, NftError> {
+        let socket =
+            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
+        let rules = nft_sys::dump_rule_counters(
+            &socket,
+            libc::NFPROTO_INET as u32,
+            &self.table_name,
+            CHAIN,
+        )
+        .map_err(self.nl("read rules"))?;
+        let mut out = BTreeMap::new();
+        for r in rules {
+            let Some(set) = r.set else { continue };
+            if let Some(name) = set.strip_prefix("b4_").or_else(|| set.strip_prefix("b6_")) {
+                *out.entry(name.to_string()).or_insert(0) += r.packets;
+            }
+        }
+        Ok(out)
+    }
+
     /// Replaces the networks that pass every ban and block (the allowlist and this
     /// host's own addresses), in one transaction.
     pub fn set_allow(&self, nets: &[IpNet]) -> Result<(), NftError> {
@@ -837,6 +859,10 @@ impl super::Enforcer for Nft {
 
     fn allow(&mut self, nets: &[IpNet]) -> Result<(), EnforceError> {
         self.set_allow(nets).map_err(failed)
+    }
+
+    fn block_counters(&mut self) -> Result<BTreeMap<String, u64>, EnforceError> {
+        Nft::block_counters(self).map_err(failed)
     }
 }
 

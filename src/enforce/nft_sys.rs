@@ -277,3 +277,123 @@ pub fn size_buffers(socket: &mnl::Socket, send: usize, recv: usize) -> io::Resul
     }
     Ok(())
 }
+
+/// One rule of a chain as the kernel reports it: the set its first lookup reads (the
+/// source address set) and its counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounter {
+    pub set: Option<String>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Owns an nftnl_rule used to build a request or receive a dump.
+struct OwnedRule(NonNull<sys::nftnl_rule>);
+
+impl Drop for OwnedRule {
+    fn drop(&mut self) {
+        // SAFETY: allocated by nftnl_rule_alloc, freed exactly once here.
+        unsafe { sys::nftnl_rule_free(self.0.as_ptr()) };
+    }
+}
+
+fn rule_alloc() -> OwnedRule {
+    // SAFETY: a fresh allocation, null checked.
+    match NonNull::new(unsafe { sys::nftnl_rule_alloc() }) {
+        Some(r) => OwnedRule(r),
+        None => std::process::abort(),
+    }
+}
+
+/// Reads the counters of every rule of `chain` in `table`.
+pub fn dump_rule_counters(
+    socket: &mnl::Socket,
+    family: u32,
+    table: &CStr,
+    chain: &CStr,
+) -> io::Result<Vec<RuleCounter>> {
+    let seq = 2u32;
+    let request = rule_alloc();
+    let mut buf = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
+    // SAFETY: the setters copy the strings; `buf` has room for the largest nf_tables
+    // message, which bounds the header plus a rule's table and chain names; the header
+    // pointer returned points into `buf`.
+    let len = unsafe {
+        let r = request.0.as_ptr();
+        sys::nftnl_rule_set_u32(r, sys::NFTNL_RULE_FAMILY as u16, family);
+        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+        sys::nftnl_rule_set_str(r, sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+        let nlh = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr() as *mut std::os::raw::c_char,
+            libc::NFT_MSG_GETRULE as u16,
+            family as u16,
+            (libc::NLM_F_DUMP | libc::NLM_F_ACK) as u16,
+            seq,
+        );
+        sys::nftnl_rule_nlmsg_build_payload(nlh, r);
+        (*nlh).nlmsg_len as usize
+    };
+    socket.send(&buf[..len])?;
+    let portid = socket.portid();
+    let mut out = Vec::new();
+    let mut rbuf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
+    loop {
+        let bytes = bytemuck_bytes(&mut rbuf);
+        let n = socket.recv_raw(bytes)?;
+        if n == 0 {
+            break;
+        }
+        match mnl::cb_run2(&bytes[..n], seq, portid, parse_rule, &mut out)? {
+            mnl::CbResult::Stop => break,
+            mnl::CbResult::Ok => continue,
+        }
+    }
+    Ok(out)
+}
+
+fn parse_rule(nlh: &libc::nlmsghdr, out: &mut Vec<RuleCounter>) -> libc::c_int {
+    let rule = rule_alloc();
+    // SAFETY: `nlh` is a validated netlink message from mnl_cb_run; nftnl parses it into
+    // a rule we own. Expression pointers from the iterator belong to that rule and are
+    // read (names and numbers copied out) before it is freed; the strings nftnl returns
+    // are NUL-terminated and live as long as the expression.
+    unsafe {
+        if sys::nftnl_rule_nlmsg_parse(nlh as *const libc::nlmsghdr as *const _, rule.0.as_ptr())
+            < 0
+        {
+            return MNL_CB_ERROR;
+        }
+        let iter = sys::nftnl_expr_iter_create(rule.0.as_ptr());
+        if iter.is_null() {
+            return MNL_CB_ERROR;
+        }
+        let mut found = RuleCounter {
+            set: None,
+            packets: 0,
+            bytes: 0,
+        };
+        let text = |p: *const std::os::raw::c_char| {
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        let mut e = sys::nftnl_expr_iter_next(iter);
+        while !e.is_null() {
+            match text(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16)).as_deref() {
+                Some("lookup") if found.set.is_none() => {
+                    found.set = text(sys::nftnl_expr_get_str(
+                        e,
+                        sys::NFTNL_EXPR_LOOKUP_SET as u16,
+                    ));
+                }
+                Some("counter") => {
+                    found.packets = sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_PACKETS as u16);
+                    found.bytes = sys::nftnl_expr_get_u64(e, sys::NFTNL_EXPR_CTR_BYTES as u16);
+                }
+                _ => {}
+            }
+            e = sys::nftnl_expr_iter_next(iter);
+        }
+        sys::nftnl_expr_iter_destroy(iter);
+        out.push(found);
+    }
+    MNL_CB_OK
+}

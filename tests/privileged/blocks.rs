@@ -160,6 +160,12 @@ fn a_blocked_country_gets_no_first_guess_and_the_allowlist_punches_through() {
     );
     assert_eq!(connect(&net, "192.0.2.99", 587), "ok");
     assert_eq!(connect(&net, "203.0.113.200", 587), "ok");
+    // The kernel counted what it refused: a SYN and its retransmission per attempt,
+    // IPv4 and IPv6; nothing for port 25 or the allowlisted address.
+    let refused = d.json("status")["blocks"][0]["refused_packets"]
+        .as_u64()
+        .unwrap();
+    assert!((4..=8).contains(&refused), "{refused} packets refused");
 
     // The database is replaced (geoipupdate): 192.0.2.0/24 is now RU and the RU half
     // of 203.0.113.0/24 is gone. A client of the country keeps trying all the while:
