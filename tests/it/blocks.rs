@@ -198,3 +198,104 @@ fn check_config_refuses_blocks_that_would_hurt() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// What a `block list --json --networks` says of each block: name → its networks.
+fn listed(out: &str) -> std::collections::BTreeMap<String, (Vec<ipnet::IpNet>, serde_json::Value)> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let nets = b["networks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().parse().unwrap())
+                .collect();
+            (b["name"].as_str().unwrap().to_string(), (nets, b.clone()))
+        })
+        .collect()
+}
+
+#[test]
+fn blocks_from_maxminds_published_test_databases_match_their_source_data() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/maxmind");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("saslguard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geoip]\ncountry_database = \"{}\"\nasn_database = \"{}\"\n\
+             [[block]]\nname = \"ru\"\ncountries = [\"RU\"]\n\
+             [[block]]\nname = \"gb\"\ncountries = [\"GB\"]\n\
+             [[block]]\nname = \"google\"\nasns = [15169]\n",
+            fx.join("GeoLite2-Country-Test.mmdb").display(),
+            fx.join("GeoLite2-ASN-Test.mmdb").display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = saslguard(&[
+        "block",
+        "-c",
+        cfg.to_str().unwrap(),
+        "list",
+        "--networks",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let blocks = listed(&out);
+
+    // The expectation, from the JSON MaxMind built the databases from (its networks do
+    // not overlap): each network's country (else its registered country), each
+    // network's AS number.
+    let source = |file: &str| -> Vec<(ipnet::IpNet, serde_json::Value)> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fx.join(file)).unwrap()).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e.as_object().unwrap().clone())
+            .map(|(n, rec)| (n.parse().unwrap(), rec))
+            .collect()
+    };
+    let country_of = |rec: &serde_json::Value| {
+        rec["country"]["iso_code"]
+            .as_str()
+            .or_else(|| rec["registered_country"]["iso_code"].as_str())
+            .map(str::to_string)
+    };
+    let check = |name: &str,
+                 records: &[(ipnet::IpNet, serde_json::Value)],
+                 wants: &dyn Fn(&serde_json::Value) -> bool| {
+        let (nets, summary) = &blocks[name];
+        let inside = |a: std::net::IpAddr| nets.iter().any(|n| n.contains(&a));
+        let (mut v4, mut v6_64s) = (0u64, 0u128);
+        for (net, rec) in records {
+            let want = wants(rec);
+            for a in [net.network(), net.broadcast()] {
+                assert_eq!(inside(a), want, "{name}: {a} of {net} ({rec})");
+            }
+            if want {
+                match net {
+                    ipnet::IpNet::V4(n) => v4 += 1u64 << (32 - n.prefix_len()),
+                    ipnet::IpNet::V6(n) => v6_64s += 1u128 << 64u8.saturating_sub(n.prefix_len()),
+                }
+            }
+        }
+        assert!(
+            v4 + v6_64s as u64 > 0,
+            "{name}: the source data has networks for it"
+        );
+        assert_eq!(summary["addresses_v4"], v4, "{name}");
+        assert_eq!(summary["networks_v6_64"], v6_64s.to_string(), "{name}");
+    };
+    let countries = source("GeoLite2-Country-Test.json");
+    check("ru", &countries, &|r| {
+        country_of(r).as_deref() == Some("RU")
+    });
+    check("gb", &countries, &|r| {
+        country_of(r).as_deref() == Some("GB")
+    });
+    let asns = source("GeoLite2-ASN-Test.json");
+    check("google", &asns, &|r| r["autonomous_system_number"] == 15169);
+}
