@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 /// The schema this build writes; `MIGRATIONS[i]` takes version i to i + 1.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -87,6 +87,15 @@ CREATE TABLE known_good (
 );
 CREATE INDEX known_good_last ON known_good(last_login);
 ",
+    // v4: packets refused per [[block]], the daemon's running total now and then.
+    "
+CREATE TABLE block_counts (
+    time    INTEGER NOT NULL,
+    block   TEXT    NOT NULL,
+    refused INTEGER NOT NULL
+);
+CREATE INDEX block_counts_time ON block_counts(time);
+",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +145,13 @@ pub enum Op {
         source: String,
         position: String,
         at: Timestamp,
+    },
+    /// The running total of packets a block refused, at `time` (a total that falls
+    /// says the daemon started again from 0).
+    BlockCount {
+        block: String,
+        time: Timestamp,
+        refused: u64,
     },
     /// Deletes failures older than `failures_before` and ban history (ended bans)
     /// older than `history_before`.
@@ -291,6 +307,53 @@ impl Store {
         Ok(())
     }
 
+    /// Packets each block refused within `(since, until]`, from the running totals the
+    /// daemon wrote: the sum of their increases, a total that fell counting from 0.
+    pub fn block_refused(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let sql = self.sql();
+        let mut st = self
+            .conn
+            .prepare("SELECT block, time, refused FROM block_counts WHERE time <= ?1 ORDER BY block, time")
+            .map_err(&sql)?;
+        let rows = st
+            .query_map(params![until.0], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(&sql)?;
+        let mut out: Vec<(String, u64)> = Vec::new();
+        let mut last: Option<(String, u64)> = None;
+        for row in rows {
+            let (block, time, total) = row.map_err(&sql)?;
+            let total = total.max(0) as u64;
+            let before = match &last {
+                Some((b, t)) if *b == block => Some(*t),
+                _ => None,
+            };
+            if out.last().is_none_or(|(b, _)| *b != block) {
+                out.push((block.clone(), 0));
+            }
+            if time > since.0 {
+                let add = match before {
+                    Some(b) if total >= b => total - b,
+                    _ => total,
+                };
+                if let Some((_, n)) = out.last_mut() {
+                    *n += add;
+                }
+            }
+            last = Some((block, total));
+        }
+        Ok(out)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -422,10 +485,26 @@ impl Store {
                         )
                         .map_err(&sql)?;
                     }
+                    Op::BlockCount {
+                        block,
+                        time,
+                        refused,
+                    } => {
+                        tx.prepare_cached(
+                            "INSERT INTO block_counts(time, block, refused) VALUES (?1, ?2, ?3)",
+                        )
+                        .and_then(|mut st| st.execute(params![time.0, block, *refused as i64]))
+                        .map_err(&sql)?;
+                    }
                     Op::Prune {
                         failures_before,
                         history_before,
                     } => {
+                        tx.execute(
+                            "DELETE FROM block_counts WHERE time < ?1",
+                            params![history_before.0],
+                        )
+                        .map_err(&sql)?;
                         tx.execute(
                             "DELETE FROM failures WHERE time < ?1",
                             params![failures_before.0],
@@ -937,5 +1016,28 @@ mod tests {
             1,
             "bounded by the addresses kept"
         );
+    }
+
+    #[test]
+    fn packets_refused_in_a_period_count_increases_and_restarts_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        let row = |time: i64, refused: u64| Op::BlockCount {
+            block: "abroad".into(),
+            time: Timestamp(time),
+            refused,
+        };
+        // 10, then 25, then the daemon restarted (5 since), then 9.
+        s.write(&[vec![
+            row(1000, 10),
+            row(2000, 25),
+            row(3000, 5),
+            row(4000, 9),
+        ]])
+        .unwrap();
+        let got = |since, until| s.block_refused(Timestamp(since), Timestamp(until)).unwrap();
+        assert_eq!(got(1500, 3500), [("abroad".to_string(), 15 + 5)]);
+        assert_eq!(got(0, 5000), [("abroad".to_string(), 10 + 15 + 5 + 4)]);
+        assert_eq!(got(4000, 5000), [("abroad".to_string(), 0)]);
     }
 }

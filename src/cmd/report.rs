@@ -24,6 +24,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         Ok(ExitCode::from(EX_USAGE))
     };
     let wall = Timestamp(chrono::Utc::now().timestamp_millis());
+    let mut blocks_from: Option<Store> = None;
     let (source, rows, offenders, now): (
         String,
         Vec<BanRow>,
@@ -76,6 +77,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         };
         let rows = store.bans(None)?;
         let offenders = store.offenders(usize::MAX >> 1)?;
+        blocks_from = Some(store);
         (format!("store {}", path.display()), rows, offenders, wall)
     };
     let until = match a.until.as_deref().map(|s| point_in_time(s, wall)) {
@@ -91,7 +93,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
     };
     let by_addr: std::collections::HashMap<std::net::IpAddr, &saslguard::offender::Offender> =
         offenders.iter().map(|o| (o.address, o)).collect();
-    let rep = report::build(
+    let mut rep = report::build(
         source,
         &rows,
         |t| {
@@ -104,6 +106,16 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         now,
         a.top,
     );
+    if let Some(store) = &blocks_from {
+        rep.blocks = store
+            .block_refused(since, until)?
+            .into_iter()
+            .map(|(name, refused_packets)| report::BlockTally {
+                name,
+                refused_packets,
+            })
+            .collect();
+    }
     let mut out = BufWriter::new(std::io::stdout().lock());
     match format {
         "json" => {

@@ -90,6 +90,8 @@ pub struct Engine {
     /// over the rules' lives (a reload or a rebuilt table starts the kernel's at 0).
     block_refused: BTreeMap<String, (u64, u64)>,
     last_counter_read: Instant,
+    /// The totals last written to the store, by block, and when.
+    block_written: BTreeMap<String, (u64, Instant)>,
 }
 
 /// Why the engine could not start, or a reload was refused.
@@ -229,6 +231,7 @@ impl Engine {
             blocked: Vec::new(),
             block_refused: BTreeMap::new(),
             last_counter_read: Instant::now(),
+            block_written: BTreeMap::new(),
         };
         engine.refresh_own();
         engine.push_allow();
@@ -299,6 +302,34 @@ impl Engine {
             let (last, total) = self.block_refused.entry(name).or_insert((0, 0));
             *total += if n >= *last { n - *last } else { n };
             *last = n;
+        }
+        self.write_block_counts(false);
+    }
+
+    /// Keeps the blocks' totals in the store for `report`: when they changed, at most
+    /// once a minute (or now, at a stop).
+    fn write_block_counts(&mut self, now: bool) {
+        let at = wall_now();
+        let mut batch = Vec::new();
+        for (name, (_, total)) in &self.block_refused {
+            let due = match self.block_written.get(name) {
+                None => true,
+                Some((t, when)) => {
+                    t != total && (now || when.elapsed() >= std::time::Duration::from_secs(60))
+                }
+            };
+            if due {
+                batch.push(Op::BlockCount {
+                    block: name.clone(),
+                    time: at,
+                    refused: *total,
+                });
+                self.block_written
+                    .insert(name.clone(), (*total, Instant::now()));
+            }
+        }
+        if !batch.is_empty() {
+            self.store.send(batch);
         }
     }
 
@@ -989,6 +1020,8 @@ impl Engine {
     /// positions, so the next start counts none of their attempts twice; then closes
     /// the store.
     pub fn shutdown(&mut self) {
+        self.read_block_counters();
+        self.write_block_counts(true);
         let snap = self.pipeline.counter_snapshot();
         match serde_json::to_string(&snap) {
             Ok(position) => self.store.send(vec![Op::Checkpoint {

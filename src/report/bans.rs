@@ -70,6 +70,15 @@ pub struct BanReport {
     pub by_tls: BTreeMap<String, u64>,
     /// Bans started per day (UTC).
     pub bans_per_day: BTreeMap<String, u64>,
+    /// Packets each `[[block]]` refused in the period (from the store).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<BlockTally>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockTally {
+    pub name: String,
+    pub refused_packets: u64,
 }
 
 /// Builds the report from ban rows (any order) and the offender records known.
@@ -97,6 +106,7 @@ pub fn build(
         by_service: BTreeMap::new(),
         by_tls: BTreeMap::new(),
         bans_per_day: BTreeMap::new(),
+        blocks: Vec::new(),
     };
     for (target, mut bans) in by_target {
         bans.sort_by_key(|b| b.at);
@@ -328,6 +338,12 @@ pub fn render_text(r: &BanReport) -> String {
     for (k, v) in sorted_desc(r.by_tls.iter().map(|(k, v)| (k, *v))) {
         let _ = writeln!(o, "  {k:<40} {v:>7}");
     }
+    if !r.blocks.is_empty() {
+        let _ = writeln!(o, "packets refused by blocks:");
+        for b in &r.blocks {
+            let _ = writeln!(o, "  {:<40} {:>7}", b.name, b.refused_packets);
+        }
+    }
     o
 }
 
@@ -488,6 +504,19 @@ figure{{display:inline-block;margin:1em 2em 1em 0}}figcaption{{font-weight:bold;
         stolen
     );
     o.push_str(&day_chart(&r.bans_per_day, "#1c7ed6"));
+    if !r.blocks.is_empty() {
+        let blocks: Vec<(String, u64)> = r
+            .blocks
+            .iter()
+            .map(|b| (b.name.clone(), b.refused_packets))
+            .collect();
+        o.push_str(&bar_chart(
+            "chart-blocks",
+            "Packets refused by blocks (before any guess)",
+            &blocks,
+            "#862e9c",
+        ));
+    }
     let mut countries: Vec<(String, u64)> = r
         .by_country
         .iter()
