@@ -276,6 +276,18 @@ pub enum Command {
         #[command(subcommand)]
         action: BlockAction,
     },
+    /// The fleet's PostgreSQL database ([cluster]).
+    Cluster {
+        #[arg(
+            long,
+            short,
+            default_value = "/etc/saslguard/saslguard.toml",
+            global = true
+        )]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Work on saslguard's nftables table directly (root): set it up, ban, unban, list,
     /// reconcile with a list of bans, or remove it.
     Nft {
@@ -295,6 +307,17 @@ pub enum Command {
         reject: bool,
         #[command(subcommand)]
         action: NftAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Create or migrate the fleet's schema (as a role that may create tables), and
+    /// print the grants a node's role needs (no delete, no DDL).
+    Setup {
+        /// The role the nodes connect as.
+        #[arg(long, default_value = "saslguard")]
+        node_role: String,
     },
 }
 

@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod enforce;
 pub mod escape;
+pub mod fleet;
 pub mod geo;
 pub mod offender;
 pub mod parse;

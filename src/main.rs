@@ -104,6 +104,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             address,
         } => cmd::block::geo(&config, json, address),
+        Command::Cluster { config, action } => cmd::cluster::cluster(&config, action),
         Command::Block {
             config,
             json,

@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod check;
+pub mod cluster;
 pub mod daemon;
 pub mod logs;
 pub mod nft;

@@ -50,6 +50,8 @@ pub struct Config {
     pub alerts: AlertConfig,
     /// `[[block]]`: networks refused before their first guess.
     pub blocks: Vec<crate::block::BlockConfig>,
+    /// `[cluster]`: bans shared with the fleet through PostgreSQL (None: off).
+    pub cluster: Option<crate::fleet::FleetConfig>,
 }
 
 /// GeoIP's settings live with GeoIP (a subsystem owns its config type).

@@ -38,6 +38,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub block: Option<Vec<Spanned<RawBlock>>>,
     #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
     pub alerts: RawAlerts,
 }
 
@@ -58,6 +60,15 @@ pub struct RawOrigin {
     pub failures: Spanned<i64>,
     pub within: Spanned<String>,
     pub ban: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub enabled: Option<Spanned<bool>>,
+    pub url: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,8 @@
 //! Raw configuration → typed [`Config`], collecting every error with file:line.
 
 use super::raw::{
-    RawAlerts, RawBlock, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin, RawPostfixMap,
-    RawPostfixPolicy, RawSources,
+    RawAlerts, RawBlock, RawCluster, RawConfig, RawDaemon, RawGeoip, RawNftables, RawOrigin,
+    RawPostfixMap, RawPostfixPolicy, RawSources,
 };
 use super::{
     Config, ConfigError, ConfigErrors, DaemonConfig, GeoConfig, MapConfig, SourcesConfig, StartAt,
@@ -381,6 +381,7 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         &allowlist,
         path,
     );
+    let cluster = cluster(&mut e, &raw.cluster);
     let nftables = nftables.map(|mut n| {
         n.blocks = blocks
             .iter()
@@ -418,7 +419,63 @@ pub fn validate(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Confi
         geoip,
         alerts,
         blocks,
+        cluster,
     })
+}
+
+/// This host's name, for the fleet.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn cluster(e: &mut Errs, raw: &RawCluster) -> Option<crate::fleet::FleetConfig> {
+    let url = match &raw.url {
+        None => "host=/run/postgresql dbname=saslguard user=saslguard".to_string(),
+        Some(u) => {
+            let text = u.get_ref();
+            if let Err(err) = text.parse::<tokio_postgres::Config>() {
+                e.at(u.span(), format!("cluster.url: {err}"));
+            } else if text
+                .parse::<tokio_postgres::Config>()
+                .is_ok_and(|c| c.get_password().is_some())
+            {
+                e.at(
+                    u.span(),
+                    "cluster.url must not hold the password: put it in cluster.password_file \
+                     or PGPASSWORD",
+                );
+            }
+            text.clone()
+        }
+    };
+    let password_file = raw
+        .password_file
+        .as_ref()
+        .filter(|p| !p.get_ref().is_empty())
+        .map(|p| absolute(e, p, "cluster.password_file"));
+    let node = match &raw.node {
+        None => host_name(),
+        Some(n) if n.get_ref().is_empty() => host_name(),
+        Some(n) => {
+            let v = n.get_ref().trim();
+            if v.is_empty() || v.len() > 64 || v.contains(char::is_control) {
+                e.at(n.span(), "cluster.node: 1 to 64 printable characters");
+            }
+            v.to_string()
+        }
+    };
+    raw.enabled
+        .as_ref()
+        .is_some_and(|v| *v.get_ref())
+        .then_some(crate::fleet::FleetConfig {
+            url,
+            password_file,
+            node,
+        })
 }
 
 fn geoip(e: &mut Errs, raw: &RawGeoip) -> GeoConfig {

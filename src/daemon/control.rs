@@ -152,10 +152,29 @@ pub struct Status {
     /// Each `[[block]]` with the networks it holds now.
     #[serde(default)]
     pub blocks: Vec<crate::block::Summary>,
+    /// The fleet link (`[cluster]`), when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
     pub geoip: GeoStatus,
     /// Each enforcer by name, with what it acts on (`table inet saslguard`).
     pub enforcers: BTreeMap<String, String>,
     pub store_errors: u64,
+}
+
+/// The fleet link as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    pub node: String,
+    pub connected: bool,
+    /// Bans and lifts this node published, and received from the others.
+    pub published: u64,
+    pub received: u64,
+    /// Waiting for the database, and dropped from a full queue.
+    pub queued: u64,
+    pub dropped: u64,
+    pub errors: u64,
+    /// Fleet bans this node's own checks refused.
+    pub refused: u64,
 }
 
 /// Which enforcers still owe a ban, and why.

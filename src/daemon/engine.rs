@@ -6,8 +6,9 @@
 //! last line arrived.
 
 use super::control::{
-    BanEntry, BanList, Banned, CheckAnswer, GeoStatus, Message, MetricsText, OffenderSummary,
-    Owing, Request, Response, SourceState, Status, Tracked, True, Unbanned, error, refused,
+    BanEntry, BanList, Banned, CheckAnswer, ClusterStatus, GeoStatus, Message, MetricsText,
+    OffenderSummary, Owing, Request, Response, SourceState, Status, Tracked, True, Unbanned, error,
+    refused,
 };
 use super::metrics::{Readings, SourceReading};
 use super::sources::Input;
@@ -26,6 +27,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// The engine's end of the fleet link.
+struct Fleet {
+    out: tokio::sync::mpsc::UnboundedSender<crate::fleet::Publish>,
+    stats: std::sync::Arc<crate::fleet::FleetStats>,
+    node: String,
+    /// Fleet bans refused by this node's own checks.
+    refused: u64,
+}
 
 /// A ban some enforcers still owe.
 #[derive(Debug, Clone)]
@@ -92,6 +102,8 @@ pub struct Engine {
     last_counter_read: Instant,
     /// The totals last written to the store, by block, and when.
     block_written: BTreeMap<String, (u64, Instant)>,
+    /// The fleet link (`[cluster]`): where this node's bans go, its counters, its name.
+    fleet: Option<Fleet>,
 }
 
 /// Why the engine could not start, or a reload was refused.
@@ -232,6 +244,7 @@ impl Engine {
             block_refused: BTreeMap::new(),
             last_counter_read: Instant::now(),
             block_written: BTreeMap::new(),
+            fleet: None,
         };
         engine.refresh_own();
         engine.push_allow();
@@ -285,6 +298,97 @@ impl Engine {
         self.blocked = next;
         for f in self.enforcers.block(&self.blocked) {
             self.enforcer_error(&f);
+        }
+    }
+
+    /// Connects the engine to the fleet: its bans and lifts by hand are published.
+    pub fn set_fleet(
+        &mut self,
+        out: tokio::sync::mpsc::UnboundedSender<crate::fleet::Publish>,
+        stats: std::sync::Arc<crate::fleet::FleetStats>,
+        node: String,
+    ) {
+        self.fleet = Some(Fleet {
+            out,
+            stats,
+            node,
+            refused: 0,
+        });
+    }
+
+    /// Stops publishing (the daemon stops; the link sends what is queued and ends).
+    pub fn close_fleet(&mut self) {
+        self.fleet = None;
+    }
+
+    fn publish(&self, m: crate::fleet::Publish) {
+        if let Some(f) = &self.fleet {
+            let _ = f.out.send(m);
+        }
+    }
+
+    /// A ban or lift another node published: checked as a ban by hand would be here,
+    /// then applied through this node's enforcers (and not published again).
+    pub fn fleet_input(&mut self, r: crate::fleet::Received) {
+        let now = wall_now();
+        match r {
+            crate::fleet::Received::Ban {
+                target,
+                at,
+                until,
+                reason,
+                rule,
+                node,
+            } => {
+                if until <= now {
+                    return;
+                }
+                let protected = self.pipeline.protected();
+                if let Err(why) =
+                    crate::addr::check_target(target, &protected, self.cfg.policy.targets, false)
+                {
+                    tracing::warn!(net = %target_string(&target), node = %node, "cluster: ban refused here: {why}");
+                    if let Some(f) = &mut self.fleet {
+                        f.refused += 1;
+                    }
+                    return;
+                }
+                if self.active.get(&target).is_some_and(|b| b.until >= until) {
+                    return;
+                }
+                let d = Decision {
+                    target,
+                    at,
+                    until,
+                    reason: format!("{reason} [node {node}]"),
+                    rule,
+                    failures: 0,
+                    nth: 1,
+                    geo: target_geo(&self.pipeline, &target),
+                    tls: None,
+                };
+                self.pipeline.manual_ban(target, at, until);
+                let mut batch = Vec::new();
+                let _ = self.enforce(std::slice::from_ref(&d), now, "fleet", &mut batch);
+                self.store.send(batch);
+            }
+            crate::fleet::Received::Lift { target, node } => {
+                if self.active.remove(&target).is_none() {
+                    return;
+                }
+                let (_, errors) = self.enforcers.unban(&[target]);
+                for f in &errors {
+                    self.enforcer_error(f);
+                }
+                self.pipeline.manual_unban(target);
+                self.counters.unbans += 1;
+                self.store.send(vec![Op::Lift {
+                    target,
+                    at: now,
+                    by: format!("node {node}"),
+                }]);
+                tracing::warn!("unban {} by node {node}", target_string(&target));
+            }
         }
     }
 
@@ -482,6 +586,20 @@ impl Engine {
         // and `tick` end the ban at the same `until`.
         let wall = wall_now().max(now);
         let failures = self.enforcers.ban(decisions, wall);
+        // This node's own decisions go to the fleet (after the local enforcers: the
+        // database is never on the path of a local ban).
+        if origin != "fleet" {
+            for d in decisions.iter().filter(|d| d.until > wall) {
+                self.publish(crate::fleet::Publish::Ban {
+                    target: d.target,
+                    at: d.at,
+                    until: d.until,
+                    reason: d.reason.clone(),
+                    rule: d.rule.clone(),
+                    origin: origin.to_string(),
+                });
+            }
+        }
         for f in &failures {
             for t in &f.targets {
                 let o = self.unenforced.entry(*t).or_insert_with(|| Owed {
@@ -713,6 +831,19 @@ impl Engine {
             nft_table_rebuilds: self.counters.table_rebuilds,
             unenforced_bans: self.unenforced.len() as u64,
             alerts: self.counters.alerts.clone(),
+            cluster: self.fleet.as_ref().map(|f| {
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                ClusterStatus {
+                    node: f.node.clone(),
+                    connected: n(&f.stats.connected) == 1,
+                    published: n(&f.stats.published),
+                    received: n(&f.stats.received),
+                    queued: n(&f.stats.queued),
+                    dropped: n(&f.stats.dropped),
+                    errors: n(&f.stats.errors),
+                    refused: f.refused,
+                }
+            }),
             blocks: self
                 .blocked
                 .iter()
@@ -876,6 +1007,7 @@ impl Engine {
             self.enforcer_error(f);
         }
         self.pipeline.manual_unban(target);
+        self.publish(crate::fleet::Publish::Lift { target });
         self.counters.unbans += u64::from(removed);
         self.store.send(vec![Op::Lift {
             target,

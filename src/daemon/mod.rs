@@ -245,6 +245,22 @@ async fn event_loop(
             .map_err(io(format!("metrics listener {addr}")))?;
         tokio::spawn(metrics::serve(l, ctl_tx.clone()));
     }
+    // The fleet link: bans out to PostgreSQL, the others' bans in. A slow or absent
+    // database never holds up a local ban: the engine only queues.
+    let (fleet_tx, mut fleet_rx) = mpsc::channel::<crate::fleet::Received>(1024);
+    let mut fleet_task = None;
+    if let Some(fc) = &cfg.cluster {
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let stats = std::sync::Arc::new(crate::fleet::FleetStats::default());
+        engine.set_fleet(out_tx, stats.clone(), fc.node.clone());
+        fleet_task = Some(tokio::spawn(crate::fleet::run(
+            fc.clone(),
+            out_rx,
+            fleet_tx.clone(),
+            stats,
+        )));
+    }
+    drop(fleet_tx);
     let mut tasks = Vec::new();
     if !followers.is_empty() {
         tasks.push(tokio::spawn(sources::files(
@@ -282,6 +298,7 @@ async fn event_loop(
                 let _ = reply.send(answer);
             }
             _ = tick.tick() => engine.tick(wall_now()),
+            Some(r) = fleet_rx.recv() => engine.fleet_input(r),
             _ = hup.recv() => { let _ = engine.reload(); }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -302,6 +319,11 @@ async fn event_loop(
     }
     for t in tasks {
         t.abort();
+    }
+    if let Some(t) = fleet_task {
+        // What is still queued for the fleet gets a moment to go out.
+        engine.close_fleet();
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod support;
 
 mod blocks;
 mod daemon;
+mod fleet;
 mod hardening;
 mod nft;
 mod packaging;

@@ -1048,3 +1048,117 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A real PostgreSQL for the fleet tests: initdb in a temporary directory as the
+/// `postgres` user, a server on a unix socket only (no TCP), stopped with `pg_ctl -m
+/// fast stop` on drop. Its socket directory is reachable from every network namespace.
+#[allow(dead_code)]
+pub struct Postgres {
+    pub dir: PathBuf,
+    pub socket_dir: PathBuf,
+    bin: PathBuf,
+    _keep: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl Postgres {
+    /// The directory of Debian's PostgreSQL programs (initdb, pg_ctl, postgres).
+    pub fn bin() -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    }
+
+    pub fn start() -> Postgres {
+        let bin = Postgres::bin().expect("PostgreSQL's programs in /usr/lib/postgresql");
+        let keep = tempfile::Builder::new()
+            .prefix("saslguard-pg")
+            .tempdir()
+            .unwrap();
+        let dir = keep.path().join("data");
+        let socket_dir = keep.path().join("sock");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        run_ok(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(keep.path()),
+        );
+        run_ok(Command::new("chmod").args(["755"]).arg(keep.path()));
+        let pg = Postgres {
+            dir,
+            socket_dir,
+            bin,
+            _keep: keep,
+        };
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg.bin.join("initdb"))
+                .args(["--auth=trust", "-U", "postgres", "-D"])
+                .arg(&pg.dir),
+        );
+        pg.up();
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "psql", "-q", "-h"])
+                .arg(&pg.socket_dir)
+                .args(["-U", "postgres", "-c", "CREATE DATABASE saslguard"]),
+        );
+        pg
+    }
+
+    /// Starts the server (again) and waits for its socket.
+    pub fn up(&self) {
+        let opts = format!("-k {} -c listen_addresses=", self.socket_dir.display());
+        run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"))
+                .args(["-w", "-t", "30", "-l"])
+                .arg(self.dir.join("log"))
+                .args(["-o", &opts, "-D"])
+                .arg(&self.dir)
+                .arg("start"),
+        );
+    }
+
+    /// Stops the server (`pg_ctl -m fast stop`).
+    pub fn down(&self) {
+        let _ = run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&self.dir)
+            .arg("stop"));
+    }
+
+    /// The connection string of the fleet database.
+    pub fn url(&self) -> String {
+        format!(
+            "host={} dbname=saslguard user=postgres",
+            self.socket_dir.display()
+        )
+    }
+
+    /// Runs SQL in the fleet database.
+    pub fn sql(&self, sql: &str) -> String {
+        let o = run_ok(
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", "psql", "-qAt", "-h"])
+                .arg(&self.socket_dir)
+                .args(["-U", "postgres", "-d", "saslguard", "-c", sql]),
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.down();
+    }
+}

@@ -1,0 +1,452 @@
+//! The fleet: several saslguard nodes ban together through PostgreSQL (`[cluster]`).
+//!
+//! Each node publishes the bans it decides (policy or by hand) and the bans it lifts by
+//! hand; every node reads the others' and applies them through its own enforcers,
+//! after its own checks (a compromised node cannot get 0.0.0.0/0, an allowlisted or an
+//! own address banned elsewhere). One row per target in `fleet_bans`: concurrent
+//! decisions merge and the longest expiry wins. Every change takes a number from one
+//! sequence; a node reads what is past the last number it saw, woken by LISTEN/NOTIFY,
+//! and again every few seconds, so a lost notification costs seconds, not a ban.
+//!
+//! The database is never on the path of a local ban: the engine hands bans to this
+//! task over a channel and goes on. While PostgreSQL is down the task keeps what it must
+//! publish (bounded, the oldest dropped and counted) and sends it when the database
+//! returns, then catches up with what the others published meanwhile.
+//!
+//! Times in the database are the deciding node's; a node applies a fleet ban until its
+//! `until`, so clock skew between nodes shifts a ban's end by the skew, never its start.
+
+use crate::ban::target_string;
+use crate::time::Timestamp;
+use ipnet::IpNet;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// A libpq-style connection string (`host=/run/postgresql dbname=saslguard
+    /// user=saslguard sslmode=require`), without the password.
+    pub url: String,
+    /// The password, first line of this file (or `PGPASSWORD` in the environment).
+    pub password_file: Option<PathBuf>,
+    /// This node's name in the fleet (default: the host name).
+    pub node: String,
+}
+
+/// The schema, versioned like the SQLite store: `cluster setup` applies what is missing.
+const MIGRATIONS: &[&str] = &["
+CREATE SEQUENCE fleet_seq;
+CREATE TABLE fleet_bans (
+    target cidr        PRIMARY KEY,
+    at     timestamptz NOT NULL,
+    until  timestamptz NOT NULL,
+    reason text        NOT NULL,
+    rule   text        NOT NULL,
+    origin text        NOT NULL,
+    node   text        NOT NULL,
+    lifted boolean     NOT NULL DEFAULT false,
+    seq    bigint      NOT NULL DEFAULT nextval('fleet_seq')
+);
+CREATE INDEX fleet_bans_seq ON fleet_bans(seq);
+CREATE INDEX fleet_bans_until ON fleet_bans(until);
+CREATE TABLE fleet_nodes (
+    node      text PRIMARY KEY,
+    version   text NOT NULL,
+    last_seen timestamptz NOT NULL
+);
+"];
+
+/// What a node role needs: read and write, no delete, no DDL.
+pub fn grants(role: &str) -> String {
+    format!(
+        "GRANT SELECT, INSERT, UPDATE ON fleet_bans, fleet_nodes TO {role};\n\
+         GRANT USAGE, SELECT ON SEQUENCE fleet_seq TO {role};\n\
+         GRANT SELECT ON saslguard_schema TO {role};\n"
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("cluster: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("cluster: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    #[error("cluster: password file {path}: {source}")]
+    Password {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster: the connection to the database closed")]
+    Closed,
+    #[error(
+        "cluster: the database's schema is version {found}, this saslguard knows up to {known}"
+    )]
+    Newer { found: i32, known: i32 },
+}
+
+/// Connects, with TLS when the connection string asks for it (`sslmode`).
+async fn connect(
+    cfg: &FleetConfig,
+) -> Result<
+    (
+        tokio_postgres::Client,
+        tokio_postgres::Connection<
+            tokio_postgres::Socket,
+            postgres_openssl::TlsStream<tokio_postgres::Socket>,
+        >,
+    ),
+    FleetError,
+> {
+    let mut pg: tokio_postgres::Config = cfg.url.parse()?;
+    if let Some(path) = &cfg.password_file {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetError::Password {
+            path: path.clone(),
+            source,
+        })?;
+        pg.password(text.lines().next().unwrap_or("").trim_end());
+    } else if let Ok(p) = std::env::var("PGPASSWORD") {
+        pg.password(p);
+    }
+    let mut tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())?;
+    tls.set_verify(openssl::ssl::SslVerifyMode::PEER);
+    let tls = postgres_openssl::MakeTlsConnector::new(tls.build());
+    Ok(pg.connect(tls).await?)
+}
+
+/// Creates or migrates the schema (`saslguard cluster setup`); returns the version now.
+pub async fn setup(cfg: &FleetConfig) -> Result<i32, FleetError> {
+    let (mut client, conn) = connect(cfg).await?;
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS saslguard_schema (version int NOT NULL)")
+        .await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("LOCK TABLE saslguard_schema").await?;
+    let found: i32 = tx
+        .query_opt("SELECT version FROM saslguard_schema", &[])
+        .await?
+        .map_or(0, |r| r.get(0));
+    let known = MIGRATIONS.len() as i32;
+    if found > known {
+        return Err(FleetError::Newer { found, known });
+    }
+    for m in &MIGRATIONS[found as usize..] {
+        tx.batch_execute(m).await?;
+    }
+    tx.execute("DELETE FROM saslguard_schema", &[]).await?;
+    tx.execute("INSERT INTO saslguard_schema VALUES ($1)", &[&known])
+        .await?;
+    tx.commit().await?;
+    drop(client);
+    let _ = task.await;
+    Ok(known)
+}
+
+/// A ban or lift this node publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publish {
+    Ban {
+        target: IpNet,
+        at: Timestamp,
+        until: Timestamp,
+        reason: String,
+        rule: String,
+        origin: String,
+    },
+    Lift {
+        target: IpNet,
+    },
+}
+
+/// A ban or lift another node published.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Ban {
+        target: IpNet,
+        at: Timestamp,
+        until: Timestamp,
+        reason: String,
+        rule: String,
+        node: String,
+    },
+    Lift {
+        target: IpNet,
+        node: String,
+    },
+}
+
+/// What `status` and the metrics show of the fleet link.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub connected: AtomicU64,
+    pub published: AtomicU64,
+    pub received: AtomicU64,
+    /// Waiting to be published (the database unreachable).
+    pub queued: AtomicU64,
+    /// Dropped from a full queue.
+    pub dropped: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// The most bans kept for publishing while the database is unreachable.
+const MAX_QUEUE: usize = 100_000;
+/// How often a node reads the fleet's changes without a notification.
+const CATCH_UP: Duration = Duration::from_secs(5);
+const CHANNEL: &str = "saslguard_bans";
+
+fn ts(t: Timestamp) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(t.0.max(0) as u64)
+}
+
+fn from_ts(t: std::time::SystemTime) -> Timestamp {
+    Timestamp(
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+    )
+}
+
+/// The fleet link: publishes what `outgoing` brings, sends what other nodes published
+/// to `incoming`. Runs until `outgoing` closes; reconnects with backoff.
+pub async fn run(
+    cfg: FleetConfig,
+    mut outgoing: mpsc::UnboundedReceiver<Publish>,
+    incoming: mpsc::Sender<Received>,
+    stats: Arc<FleetStats>,
+) {
+    let mut queue: VecDeque<Publish> = VecDeque::new();
+    // Read from the start: a node that starts applies every active fleet ban.
+    let mut last_seq: i64 = 0;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match session(
+            &cfg,
+            &mut outgoing,
+            &incoming,
+            &stats,
+            &mut queue,
+            &mut last_seq,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                stats.connected.store(0, Ordering::Relaxed);
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("{e}; banning locally, retrying in {backoff:?}");
+            }
+        }
+        // Keep taking what the engine publishes while the database is away.
+        let wait = tokio::time::sleep(backoff);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                m = outgoing.recv() => match m {
+                    Some(m) => enqueue(&mut queue, m, &stats),
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn enqueue(queue: &mut VecDeque<Publish>, m: Publish, stats: &FleetStats) {
+    if queue.len() >= MAX_QUEUE {
+        queue.pop_front();
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    queue.push_back(m);
+    stats.queued.store(queue.len() as u64, Ordering::Relaxed);
+}
+
+/// One connection's life: Ok when the engine is gone, Err when the database is.
+async fn session(
+    cfg: &FleetConfig,
+    outgoing: &mut mpsc::UnboundedReceiver<Publish>,
+    incoming: &mpsc::Sender<Received>,
+    stats: &FleetStats,
+    queue: &mut VecDeque<Publish>,
+    last_seq: &mut i64,
+) -> Result<(), FleetError> {
+    let (client, mut conn) = connect(cfg).await?;
+    // The connection's messages: notifications go to `notes`, the end to `gone`.
+    let (notes_tx, mut notes) = mpsc::unbounded_channel::<()>();
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        use futures_util::StreamExt;
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    let _ = notes_tx.send(());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = gone_tx.send(());
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    client
+        .execute(
+            "INSERT INTO fleet_nodes(node, version, last_seen) VALUES ($1, $2, now())
+             ON CONFLICT (node) DO UPDATE SET version = $2, last_seen = now()",
+            &[&cfg.node, &env!("CARGO_PKG_VERSION")],
+        )
+        .await?;
+    stats.connected.store(1, Ordering::Relaxed);
+    tracing::info!(node = %cfg.node, "cluster: connected");
+    // What waited while the database was away, then what the others did meanwhile.
+    while let Some(m) = queue.front().cloned() {
+        publish(&client, cfg, &m).await?;
+        queue.pop_front();
+        stats.published.fetch_add(1, Ordering::Relaxed);
+        stats.queued.store(queue.len() as u64, Ordering::Relaxed);
+    }
+    catch_up(&client, cfg, incoming, stats, last_seq).await?;
+    let mut tick = tokio::time::interval(CATCH_UP);
+    loop {
+        tokio::select! {
+            m = outgoing.recv() => {
+                let Some(m) = m else { return Ok(()) };
+                if let Err(e) = publish(&client, cfg, &m).await {
+                    enqueue(queue, m, stats);
+                    return Err(e);
+                }
+                stats.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(()) = notes.recv() => {
+                catch_up(&client, cfg, incoming, stats, last_seq).await?;
+            }
+            _ = tick.tick() => {
+                catch_up(&client, cfg, incoming, stats, last_seq).await?;
+                client
+                    .execute("UPDATE fleet_nodes SET last_seen = now() WHERE node = $1", &[&cfg.node])
+                    .await?;
+            }
+            _ = &mut gone => return Err(FleetError::Closed),
+        }
+    }
+}
+
+async fn publish(
+    client: &tokio_postgres::Client,
+    cfg: &FleetConfig,
+    m: &Publish,
+) -> Result<(), FleetError> {
+    match m {
+        Publish::Ban {
+            target,
+            at,
+            until,
+            reason,
+            rule,
+            origin,
+        } => {
+            let target = cidr(target);
+            client
+                .execute(
+                    "INSERT INTO fleet_bans(target, at, until, reason, rule, origin, node)
+                     VALUES ($1::text::cidr, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (target) DO UPDATE SET
+                       at     = CASE WHEN fleet_bans.lifted OR EXCLUDED.until > fleet_bans.until THEN EXCLUDED.at ELSE fleet_bans.at END,
+                       reason = CASE WHEN fleet_bans.lifted OR EXCLUDED.until > fleet_bans.until THEN EXCLUDED.reason ELSE fleet_bans.reason END,
+                       rule   = CASE WHEN fleet_bans.lifted OR EXCLUDED.until > fleet_bans.until THEN EXCLUDED.rule ELSE fleet_bans.rule END,
+                       origin = CASE WHEN fleet_bans.lifted OR EXCLUDED.until > fleet_bans.until THEN EXCLUDED.origin ELSE fleet_bans.origin END,
+                       node   = CASE WHEN fleet_bans.lifted OR EXCLUDED.until > fleet_bans.until THEN EXCLUDED.node ELSE fleet_bans.node END,
+                       until  = CASE WHEN fleet_bans.lifted THEN EXCLUDED.until ELSE GREATEST(fleet_bans.until, EXCLUDED.until) END,
+                       lifted = false,
+                       seq    = nextval('fleet_seq')",
+                    &[&target, &ts(*at), &ts(*until), reason, rule, origin, &cfg.node],
+                )
+                .await?;
+        }
+        Publish::Lift { target } => {
+            client
+                .execute(
+                    "UPDATE fleet_bans SET lifted = true, node = $2, seq = nextval('fleet_seq')
+                     WHERE target = $1::text::cidr AND NOT lifted",
+                    &[&cidr(target), &cfg.node],
+                )
+                .await?;
+        }
+    }
+    client.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
+    Ok(())
+}
+
+fn cidr(t: &IpNet) -> String {
+    // PostgreSQL's cidr wants the prefix length written out.
+    format!("{}/{}", t.network(), t.prefix_len())
+}
+
+/// Reads the changes past `last_seq` and hands the others' to the engine.
+async fn catch_up(
+    client: &tokio_postgres::Client,
+    cfg: &FleetConfig,
+    incoming: &mpsc::Sender<Received>,
+    stats: &FleetStats,
+    last_seq: &mut i64,
+) -> Result<(), FleetError> {
+    loop {
+        let rows = client
+            .query(
+                "SELECT target::text, at, until, reason, rule, node, lifted, seq
+                 FROM fleet_bans WHERE seq > $1 ORDER BY seq LIMIT 10000",
+                &[last_seq],
+            )
+            .await?;
+        let more = rows.len() == 10_000;
+        for r in rows {
+            let seq: i64 = r.get(7);
+            *last_seq = (*last_seq).max(seq);
+            let node: String = r.get(5);
+            if node == cfg.node {
+                continue;
+            }
+            let text: String = r.get(0);
+            let Ok(target) = crate::addr::parse_network(&text) else {
+                tracing::warn!(node = %node, "cluster: a ban of {text:?} is not a network; ignored");
+                continue;
+            };
+            let m = if r.get::<_, bool>(6) {
+                Received::Lift { target, node }
+            } else {
+                Received::Ban {
+                    target,
+                    at: from_ts(r.get(1)),
+                    until: from_ts(r.get(2)),
+                    reason: r.get(3),
+                    rule: r.get(4),
+                    node,
+                }
+            };
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            if incoming.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Received::Ban { target, node, .. } => {
+                write!(f, "ban of {} from node {node}", target_string(target))
+            }
+            Received::Lift { target, node } => {
+                write!(f, "lift of {} from node {node}", target_string(target))
+            }
+        }
+    }
+}

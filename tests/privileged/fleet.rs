@@ -1,0 +1,141 @@
+//! The fleet against a real PostgreSQL and two saslguard nodes, each in a network
+//! namespace of its own with its own nftables: a ban on one node reaches the other's
+//! kernel, a lift too; a compromised node's ban of everything is refused; the database
+//! stopped mid-run loses nothing.
+
+use crate::support;
+use crate::support::{Daemon, Netns, Postgres, append, failures};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
+
+fn node(net: &Netns, log: &std::path::Path, pg: &Postgres, name: &str) -> Daemon {
+    Daemon::start(
+        &net.server,
+        &format!(
+            "[sources]\nfiles = [\"{}\"]\njournal = false\n\
+             [cluster]\nenabled = true\nurl = \"{}\"\nnode = \"{name}\"\n",
+            log.display(),
+            pg.url()
+        ),
+    )
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < end, "{what} within {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_nodes_ban_together_through_postgresql() {
+    if !support::can_run(
+        "two_nodes_ban_together_through_postgresql",
+        &["ip", "nft", "runuser", "psql"],
+    ) {
+        return;
+    }
+    if Postgres::bin().is_none() {
+        support::skip(
+            "two_nodes_ban_together_through_postgresql",
+            "PostgreSQL is not installed (apt-get install postgresql)",
+        );
+        return;
+    }
+    let pg = Postgres::start();
+    let (net_a, net_b) = (Netns::new(&["192.0.2.50"]), Netns::new(&["192.0.2.51"]));
+    let work = tempfile::tempdir().unwrap();
+    let (log_a, log_b) = (work.path().join("a.log"), work.path().join("b.log"));
+    append(&log_a, "");
+    append(&log_b, "");
+    let a = node(&net_a, &log_a, &pg, "a");
+    // The schema, as an admin sets it up once.
+    let out = support::run(
+        std::process::Command::new(BIN)
+            .args(["cluster", "setup", "-c"])
+            .arg(a.config_path()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("GRANT SELECT, INSERT, UPDATE ON fleet_bans")
+    );
+    let b = node(&net_b, &log_b, &pg, "b");
+
+    // A ban by hand on node a: in b's kernel within seconds, with where it came from.
+    assert!(
+        a.ctl(&["ban", "198.51.100.7", "--for", "1h"])
+            .status
+            .success()
+    );
+    wait_for("a's ban in b's kernel", 10, || {
+        b.kernel_set("addr4").contains("198.51.100.7")
+    });
+    let bans = b.json("bans");
+    assert!(
+        bans["bans"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[node a]"),
+        "{bans:#}"
+    );
+    assert_eq!(bans["bans"][0]["origin"], "fleet");
+
+    // A ban node b's policy decides, from its own log: in a's kernel.
+    append(&log_b, &failures("203.0.113.9", 10));
+    wait_for("b's policy ban in a's kernel", 15, || {
+        a.kernel_set("addr4").contains("203.0.113.9")
+    });
+
+    // A lift on node b reaches a.
+    assert!(b.ctl(&["unban", "198.51.100.7"]).status.success());
+    wait_for("the lift in a's kernel", 10, || {
+        !a.kernel_set("addr4").contains("198.51.100.7")
+    });
+
+    // A compromised node writes a ban of everything and of a's own address: refused by
+    // each node's own checks.
+    pg.sql(
+        "INSERT INTO fleet_bans(target, at, until, reason, rule, origin, node) VALUES \
+         ('0.0.0.0/0', now(), now() + interval '1 hour', 'x', 'x', 'policy', 'evil'), \
+         ('192.0.2.1/32', now(), now() + interval '1 hour', 'x', 'x', 'policy', 'evil'); \
+         NOTIFY saslguard_bans",
+    );
+    wait_for("the evil bans refused on both nodes", 10, || {
+        a.json("status")["cluster"]["refused"] == 2 && b.json("status")["cluster"]["refused"] == 2
+    });
+    for d in [&a, &b] {
+        assert!(!d.kernel_set("net4").contains("0.0.0.0/0"));
+        assert!(!d.kernel_set("addr4").contains("192.0.2.1"));
+    }
+
+    // The database stops: a still bans at once, queues, and publishes when it returns.
+    pg.down();
+    assert!(
+        a.ctl(&["ban", "198.51.100.99", "--for", "1h"])
+            .status
+            .success()
+    );
+    assert!(
+        a.kernel_set("addr4").contains("198.51.100.99"),
+        "a local ban needs no database"
+    );
+    wait_for("a to count the queued ban", 10, || {
+        let s = a.json("status");
+        s["cluster"]["connected"] == false && s["cluster"]["queued"] == 1
+    });
+    pg.up();
+    wait_for("the queued ban in b's kernel", 40, || {
+        b.kernel_set("addr4").contains("198.51.100.99")
+    });
+    let s = a.json("status");
+    assert_eq!(s["cluster"]["queued"], 0, "{s:#}");
+    assert_eq!(s["cluster"]["dropped"], 0, "{s:#}");
+    // Published once: one row for the target.
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")
+            .trim(),
+        "1"
+    );
+}
