@@ -20,6 +20,7 @@ use crate::ban::target_string;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +40,8 @@ pub struct FleetConfig {
 }
 
 /// The schema, versioned like the SQLite store: `cluster setup` applies what is missing.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE SEQUENCE fleet_seq;
 CREATE TABLE fleet_bans (
     target cidr        PRIMARY KEY,
@@ -59,13 +61,25 @@ CREATE TABLE fleet_nodes (
     version   text NOT NULL,
     last_seen timestamptz NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE fleet_failures (
+    seq     bigserial   PRIMARY KEY,
+    address inet        NOT NULL,
+    time    timestamptz NOT NULL,
+    count   integer     NOT NULL,
+    node    text        NOT NULL
+);
+CREATE INDEX fleet_failures_time ON fleet_failures(time);
+",
+];
 
 /// What a node role needs: read and write, no delete, no DDL.
 pub fn grants(role: &str) -> String {
     format!(
         "GRANT SELECT, INSERT, UPDATE ON fleet_bans, fleet_nodes TO {role};\n\
-         GRANT USAGE, SELECT ON SEQUENCE fleet_seq TO {role};\n\
+         GRANT SELECT, INSERT ON fleet_failures TO {role};\n\
+         GRANT USAGE, SELECT ON SEQUENCE fleet_seq, fleet_failures_seq_seq TO {role};\n\
          GRANT SELECT ON saslguard_schema TO {role};\n"
     )
 }
@@ -161,6 +175,12 @@ pub enum Publish {
     Lift {
         target: IpNet,
     },
+    /// Attempts this node counted (the fleet counts them with its own).
+    Failure {
+        address: IpAddr,
+        time: Timestamp,
+        count: u32,
+    },
 }
 
 /// A ban or lift another node published.
@@ -177,6 +197,12 @@ pub enum Received {
     Lift {
         target: IpNet,
         node: String,
+    },
+    /// Attempts another node counted.
+    Failure {
+        address: IpAddr,
+        time: Timestamp,
+        count: u32,
     },
 }
 
@@ -214,13 +240,20 @@ fn from_ts(t: std::time::SystemTime) -> Timestamp {
 /// to `incoming`. Runs until `outgoing` closes; reconnects with backoff.
 pub async fn run(
     cfg: FleetConfig,
+    window: Duration,
     mut outgoing: mpsc::UnboundedReceiver<Publish>,
     incoming: mpsc::Sender<Received>,
     stats: Arc<FleetStats>,
 ) {
     let mut queue: VecDeque<Publish> = VecDeque::new();
-    // Read from the start: a node that starts applies every active fleet ban.
-    let mut last_seq: i64 = 0;
+    // Bans: read from the start, so a node that starts applies every active fleet ban.
+    // Failures: from those still inside the longest window (found at the first
+    // connection), then each once.
+    let mut seqs = Seqs {
+        bans: 0,
+        failures: None,
+        window,
+    };
     let mut backoff = Duration::from_millis(500);
     loop {
         match session(
@@ -229,7 +262,7 @@ pub async fn run(
             &incoming,
             &stats,
             &mut queue,
-            &mut last_seq,
+            &mut seqs,
         )
         .await
         {
@@ -265,6 +298,14 @@ fn enqueue(queue: &mut VecDeque<Publish>, m: Publish, stats: &FleetStats) {
     stats.queued.store(queue.len() as u64, Ordering::Relaxed);
 }
 
+/// How far this node has read the fleet's changes.
+struct Seqs {
+    bans: i64,
+    /// None until the first connection finds where the window starts.
+    failures: Option<i64>,
+    window: Duration,
+}
+
 /// One connection's life: Ok when the engine is gone, Err when the database is.
 async fn session(
     cfg: &FleetConfig,
@@ -272,7 +313,7 @@ async fn session(
     incoming: &mpsc::Sender<Received>,
     stats: &FleetStats,
     queue: &mut VecDeque<Publish>,
-    last_seq: &mut i64,
+    seqs: &mut Seqs,
 ) -> Result<(), FleetError> {
     let (client, mut conn) = connect(cfg).await?;
     // The connection's messages: notifications go to `notes`, the end to `gone`.
@@ -302,30 +343,53 @@ async fn session(
         .await?;
     stats.connected.store(1, Ordering::Relaxed);
     tracing::info!(node = %cfg.node, "cluster: connected");
+    if seqs.failures.is_none() {
+        let since = std::time::SystemTime::now() - seqs.window;
+        let row = client
+            .query_one(
+                "SELECT coalesce((SELECT min(seq) - 1 FROM fleet_failures WHERE time > $1),
+                                 (SELECT max(seq) FROM fleet_failures), 0)",
+                &[&since],
+            )
+            .await?;
+        seqs.failures = Some(row.get(0));
+    }
     // What waited while the database was away, then what the others did meanwhile.
-    while let Some(m) = queue.front().cloned() {
-        publish(&client, cfg, &m).await?;
-        queue.pop_front();
-        stats.published.fetch_add(1, Ordering::Relaxed);
+    while !queue.is_empty() {
+        let n = queue.len().min(1000);
+        let batch: Vec<Publish> = queue.iter().take(n).cloned().collect();
+        publish(&client, cfg, &batch).await?;
+        queue.drain(..n);
+        stats.published.fetch_add(n as u64, Ordering::Relaxed);
         stats.queued.store(queue.len() as u64, Ordering::Relaxed);
     }
-    catch_up(&client, cfg, incoming, stats, last_seq).await?;
+    catch_up(&client, cfg, incoming, stats, seqs).await?;
     let mut tick = tokio::time::interval(CATCH_UP);
     loop {
         tokio::select! {
             m = outgoing.recv() => {
                 let Some(m) = m else { return Ok(()) };
-                if let Err(e) = publish(&client, cfg, &m).await {
-                    enqueue(queue, m, stats);
+                // Whatever else is waiting goes in the same round trip.
+                let mut batch = vec![m];
+                while batch.len() < 1000 {
+                    match outgoing.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = publish(&client, cfg, &batch).await {
+                    for m in batch {
+                        enqueue(queue, m, stats);
+                    }
                     return Err(e);
                 }
-                stats.published.fetch_add(1, Ordering::Relaxed);
+                stats.published.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
             Some(()) = notes.recv() => {
-                catch_up(&client, cfg, incoming, stats, last_seq).await?;
+                catch_up(&client, cfg, incoming, stats, seqs).await?;
             }
             _ = tick.tick() => {
-                catch_up(&client, cfg, incoming, stats, last_seq).await?;
+                catch_up(&client, cfg, incoming, stats, seqs).await?;
                 client
                     .execute("UPDATE fleet_nodes SET last_seen = now() WHERE node = $1", &[&cfg.node])
                     .await?;
@@ -335,12 +399,64 @@ async fn session(
     }
 }
 
+/// Publishes a batch in one transaction (the failures in one statement), then wakes
+/// the other nodes.
 async fn publish(
+    client: &tokio_postgres::Client,
+    cfg: &FleetConfig,
+    batch: &[Publish],
+) -> Result<(), FleetError> {
+    client.batch_execute("BEGIN").await?;
+    let r = publish_in(client, cfg, batch).await;
+    if r.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return r;
+    }
+    client
+        .batch_execute(&format!("NOTIFY {CHANNEL}; COMMIT"))
+        .await?;
+    Ok(())
+}
+
+async fn publish_in(
+    client: &tokio_postgres::Client,
+    cfg: &FleetConfig,
+    batch: &[Publish],
+) -> Result<(), FleetError> {
+    let (mut addrs, mut times, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    for m in batch {
+        match m {
+            Publish::Failure {
+                address,
+                time,
+                count,
+            } => {
+                addrs.push(address.to_string());
+                times.push(ts(*time));
+                counts.push(i32::try_from(*count).unwrap_or(i32::MAX));
+            }
+            other => publish_one(client, cfg, other).await?,
+        }
+    }
+    if !addrs.is_empty() {
+        client
+            .execute(
+                "INSERT INTO fleet_failures(address, time, count, node)
+                 SELECT a::inet, t, c, $4 FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS u(a, t, c)",
+                &[&addrs, &times, &counts, &cfg.node],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+async fn publish_one(
     client: &tokio_postgres::Client,
     cfg: &FleetConfig,
     m: &Publish,
 ) -> Result<(), FleetError> {
     match m {
+        Publish::Failure { .. } => {}
         Publish::Ban {
             target,
             at,
@@ -377,7 +493,6 @@ async fn publish(
                 .await?;
         }
     }
-    client.batch_execute(&format!("NOTIFY {CHANNEL}")).await?;
     Ok(())
 }
 
@@ -386,8 +501,51 @@ fn cidr(t: &IpNet) -> String {
     format!("{}/{}", t.network(), t.prefix_len())
 }
 
-/// Reads the changes past `last_seq` and hands the others' to the engine.
+/// Reads the changes past what this node has seen and hands the others' to the engine:
+/// bans and lifts, then failures.
 async fn catch_up(
+    client: &tokio_postgres::Client,
+    cfg: &FleetConfig,
+    incoming: &mpsc::Sender<Received>,
+    stats: &FleetStats,
+    seqs: &mut Seqs,
+) -> Result<(), FleetError> {
+    catch_up_bans(client, cfg, incoming, stats, &mut seqs.bans).await?;
+    let Some(last) = seqs.failures.as_mut() else {
+        return Ok(());
+    };
+    loop {
+        let rows = client
+            .query(
+                "SELECT host(address), time, count, seq FROM fleet_failures
+                 WHERE seq > $1 AND node <> $2 ORDER BY seq LIMIT 10000",
+                &[&*last, &cfg.node],
+            )
+            .await?;
+        let more = rows.len() == 10_000;
+        for r in rows {
+            *last = (*last).max(r.get::<_, i64>(3));
+            let text: String = r.get(0);
+            let Ok(address) = text.parse::<IpAddr>() else {
+                continue;
+            };
+            let m = Received::Failure {
+                address: crate::addr::canonical(address),
+                time: from_ts(r.get(1)),
+                count: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+            };
+            stats.received.fetch_add(1, Ordering::Relaxed);
+            if incoming.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+async fn catch_up_bans(
     client: &tokio_postgres::Client,
     cfg: &FleetConfig,
     incoming: &mpsc::Sender<Received>,
@@ -446,6 +604,9 @@ impl std::fmt::Display for Received {
             }
             Received::Lift { target, node } => {
                 write!(f, "lift of {} from node {node}", target_string(target))
+            }
+            Received::Failure { address, count, .. } => {
+                write!(f, "{count} failures of {address}")
             }
         }
     }

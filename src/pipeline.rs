@@ -408,6 +408,27 @@ impl Pipeline {
         self.policy.restore(target, at, Some(until));
     }
 
+    /// A failure another node of the fleet counted: it enters the windows (once: the
+    /// fleet link hands each one over once) and the policy decides on the fleet's count.
+    /// Returns the ban decisions it caused.
+    pub fn remote_failure(&mut self, addr: IpAddr, time: Timestamp, count: u32) -> &[Decision] {
+        self.decisions.clear();
+        if self.policy.allowlisted(addr) {
+            return &self.decisions;
+        }
+        let prefix = self.prefix_rules.then(|| self.policy.prefix_of(addr));
+        self.tracker.record(addr, prefix, time, count);
+        let geo = self.lookup(addr);
+        self.policy.decide(
+            &self.tracker,
+            addr,
+            &geo,
+            time.max(self.now),
+            &mut self.decisions,
+        );
+        &self.decisions
+    }
+
     /// An unban by hand: the target may be banned again, and its failures so far are
     /// forgotten (the admin let it try again).
     pub fn manual_unban(&mut self, target: IpNet) {

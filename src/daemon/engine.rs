@@ -122,7 +122,7 @@ pub enum EngineError {
 }
 
 /// The longest rule window: failures older than this no longer matter.
-fn max_window(cfg: &Config) -> i64 {
+pub(crate) fn max_window(cfg: &Config) -> i64 {
     cfg.policy
         .all_rules()
         .map(|r| r.within_ms)
@@ -372,6 +372,18 @@ impl Engine {
                 let _ = self.enforce(std::slice::from_ref(&d), now, "fleet", &mut batch);
                 self.store.send(batch);
             }
+            crate::fleet::Received::Failure {
+                address,
+                time,
+                count,
+            } => {
+                let decisions = self.pipeline.remote_failure(address, time, count).to_vec();
+                if !decisions.is_empty() {
+                    let mut batch = Vec::new();
+                    let _ = self.enforce(&decisions, now, "policy", &mut batch);
+                    self.store.send(batch);
+                }
+            }
             crate::fleet::Received::Lift { target, node } => {
                 if self.active.remove(&target).is_none() {
                     return;
@@ -493,6 +505,14 @@ impl Engine {
     /// The pipeline's changes since the last call, as store operations.
     fn changes(&mut self) -> Batch {
         let ch = self.pipeline.take_changes();
+        // The fleet counts this node's failures with its own.
+        for &(address, time, count) in &ch.failures {
+            self.publish(crate::fleet::Publish::Failure {
+                address,
+                time,
+                count,
+            });
+        }
         let mut batch: Batch = ch
             .failures
             .iter()

@@ -253,8 +253,10 @@ async fn event_loop(
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let stats = std::sync::Arc::new(crate::fleet::FleetStats::default());
         engine.set_fleet(out_tx, stats.clone(), fc.node.clone());
+        let window = Duration::from_millis(engine::max_window(&cfg).max(0) as u64);
         fleet_task = Some(tokio::spawn(crate::fleet::run(
             fc.clone(),
+            window,
             out_rx,
             fleet_tx.clone(),
             stats,

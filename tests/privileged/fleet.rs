@@ -14,7 +14,8 @@ fn node(net: &Netns, log: &std::path::Path, pg: &Postgres, name: &str) -> Daemon
         &net.server,
         &format!(
             "[sources]\nfiles = [\"{}\"]\njournal = false\n\
-             [cluster]\nenabled = true\nurl = \"{}\"\nnode = \"{name}\"\n",
+             [cluster]\nenabled = true\nurl = \"{}\"\nnode = \"{name}\"\n\
+             [[rule]]\nname = \"fleet\"\nfailures = 4\nwithin = \"10m\"\nban = \"1h\"\n",
             log.display(),
             pg.url()
         ),
@@ -86,6 +87,37 @@ fn two_nodes_ban_together_through_postgresql() {
     append(&log_b, &failures("203.0.113.9", 10));
     wait_for("b's policy ban in a's kernel", 15, || {
         a.kernel_set("addr4").contains("203.0.113.9")
+    });
+
+    // A guesser spreads its tries: 2 on each node, under the threshold of 4 on either,
+    // 4 in the fleet: banned on both.
+    append(&log_a, &failures("203.0.113.77", 2));
+    append(&log_b, &failures("203.0.113.77", 2));
+    wait_for("the spread-out guesser banned on both nodes", 15, || {
+        a.kernel_set("addr4").contains("203.0.113.77")
+            && b.kernel_set("addr4").contains("203.0.113.77")
+    });
+    // Each failure is in the fleet once.
+    assert_eq!(
+        pg.sql("SELECT sum(count) FROM fleet_failures WHERE address = '203.0.113.77'")
+            .trim(),
+        "4"
+    );
+
+    // Node b is down while a counts 2 more tries of another guesser; b, started again,
+    // reads them from the fleet and its own 2 tries make 4.
+    let mut b = b;
+    assert!(b.stop().success());
+    append(&log_a, &failures("203.0.113.88", 2));
+    wait_for("a's failures in the fleet", 10, || {
+        pg.sql("SELECT coalesce(sum(count), 0) FROM fleet_failures WHERE address = '203.0.113.88'")
+            .trim()
+            == "2"
+    });
+    b.restart();
+    append(&log_b, &failures("203.0.113.88", 2));
+    wait_for("the guesser banned after b's restart", 15, || {
+        b.kernel_set("addr4").contains("203.0.113.88")
     });
 
     // A lift on node b reaches a.
