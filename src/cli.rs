@@ -319,6 +319,11 @@ pub enum ClusterAction {
         #[arg(long, default_value = "saslguard")]
         node_role: String,
     },
+    /// The fleet's nodes (last seen, version, what each published) and its bans.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -161,6 +161,80 @@ pub async fn setup(cfg: &FleetConfig) -> Result<i32, FleetError> {
     Ok(known)
 }
 
+/// One node as `cluster status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub version: String,
+    pub last_seen: Timestamp,
+    /// Seconds since the node last said it is alive (every 5 s while connected).
+    pub seen_ago_s: i64,
+    pub failures_published: i64,
+    pub bans_decided: i64,
+}
+
+/// The fleet as the database sees it: its nodes and its active bans.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStatus {
+    pub schema_version: i32,
+    pub nodes: Vec<NodeStatus>,
+    pub active_bans: i64,
+    pub failures_last_hour: i64,
+}
+
+/// `saslguard cluster status`.
+pub async fn status(cfg: &FleetConfig) -> Result<FleetStatus, FleetError> {
+    let (client, conn) = connect(cfg).await?;
+    let task = tokio::spawn(conn);
+    let schema_version: i32 = client
+        .query_opt("SELECT version FROM saslguard_schema", &[])
+        .await?
+        .map_or(0, |r| r.get(0));
+    let rows = client
+        .query(
+            "SELECT n.node, n.version, n.last_seen,
+                    extract(epoch FROM now() - n.last_seen)::bigint,
+                    (SELECT coalesce(sum(count), 0)::bigint FROM fleet_failures f WHERE f.node = n.node),
+                    (SELECT count(*) FROM fleet_bans b WHERE b.node = n.node AND NOT b.lifted)
+             FROM fleet_nodes n ORDER BY n.node",
+            &[],
+        )
+        .await?;
+    let nodes = rows
+        .iter()
+        .map(|r| NodeStatus {
+            node: r.get(0),
+            version: r.get(1),
+            last_seen: from_ts(r.get(2)),
+            seen_ago_s: r.get(3),
+            failures_published: r.get(4),
+            bans_decided: r.get(5),
+        })
+        .collect();
+    let active_bans: i64 = client
+        .query_one(
+            "SELECT count(*) FROM fleet_bans WHERE NOT lifted AND until > now()",
+            &[],
+        )
+        .await?
+        .get(0);
+    let failures_last_hour: i64 = client
+        .query_one(
+            "SELECT coalesce(sum(count), 0)::bigint FROM fleet_failures WHERE time > now() - interval '1 hour'",
+            &[],
+        )
+        .await?
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    Ok(FleetStatus {
+        schema_version,
+        nodes,
+        active_bans,
+        failures_last_hour,
+    })
+}
+
 /// A ban or lift this node publishes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Publish {

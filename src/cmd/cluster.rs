@@ -15,22 +15,42 @@ pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result
         );
         return Ok(ExitCode::from(EX_USAGE));
     };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match action {
-        ClusterAction::Setup { node_role } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            match rt.block_on(saslguard::fleet::setup(&fc)) {
-                Ok(v) => {
-                    println!("fleet schema at version {v}; a node's role needs:");
-                    print!("{}", saslguard::fleet::grants(&node_role));
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("saslguard {e}");
-                    Ok(ExitCode::from(EX_UNAVAILABLE))
-                }
+        ClusterAction::Status { json } => match rt.block_on(saslguard::fleet::status(&fc)) {
+            Ok(s) => {
+                emit(json, &s, |s| {
+                    let mut o = format!(
+                        "fleet schema {}; {} active bans; {} failures in the last hour\n",
+                        s.schema_version, s.active_bans, s.failures_last_hour
+                    );
+                    for n in &s.nodes {
+                        o.push_str(&format!(
+                            "  {}  saslguard {}  seen {} s ago  failures published {}  active bans decided {}\n",
+                            n.node, n.version, n.seen_ago_s, n.failures_published, n.bans_decided
+                        ));
+                    }
+                    o
+                })?;
+                Ok(ExitCode::SUCCESS)
             }
-        }
+            Err(e) => {
+                eprintln!("saslguard {e}");
+                Ok(ExitCode::from(EX_UNAVAILABLE))
+            }
+        },
+        ClusterAction::Setup { node_role } => match rt.block_on(saslguard::fleet::setup(&fc)) {
+            Ok(v) => {
+                println!("fleet schema at version {v}; a node's role needs:");
+                print!("{}", saslguard::fleet::grants(&node_role));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("saslguard {e}");
+                Ok(ExitCode::from(EX_UNAVAILABLE))
+            }
+        },
     }
 }

@@ -1163,6 +1163,17 @@ impl Engine {
                     (b.name.clone(), n)
                 })
                 .collect(),
+            cluster: self.fleet.as_ref().map(|f| {
+                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                super::metrics::ClusterReading {
+                    connected: n(&f.stats.connected) == 1,
+                    published: n(&f.stats.published),
+                    received: n(&f.stats.received),
+                    queued: n(&f.stats.queued),
+                    dropped: n(&f.stats.dropped),
+                    refused: f.refused,
+                }
+            }),
         };
         super::metrics::render(&readings)
     }

@@ -61,6 +61,18 @@ pub struct Readings {
     pub store_errors: u64,
     /// Packets refused per `[[block]]`.
     pub blocks: Vec<(String, u64)>,
+    /// The fleet link, when `[cluster]` is on.
+    pub cluster: Option<ClusterReading>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClusterReading {
+    pub connected: bool,
+    pub published: u64,
+    pub received: u64,
+    pub queued: u64,
+    pub dropped: u64,
+    pub refused: u64,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -175,6 +187,38 @@ pub fn render(r: &Readings) -> String {
         "Failed store writes",
         counter(r.store_errors),
     );
+    if let Some(c) = &r.cluster {
+        reg.register(
+            "cluster_connected",
+            "1 while the fleet's database is reachable",
+            gauge(u64::from(c.connected)),
+        );
+        reg.register(
+            "cluster_published",
+            "Failures, bans and lifts this node published to the fleet",
+            counter(c.published),
+        );
+        reg.register(
+            "cluster_received",
+            "Failures, bans and lifts received from the other nodes",
+            counter(c.received),
+        );
+        reg.register(
+            "cluster_queued",
+            "Waiting for the fleet's database",
+            gauge(c.queued),
+        );
+        reg.register(
+            "cluster_dropped",
+            "Dropped from the full queue while the database was away",
+            counter(c.dropped),
+        );
+        reg.register(
+            "cluster_refused",
+            "Fleet bans this node's own checks refused",
+            counter(c.refused),
+        );
+    }
     reg.register(
         "block_refused_packets",
         "Packets refused by each block, by block name",

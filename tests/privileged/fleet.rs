@@ -164,6 +164,22 @@ fn two_nodes_ban_together_through_postgresql() {
     let s = a.json("status");
     assert_eq!(s["cluster"]["queued"], 0, "{s:#}");
     assert_eq!(s["cluster"]["dropped"], 0, "{s:#}");
+    // The fleet as the database sees it.
+    let out = support::run(
+        std::process::Command::new(BIN)
+            .args(["cluster", "status", "--json", "-c"])
+            .arg(a.config_path()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes: Vec<&str> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["a", "b"], "{st:#}");
+    assert_eq!(st["schema_version"], 2);
     // Published once: one row for the target.
     assert_eq!(
         pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")
