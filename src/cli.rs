@@ -318,6 +318,9 @@ pub enum ClusterAction {
         /// The role the nodes connect as.
         #[arg(long, default_value = "saslguard")]
         node_role: String,
+        /// The role Postfix's pgsql: map connects as.
+        #[arg(long, default_value = "postfix")]
+        postfix_role: String,
     },
     /// The fleet's nodes (last seen, version, what each published) and its bans.
     Status {

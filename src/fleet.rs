@@ -72,7 +72,35 @@ CREATE TABLE fleet_failures (
 );
 CREATE INDEX fleet_failures_time ON fleet_failures(time);
 ",
+    "
+-- Postfix's pgsql: access map asks this with each client address (and with the
+-- shortened forms access(5) tries, which are not addresses: they match nothing
+-- instead of failing the lookup).
+CREATE FUNCTION saslguard_access(client text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE a inet;
+BEGIN
+    BEGIN
+        a := client::inet;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+    RETURN (SELECT 'REJECT too many failed logins (saslguard fleet)'
+            FROM fleet_bans
+            WHERE NOT lifted AND until > now() AND target >>= a
+            LIMIT 1);
+END
+$$;
+",
 ];
+
+/// What Postfix's role needs for the `pgsql:` access map: read the bans, nothing else.
+pub fn postfix_grants(role: &str) -> String {
+    format!(
+        "GRANT SELECT ON fleet_bans TO {role};\n\
+         GRANT EXECUTE ON FUNCTION saslguard_access(text) TO {role};\n"
+    )
+}
 
 /// What a node role needs: read and write, no delete, no DDL.
 pub fn grants(role: &str) -> String {

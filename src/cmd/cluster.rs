@@ -41,10 +41,17 @@ pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result
                 Ok(ExitCode::from(EX_UNAVAILABLE))
             }
         },
-        ClusterAction::Setup { node_role } => match rt.block_on(saslguard::fleet::setup(&fc)) {
+        ClusterAction::Setup {
+            node_role,
+            postfix_role,
+        } => match rt.block_on(saslguard::fleet::setup(&fc)) {
             Ok(v) => {
                 println!("fleet schema at version {v}; a node's role needs:");
                 print!("{}", saslguard::fleet::grants(&node_role));
+                println!(
+                    "and Postfix's role, for the pgsql: map (config/postfix/pgsql-saslguard.cf):"
+                );
+                print!("{}", saslguard::fleet::postfix_grants(&postfix_role));
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {

@@ -179,7 +179,7 @@ fn two_nodes_ban_together_through_postgresql() {
         .map(|n| n["node"].as_str().unwrap())
         .collect();
     assert_eq!(nodes, ["a", "b"], "{st:#}");
-    assert_eq!(st["schema_version"], 2);
+    assert_eq!(st["schema_version"], 3);
     // Published once: one row for the target.
     assert_eq!(
         pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")

@@ -669,3 +669,113 @@ fn the_snippets_work_in_debians_stock_master_cf_with_submission_and_submissions_
         "{r}"
     );
 }
+
+#[test]
+fn real_postfix_refuses_a_fleet_banned_client_through_the_pgsql_map() {
+    if !support::can_run(
+        "real_postfix_refuses_a_fleet_banned_client_through_the_pgsql_map",
+        &[
+            "ip", "postfix", "dovecot", "openssl", "python3", "ss", "runuser", "psql",
+        ],
+    ) {
+        return;
+    }
+    if support::Postgres::bin().is_none()
+        || !std::path::Path::new("/usr/lib/postfix/postfix-pgsql.so").exists()
+    {
+        support::skip(
+            "real_postfix_refuses_a_fleet_banned_client_through_the_pgsql_map",
+            "PostgreSQL or postfix-pgsql is not installed",
+        );
+        return;
+    }
+    let pg = support::Postgres::start();
+    let dir = map_dir();
+    // The fleet's schema, as `saslguard cluster setup` makes it.
+    let cfg = dir.path().join("saslguard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[cluster]\nenabled = true\nurl = \"{}\"\nnode = \"admin\"\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let out = support::run(
+        Command::new(env!("CARGO_BIN_EXE_saslguard"))
+            .args(["cluster", "setup", "-c"])
+            .arg(&cfg),
+    );
+    assert!(out.status.success(), "{out:?}");
+    // Bans as the nodes write them: 192.0.2.10 banned, 192.0.2.12 banned but lifted,
+    // 192.0.2.13 banned but expired, 198.51.100.0/24 a prefix.
+    pg.sql(
+        "INSERT INTO fleet_bans(target, at, until, reason, rule, origin, node, lifted) VALUES \
+         ('192.0.2.10/32', now(), now() + interval '1 hour', 'r', 'fast', 'policy', 'mx1', false), \
+         ('192.0.2.12/32', now(), now() + interval '1 hour', 'r', 'fast', 'policy', 'mx1', true), \
+         ('192.0.2.13/32', now() - interval '2 hours', now() - interval '1 hour', 'r', 'fast', 'policy', 'mx1', false)",
+    );
+    // The shipped table file, pointed at this database.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/postfix/pgsql-saslguard.cf"),
+    )
+    .unwrap();
+    let table = dir.path().join("pgsql-saslguard.cf");
+    std::fs::write(
+        &table,
+        shipped
+            .replace(
+                "hosts = unix:/run/postgresql",
+                &format!("hosts = unix:{}", pg.socket_dir.display()),
+            )
+            .replace("user = postfix", "user = postgres"),
+    )
+    .unwrap();
+    let net = Netns::new(&["192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13"]);
+    let mut server = MailServer::start_with(&net, Some(&format!("pgsql:{}", table.display())));
+    let auth = |from: &str, port: u16, starttls: bool| login(from, port, starttls, PASSWORD);
+    let results = net.mail_clients(
+        SERVER_V4,
+        &[
+            auth("192.0.2.10", 587, true),
+            auth("192.0.2.10", 465, false),
+            auth("192.0.2.11", 587, true),
+            auth("192.0.2.12", 587, true),
+            auth("192.0.2.13", 587, true),
+        ],
+    );
+    let line = |i: usize| results.lines().nth(i).unwrap_or_default().to_string();
+    let log = server.log_text(&server.postfix_log());
+    assert_eq!(
+        line(0),
+        "smtp_auth 192.0.2.10 greeting=554",
+        "{results}\n{log}"
+    );
+    assert_eq!(
+        line(1),
+        "smtp_auth 192.0.2.10 greeting=554",
+        "{results}\n{log}"
+    );
+    for i in 2..5 {
+        assert!(
+            line(i).contains("auth=235") && line(i).contains("sent"),
+            "not banned, lifted or expired: let in: {}\n{log}",
+            line(i)
+        );
+    }
+    assert!(
+        log.contains("too many failed logins (saslguard fleet)"),
+        "the refusal says why: {log}"
+    );
+    // A ban written now holds at once: no map file, no reload.
+    pg.sql(
+        "INSERT INTO fleet_bans(target, at, until, reason, rule, origin, node) VALUES \
+         ('192.0.2.11/32', now(), now() + interval '1 hour', 'r', 'fast', 'policy', 'mx2')",
+    );
+    let results = net.mail_clients(SERVER_V4, &[auth("192.0.2.11", 587, true)]);
+    assert_eq!(
+        results.lines().next().unwrap_or_default(),
+        "smtp_auth 192.0.2.11 greeting=554"
+    );
+    server.stop();
+}
