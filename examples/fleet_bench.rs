@@ -51,12 +51,17 @@ async fn main() {
     let (mut a, mut b, mut c) = (start(&url, "a"), start(&url, "b"), start(&url, "c"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     // Drain what b sees of earlier runs.
-    while tokio::time::timeout(Duration::from_millis(300), b.inc.recv()).await.is_ok() {}
+    while tokio::time::timeout(Duration::from_millis(300), b.inc.recv())
+        .await
+        .is_ok()
+    {}
 
     // Propagation, one ban at a time.
     let mut lat = Vec::new();
     for i in 0..200u32 {
-        let target = format!("198.18.{}.{}/32", i / 250, i % 250 + 1).parse().unwrap();
+        let target = format!("198.18.{}.{}/32", i / 250, i % 250 + 1)
+            .parse()
+            .unwrap();
         let t = Instant::now();
         a.out
             .send(Publish::Ban {
@@ -106,16 +111,24 @@ async fn main() {
         }
     }
     let want = 3 * per_node as i64;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let base: i64 = client
-        .query_one("SELECT count(*) FROM fleet_failures WHERE address << '10.0.0.0/8'", &[])
+        .query_one(
+            "SELECT count(*) FROM fleet_failures WHERE address << '10.0.0.0/8'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     loop {
         let n: i64 = client
-            .query_one("SELECT count(*) FROM fleet_failures WHERE address << '10.0.0.0/8'", &[])
+            .query_one(
+                "SELECT count(*) FROM fleet_failures WHERE address << '10.0.0.0/8'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);

@@ -173,6 +173,10 @@ pub enum Command {
         socket: SocketArgs,
         #[arg(long)]
         json: bool,
+        /// The whole fleet's active bans, from its database ([cluster]), with the node
+        /// that decided each.
+        #[arg(long)]
+        fleet: bool,
     },
     /// Ban an address or network (CIDR) by hand.
     Ban {
@@ -400,6 +404,10 @@ pub struct ReportArgs {
     /// One self-contained HTML file with charts.
     #[arg(long)]
     pub html: bool,
+    /// Add each fleet node's failures, addresses and bans in the period, from the
+    /// fleet's database ([cluster] in the configuration).
+    #[arg(long)]
+    pub fleet: bool,
     /// Read these log files instead of the store.
     #[arg(long, requires = "files")]
     pub from_logs: bool,

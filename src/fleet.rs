@@ -263,6 +263,91 @@ pub async fn status(cfg: &FleetConfig) -> Result<FleetStatus, FleetError> {
     })
 }
 
+/// One of the fleet's active bans, with the node that decided it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetBan {
+    pub target: String,
+    pub node: String,
+    pub origin: String,
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub rule: String,
+    pub reason: String,
+}
+
+/// `saslguard bans --fleet`: the fleet's active bans, the longest-running first.
+pub async fn active_bans(cfg: &FleetConfig) -> Result<Vec<FleetBan>, FleetError> {
+    let (client, conn) = connect(cfg).await?;
+    let task = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT target::text, node, origin, at, until, rule, reason FROM fleet_bans
+             WHERE NOT lifted AND until > now() ORDER BY until DESC",
+            &[],
+        )
+        .await?;
+    let out = rows
+        .iter()
+        .map(|r| FleetBan {
+            target: crate::addr::parse_network(r.get::<_, &str>(0))
+                .map(|n| target_string(&n))
+                .unwrap_or_else(|_| r.get(0)),
+            node: r.get(1),
+            origin: r.get(2),
+            since: from_ts(r.get(3)),
+            until: from_ts(r.get(4)),
+            rule: r.get(5),
+            reason: r.get(6),
+        })
+        .collect();
+    drop(client);
+    let _ = task.await;
+    Ok(out)
+}
+
+/// Per node, what it counted and decided in a period (`report --fleet`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeTally {
+    pub node: String,
+    pub failures: i64,
+    pub addresses: i64,
+    pub bans: i64,
+}
+
+/// Failures and bans per node between `since` and `until`.
+pub async fn tally(
+    cfg: &FleetConfig,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Vec<NodeTally>, FleetError> {
+    let (client, conn) = connect(cfg).await?;
+    let task = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "WITH f AS (SELECT node, sum(count)::bigint AS failures, count(DISTINCT address) AS addresses
+                        FROM fleet_failures WHERE time > $1 AND time <= $2 GROUP BY node),
+                  b AS (SELECT node, count(*) AS bans FROM fleet_bans
+                        WHERE at > $1 AND at <= $2 GROUP BY node)
+             SELECT coalesce(f.node, b.node), coalesce(f.failures, 0), coalesce(f.addresses, 0),
+                    coalesce(b.bans, 0)
+             FROM f FULL JOIN b ON f.node = b.node ORDER BY 1",
+            &[&ts(since), &ts(until)],
+        )
+        .await?;
+    let out = rows
+        .iter()
+        .map(|r| NodeTally {
+            node: r.get(0),
+            failures: r.get(1),
+            addresses: r.get(2),
+            bans: r.get(3),
+        })
+        .collect();
+    drop(client);
+    let _ = task.await;
+    Ok(out)
+}
+
 /// A ban or lift this node publishes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Publish {

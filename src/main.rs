@@ -111,7 +111,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             action,
         } => cmd::block::block(&config, json, action),
         Command::Status { socket, json } => control(&socket, Request::Status, json),
-        Command::Bans { socket, json } => control(&socket, Request::Bans, json),
+        Command::Bans {
+            socket,
+            json,
+            fleet: true,
+        } => cmd::cluster::fleet_bans(&socket.config, json),
+        Command::Bans { socket, json, .. } => control(&socket, Request::Bans, json),
         Command::Ban {
             socket,
             duration,

@@ -3,6 +3,76 @@
 use super::*;
 use crate::cli::ClusterAction;
 
+fn fleet_config(config: &std::path::Path) -> Result<saslguard::fleet::FleetConfig, ExitCode> {
+    let cfg = load_config(Some(&config.to_path_buf()))?;
+    cfg.cluster.ok_or_else(|| {
+        eprintln!(
+            "saslguard: [cluster] is not enabled in {}",
+            config.display()
+        );
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `saslguard bans --fleet`.
+pub(crate) fn fleet_bans(config: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let fc = match fleet_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match runtime()?.block_on(saslguard::fleet::active_bans(&fc)) {
+        Ok(list) => {
+            emit(json, &list, |list| {
+                if list.is_empty() {
+                    return "no active fleet bans\n".into();
+                }
+                list.iter()
+                    .map(|b| {
+                        format!(
+                            "{}  until {}  node {} ({})  {}\n",
+                            b.target,
+                            b.until.rfc3339(),
+                            b.node,
+                            b.origin,
+                            b.reason
+                        )
+                    })
+                    .collect()
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("saslguard {e}");
+            Ok(ExitCode::from(EX_UNAVAILABLE))
+        }
+    }
+}
+
+/// Per node, from the fleet's database: for `report --fleet`.
+pub(crate) fn fleet_tally(
+    config: &std::path::Path,
+    since: Timestamp,
+    until: Timestamp,
+) -> Result<Result<Vec<saslguard::fleet::NodeTally>, ExitCode>> {
+    let fc = match fleet_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(Err(code)),
+    };
+    match runtime()?.block_on(saslguard::fleet::tally(&fc, since, until)) {
+        Ok(t) => Ok(Ok(t)),
+        Err(e) => {
+            eprintln!("saslguard {e}");
+            Ok(Err(ExitCode::from(EX_UNAVAILABLE)))
+        }
+    }
+}
+
 pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result<ExitCode> {
     let cfg = match load_config(Some(&config.to_path_buf())) {
         Ok(c) => c,

@@ -106,6 +106,12 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         now,
         a.top,
     );
+    if a.fleet {
+        match super::cluster::fleet_tally(&a.config, since, until)? {
+            Ok(t) => rep.fleet = Some(t),
+            Err(code) => return Ok(code),
+        }
+    }
     if let Some(store) = &blocks_from {
         rep.blocks = store
             .block_refused(since, until)?

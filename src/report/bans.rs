@@ -73,6 +73,9 @@ pub struct BanReport {
     /// Packets each `[[block]]` refused in the period (from the store).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blocks: Vec<BlockTally>,
+    /// Each fleet node's failures, addresses and bans in the period (`--fleet`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Vec<crate::fleet::NodeTally>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,6 +110,7 @@ pub fn build(
         by_tls: BTreeMap::new(),
         bans_per_day: BTreeMap::new(),
         blocks: Vec::new(),
+        fleet: None,
     };
     for (target, mut bans) in by_target {
         bans.sort_by_key(|b| b.at);
@@ -337,6 +341,16 @@ pub fn render_text(r: &BanReport) -> String {
     let _ = writeln!(o, "failed attempts by TLS posture:");
     for (k, v) in sorted_desc(r.by_tls.iter().map(|(k, v)| (k, *v))) {
         let _ = writeln!(o, "  {k:<40} {v:>7}");
+    }
+    if let Some(nodes) = &r.fleet {
+        let _ = writeln!(o, "fleet, by node:");
+        for n in nodes {
+            let _ = writeln!(
+                o,
+                "  {:<40} failures {:>7}  addresses {:>6}  bans {:>5}",
+                n.node, n.failures, n.addresses, n.bans
+            );
+        }
     }
     if !r.blocks.is_empty() {
         let _ = writeln!(o, "packets refused by blocks:");

@@ -180,6 +180,46 @@ fn two_nodes_ban_together_through_postgresql() {
         .collect();
     assert_eq!(nodes, ["a", "b"], "{st:#}");
     assert_eq!(st["schema_version"], 3);
+    // The fleet's bans and who decided them, from any node's configuration.
+    let out = support::run(
+        std::process::Command::new(BIN)
+            .args(["bans", "--fleet", "--json", "-c"])
+            .arg(b.config_path()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let fb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = |t: &str| {
+        fb.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["target"] == t)
+            .map(|x| x["node"].as_str().unwrap().to_string())
+    };
+    assert_eq!(by("198.51.100.99").as_deref(), Some("a"), "{fb:#}");
+    assert_eq!(by("203.0.113.9").as_deref(), Some("b"), "{fb:#}");
+    assert_eq!(by("198.51.100.7"), None, "lifted: {fb:#}");
+    // The report's fleet view: what each node counted.
+    let out = support::run(
+        std::process::Command::new(BIN)
+            .args(["report", "--fleet", "--json", "--since", "1h", "--store"])
+            .arg(a.state().join("saslguard.db"))
+            .arg("-c")
+            .arg(a.config_path()),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = |n: &str| {
+        rep["fleet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["node"] == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    // a counted 2 + 2 tries, b 10 + 2 + 2 (the lines appended to each node's log).
+    assert_eq!(node("a")["failures"], 4, "{rep:#}");
+    assert_eq!(node("b")["failures"], 14, "{rep:#}");
     // Published once: one row for the target.
     assert_eq!(
         pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")
