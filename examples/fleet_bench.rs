@@ -19,6 +19,7 @@ fn node(url: &str, name: &str) -> FleetConfig {
         url: url.to_string(),
         password_file: None,
         node: name.to_string(),
+        ca_file: None,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct FleetConfig {
     pub password_file: Option<PathBuf>,
     /// This node's name in the fleet (default: the host name).
     pub node: String,
+    /// The CA that signed the database's certificate (default: the system's).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The schema, versioned like the SQLite store: `cluster setup` applies what is missing.
@@ -114,7 +116,7 @@ pub fn grants(role: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("cluster: {0}")]
+    #[error("cluster: {}", chain(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("cluster: {0}")]
     Tls(#[from] openssl::error::ErrorStack),
@@ -129,6 +131,22 @@ pub enum FleetError {
         "cluster: the database's schema is version {found}, this saslguard knows up to {known}"
     )]
     Newer { found: i32, known: i32 },
+}
+
+/// An error with its causes (tokio-postgres says "error performing TLS handshake" and
+/// keeps OpenSSL's reason in the source).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 /// Connects, with TLS when the connection string asks for it (`sslmode`).
@@ -154,8 +172,13 @@ async fn connect(
     } else if let Ok(p) = std::env::var("PGPASSWORD") {
         pg.password(p);
     }
+    // The server's certificate is always checked, and its name against the host the
+    // connection string names: against the CA of `ca_file`, else the system's.
     let mut tls = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())?;
     tls.set_verify(openssl::ssl::SslVerifyMode::PEER);
+    if let Some(ca) = &cfg.ca_file {
+        tls.set_ca_file(ca)?;
+    }
     let tls = postgres_openssl::MakeTlsConnector::new(tls.build());
     Ok(pg.connect(tls).await?)
 }

@@ -69,6 +69,7 @@ pub struct RawCluster {
     pub url: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub node: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -475,6 +475,11 @@ fn cluster(e: &mut Errs, raw: &RawCluster) -> Option<crate::fleet::FleetConfig> 
             url,
             password_file,
             node,
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .filter(|p| !p.get_ref().is_empty())
+                .map(|p| absolute(e, p, "cluster.ca_file")),
         })
 }
 

@@ -227,3 +227,56 @@ fn two_nodes_ban_together_through_postgresql() {
         "1"
     );
 }
+
+#[test]
+fn the_fleet_database_is_reached_over_tls_with_its_certificate_checked() {
+    if !support::can_run(
+        "the_fleet_database_is_reached_over_tls_with_its_certificate_checked",
+        &["runuser", "psql", "openssl"],
+    ) {
+        return;
+    }
+    if Postgres::bin().is_none() {
+        support::skip(
+            "the_fleet_database_is_reached_over_tls_with_its_certificate_checked",
+            "PostgreSQL is not installed (apt-get install postgresql)",
+        );
+        return;
+    }
+    // A free port on loopback for the database's TLS listener.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_pg, ca) = Postgres::start_tls(port);
+    let dir = tempfile::tempdir().unwrap();
+    let setup = |sslmode: &str, ca_file: &str| {
+        let cfg = dir.path().join("saslguard.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[cluster]\nenabled = true\nurl = \"host=127.0.0.1 port={port} dbname=saslguard user=postgres sslmode={sslmode}\"\nnode = \"a\"\nca_file = \"{ca_file}\"\n"
+            ),
+        )
+        .unwrap();
+        support::run(
+            std::process::Command::new(BIN)
+                .args(["cluster", "setup", "-c"])
+                .arg(&cfg),
+        )
+    };
+    let ca = ca.display().to_string();
+    let ok = setup("require", &ca);
+    assert!(ok.status.success(), "TLS with the database's CA: {ok:?}");
+    // The certificate is checked: without its CA the connection is refused.
+    let no_ca = setup("require", "");
+    assert!(!no_ca.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_ca.stderr).contains("certificate"),
+        "{no_ca:?}"
+    );
+    // And the database takes no connection without TLS: the first one used it.
+    let plain = setup("disable", &ca);
+    assert!(!plain.status.success(), "{plain:?}");
+}

@@ -1057,6 +1057,8 @@ pub struct Postgres {
     pub dir: PathBuf,
     pub socket_dir: PathBuf,
     bin: PathBuf,
+    /// Also on 127.0.0.1 at this port (TLS only).
+    tcp: std::cell::Cell<Option<u16>>,
     _keep: tempfile::TempDir,
 }
 
@@ -1093,6 +1095,7 @@ impl Postgres {
             dir,
             socket_dir,
             bin,
+            tcp: std::cell::Cell::new(None),
             _keep: keep,
         };
         run_ok(
@@ -1112,9 +1115,67 @@ impl Postgres {
         pg
     }
 
+    /// As [`Postgres::start`], and also on 127.0.0.1:`port` with TLS only (a
+    /// certificate for 127.0.0.1 signed by itself, returned as `cert`): any TCP
+    /// connection without TLS is refused by pg_hba.conf.
+    pub fn start_tls(port: u16) -> (Postgres, PathBuf) {
+        let pg = Postgres::start();
+        pg.down();
+        let cert = pg.dir.join("server.crt");
+        let key = pg.dir.join("server.key");
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        );
+        run_ok(
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&cert)
+                .arg(&key),
+        );
+        run_ok(Command::new("chmod").args(["600"]).arg(&key));
+        let conf = pg.dir.join("postgresql.conf");
+        let mut c = std::fs::read_to_string(&conf).unwrap();
+        c.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nlisten_addresses = '127.0.0.1'\nport = {port}\n",
+            cert.display(),
+            key.display()
+        ));
+        std::fs::write(&conf, c).unwrap();
+        std::fs::write(
+            pg.dir.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        pg.tcp.set(Some(port));
+        pg.up();
+        let copy = pg._keep.path().join("ca.crt");
+        std::fs::copy(&cert, &copy).unwrap();
+        (pg, copy)
+    }
+
     /// Starts the server (again) and waits for its socket.
     pub fn up(&self) {
-        let opts = format!("-k {} -c listen_addresses=", self.socket_dir.display());
+        let listen = match self.tcp.get() {
+            Some(_) => "127.0.0.1",
+            None => "",
+        };
+        let opts = format!(
+            "-k {} -c listen_addresses={listen}",
+            self.socket_dir.display()
+        );
         run_ok(
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
