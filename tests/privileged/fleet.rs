@@ -1,7 +1,9 @@
-//! The fleet against a real PostgreSQL and two saslguard nodes, each in a network
-//! namespace of its own with its own nftables: a ban on one node reaches the other's
-//! kernel, a lift too; a compromised node's ban of everything is refused; the database
-//! stopped mid-run loses nothing.
+//! The fleet against a real PostgreSQL and three saslguard nodes, each in a network
+//! namespace of its own with its own nftables, connecting as a role with only the
+//! grants `cluster setup` prints: a guesser spread over the nodes is banned on all; a
+//! ban on one node reaches the others' kernels, a lift too; a compromised node's ban of
+//! everything is refused; the database stopped mid-run loses nothing and doubles
+//! nothing. And TLS to the database, with its certificate checked.
 
 use crate::support;
 use crate::support::{Daemon, Netns, Postgres, append, failures};
@@ -9,17 +11,37 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_saslguard");
 
+/// A node connecting as the role `saslguard` (the grants `cluster setup` prints, no
+/// more); a ban at 5 failures within 10 minutes.
 fn node(net: &Netns, log: &std::path::Path, pg: &Postgres, name: &str) -> Daemon {
     Daemon::start(
         &net.server,
         &format!(
             "[sources]\nfiles = [\"{}\"]\njournal = false\n\
              [cluster]\nenabled = true\nurl = \"{}\"\nnode = \"{name}\"\n\
-             [[rule]]\nname = \"fleet\"\nfailures = 4\nwithin = \"10m\"\nban = \"1h\"\n",
+             [[rule]]\nname = \"fleet\"\nfailures = 5\nwithin = \"10m\"\nban = \"1h\"\n",
             log.display(),
-            pg.url()
+            pg.url().replace("user=postgres", "user=saslguard")
         ),
     )
+}
+
+/// SQL as the node role: what a compromised node could do.
+fn as_node(pg: &Postgres, sql: &str) -> std::process::Output {
+    support::run(
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", "psql", "-qAt", "-h"])
+            .arg(&pg.socket_dir)
+            .args(["-U", "saslguard", "-d", "saslguard", "-c", sql]),
+    )
+}
+
+fn fleet_sum(pg: &Postgres, addr: &str) -> String {
+    pg.sql(&format!(
+        "SELECT coalesce(sum(count), 0) FROM fleet_failures WHERE address = '{addr}'"
+    ))
+    .trim()
+    .to_string()
 }
 
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
@@ -30,48 +52,93 @@ fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     }
 }
 
+fn saslguard(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    support::run(
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(config),
+    )
+}
+
 #[test]
-fn two_nodes_ban_together_through_postgresql() {
-    if !support::can_run(
-        "two_nodes_ban_together_through_postgresql",
-        &["ip", "nft", "runuser", "psql"],
-    ) {
+fn three_nodes_count_and_ban_together_through_postgresql() {
+    let name = "three_nodes_count_and_ban_together_through_postgresql";
+    if !support::can_run(name, &["ip", "nft", "runuser", "psql"]) {
         return;
     }
     if Postgres::bin().is_none() {
         support::skip(
-            "two_nodes_ban_together_through_postgresql",
+            name,
             "PostgreSQL is not installed (apt-get install postgresql)",
         );
         return;
     }
     let pg = Postgres::start();
-    let (net_a, net_b) = (Netns::new(&["192.0.2.50"]), Netns::new(&["192.0.2.51"]));
     let work = tempfile::tempdir().unwrap();
-    let (log_a, log_b) = (work.path().join("a.log"), work.path().join("b.log"));
-    append(&log_a, "");
-    append(&log_b, "");
-    let a = node(&net_a, &log_a, &pg, "a");
-    // The schema, as an admin sets it up once.
-    let out = support::run(
-        std::process::Command::new(BIN)
-            .args(["cluster", "setup", "-c"])
-            .arg(a.config_path()),
-    );
+    // The schema, as an admin sets it up once (as the database's owner), and the node
+    // role with exactly the grants it prints.
+    let admin = work.path().join("admin.toml");
+    std::fs::write(
+        &admin,
+        format!(
+            "[cluster]\nenabled = true\nurl = \"{}\"\nnode = \"admin\"\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let out = saslguard(&["cluster", "setup"], &admin);
     assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let grants: String = printed
+        .lines()
+        .take_while(|l| !l.starts_with("and Postfix"))
+        .filter(|l| l.starts_with("GRANT"))
+        .collect();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("GRANT SELECT, INSERT, UPDATE ON fleet_bans")
+        grants.contains("GRANT SELECT, INSERT, UPDATE ON fleet_bans"),
+        "{printed}"
     );
-    let b = node(&net_b, &log_b, &pg, "b");
+    pg.sql(&format!("CREATE ROLE saslguard LOGIN; {grants}"));
+    let nets = [
+        Netns::new(&["192.0.2.50"]),
+        Netns::new(&["192.0.2.51"]),
+        Netns::new(&["192.0.2.52"]),
+    ];
+    let logs: Vec<std::path::PathBuf> = ["a", "b", "c"]
+        .iter()
+        .map(|n| work.path().join(format!("{n}.log")))
+        .collect();
+    for l in &logs {
+        append(l, "");
+    }
+    let (log_a, log_b, log_c) = (&logs[0], &logs[1], &logs[2]);
+    let a = node(&nets[0], log_a, &pg, "a");
+    let b = node(&nets[1], log_b, &pg, "b");
+    let c = node(&nets[2], log_c, &pg, "c");
+    // The node role may not delete history nor change the schema.
+    for sql in [
+        "DELETE FROM fleet_bans",
+        "DELETE FROM fleet_failures",
+        "DROP TABLE fleet_bans",
+        "ALTER TABLE fleet_bans ADD COLUMN x int",
+    ] {
+        let err = String::from_utf8_lossy(&as_node(&pg, sql).stderr).into_owned();
+        assert!(
+            err.contains("permission denied") || err.contains("must be owner"),
+            "{sql}: {err}"
+        );
+    }
 
-    // A ban by hand on node a: in b's kernel within seconds, with where it came from.
+    // A ban by hand on node a: in b's and c's kernels, with where it came from.
     assert!(
         a.ctl(&["ban", "198.51.100.7", "--for", "1h"])
             .status
             .success()
     );
-    wait_for("a's ban in b's kernel", 10, || {
+    wait_for("a's ban in b's and c's kernels", 10, || {
         b.kernel_set("addr4").contains("198.51.100.7")
+            && c.kernel_set("addr4").contains("198.51.100.7")
     });
     let bans = b.json("bans");
     assert!(
@@ -83,66 +150,72 @@ fn two_nodes_ban_together_through_postgresql() {
     );
     assert_eq!(bans["bans"][0]["origin"], "fleet");
 
-    // A ban node b's policy decides, from its own log: in a's kernel.
-    append(&log_b, &failures("203.0.113.9", 10));
+    // A ban node b's policy decides from its own log: in a's kernel.
+    append(log_b, &failures("203.0.113.9", 10));
     wait_for("b's policy ban in a's kernel", 15, || {
         a.kernel_set("addr4").contains("203.0.113.9")
     });
 
-    // A guesser spreads its tries: 2 on each node, under the threshold of 4 on either,
-    // 4 in the fleet: banned on both.
-    append(&log_a, &failures("203.0.113.77", 2));
-    append(&log_b, &failures("203.0.113.77", 2));
-    wait_for("the spread-out guesser banned on both nodes", 15, || {
-        a.kernel_set("addr4").contains("203.0.113.77")
-            && b.kernel_set("addr4").contains("203.0.113.77")
-    });
-    // Each failure is in the fleet once.
-    assert_eq!(
-        pg.sql("SELECT sum(count) FROM fleet_failures WHERE address = '203.0.113.77'")
-            .trim(),
-        "4"
+    // A guesser spreads its tries: 2 on each of three nodes, under the threshold of 5
+    // on any one and on any two, 6 in the fleet: banned on all three.
+    for l in [log_a, log_b, log_c] {
+        append(l, &failures("203.0.113.77", 2));
+    }
+    wait_for(
+        "the spread-out guesser banned on all three nodes",
+        15,
+        || {
+            [&a, &b, &c]
+                .iter()
+                .all(|d| d.kernel_set("addr4").contains("203.0.113.77"))
+        },
     );
+    // Each failure is in the fleet once.
+    assert_eq!(fleet_sum(&pg, "203.0.113.77"), "6");
 
-    // Node b is down while a counts 2 more tries of another guesser; b, started again,
-    // reads them from the fleet and its own 2 tries make 4.
+    // Node b is down while a counts 3 tries of another guesser; b, started again, reads
+    // them from the fleet and its own 2 tries make 5.
     let mut b = b;
     assert!(b.stop().success());
-    append(&log_a, &failures("203.0.113.88", 2));
+    append(log_a, &failures("203.0.113.88", 3));
     wait_for("a's failures in the fleet", 10, || {
-        pg.sql("SELECT coalesce(sum(count), 0) FROM fleet_failures WHERE address = '203.0.113.88'")
-            .trim()
-            == "2"
+        fleet_sum(&pg, "203.0.113.88") == "3"
     });
     b.restart();
-    append(&log_b, &failures("203.0.113.88", 2));
+    append(log_b, &failures("203.0.113.88", 2));
     wait_for("the guesser banned after b's restart", 15, || {
         b.kernel_set("addr4").contains("203.0.113.88")
     });
 
-    // A lift on node b reaches a.
+    // A lift on node b reaches a and c.
     assert!(b.ctl(&["unban", "198.51.100.7"]).status.success());
-    wait_for("the lift in a's kernel", 10, || {
+    wait_for("the lift in a's and c's kernels", 10, || {
         !a.kernel_set("addr4").contains("198.51.100.7")
+            && !c.kernel_set("addr4").contains("198.51.100.7")
     });
 
-    // A compromised node writes a ban of everything and of a's own address: refused by
-    // each node's own checks.
-    pg.sql(
+    // A compromised node writes a ban of everything and of the nodes' own address:
+    // refused by each node's own checks.
+    let o = as_node(
+        &pg,
         "INSERT INTO fleet_bans(target, at, until, reason, rule, origin, node) VALUES \
          ('0.0.0.0/0', now(), now() + interval '1 hour', 'x', 'x', 'policy', 'evil'), \
          ('192.0.2.1/32', now(), now() + interval '1 hour', 'x', 'x', 'policy', 'evil'); \
          NOTIFY saslguard_bans",
     );
-    wait_for("the evil bans refused on both nodes", 10, || {
-        a.json("status")["cluster"]["refused"] == 2 && b.json("status")["cluster"]["refused"] == 2
+    assert!(o.status.success(), "{o:?}");
+    wait_for("the evil bans refused on every node", 10, || {
+        [&a, &b, &c]
+            .iter()
+            .all(|d| d.json("status")["cluster"]["refused"] == 2)
     });
-    for d in [&a, &b] {
+    for d in [&a, &b, &c] {
         assert!(!d.kernel_set("net4").contains("0.0.0.0/0"));
         assert!(!d.kernel_set("addr4").contains("192.0.2.1"));
     }
 
-    // The database stops: a still bans at once, queues, and publishes when it returns.
+    // The database stops: a still bans at once and counts, queues both, and publishes
+    // them when the database returns.
     pg.down();
     assert!(
         a.ctl(&["ban", "198.51.100.99", "--for", "1h"])
@@ -153,23 +226,28 @@ fn two_nodes_ban_together_through_postgresql() {
         a.kernel_set("addr4").contains("198.51.100.99"),
         "a local ban needs no database"
     );
-    wait_for("a to count the queued ban", 10, || {
+    append(log_a, &failures("203.0.113.111", 2));
+    wait_for("a to count what it queued", 10, || {
         let s = a.json("status");
-        s["cluster"]["connected"] == false && s["cluster"]["queued"] == 1
+        s["cluster"]["connected"] == false && s["cluster"]["queued"] == 3
     });
     pg.up();
-    wait_for("the queued ban in b's kernel", 40, || {
+    wait_for("the queued ban in b's and c's kernels", 40, || {
         b.kernel_set("addr4").contains("198.51.100.99")
+            && c.kernel_set("addr4").contains("198.51.100.99")
     });
+    // The queued failures reached the fleet once: nothing lost, nothing doubled.
+    wait_for("the queued failures in the fleet", 10, || {
+        fleet_sum(&pg, "203.0.113.111") == "2"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(fleet_sum(&pg, "203.0.113.111"), "2");
     let s = a.json("status");
     assert_eq!(s["cluster"]["queued"], 0, "{s:#}");
     assert_eq!(s["cluster"]["dropped"], 0, "{s:#}");
+
     // The fleet as the database sees it.
-    let out = support::run(
-        std::process::Command::new(BIN)
-            .args(["cluster", "status", "--json", "-c"])
-            .arg(a.config_path()),
-    );
+    let out = saslguard(&["cluster", "status", "--json"], &a.config_path());
     assert!(out.status.success(), "{out:?}");
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes: Vec<&str> = st["nodes"]
@@ -178,14 +256,11 @@ fn two_nodes_ban_together_through_postgresql() {
         .iter()
         .map(|n| n["node"].as_str().unwrap())
         .collect();
-    assert_eq!(nodes, ["a", "b"], "{st:#}");
+    assert_eq!(nodes, ["a", "b", "c"], "{st:#}");
     assert_eq!(st["schema_version"], 3);
+
     // The fleet's bans and who decided them, from any node's configuration.
-    let out = support::run(
-        std::process::Command::new(BIN)
-            .args(["bans", "--fleet", "--json", "-c"])
-            .arg(b.config_path()),
-    );
+    let out = saslguard(&["bans", "--fleet", "--json"], &c.config_path());
     assert!(out.status.success(), "{out:?}");
     let fb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let by = |t: &str| {
@@ -198,6 +273,7 @@ fn two_nodes_ban_together_through_postgresql() {
     assert_eq!(by("198.51.100.99").as_deref(), Some("a"), "{fb:#}");
     assert_eq!(by("203.0.113.9").as_deref(), Some("b"), "{fb:#}");
     assert_eq!(by("198.51.100.7"), None, "lifted: {fb:#}");
+
     // The report's fleet view: what each node counted.
     let out = support::run(
         std::process::Command::new(BIN)
@@ -208,7 +284,7 @@ fn two_nodes_ban_together_through_postgresql() {
     );
     assert!(out.status.success(), "{out:?}");
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let node = |n: &str| {
+    let tally = |n: &str| {
         rep["fleet"]
             .as_array()
             .unwrap()
@@ -217,10 +293,11 @@ fn two_nodes_ban_together_through_postgresql() {
             .cloned()
             .unwrap_or_default()
     };
-    // a counted 2 + 2 tries, b 10 + 2 + 2 (the lines appended to each node's log).
-    assert_eq!(node("a")["failures"], 4, "{rep:#}");
-    assert_eq!(node("b")["failures"], 14, "{rep:#}");
-    // Published once: one row for the target.
+    // a counted 2 + 3 + 2 tries, b 10 + 2 + 2, c 2 (the lines appended to each log).
+    assert_eq!(tally("a")["failures"], 7, "{rep:#}");
+    assert_eq!(tally("b")["failures"], 14, "{rep:#}");
+    assert_eq!(tally("c")["failures"], 2, "{rep:#}");
+    // One row per banned target.
     assert_eq!(
         pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")
             .trim(),
