@@ -149,6 +149,21 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Parses a libpq-style connection string. libpq's `sslmode=verify-ca` and
+/// `verify-full` are taken as `require`: saslguard always checks the certificate and
+/// its name when it uses TLS.
+pub fn pg_config(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    let url: String = url
+        .split_whitespace()
+        .map(|kv| match kv {
+            "sslmode=verify-full" | "sslmode=verify-ca" => "sslmode=require",
+            other => other,
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    url.parse()
+}
+
 /// Connects, with TLS when the connection string asks for it (`sslmode`).
 async fn connect(
     cfg: &FleetConfig,
@@ -162,7 +177,7 @@ async fn connect(
     ),
     FleetError,
 > {
-    let mut pg: tokio_postgres::Config = cfg.url.parse()?;
+    let mut pg = pg_config(&cfg.url)?;
     if let Some(path) = &cfg.password_file {
         let text = std::fs::read_to_string(path).map_err(|source| FleetError::Password {
             path: path.clone(),

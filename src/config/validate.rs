@@ -437,12 +437,9 @@ fn cluster(e: &mut Errs, raw: &RawCluster) -> Option<crate::fleet::FleetConfig> 
         None => "host=/run/postgresql dbname=saslguard user=saslguard".to_string(),
         Some(u) => {
             let text = u.get_ref();
-            if let Err(err) = text.parse::<tokio_postgres::Config>() {
+            if let Err(err) = crate::fleet::pg_config(text) {
                 e.at(u.span(), format!("cluster.url: {err}"));
-            } else if text
-                .parse::<tokio_postgres::Config>()
-                .is_ok_and(|c| c.get_password().is_some())
-            {
+            } else if crate::fleet::pg_config(text).is_ok_and(|c| c.get_password().is_some()) {
                 e.at(
                     u.span(),
                     "cluster.url must not hold the password: put it in cluster.password_file \
@@ -1046,5 +1043,24 @@ mod tests {
             parse_network("2001:db8::1").unwrap().to_string(),
             "2001:db8::1/128"
         );
+    }
+
+    #[test]
+    fn cluster_urls_hold_no_password_and_take_libpq_sslmodes() {
+        let path = Path::new("t.toml");
+        let e = crate::config::parse(
+            "[cluster]\nenabled = true\nurl = \"host=db user=x password=secret\"\n",
+            path,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must not hold the password"), "{e}");
+        let c = crate::config::parse(
+            "[cluster]\nenabled = true\nurl = \"host=db sslmode=verify-full\"\nnode = \"mx1\"\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(c.cluster.unwrap().node, "mx1");
+        let off = crate::config::parse("[cluster]\nurl = \"host=db\"\n", path).unwrap();
+        assert!(off.cluster.is_none(), "off unless enabled");
     }
 }
