@@ -107,6 +107,10 @@ async fn main() {
                 address: std::net::IpAddr::from([10, k as u8, (i >> 8) as u8, i as u8]),
                 time: now(),
                 count: 1,
+                service: Some("submission".into()),
+                mechanism: Some("LOGIN".into()),
+                user: Some(format!("user{}", i % 1000)),
+                posture: "TLSv1.3 TLS_AES_256_GCM_SHA384".into(),
             })
             .unwrap();
         }

@@ -94,6 +94,13 @@ BEGIN
 END
 $$;
 ",
+    // v4: what the logs said of each failure, for the fleet's reports.
+    "
+ALTER TABLE fleet_failures ADD COLUMN service text;
+ALTER TABLE fleet_failures ADD COLUMN mechanism text;
+ALTER TABLE fleet_failures ADD COLUMN username text;
+ALTER TABLE fleet_failures ADD COLUMN posture text;
+",
 ];
 
 /// What Postfix's role needs for the `pgsql:` access map: read the bans, nothing else.
@@ -343,6 +350,23 @@ pub async fn active_bans(cfg: &FleetConfig) -> Result<Vec<FleetBan>, FleetError>
     Ok(out)
 }
 
+/// An account the fleet saw guessed at, in a period.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccountTally {
+    pub user: String,
+    pub failures: i64,
+    pub addresses: i64,
+    /// Nodes that saw it.
+    pub nodes: Vec<String>,
+}
+
+/// `report --fleet`: per node, and the accounts most tried across the fleet.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetTally {
+    pub nodes: Vec<NodeTally>,
+    pub accounts: Vec<AccountTally>,
+}
+
 /// Per node, what it counted and decided in a period (`report --fleet`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeTally {
@@ -357,7 +381,7 @@ pub async fn tally(
     cfg: &FleetConfig,
     since: Timestamp,
     until: Timestamp,
-) -> Result<Vec<NodeTally>, FleetError> {
+) -> Result<FleetTally, FleetError> {
     let (client, conn) = connect(cfg).await?;
     let task = tokio::spawn(conn);
     let rows = client
@@ -372,7 +396,7 @@ pub async fn tally(
             &[&ts(since), &ts(until)],
         )
         .await?;
-    let out = rows
+    let nodes = rows
         .iter()
         .map(|r| NodeTally {
             node: r.get(0),
@@ -381,9 +405,26 @@ pub async fn tally(
             bans: r.get(3),
         })
         .collect();
+    let rows = client
+        .query(
+            "SELECT username, sum(count)::bigint, count(DISTINCT address), array_agg(DISTINCT node ORDER BY node)
+             FROM fleet_failures WHERE time > $1 AND time <= $2 AND username IS NOT NULL
+             GROUP BY username ORDER BY 2 DESC, 1 LIMIT 20",
+            &[&ts(since), &ts(until)],
+        )
+        .await?;
+    let accounts = rows
+        .iter()
+        .map(|r| AccountTally {
+            user: r.get(0),
+            failures: r.get(1),
+            addresses: r.get(2),
+            nodes: r.get(3),
+        })
+        .collect();
     drop(client);
     let _ = task.await;
-    Ok(out)
+    Ok(FleetTally { nodes, accounts })
 }
 
 /// A ban or lift this node publishes.
@@ -400,11 +441,16 @@ pub enum Publish {
     Lift {
         target: IpNet,
     },
-    /// Attempts this node counted (the fleet counts them with its own).
+    /// Attempts this node counted (the fleet counts them with its own), with what the
+    /// logs said of them.
     Failure {
         address: IpAddr,
         time: Timestamp,
         count: u32,
+        service: Option<String>,
+        mechanism: Option<String>,
+        user: Option<String>,
+        posture: String,
     },
 }
 
@@ -649,16 +695,26 @@ async fn publish_in(
     batch: &[Publish],
 ) -> Result<(), FleetError> {
     let (mut addrs, mut times, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut services, mut mechs, mut users, mut postures) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for m in batch {
         match m {
             Publish::Failure {
                 address,
                 time,
                 count,
+                service,
+                mechanism,
+                user,
+                posture,
             } => {
                 addrs.push(address.to_string());
                 times.push(ts(*time));
                 counts.push(i32::try_from(*count).unwrap_or(i32::MAX));
+                services.push(service.clone());
+                mechs.push(mechanism.clone());
+                users.push(user.clone());
+                postures.push(posture.clone());
             }
             other => publish_one(client, cfg, other).await?,
         }
@@ -666,9 +722,11 @@ async fn publish_in(
     if !addrs.is_empty() {
         client
             .execute(
-                "INSERT INTO fleet_failures(address, time, count, node)
-                 SELECT a::inet, t, c, $4 FROM unnest($1::text[], $2::timestamptz[], $3::int[]) AS u(a, t, c)",
-                &[&addrs, &times, &counts, &cfg.node],
+                "INSERT INTO fleet_failures(address, time, count, node, service, mechanism, username, posture)
+                 SELECT a::inet, t, c, $4, s, m, u, p
+                 FROM unnest($1::text[], $2::timestamptz[], $3::int[], $5::text[], $6::text[], $7::text[], $8::text[])
+                   AS x(a, t, c, s, m, u, p)",
+                &[&addrs, &times, &counts, &cfg.node, &services, &mechs, &users, &postures],
             )
             .await?;
     }

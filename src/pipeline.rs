@@ -71,6 +71,9 @@ pub struct Stats {
 pub struct Changes {
     /// Counted failures: address, time, attempts.
     pub failures: Vec<(IpAddr, Timestamp, u32)>,
+    /// The same attempts whole (service, mechanism, account, TLS posture), for the
+    /// fleet.
+    pub attempts: Vec<crate::attempts::Attempt>,
     /// Addresses whose offender record may have changed.
     pub touched: Vec<IpAddr>,
     /// Known-good keys (an address, an IPv6 /64) that logged in, with the time.
@@ -353,6 +356,7 @@ impl Pipeline {
         let addr = match o {
             Outcome::Counted(a) => {
                 self.changes.failures.push((a.address, a.time, a.count));
+                self.changes.attempts.push(a.clone());
                 a.address
             }
             Outcome::Refined { address, .. }

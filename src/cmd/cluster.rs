@@ -59,7 +59,7 @@ pub(crate) fn fleet_tally(
     config: &std::path::Path,
     since: Timestamp,
     until: Timestamp,
-) -> Result<Result<Vec<saslguard::fleet::NodeTally>, ExitCode>> {
+) -> Result<Result<saslguard::fleet::FleetTally, ExitCode>> {
     let fc = match fleet_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(Err(code)),

@@ -506,12 +506,18 @@ impl Engine {
     fn changes(&mut self) -> Batch {
         let ch = self.pipeline.take_changes();
         // The fleet counts this node's failures with its own.
-        for &(address, time, count) in &ch.failures {
-            self.publish(crate::fleet::Publish::Failure {
-                address,
-                time,
-                count,
-            });
+        if self.fleet.is_some() {
+            for a in &ch.attempts {
+                self.publish(crate::fleet::Publish::Failure {
+                    address: a.address,
+                    time: a.time,
+                    count: a.count,
+                    service: a.service.as_deref().map(str::to_string),
+                    mechanism: a.mechanism.clone(),
+                    user: a.user.clone(),
+                    posture: a.posture.clone(),
+                });
+            }
         }
         let mut batch: Batch = ch
             .failures

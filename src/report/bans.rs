@@ -75,7 +75,7 @@ pub struct BanReport {
     pub blocks: Vec<BlockTally>,
     /// Each fleet node's failures, addresses and bans in the period (`--fleet`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fleet: Option<Vec<crate::fleet::NodeTally>>,
+    pub fleet: Option<crate::fleet::FleetTally>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,14 +342,27 @@ pub fn render_text(r: &BanReport) -> String {
     for (k, v) in sorted_desc(r.by_tls.iter().map(|(k, v)| (k, *v))) {
         let _ = writeln!(o, "  {k:<40} {v:>7}");
     }
-    if let Some(nodes) = &r.fleet {
+    if let Some(fleet) = &r.fleet {
         let _ = writeln!(o, "fleet, by node:");
-        for n in nodes {
+        for n in &fleet.nodes {
             let _ = writeln!(
                 o,
                 "  {:<40} failures {:>7}  addresses {:>6}  bans {:>5}",
                 n.node, n.failures, n.addresses, n.bans
             );
+        }
+        if !fleet.accounts.is_empty() {
+            let _ = writeln!(o, "fleet, accounts most tried:");
+            for a in &fleet.accounts {
+                let _ = writeln!(
+                    o,
+                    "  {:<40} failures {:>7}  addresses {:>6}  on {}",
+                    a.user,
+                    a.failures,
+                    a.addresses,
+                    a.nodes.join(", ")
+                );
+            }
         }
     }
     if !r.blocks.is_empty() {

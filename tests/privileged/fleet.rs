@@ -257,7 +257,7 @@ fn three_nodes_count_and_ban_together_through_postgresql() {
         .map(|n| n["node"].as_str().unwrap())
         .collect();
     assert_eq!(nodes, ["a", "b", "c"], "{st:#}");
-    assert_eq!(st["schema_version"], 3);
+    assert_eq!(st["schema_version"], 4);
 
     // The fleet's bans and who decided them, from any node's configuration.
     let out = saslguard(&["bans", "--fleet", "--json"], &c.config_path());
@@ -285,7 +285,7 @@ fn three_nodes_count_and_ban_together_through_postgresql() {
     assert!(out.status.success(), "{out:?}");
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tally = |n: &str| {
-        rep["fleet"]
+        rep["fleet"]["nodes"]
             .as_array()
             .unwrap()
             .iter()
@@ -297,6 +297,20 @@ fn three_nodes_count_and_ban_together_through_postgresql() {
     assert_eq!(tally("a")["failures"], 7, "{rep:#}");
     assert_eq!(tally("b")["failures"], 14, "{rep:#}");
     assert_eq!(tally("c")["failures"], 2, "{rep:#}");
+    // And the accounts tried across the fleet, with the nodes that saw them: the
+    // spread-out guesser tried user0 and user1 on every node.
+    let user0 = rep["fleet"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["user"] == "user0")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        user0["nodes"],
+        serde_json::json!(["a", "b", "c"]),
+        "{rep:#}"
+    );
     // One row per banned target.
     assert_eq!(
         pg.sql("SELECT count(*) FROM fleet_bans WHERE target = '198.51.100.99/32'")
