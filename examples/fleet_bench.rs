@@ -94,9 +94,19 @@ async fn main() {
 
     // Three nodes publish failures at once; each also takes in the others' (drained
     // here as an engine would take them).
-    for link in [&mut a, &mut b, &mut c] {
+    let got: Vec<Arc<std::sync::atomic::AtomicU64>> = (0..3)
+        .map(|_| Arc::new(std::sync::atomic::AtomicU64::new(0)))
+        .collect();
+    for (link, n) in [&mut a, &mut b, &mut c].into_iter().zip(&got) {
         let mut inc = std::mem::replace(&mut link.inc, mpsc::channel(1).1);
-        tokio::spawn(async move { while inc.recv().await.is_some() {} });
+        let n = n.clone();
+        tokio::spawn(async move {
+            while let Some(m) = inc.recv().await {
+                if let Received::Failure { count, .. } = m {
+                    n.fetch_add(u64::from(count), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
     }
     let per_node = 200_000u32;
     let t = Instant::now();
@@ -143,6 +153,30 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = t.elapsed().as_secs_f64();
+    // Every node has every other node's failures, each once.
+    let end = Instant::now() + Duration::from_secs(60);
+    let each = 2 * u64::from(per_node);
+    while got
+        .iter()
+        .any(|n| n.load(std::sync::atomic::Ordering::Relaxed) < each)
+        && Instant::now() < end
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let counts: Vec<u64> = got
+        .iter()
+        .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    println!(
+        "each node received the other two nodes' failures: {:?} (want {each} each){}",
+        counts,
+        if counts.iter().all(|&n| n == each) {
+            ", each once"
+        } else {
+            ": LOST OR DOUBLED"
+        }
+    );
     println!(
         "failures through the database, 3 nodes publishing at once: {} in {:.2} s = {:.0} failures/s",
         want,

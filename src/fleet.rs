@@ -677,7 +677,14 @@ async fn publish(
     cfg: &FleetConfig,
     batch: &[Publish],
 ) -> Result<(), FleetError> {
-    client.batch_execute("BEGIN").await?;
+    // One publisher at a time: a row's sequence number is taken inside the lock and
+    // committed before the next publisher takes one, so numbers become visible in
+    // order and a reader that has seen number n has seen every row below n. (Without
+    // it, a transaction that took 1000 and committed after another's 1001 would be
+    // skipped by a reader already past 1001: a failure lost to the fleet.)
+    client
+        .batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7394722)")
+        .await?;
     let r = publish_in(client, cfg, batch).await;
     if r.is_err() {
         let _ = client.batch_execute("ROLLBACK").await;
