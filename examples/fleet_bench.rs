@@ -20,6 +20,7 @@ fn node(url: &str, name: &str) -> FleetConfig {
         password_file: None,
         node: name.to_string(),
         ca_file: None,
+        share_failures: true,
     }
 }
 

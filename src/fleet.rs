@@ -39,6 +39,8 @@ pub struct FleetConfig {
     pub node: String,
     /// The CA that signed the database's certificate (default: the system's).
     pub ca_file: Option<PathBuf>,
+    /// Share failures too (count fleet-wide), not only bans.
+    pub share_failures: bool,
 }
 
 /// The schema, versioned like the SQLite store: `cluster setup` applies what is missing.
@@ -488,6 +490,9 @@ pub struct FleetStats {
     /// Dropped from a full queue.
     pub dropped: AtomicU64,
     pub errors: AtomicU64,
+    /// Replication lag of the last row received: from the time it carries (the log
+    /// line's, or the ban's start) to now, in milliseconds.
+    pub lag_ms: AtomicU64,
 }
 
 /// The most bans kept for publishing while the database is unreachable.
@@ -786,6 +791,13 @@ async fn publish_one(
     Ok(())
 }
 
+fn note_lag(stats: &FleetStats, t: Timestamp) {
+    let now = from_ts(std::time::SystemTime::now());
+    stats
+        .lag_ms
+        .store((now.0 - t.0).max(0) as u64, Ordering::Relaxed);
+}
+
 fn cidr(t: &IpNet) -> String {
     // PostgreSQL's cidr wants the prefix length written out.
     format!("{}/{}", t.network(), t.prefix_len())
@@ -801,6 +813,9 @@ async fn catch_up(
     seqs: &mut Seqs,
 ) -> Result<(), FleetError> {
     catch_up_bans(client, cfg, incoming, stats, &mut seqs.bans).await?;
+    if !cfg.share_failures {
+        return Ok(());
+    }
     let Some(last) = seqs.failures.as_mut() else {
         return Ok(());
     };
@@ -819,9 +834,11 @@ async fn catch_up(
             let Ok(address) = text.parse::<IpAddr>() else {
                 continue;
             };
+            let time = from_ts(r.get(1));
+            note_lag(stats, time);
             let m = Received::Failure {
                 address: crate::addr::canonical(address),
-                time: from_ts(r.get(1)),
+                time,
                 count: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
             };
             stats.received.fetch_add(1, Ordering::Relaxed);
@@ -866,9 +883,11 @@ async fn catch_up_bans(
             let m = if r.get::<_, bool>(6) {
                 Received::Lift { target, node }
             } else {
+                let at = from_ts(r.get(1));
+                note_lag(stats, at);
                 Received::Ban {
                     target,
-                    at: from_ts(r.get(1)),
+                    at,
                     until: from_ts(r.get(2)),
                     reason: r.get(3),
                     rule: r.get(4),

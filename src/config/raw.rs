@@ -70,6 +70,7 @@ pub struct RawCluster {
     pub password_file: Option<Spanned<String>>,
     pub node: Option<Spanned<String>>,
     pub ca_file: Option<Spanned<String>>,
+    pub share_failures: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

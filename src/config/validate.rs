@@ -472,6 +472,7 @@ fn cluster(e: &mut Errs, raw: &RawCluster) -> Option<crate::fleet::FleetConfig> 
             url,
             password_file,
             node,
+            share_failures: raw.share_failures.as_ref().is_none_or(|v| *v.get_ref()),
             ca_file: raw
                 .ca_file
                 .as_ref()

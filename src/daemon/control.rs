@@ -175,6 +175,9 @@ pub struct ClusterStatus {
     pub errors: u64,
     /// Fleet bans this node's own checks refused.
     pub refused: u64,
+    /// Replication lag of the last row received, in seconds.
+    #[serde(default)]
+    pub lag_seconds: f64,
 }
 
 /// Which enforcers still owe a ban, and why.

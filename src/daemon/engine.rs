@@ -30,6 +30,7 @@ use std::time::Instant;
 
 /// The engine's end of the fleet link.
 struct Fleet {
+    share_failures: bool,
     out: tokio::sync::mpsc::UnboundedSender<crate::fleet::Publish>,
     stats: std::sync::Arc<crate::fleet::FleetStats>,
     node: String,
@@ -309,6 +310,7 @@ impl Engine {
         node: String,
     ) {
         self.fleet = Some(Fleet {
+            share_failures: self.cfg.cluster.as_ref().is_none_or(|c| c.share_failures),
             out,
             stats,
             node,
@@ -506,7 +508,7 @@ impl Engine {
     fn changes(&mut self) -> Batch {
         let ch = self.pipeline.take_changes();
         // The fleet counts this node's failures with its own.
-        if self.fleet.is_some() {
+        if self.fleet.as_ref().is_some_and(|f| f.share_failures) {
             for a in &ch.attempts {
                 self.publish(crate::fleet::Publish::Failure {
                     address: a.address,
@@ -868,6 +870,7 @@ impl Engine {
                     dropped: n(&f.stats.dropped),
                     errors: n(&f.stats.errors),
                     refused: f.refused,
+                    lag_seconds: n(&f.stats.lag_ms) as f64 / 1000.0,
                 }
             }),
             blocks: self
@@ -1178,6 +1181,7 @@ impl Engine {
                     queued: n(&f.stats.queued),
                     dropped: n(&f.stats.dropped),
                     refused: f.refused,
+                    lag_seconds: n(&f.stats.lag_ms) as f64 / 1000.0,
                 }
             }),
         };

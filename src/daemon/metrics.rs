@@ -73,6 +73,8 @@ pub struct ClusterReading {
     pub queued: u64,
     pub dropped: u64,
     pub refused: u64,
+    /// From the time a received row carries to its arrival here.
+    pub lag_seconds: f64,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -217,6 +219,13 @@ pub fn render(r: &Readings) -> String {
             "cluster_refused",
             "Fleet bans this node's own checks refused",
             counter(c.refused),
+        );
+        let lag = Gauge::<f64, AtomicU64>::default();
+        lag.set(c.lag_seconds);
+        reg.register(
+            "cluster_lag_seconds",
+            "Replication lag: from the time the last received failure or ban carries (its log line's, its start) to its arrival here",
+            lag,
         );
     }
     reg.register(

@@ -172,6 +172,9 @@ fn three_nodes_count_and_ban_together_through_postgresql() {
     );
     // Each failure is in the fleet once.
     assert_eq!(fleet_sum(&pg, "203.0.113.77"), "6");
+    // The replication lag of what a node received: seconds, not minutes.
+    let lag = a.json("status")["cluster"]["lag_seconds"].as_f64().unwrap();
+    assert!((0.0..30.0).contains(&lag), "{lag}");
 
     // Node b is down while a counts 3 tries of another guesser; b, started again, reads
     // them from the fleet and its own 2 tries make 5.
