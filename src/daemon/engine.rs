@@ -683,7 +683,7 @@ impl Engine {
         for r in rebuilt {
             self.counters.table_rebuilds += 1;
             tracing::warn!(
-                "{}: {} was removed; rebuilt with {} active bans",
+                "{}: {} was removed or changed outside saslguard; rebuilt with {} active bans",
                 r.enforcer,
                 r.describe,
                 r.bans

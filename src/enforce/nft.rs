@@ -760,6 +760,35 @@ impl Nft {
         }
     }
 
+    /// True when the chain has a rule for every set it should look up: the allowlist,
+    /// the bans and each block. A rule deleted by hand, a chain flushed, or rules
+    /// written by `saslguard nft setup` without the blocks are found here and put back.
+    pub fn rules_complete(&self) -> Result<bool, NftError> {
+        let socket =
+            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
+        let rules = match nft_sys::dump_rule_counters(
+            &socket,
+            libc::NFPROTO_INET as u32,
+            &self.table_name,
+            CHAIN,
+        ) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(self.nl("read rules")(e)),
+        };
+        let seen: std::collections::BTreeSet<String> =
+            rules.into_iter().filter_map(|r| r.set).collect();
+        let mut want: Vec<String> = [ALLOW4, ALLOW6, ADDR4, NET4, ADDR6, NET6]
+            .iter()
+            .map(|c| c.to_string_lossy().into_owned())
+            .collect();
+        for (name, _) in &self.cfg.blocks {
+            want.push(format!("b4_{name}"));
+            want.push(format!("b6_{name}"));
+        }
+        Ok(want.iter().all(|w| seen.contains(w)))
+    }
+
     /// Deletes saslguard's table with its sets and rules (`saslguard nft reset`).
     /// Returns false when there was no table.
     pub fn reset(&self) -> Result<bool, NftError> {
@@ -818,7 +847,7 @@ impl super::Enforcer for Nft {
     }
 
     fn intact(&mut self) -> Result<bool, EnforceError> {
-        self.table_present().map_err(failed)
+        Ok(self.table_present().map_err(failed)? && self.rules_complete().map_err(failed)?)
     }
 
     fn repair(&mut self) -> Result<(), EnforceError> {

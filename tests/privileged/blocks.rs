@@ -245,6 +245,64 @@ fn a_blocked_country_gets_no_first_guess_and_the_allowlist_punches_through() {
         "ok",
         "the allowlist wins"
     );
+    // The count goes on over the rebuilt table (whose own counter started at 0).
+    let after = d.json("status")["blocks"][0]["refused_packets"]
+        .as_u64()
+        .unwrap();
+    assert!(after > refused, "{after} after, {refused} before");
+
+    // Rules replaced by hand without the block's (`saslguard nft setup` knows nothing of
+    // blocks): the daemon notices and puts them back.
+    let o = net.exec(
+        &net.server,
+        &[env!("CARGO_BIN_EXE_saslguard"), "nft", "setup"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let chain = String::from_utf8_lossy(
+            &net.exec(
+                &net.server,
+                &["nft", "list", "chain", "inet", "saslguard", "input"],
+            )
+            .stdout,
+        )
+        .into_owned();
+        if chain.contains("@b4_ru") && chain.contains("@allow4") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the block's rules did not come back: {chain}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(connect(&net, "198.51.100.7", 587), "timeout");
+    assert_eq!(
+        connect(&net, "198.51.100.8", 587),
+        "ok",
+        "the allowlist wins"
+    );
+
+    // The report of the period says what the block refused (the totals are written to
+    // the store when they change, at most once a minute, and at the stop).
+    let total = d.json("status")["blocks"][0]["refused_packets"]
+        .as_u64()
+        .unwrap();
+    let mut d = d;
+    assert!(d.stop().success());
+    let out = Command::new(env!("CARGO_BIN_EXE_saslguard"))
+        .args(["report", "--json", "--store"])
+        .arg(d.state().join("saslguard.db"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["blocks"][0]["name"], "ru", "{r:#}");
+    assert!(
+        r["blocks"][0]["refused_packets"].as_u64().unwrap() >= total,
+        "{r:#}"
+    );
 }
 
 #[test]
