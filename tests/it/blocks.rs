@@ -171,6 +171,7 @@ fn check_config_refuses_blocks_that_would_hurt() {
             "no error at line {line} ({what}) in:\n{err}"
         );
     }
+    assert_eq!(err.lines().count(), 6, "one error each:\n{err}");
 
     // A networks_file's bad line is reported with that file's name and line; port 25
     // is accepted when the block says so.
