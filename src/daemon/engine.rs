@@ -701,7 +701,17 @@ impl Engine {
                 }
                 self.enforcer_error(f);
             }
-            self.unenforced.retain(|_, o| !o.enforcers.is_empty());
+            self.unenforced.retain(|t, o| {
+                let done = o.enforcers.is_empty();
+                if done {
+                    tracing::warn!(
+                        "ban of {} now enforced after {} retries (the rebuild put it back)",
+                        target_string(t),
+                        o.attempts
+                    );
+                }
+                !done
+            });
         }
         for f in &errors {
             self.enforcer_error(f);

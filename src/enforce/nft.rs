@@ -155,6 +155,9 @@ pub struct BanReport {
 pub struct Nft {
     cfg: NftConfig,
     table_name: CString,
+    /// When the chain was first seen missing a rule; rebuilt only if it still is a
+    /// second later (an admin's change in several steps is not fought mid-way).
+    incomplete_since: Option<std::time::Instant>,
 }
 
 fn set_of(net: &IpNet) -> &'static CStr {
@@ -261,7 +264,11 @@ impl Nft {
         if cfg.table.is_empty() || cfg.table.len() > 255 {
             return Err(NftError::Other("bad table name".into(), cfg.table.clone()));
         }
-        Ok(Nft { cfg, table_name })
+        Ok(Nft {
+            cfg,
+            table_name,
+            incomplete_since: None,
+        })
     }
 
     fn nl(&self, op: &'static str) -> impl FnOnce(std::io::Error) -> NftError + '_ {
@@ -847,7 +854,25 @@ impl super::Enforcer for Nft {
     }
 
     fn intact(&mut self) -> Result<bool, EnforceError> {
-        Ok(self.table_present().map_err(failed)? && self.rules_complete().map_err(failed)?)
+        if !self.table_present().map_err(failed)? {
+            self.incomplete_since = None;
+            return Ok(false);
+        }
+        if self.rules_complete().map_err(failed)? {
+            self.incomplete_since = None;
+            return Ok(true);
+        }
+        match self.incomplete_since {
+            None => {
+                self.incomplete_since = Some(std::time::Instant::now());
+                Ok(true)
+            }
+            Some(t) if t.elapsed() >= std::time::Duration::from_secs(1) => {
+                self.incomplete_since = None;
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+        }
     }
 
     fn repair(&mut self) -> Result<(), EnforceError> {
