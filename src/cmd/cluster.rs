@@ -14,6 +14,12 @@ fn fleet_config(config: &std::path::Path) -> Result<saslguard::fleet::FleetConfi
     })
 }
 
+/// The fleet's database did not answer: exit 69.
+fn unavailable(e: &saslguard::fleet::FleetError) -> ExitCode {
+    eprintln!("saslguard {e}");
+    ExitCode::from(EX_UNAVAILABLE)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -47,10 +53,7 @@ pub(crate) fn fleet_bans(config: &std::path::Path, json: bool) -> Result<ExitCod
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            eprintln!("saslguard {e}");
-            Ok(ExitCode::from(EX_UNAVAILABLE))
-        }
+        Err(e) => Ok(unavailable(&e)),
     }
 }
 
@@ -66,28 +69,16 @@ pub(crate) fn fleet_tally(
     };
     match runtime()?.block_on(saslguard::fleet::tally(&fc, since, until)) {
         Ok(t) => Ok(Ok(t)),
-        Err(e) => {
-            eprintln!("saslguard {e}");
-            Ok(Err(ExitCode::from(EX_UNAVAILABLE)))
-        }
+        Err(e) => Ok(Err(unavailable(&e))),
     }
 }
 
 pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result<ExitCode> {
-    let cfg = match load_config(Some(&config.to_path_buf())) {
+    let fc = match fleet_config(config) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let Some(fc) = cfg.cluster else {
-        eprintln!(
-            "saslguard cluster: [cluster] is not enabled in {}",
-            config.display()
-        );
-        return Ok(ExitCode::from(EX_USAGE));
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = runtime()?;
     match action {
         ClusterAction::Status { json } => match rt.block_on(saslguard::fleet::status(&fc)) {
             Ok(s) => {
@@ -106,10 +97,7 @@ pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result
                 })?;
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                eprintln!("saslguard {e}");
-                Ok(ExitCode::from(EX_UNAVAILABLE))
-            }
+            Err(e) => Ok(unavailable(&e)),
         },
         ClusterAction::Setup {
             node_role,
@@ -124,10 +112,7 @@ pub(crate) fn cluster(config: &std::path::Path, action: ClusterAction) -> Result
                 print!("{}", saslguard::fleet::postfix_grants(&postfix_role));
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => {
-                eprintln!("saslguard {e}");
-                Ok(ExitCode::from(EX_UNAVAILABLE))
-            }
+            Err(e) => Ok(unavailable(&e)),
         },
     }
 }

@@ -701,21 +701,27 @@ impl Engine {
                 }
                 self.enforcer_error(f);
             }
-            self.unenforced.retain(|t, o| {
-                let done = o.enforcers.is_empty();
-                if done {
-                    tracing::warn!(
-                        "ban of {} now enforced after {} retries (the rebuild put it back)",
-                        target_string(t),
-                        o.attempts
-                    );
-                }
-                !done
-            });
+            self.forget_paid(" (the rebuild put it back)");
         }
         for f in &errors {
             self.enforcer_error(f);
         }
+    }
+
+    /// Forgets the owed bans that no enforcer owes any more, saying so (`how`: what
+    /// paid them, if not a retry).
+    fn forget_paid(&mut self, how: &str) {
+        self.unenforced.retain(|t, o| {
+            let done = o.enforcers.is_empty();
+            if done {
+                tracing::warn!(
+                    "ban of {} now enforced after {} retries{how}",
+                    target_string(t),
+                    o.attempts
+                );
+            }
+            !done
+        });
     }
 
     /// Retries the bans an enforcer has not taken yet, each when its backoff is due.
@@ -753,17 +759,7 @@ impl Engine {
             }
             failed.extend(f);
         }
-        self.unenforced.retain(|t, o| {
-            let done = o.enforcers.is_empty();
-            if done {
-                tracing::warn!(
-                    "ban of {} now enforced after {} retries",
-                    target_string(t),
-                    o.attempts
-                );
-            }
-            !done
-        });
+        self.forget_paid("");
         for f in failed {
             for t in &f.targets {
                 if let Some(o) = self.unenforced.get_mut(t) {
@@ -841,6 +837,23 @@ impl Engine {
         }
     }
 
+    /// The fleet link as `status` and the metrics show it.
+    fn cluster_status(&self) -> Option<ClusterStatus> {
+        let f = self.fleet.as_ref()?;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Some(ClusterStatus {
+            node: f.node.clone(),
+            connected: n(&f.stats.connected) == 1,
+            published: n(&f.stats.published),
+            received: n(&f.stats.received),
+            queued: n(&f.stats.queued),
+            dropped: n(&f.stats.dropped),
+            errors: n(&f.stats.errors),
+            refused: f.refused,
+            lag_seconds: n(&f.stats.lag_ms) as f64 / 1000.0,
+        })
+    }
+
     fn status(&self) -> Response {
         let (addresses, prefixes, evicted) = self.pipeline.tracked();
         Response::Status(Box::new(Status {
@@ -869,20 +882,7 @@ impl Engine {
             nft_table_rebuilds: self.counters.table_rebuilds,
             unenforced_bans: self.unenforced.len() as u64,
             alerts: self.counters.alerts.clone(),
-            cluster: self.fleet.as_ref().map(|f| {
-                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                ClusterStatus {
-                    node: f.node.clone(),
-                    connected: n(&f.stats.connected) == 1,
-                    published: n(&f.stats.published),
-                    received: n(&f.stats.received),
-                    queued: n(&f.stats.queued),
-                    dropped: n(&f.stats.dropped),
-                    errors: n(&f.stats.errors),
-                    refused: f.refused,
-                    lag_seconds: n(&f.stats.lag_ms) as f64 / 1000.0,
-                }
-            }),
+            cluster: self.cluster_status(),
             blocks: self
                 .blocked
                 .iter()
@@ -1182,18 +1182,7 @@ impl Engine {
                     (b.name.clone(), n)
                 })
                 .collect(),
-            cluster: self.fleet.as_ref().map(|f| {
-                let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-                super::metrics::ClusterReading {
-                    connected: n(&f.stats.connected) == 1,
-                    published: n(&f.stats.published),
-                    received: n(&f.stats.received),
-                    queued: n(&f.stats.queued),
-                    dropped: n(&f.stats.dropped),
-                    refused: f.refused,
-                    lag_seconds: n(&f.stats.lag_ms) as f64 / 1000.0,
-                }
-            }),
+            cluster: self.cluster_status(),
         };
         super::metrics::render(&readings)
     }

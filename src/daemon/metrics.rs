@@ -8,7 +8,7 @@
 //! thousand connections open must not take the descriptors the daemon needs for
 //! netlink, its logs and its store.
 
-use super::control::{Call, Request, Response};
+use super::control::{Call, ClusterStatus, Request, Response};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus_client::encoding::text::encode;
@@ -62,19 +62,7 @@ pub struct Readings {
     /// Packets refused per `[[block]]`.
     pub blocks: Vec<(String, u64)>,
     /// The fleet link, when `[cluster]` is on.
-    pub cluster: Option<ClusterReading>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ClusterReading {
-    pub connected: bool,
-    pub published: u64,
-    pub received: u64,
-    pub queued: u64,
-    pub dropped: u64,
-    pub refused: u64,
-    /// From the time a received row carries to its arrival here.
-    pub lag_seconds: f64,
+    pub cluster: Option<ClusterStatus>,
 }
 
 type Labels = Vec<(&'static str, String)>;
