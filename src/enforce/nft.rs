@@ -40,6 +40,14 @@ const PORTS: &CStr = c"ports";
 const ALLOW4: &CStr = c"allow4";
 const ALLOW6: &CStr = c"allow6";
 
+/// What traffic from a set's addresses a rule matches.
+#[derive(Clone, Copy)]
+enum Traffic<'s, 'b> {
+    Any,
+    Tcp,
+    TcpTo(&'s Set<'b, Port>),
+}
+
 /// A block's three sets in a batch, with its ports.
 type BlockSetsOf<'a> = (
     Set<'a, Ipv4Addr>,
@@ -367,7 +375,7 @@ impl Nft {
         // or a block says.
         for (set, v6) in [(&allow4 as &dyn LookupSet, false), (&allow6, true)] {
             batch.add(
-                &self.rule(&chain, set, v6, None, &Verdict::Accept),
+                &self.rule(&chain, set, v6, Traffic::Any, &Verdict::Accept),
                 MsgType::Add,
             );
         }
@@ -389,22 +397,25 @@ impl Nft {
             Verdict::Drop
         };
         for (v4, v6, bp, ports) in &block_sets {
-            let p = (!ports.is_empty()).then_some(bp);
-            batch.add(&self.rule(&chain, v4, false, p, &verdict), MsgType::Add);
-            batch.add(&self.rule(&chain, v6, true, p, &verdict), MsgType::Add);
+            let t = if ports.is_empty() {
+                Traffic::Any
+            } else {
+                Traffic::TcpTo(bp)
+            };
+            batch.add(&self.rule(&chain, v4, false, t, &verdict), MsgType::Add);
+            batch.add(&self.rule(&chain, v6, true, t, &verdict), MsgType::Add);
         }
         self.send(batch.finalize())
             .map_err(self.nl("replace rules"))
     }
 
-    /// One rule: the source address in `set`, optionally TCP to a port in `ports`,
-    /// counted, then `verdict`.
+    /// One rule: the source address in `set` and `traffic`, counted, then `verdict`.
     fn rule<'a>(
         &self,
         chain: &'a Chain<'a>,
         set: &dyn LookupSet,
         v6: bool,
-        ports: Option<&Set<'_, Port>>,
+        traffic: Traffic<'_, '_>,
         verdict: &Verdict,
     ) -> Rule<'a> {
         let mut r = Rule::new(chain);
@@ -417,9 +428,11 @@ impl Nft {
             r.add_expr(&nft_expr!(payload ipv4 saddr));
         }
         set.add_lookup(&mut r);
-        if let Some(ports) = ports {
+        if let Traffic::Tcp | Traffic::TcpTo(_) = traffic {
             r.add_expr(&nft_expr!(meta l4proto));
             r.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
+        }
+        if let Traffic::TcpTo(ports) = traffic {
             r.add_expr(&nft_expr!(payload tcp dport));
             r.add_expr(&nft_expr!(lookup ports));
         }
@@ -440,15 +453,7 @@ impl Nft {
     /// Packets each block's rules refused since they were last put in place (a rebuilt
     /// or reloaded chain starts again from 0), by block name.
     pub fn block_counters(&self) -> Result<BTreeMap<String, u64>, NftError> {
-        let socket =
-            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
-        let rules = nft_sys::dump_rule_counters(
-            &socket,
-            libc::NFPROTO_INET as u32,
-            &self.table_name,
-            CHAIN,
-        )
-        .map_err(self.nl("read rules"))?;
+        let rules = self.rule_counters()?;
         let mut out = BTreeMap::new();
         for r in rules {
             let Some(set) = r.set else { continue };
@@ -510,27 +515,12 @@ impl Nft {
             ],
         };
         for (tcp, verdict) in verdicts {
-            let mut r = Rule::new(chain);
-            r.add_expr(&nft_expr!(meta nfproto));
-            if v6 {
-                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-                r.add_expr(&nft_expr!(payload ipv6 saddr));
-            } else {
-                r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-                r.add_expr(&nft_expr!(payload ipv4 saddr));
-            }
-            set.add_lookup(&mut r);
-            if tcp {
-                r.add_expr(&nft_expr!(meta l4proto));
-                r.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
-                if !self.cfg.ports.is_empty() {
-                    r.add_expr(&nft_expr!(payload tcp dport));
-                    r.add_expr(&nft_expr!(lookup ports));
-                }
-            }
-            r.add_expr(&nft_expr!(counter));
-            r.add_expr(&verdict);
-            out.push(r);
+            let m = match (tcp, self.cfg.ports.is_empty()) {
+                (false, _) => Traffic::Any,
+                (true, true) => Traffic::Tcp,
+                (true, false) => Traffic::TcpTo(ports),
+            };
+            out.push(self.rule(chain, set, v6, m, &verdict));
         }
         out
     }
@@ -576,6 +566,14 @@ impl Nft {
             mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
         nft_sys::dump_elems(&socket, libc::NFPROTO_INET as u32, &self.table_name, set)
             .map_err(self.nl("read set"))
+    }
+
+    /// The chain's rules with the set each looks up and its counter.
+    fn rule_counters(&self) -> Result<Vec<nft_sys::RuleCounter>, NftError> {
+        let socket =
+            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
+        nft_sys::dump_rule_counters(&socket, libc::NFPROTO_INET as u32, &self.table_name, CHAIN)
+            .map_err(self.nl("read rules"))
     }
 
     /// Every ban in the kernel with its remaining time.
@@ -771,17 +769,14 @@ impl Nft {
     /// the bans and each block. A rule deleted by hand, a chain flushed, or rules
     /// written by `saslguard nft setup` without the blocks are found here and put back.
     pub fn rules_complete(&self) -> Result<bool, NftError> {
-        let socket =
-            mnl::Socket::new(mnl::Bus::Netfilter).map_err(self.nl("open netlink socket"))?;
-        let rules = match nft_sys::dump_rule_counters(
-            &socket,
-            libc::NFPROTO_INET as u32,
-            &self.table_name,
-            CHAIN,
-        ) {
+        let rules = match self.rule_counters() {
             Ok(r) => r,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-            Err(e) => return Err(self.nl("read rules")(e)),
+            Err(NftError::Netlink { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         };
         let seen: std::collections::BTreeSet<String> =
             rules.into_iter().filter_map(|r| r.set).collect();

@@ -130,23 +130,7 @@ pub fn dump_elems(
         sys::nftnl_set_elems_nlmsg_build_payload(nlh, request.0.as_ptr());
         (*nlh).nlmsg_len as usize
     };
-    socket.send(&buf[..len])?;
-    let portid = socket.portid();
-    let mut out = Vec::new();
-    // nlmsghdr-aligned receive buffer.
-    let mut rbuf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
-    loop {
-        let bytes = bytemuck_bytes(&mut rbuf);
-        let n = socket.recv_raw(bytes)?;
-        if n == 0 {
-            break;
-        }
-        match mnl::cb_run2(&bytes[..n], seq, portid, parse_elems, &mut out)? {
-            mnl::CbResult::Stop => break,
-            mnl::CbResult::Ok => continue,
-        }
-    }
-    Ok(out)
+    exchange(socket, &buf[..len], seq, parse_elems)
 }
 
 fn parse_elems(nlh: &libc::nlmsghdr, out: &mut Vec<RawElem>) -> libc::c_int {
@@ -333,9 +317,21 @@ pub fn dump_rule_counters(
         sys::nftnl_rule_nlmsg_build_payload(nlh, r);
         (*nlh).nlmsg_len as usize
     };
-    socket.send(&buf[..len])?;
+    exchange(socket, &buf[..len], seq, parse_rule)
+}
+
+/// Sends one dump request and collects what `parse` makes of each message of the
+/// answer, until the kernel says the dump is done.
+fn exchange<T>(
+    socket: &mnl::Socket,
+    request: &[u8],
+    seq: u32,
+    parse: fn(&libc::nlmsghdr, &mut Vec<T>) -> libc::c_int,
+) -> io::Result<Vec<T>> {
+    socket.send(request)?;
     let portid = socket.portid();
     let mut out = Vec::new();
+    // nlmsghdr-aligned receive buffer.
     let mut rbuf = vec![0u32; nftnl::nft_nlmsg_maxsize() as usize / 4 + 1];
     loop {
         let bytes = bytemuck_bytes(&mut rbuf);
@@ -343,7 +339,7 @@ pub fn dump_rule_counters(
         if n == 0 {
             break;
         }
-        match mnl::cb_run2(&bytes[..n], seq, portid, parse_rule, &mut out)? {
+        match mnl::cb_run2(&bytes[..n], seq, portid, parse, &mut out)? {
             mnl::CbResult::Stop => break,
             mnl::CbResult::Ok => continue,
         }
