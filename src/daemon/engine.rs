@@ -379,6 +379,10 @@ impl Engine {
                 time,
                 count,
             } => {
+                // A node's clock may run ahead (or a compromised node may say anything):
+                // a failure is never later than now here, so it cannot start a ban in
+                // the future and make it outlast its length.
+                let time = time.min(now);
                 let decisions = self.pipeline.remote_failure(address, time, count).to_vec();
                 if !decisions.is_empty() {
                     let mut batch = Vec::new();
@@ -1292,6 +1296,31 @@ mod tests {
         e.tick(until);
         assert!(e.active.is_empty());
         assert!(targets(&mut e).is_empty());
+        e.shutdown();
+    }
+
+    #[test]
+    fn failures_from_the_fleet_dated_in_the_future_start_no_ban_in_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = engine(dir.path());
+        let ahead = wall_now().add_ms(86_400_000);
+        for _ in 0..3 {
+            e.fleet_input(crate::fleet::Received::Failure {
+                address: "198.51.100.9".parse().unwrap(),
+                time: ahead,
+                count: 1,
+            });
+        }
+        let Response::Bans(list) = e.handle(Request::Bans) else {
+            panic!("bans answers with the list")
+        };
+        assert_eq!(list.bans.len(), 1, "three fleet failures ban");
+        let b = &list.bans[0];
+        assert!(b.since <= wall_now(), "the ban starts now, not a day ahead");
+        assert!(
+            b.until.0 - wall_now().0 <= 3_600_000,
+            "and lasts its hour from now"
+        );
         e.shutdown();
     }
 }
