@@ -205,6 +205,56 @@ fn a_flushed_ruleset_is_rebuilt_with_every_ban_within_seconds() {
 }
 
 #[test]
+fn a_reload_refused_halfway_keeps_the_enforcer_that_runs() {
+    if !support::can_run(
+        "a_reload_refused_halfway_keeps_the_enforcer_that_runs",
+        &["ip", "nft"],
+    ) {
+        return;
+    }
+    let net = Netns::new(&["198.51.100.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mail.log");
+    append(&log, "");
+    let d = daemon(&net, &log, "[nftables]\n");
+    // The new configuration keeps nftables and adds a Postfix map in a directory anyone
+    // may write to, which the map refuses to open: the reload fails after nftables was
+    // already taken over.
+    let open_dir = tempfile::tempdir().unwrap();
+    Command::new("chmod")
+        .arg("1777")
+        .arg(open_dir.path())
+        .status()
+        .unwrap();
+    let cfg = std::fs::read_to_string(d.config_path()).unwrap();
+    std::fs::write(
+        d.config_path(),
+        format!(
+            "{cfg}[postfix_map]\nenabled = true\nmap = \"cidr:{}/access\"\n",
+            open_dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = d.ctl(&["reload"]);
+    assert!(!out.status.success(), "{}", d.log());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the running one is kept"),
+        "{out:?}"
+    );
+    // The running nftables enforcer is still there: a ban reaches the kernel.
+    assert!(
+        d.ctl(&["ban", "198.51.100.31"]).status.success(),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.kernel_set("addr4").contains("198.51.100.31"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
 fn a_reload_that_renames_the_table_takes_the_bans_along() {
     if !support::can_run(
         "a_reload_that_renames_the_table_takes_the_bans_along",
