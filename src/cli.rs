@@ -130,6 +130,8 @@ pub enum Command {
         top: usize,
         #[command(flatten)]
         time: TimeArgs,
+        #[command(flatten)]
+        read: ReadArgs,
         /// Log files (plain or .gz), merged by time; "-" for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -377,6 +379,29 @@ pub enum NftAction {
     Reset,
 }
 
+/// How log files are read for a replay.
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    /// 1: read, parse and count in one thread. 2 or more (the default on a machine with
+    /// more than one core): each file is read and parsed in a thread of its own while
+    /// another counts; the result is the same.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+}
+
+impl ReadArgs {
+    pub fn threads(&self) -> saslguard::source::merge::Threads {
+        use saslguard::source::merge::Threads;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self.threads {
+            Some(1) => Threads::One,
+            Some(_) => Threads::PerFile,
+            None if cores > 1 => Threads::PerFile,
+            None => Threads::One,
+        }
+    }
+}
+
 /// `saslguard report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -413,6 +438,8 @@ pub struct ReportArgs {
     pub from_logs: bool,
     #[command(flatten)]
     pub time: TimeArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     pub files: Vec<PathBuf>,
 }
 

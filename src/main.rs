@@ -2,6 +2,12 @@
 //! to its module under `cmd/` and maps errors to exit codes.
 
 mod cli;
+
+/// mimalloc: replay and the daemon allocate and free many small strings per event;
+/// it measured faster than glibc's malloc and returns memory better (BENCHMARKS.md,
+/// "How it got there").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cmd;
 
 use crate::cli::{Cli, Command};
@@ -65,8 +71,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             top,
             time,
+            read,
             files,
-        } => cmd::replay::replay(config.as_ref(), json, top, &time, &files),
+        } => cmd::replay::replay(config.as_ref(), json, top, &time, read.threads(), &files),
         Command::Report(a) => cmd::report::report(a),
         Command::Tls {
             internal,

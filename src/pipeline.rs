@@ -80,6 +80,32 @@ pub struct Changes {
     pub known_good: Vec<(IpNet, Timestamp)>,
 }
 
+/// A line parsed, owning what it needs: the half of [`Pipeline::feed`] that depends on
+/// nothing but the line, so replay can do it on the reader threads and hand the ordered
+/// half ([`Pipeline::apply`]) only events.
+#[derive(Debug)]
+pub struct Prepared {
+    pub parsed: Result<(Timestamp, Parsed), Skip>,
+    pub lossy: bool,
+}
+
+impl Prepared {
+    #[inline]
+    pub fn of(line: &Stamped) -> Prepared {
+        Prepared {
+            parsed: match &line.stamp {
+                Err(why) => Err(*why),
+                Ok((time, prefix)) => Ok((*time, parse::parse_prefixed(prefix))),
+            },
+            lossy: line.lossy,
+        }
+    }
+
+    pub fn time(&self) -> Option<Timestamp> {
+        self.parsed.as_ref().ok().map(|(t, _)| *t)
+    }
+}
+
 pub struct Pipeline {
     counter: Counter,
     tracker: Windows,
@@ -207,16 +233,19 @@ impl Pipeline {
     /// Feeds one stamped line: a line without a time is counted as skipped, the rest is
     /// parsed and processed. Returns the ban decisions it caused.
     pub fn feed(&mut self, line: &Stamped) -> &[Decision] {
-        match &line.stamp {
+        self.apply(&Prepared::of(line))
+    }
+
+    /// Feeds one line [`Prepared`] already (perhaps on another thread): the ordered half
+    /// of [`Pipeline::feed`]. Lines must come in the order `feed` would have seen them.
+    pub fn apply(&mut self, line: &Prepared) -> &[Decision] {
+        match &line.parsed {
             Err(why) => {
                 self.skip(*why);
                 self.decisions.clear();
                 &self.decisions
             }
-            Ok((time, prefix)) => {
-                let parsed = parse::parse_prefixed(prefix);
-                self.process(*time, &parsed, line.lossy)
-            }
+            Ok((time, parsed)) => self.process(*time, parsed, line.lossy),
         }
     }
 

@@ -7,6 +7,7 @@ pub(crate) fn replay(
     json: bool,
     top: usize,
     time: &TimeArgs,
+    threads: saslguard::source::merge::Threads,
     files: &[PathBuf],
 ) -> Result<ExitCode> {
     let cfg = match load_config(config) {
@@ -17,7 +18,7 @@ pub(crate) fn replay(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let r = match saslguard::replay::replay(&cfg, files, ts) {
+    let r = match saslguard::replay::replay(&cfg, files, ts, threads) {
         Ok(r) => r,
         Err(e) => return Ok(replay_failed(e)),
     };

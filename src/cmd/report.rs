@@ -43,7 +43,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
             Ok(t) => t,
             Err(code) => return Ok(code),
         };
-        let r = match saslguard::replay::replay(&cfg, &a.files, ts) {
+        let r = match saslguard::replay::replay(&cfg, &a.files, ts, a.read.threads()) {
             Ok(r) => r,
             Err(e) => return Ok(replay_failed(e)),
         };

@@ -23,7 +23,7 @@ pub enum SourceError {
 
 pub struct FileSource {
     pub path: PathBuf,
-    reader: LineReader<Box<dyn BufRead>>,
+    reader: LineReader<Box<dyn BufRead + Send>>,
     resolver: YearResolver,
     /// The decoded text of the last line when it was not valid UTF-8.
     lossy: String,
@@ -46,7 +46,7 @@ impl FileSource {
             path: path.to_path_buf(),
             source,
         };
-        let (raw, mtime): (Box<dyn Read>, Option<Timestamp>) = if path == Path::new("-") {
+        let (raw, mtime): (Box<dyn Read + Send>, Option<Timestamp>) = if path == Path::new("-") {
             (Box::new(io::stdin()), None)
         } else {
             let f = File::open(path).map_err(err)?;
@@ -60,7 +60,7 @@ impl FileSource {
         };
         let mut buf = BufReader::with_capacity(256 * 1024, raw);
         let gz = buf.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead> = if gz {
+        let reader: Box<dyn BufRead + Send> = if gz {
             Box::new(BufReader::with_capacity(
                 256 * 1024,
                 MultiGzDecoder::new(buf),

@@ -328,3 +328,52 @@ fn postfix_setup_creates_the_map_before_postfix_looks_it_up() {
     assert_eq!(code, 0);
     assert!(out.contains("not enabled"), "{out}");
 }
+
+/// `replay --threads N` reads and parses on other threads but must decide exactly what
+/// the one-thread run decides: the same document, byte for byte, over several files
+/// written side by side (Postfix's and Dovecot's), one of them gzip, with garbage, and
+/// more lines than one batch between threads.
+#[test]
+fn replay_with_reader_threads_gives_the_same_document() {
+    let example = std::fs::read_to_string(root().join("examples/mail.log")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut postfix, mut dovecot) = (String::new(), String::new());
+    // The example 60 times over, each copy an hour later, so bans expire and recur.
+    for hour in 0..60 {
+        for line in example.lines() {
+            let line = match line.get(7..9).and_then(|h| h.parse::<u32>().ok()) {
+                Some(h) if line.starts_with("Nov 22 ") => {
+                    let h = h + hour;
+                    format!("Nov {} {:02}{}", 22 + h / 24, h % 24, &line[9..])
+                }
+                _ => line.to_string(),
+            };
+            let out = if line.contains("dovecot") {
+                &mut dovecot
+            } else {
+                &mut postfix
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    let p = dir.path().join("mail.log");
+    std::fs::write(&p, &postfix).unwrap();
+    let d = dir.path().join("dovecot.log.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(dovecot.as_bytes()).unwrap();
+    std::fs::write(&d, gz.finish().unwrap()).unwrap();
+    let (p, d) = (p.to_str().unwrap(), d.to_str().unwrap());
+    let run = |threads: &str| {
+        let (code, out, err) = saslguard(&with(&REPLAY_JSON, &["--threads", threads, p, d]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let one = run("1");
+    let v: Value = serde_json::from_str(&one).unwrap();
+    assert!(v["lines"].as_u64().unwrap() > 6000, "{}", v["lines"]);
+    assert!(v["failures"].as_u64().unwrap() > 3000, "{}", v["failures"]);
+    assert!(v["bans"].as_array().unwrap().len() >= 3, "{}", v["bans"]);
+    assert_eq!(run("2"), one, "two threads decided otherwise");
+    assert_eq!(run("4"), one, "four threads decided otherwise");
+}

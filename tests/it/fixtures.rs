@@ -12,6 +12,7 @@ use crate::support;
 use crate::support::prepare;
 use saslguard::parse::RULES;
 use saslguard::source::Skip;
+use saslguard::source::merge::Threads;
 use saslguard::time::{YearResolver, Zone};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -144,6 +145,7 @@ fn the_captured_real_daemon_log_counts_what_its_clients_did() {
             year: Some(2026),
             now: Timestamp::default(),
         },
+        Threads::PerFile,
     )
     .unwrap();
     for (addr, n) in &truth {

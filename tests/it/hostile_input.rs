@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use saslguard::config::Config;
 use saslguard::replay::replay;
 use saslguard::source::file::TimeSettings;
+use saslguard::source::merge::Threads;
 use saslguard::time::{Timestamp, YearResolver, Zone};
 use std::io::Write;
 
@@ -202,6 +203,7 @@ fn bad_lines_are_counted_and_skipped_and_lose_nothing_around_them() {
             year: Some(2026),
             now: Timestamp::default(),
         },
+        Threads::PerFile,
     )
     .unwrap();
     let s = &r.pipeline.stats();
@@ -247,6 +249,7 @@ fn ipv4_mapped_addresses_are_ipv4_for_the_allowlist_and_the_bans() {
             year: Some(2026),
             now: Timestamp::default(),
         },
+        Threads::PerFile,
     )
     .unwrap();
     let report = r.report();

@@ -4,6 +4,7 @@
 use saslguard::config::{self, Config};
 use saslguard::replay::{Replay, replay};
 use saslguard::source::file::TimeSettings;
+use saslguard::source::merge::Threads;
 use saslguard::time::{Timestamp, Zone};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,7 @@ fn run_cfg(c: &Config, logs: &[&str]) -> Replay {
             year: Some(2026),
             now: Timestamp::from_secs(T0),
         },
+        Threads::PerFile,
     )
     .unwrap()
 }

@@ -13,6 +13,7 @@ use saslguard::config::Config;
 use saslguard::parse::Kind;
 use saslguard::replay::replay;
 use saslguard::source::file::TimeSettings;
+use saslguard::source::merge::Threads;
 use saslguard::time::YearResolver;
 use saslguard::time::{Timestamp, Zone};
 use serde_json::json;
@@ -139,6 +140,7 @@ fn scenario(net: &Netns, mut server: MailServer, dovecot_version: Dovecot) {
             year: None,
             now,
         },
+        Threads::PerFile,
     )
     .unwrap();
     let s = &r.pipeline.stats();
@@ -403,6 +405,7 @@ fn a_botnet_next_to_real_users_gets_banned_and_the_users_do_not() {
             year: None,
             now: Timestamp(chrono::Utc::now().timestamp_millis()),
         },
+        Threads::PerFile,
     )
     .unwrap();
     assert_eq!(r.pipeline.stats().failures, 31, "{:?}", r.pipeline.stats());

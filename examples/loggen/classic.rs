@@ -1,37 +1,11 @@
-//! Generates a realistic mixed mail log for benchmarks and examples:
-//! Postfix (inbound MX traffic, submission with Dovecot SASL, outbound delivery) and
-//! Dovecot (IMAP/POP3 logins) from benign users, users who mistype, fast and slow
-//! guessers over SMTP and IMAP, an IPv6 guesser rotating inside one /64, a password
-//! that gets guessed, and a sprinkle of garbage lines. Deterministic for a given seed.
-//!
-//! cargo run --release --example loggen -- --lines 1000000 --seed 1 > mail.log
+//! The first profile (`--profile classic`): the mix of issue 2's benchmarks, kept so
+//! old and new numbers stay comparable. Inbound MX traffic with and without TLS,
+//! submission with Dovecot SASL, outbound delivery, IMAP/POP3 logins, users who mistype,
+//! fast and slow guessers over SMTP and IMAP, an IPv6 guesser rotating inside one /64, a
+//! password that gets guessed, and a sprinkle of garbage lines. Classic syslog stamps.
 
-use std::fmt::Write as _;
-use std::io::{BufWriter, Write};
+use super::{MONTHS, Out, Rng, civil};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[self.below(v.len() as u64) as usize]
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 const USERS: [&str; 8] = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
 ];
@@ -55,35 +29,23 @@ const CIPHERS: [(&str, &str, u32); 5] = [
     ("TLSv1", "ECDHE-RSA-AES256-SHA", 256),
 ];
 
-struct Gen {
+pub struct Gen {
     rng: Rng,
     t: i64,
     pid: u32,
     qid: u64,
     sid: u64,
-    out: String,
-    lines: u64,
+    out: Out,
     slow: Vec<String>,
     slow_next: Vec<i64>,
 }
 
 impl Gen {
     fn stamp(&self, dt: i64) -> String {
-        let t = self.t + dt;
-        let days = t.div_euclid(86_400);
-        let secs = t.rem_euclid(86_400);
-        // civil date from days since epoch (Howard Hinnant's algorithm)
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let (mon, d, secs) = civil(self.t + dt);
         format!(
             "{} {:>2} {:02}:{:02}:{:02}",
-            MONTHS[(m - 1) as usize],
+            MONTHS[mon as usize],
             d,
             secs / 3600,
             secs / 60 % 60,
@@ -92,8 +54,7 @@ impl Gen {
     }
     fn line(&mut self, dt: i64, rest: &str) {
         let s = self.stamp(dt);
-        let _ = writeln!(self.out, "{s} mx {rest}");
-        self.lines += 1;
+        self.out.line(&s, "mx", rest);
     }
     fn pid(&mut self) -> u32 {
         self.pid = 1000 + (self.pid + 7) % 60_000;
@@ -229,6 +190,7 @@ impl Gen {
     }
 
     fn smtp_guesser(&mut self, ip: &str, n: u64) {
+        self.out.failing(ip);
         let pid = self.pid();
         let svc = if self.rng.chance(70) {
             "postfix/submission/smtpd"
@@ -259,6 +221,7 @@ impl Gen {
     }
 
     fn imap_guesser(&mut self, ip: &str) {
+        self.out.failing(ip);
         let sid = self.sid();
         let n = 1 + self.rng.below(3);
         for i in 0..n {
@@ -274,7 +237,7 @@ impl Gen {
         self.line(n as i64 * 2 + 1, &format!("dovecot: {proto}-login: Disconnected (auth failed, {n} attempts in {} secs): user=<{last}>, method=PLAIN, rip={ip}, lip=192.0.2.1{tls}, session=<{sid}>", n * 2 + 1));
     }
 
-    fn step(&mut self) {
+    pub fn step(&mut self) {
         self.t += self.rng.below(3) as i64;
         let r = self.rng.below(1000);
         match r {
@@ -330,47 +293,26 @@ impl Gen {
                     "postfix/smtpd[1]: warning: unknown[203.0.113.5",
                 ];
                 let j = self.rng.pick(&junk);
-                let _ = writeln!(self.out, "{j}");
-                self.lines += 1;
+                self.out.raw(j);
             }
         }
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let get = |name: &str, default: u64| -> u64 {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let lines = get("--lines", 1_000_000);
-    let seed = get("--seed", 1).max(1);
-    let start = get("--start", 1_795_305_600) as i64; // 2026-11-22T00:00:00Z
-    let mut g = Gen {
-        rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
-        t: start,
-        pid: 0,
-        qid: 0,
-        sid: 0,
-        out: String::with_capacity(1 << 20),
-        lines: 0,
-        slow: (0..6).map(|i| format!("198.51.100.{}", 230 + i)).collect(),
-        slow_next: vec![0; 6],
-    };
-    let stdout = std::io::stdout();
-    let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-    while g.lines < lines {
-        g.step();
-        if g.out.len() > 1 << 20 {
-            if w.write_all(g.out.as_bytes()).is_err() {
-                return;
-            }
-            g.out.clear();
+impl Gen {
+    pub fn new(seed: u64, start: i64) -> Gen {
+        Gen {
+            rng: Rng::new(seed),
+            t: start,
+            pid: 0,
+            qid: 0,
+            sid: 0,
+            out: Out::default(),
+            slow: (0..6).map(|i| format!("198.51.100.{}", 230 + i)).collect(),
+            slow_next: vec![0; 6],
         }
     }
-    let _ = w.write_all(g.out.as_bytes());
-    let _ = w.flush();
+    pub fn out(&mut self) -> &mut Out {
+        &mut self.out
+    }
 }
