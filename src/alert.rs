@@ -36,7 +36,6 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertConfig {
@@ -147,10 +146,6 @@ fn place(geo: &Origin) -> String {
     }
 }
 
-fn cap(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n.max(1)).expect("nonzero")
-}
-
 fn hash(s: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -163,11 +158,11 @@ impl Alerts {
     pub fn new(cfg: AlertConfig, per_address: usize) -> Alerts {
         Alerts {
             cfg,
-            accounts: LruCache::new(cap(MAX_ACCOUNTS)),
-            by_user: LruCache::new(cap(MAX_ACCOUNTS)),
-            by_addr: LruCache::new(cap(per_address)),
-            by_prefix: LruCache::new(cap(per_address)),
-            last: LruCache::new(cap(MAX_ACCOUNTS)),
+            accounts: crate::bounded::lru(MAX_ACCOUNTS),
+            by_user: crate::bounded::lru(MAX_ACCOUNTS),
+            by_addr: crate::bounded::lru(per_address),
+            by_prefix: crate::bounded::lru(per_address),
+            last: crate::bounded::lru(MAX_ACCOUNTS),
             changed_accounts: Vec::new(),
         }
     }

@@ -17,6 +17,7 @@ pub mod alert;
 pub mod attempts;
 pub mod ban;
 pub mod block;
+pub mod bounded;
 pub mod config;
 pub mod daemon;
 pub mod enforce;

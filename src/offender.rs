@@ -11,7 +11,6 @@ use lru::LruCache;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 pub const MAX_USERS: usize = 50;
 
@@ -156,7 +155,7 @@ pub struct Offenders {
 impl Offenders {
     pub fn new(cap: usize) -> Offenders {
         Offenders {
-            map: LruCache::new(NonZeroUsize::new(cap.max(1)).expect("nonzero")),
+            map: crate::bounded::lru(cap),
             evicted: 0,
         }
     }

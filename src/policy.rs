@@ -164,11 +164,11 @@ impl Policy {
         let cap = NonZeroUsize::new(cfg.max_targets.max(1)).expect("nonzero");
         Policy {
             cfg,
-            bans: LruCache::new(cap),
+            bans: crate::bounded::lru(cap.get()),
             own: Vec::new(),
-            known_good: LruCache::new(cap),
-            good_by_prefix: LruCache::new(cap),
-            members: LruCache::new(cap),
+            known_good: crate::bounded::lru(cap.get()),
+            good_by_prefix: crate::bounded::lru(cap.get()),
+            members: crate::bounded::lru(cap.get()),
         }
     }
 

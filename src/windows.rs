@@ -17,7 +17,6 @@ use lru::LruCache;
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 /// The prefix an address belongs to for prefix rules.
 pub fn prefix_of(addr: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
@@ -50,12 +49,11 @@ impl Windows {
         max_addresses: usize,
         max_prefixes: usize,
     ) -> Windows {
-        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
         Windows {
             addr_depth,
             prefix_depth,
-            addrs: LruCache::new(cap(max_addresses)),
-            prefixes: LruCache::new(cap(max_prefixes)),
+            addrs: crate::bounded::lru(max_addresses),
+            prefixes: crate::bounded::lru(max_prefixes),
             evicted: 0,
         }
     }

@@ -10,7 +10,6 @@
 use crate::parse::{Name, ProcessKey, Tls};
 use lru::LruCache;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 #[derive(Debug, Clone)]
 pub struct Conn {
@@ -70,7 +69,7 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(capacity: usize) -> Sessions {
         Sessions {
-            conns: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("nonzero")),
+            conns: crate::bounded::lru(capacity),
         }
     }
 

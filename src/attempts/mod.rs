@@ -37,7 +37,6 @@ use lru::LruCache;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 /// What the counter needs from the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,11 +202,10 @@ fn compatible(c: u8, mask: u8) -> bool {
 
 impl Counter {
     pub fn new(cfg: CountConfig) -> Counter {
-        let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
         Counter {
             sessions: Sessions::new(cfg.max_connections),
-            addrs: LruCache::new(cap(cfg.max_addresses)),
-            dovecot_sessions: LruCache::new(cap(cfg.max_connections)),
+            addrs: crate::bounded::lru(cfg.max_addresses),
+            dovecot_sessions: crate::bounded::lru(cfg.max_connections),
             cfg,
         }
     }

@@ -56,10 +56,8 @@ impl Default for Bounds {
 pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
     use lru::LruCache;
     use std::collections::{BTreeMap, VecDeque};
-    use std::num::NonZeroUsize;
-    let cap = |n: usize| NonZeroUsize::new(n.max(1)).expect("nonzero");
     let mut failures: LruCache<IpAddr, VecDeque<Op>> = LruCache::unbounded();
-    let mut offenders: LruCache<IpAddr, Op> = LruCache::new(cap(b.max_offenders));
+    let mut offenders: LruCache<IpAddr, Op> = crate::bounded::lru(b.max_offenders);
     let mut accounts: BTreeMap<String, Op> = BTreeMap::new();
     let mut checkpoints: BTreeMap<String, Op> = BTreeMap::new();
     let mut known_good: BTreeMap<ipnet::IpNet, Op> = BTreeMap::new();
