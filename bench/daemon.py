@@ -15,7 +15,8 @@ creates and always deletes (the machine's own ruleset is never touched):
 import json, os, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/saslguard")
+# SASLGUARD=/path/to/binary measures another build (an old one, for a comparison).
+BIN = os.environ.get("SASLGUARD") or os.path.join(ROOT, "target/release/saslguard")
 NS = "sgdbench%d" % os.getpid()
 
 

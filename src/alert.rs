@@ -107,19 +107,17 @@ pub const KINDS: &[&str] = &[
 
 const MAX_ORIGINS_PER_ACCOUNT: usize = 64;
 const MAX_ACCOUNTS: usize = 100_000;
-/// Addresses and accounts kept per prefix, for the alert's details.
-const MAX_PER_PREFIX: usize = 8;
-
 /// Recent failures of one prefix: a run of failures with no gap longer than the
 /// `login_after_failures` window.
+/// (Issue 17: it also kept the prefix's first addresses and accounts, which nothing
+/// read; with one /64 per address of an IPv6 botnet that was the largest table of a
+/// replay.)
 struct PrefixFailures {
     first: Timestamp,
     last: Timestamp,
-    failures: u64,
-    addresses: Vec<IpAddr>,
-    users: Vec<String>,
-    /// Failures by (account, address), for the account that later logs in.
-    tries: Vec<(String, IpAddr, u64)>,
+    /// Failures by (account, address), for the account that later logs in; the account
+    /// as its keyed hash ([`Alerts::key`]), so a name costs no allocation.
+    tries: Vec<(u64, IpAddr, u64)>,
 }
 
 /// (account, address) pairs kept per prefix.
@@ -133,6 +131,9 @@ pub struct Alerts {
     by_prefix: LruCache<IpNet, PrefixFailures>,
     /// When each (kind, key) last alerted: one alert per window, not one per line.
     last: LruCache<(u8, String), Timestamp>,
+    /// The key of [`Alerts::key`], random per process: an attacker cannot pick two
+    /// account names that collide.
+    keys: std::collections::hash_map::RandomState,
     /// Accounts whose history changed, for the store.
     pub changed_accounts: Vec<String>,
 }
@@ -146,13 +147,6 @@ fn place(geo: &Origin) -> String {
     }
 }
 
-fn hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
 impl Alerts {
     /// `per_address`: entries of the per-address and per-prefix tables.
     pub fn new(cfg: AlertConfig, per_address: usize) -> Alerts {
@@ -163,6 +157,7 @@ impl Alerts {
             by_addr: crate::bounded::lru(per_address),
             by_prefix: crate::bounded::lru(per_address),
             last: crate::bounded::lru(MAX_ACCOUNTS),
+            keys: std::collections::hash_map::RandomState::new(),
             changed_accounts: Vec::new(),
         }
     }
@@ -193,6 +188,12 @@ impl Alerts {
                 true
             }
         }
+    }
+
+    /// An account name as a 64-bit hash under this process's random key.
+    fn key(&self, user: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.keys.hash_one(user)
     }
 
     /// A counted attempt `a` (failures of its address, in `prefix`).
@@ -236,7 +237,7 @@ impl Alerts {
         }
         if self.cfg.spray_accounts > 0 {
             let need = self.cfg.spray_accounts as usize;
-            let h = hash(user);
+            let h = self.key(user);
             let ring = self.by_addr.get_or_insert_mut(addr, VecDeque::new);
             ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
             ring.push_back((time, h));
@@ -276,31 +277,19 @@ impl Alerts {
         let fresh = || PrefixFailures {
             first: time,
             last: time,
-            failures: 0,
-            addresses: Vec::new(),
-            users: Vec::new(),
             tries: Vec::new(),
         };
+        let user = a.user.as_deref().map(|u| self.key(u));
         let p = self.by_prefix.get_or_insert_mut(prefix, fresh);
         if time.0 - p.last.0 > window {
             *p = fresh();
         }
         p.last = p.last.max(time);
-        p.failures += u64::from(a.count);
-        if !p.addresses.contains(&addr) && p.addresses.len() < MAX_PER_PREFIX {
-            p.addresses.push(addr);
-        }
-        if let Some(u) = a.user.as_deref()
-            && !p.users.iter().any(|x| x == u)
-            && p.users.len() < MAX_PER_PREFIX
-        {
-            p.users.push(u.to_string());
-        }
-        if let Some(u) = a.user.as_deref() {
+        if let Some(u) = user {
             let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
-            match p.tries.iter_mut().find(|(x, ad, _)| x == u && *ad == addr) {
+            match p.tries.iter_mut().find(|(x, ad, _)| *x == u && *ad == addr) {
                 Some(t) => t.2 += u64::from(a.count),
-                None if !full => p.tries.push((u.to_string(), addr, u64::from(a.count))),
+                None if !full => p.tries.push((u, addr, u64::from(a.count))),
                 None => {}
             }
         }
@@ -368,14 +357,15 @@ impl Alerts {
         // other addresses, as many as the address rule needs. A user who mistyped once
         // next to a bot that tried other accounts is no alert; a guesser who moved to
         // another address of its /24 or /64 after guessing this account's password is.
+        let user_key = user.map(|u| self.key(u));
         let for_account = |p: &PrefixFailures| -> (u64, Vec<IpAddr>) {
-            let Some(u) = user else {
+            let Some(u) = user_key else {
                 return (0, Vec::new());
             };
             let mut from = Vec::new();
             let mut n = 0;
             for (x, ad, c) in &p.tries {
-                if x == u && *ad != addr {
+                if *x == u && *ad != addr {
                     n += c;
                     if !from.contains(ad) {
                         from.push(*ad);
