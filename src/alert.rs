@@ -323,9 +323,12 @@ impl Alerts {
             known_origins: Vec::new(),
             prefix: None,
         };
-        let who = user.map_or("an account (name not logged)".to_string(), |u| {
-            format!("account {u:?}")
-        });
+        // Only for an alert's message: most logins raise none.
+        let who = || {
+            user.map_or("an account (name not logged)".to_string(), |u| {
+                format!("account {u:?}")
+            })
+        };
         let window = self.cfg.login_after_failures_ms;
         let min = u64::from(self.cfg.login_after_failures_min);
         let by_address = window > 0
@@ -338,7 +341,8 @@ impl Alerts {
             let mut a = base(
                 "login_after_failures",
                 format!(
-                    "login to {who} from {addr}{} after {} failed attempts from that address since {}{} (stolen password?)",
+                    "login to {} from {addr}{} after {} failed attempts from that address since {}{} (stolen password?)",
+                    who(),
                     place(geo),
                     o.failures,
                     o.first_failure.rfc3339(),
@@ -388,7 +392,8 @@ impl Alerts {
                 let mut a = base(
                     "login_after_prefix_failures",
                     format!(
-                        "login to {who} from {addr}{} after {failures} failed attempts for this account from other addresses of {prefix} since {} (from {}) (stolen password?)",
+                        "login to {} from {addr}{} after {failures} failed attempts for this account from other addresses of {prefix} since {} (from {}) (stolen password?)",
+                        who(),
                         place(geo),
                         first.rfc3339(),
                         others.join(", "),
@@ -412,7 +417,8 @@ impl Alerts {
             out.push(base(
                 "marked_country",
                 format!(
-                    "login to {who} from {addr}{}, a country marked in [alerts]",
+                    "login to {} from {addr}{}, a country marked in [alerts]",
+                    who(),
                     place(geo)
                 ),
             ));
@@ -462,7 +468,8 @@ impl Alerts {
             let mut a = base(
                 "new_origin",
                 format!(
-                    "login to {who} from {addr}{}: {what} this account has not logged in from (known: {})",
+                    "login to {} from {addr}{}: {what} this account has not logged in from (known: {})",
+                    who(),
                     place(geo),
                     known.join(" ")
                 ),

@@ -66,7 +66,82 @@ pub fn ip(s: &str) -> Option<IpAddr> {
     if s.is_empty() || s.len() > 45 {
         return None;
     }
+    if s.len() <= 15 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return ipv4(s.as_bytes()).map(IpAddr::V4);
+    }
+    if s.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+        return ipv6(s.as_bytes()).map(|a| crate::addr::canonical(IpAddr::V6(a)));
+    }
+    // IPv6 with an embedded IPv4 part, or not an address: the general parser.
     s.parse().ok().map(crate::addr::canonical)
+}
+
+/// IPv6 of hex groups only (no embedded IPv4, no zone) as the standard library reads
+/// it: one to four hex digits a group, eight groups, or fewer with one `::`.
+fn ipv6(b: &[u8]) -> Option<std::net::Ipv6Addr> {
+    fn groups(part: &[u8], out: &mut [u16; 8]) -> Option<usize> {
+        if part.is_empty() {
+            return Some(0);
+        }
+        let mut n = 0;
+        for g in part.split(|&c| c == b':') {
+            if g.is_empty() || g.len() > 4 || n == 8 {
+                return None;
+            }
+            out[n] = g.iter().fold(0u16, |v, &d| {
+                let x = match d {
+                    b'0'..=b'9' => d - b'0',
+                    b'a'..=b'f' => d - b'a' + 10,
+                    _ => d - b'A' + 10,
+                };
+                (v << 4) | u16::from(x)
+            });
+            n += 1;
+        }
+        Some(n)
+    }
+    let mut head = [0u16; 8];
+    let mut tail = [0u16; 8];
+    let mut seg = [0u16; 8];
+    match memchr::memmem::find(b, b"::") {
+        None => {
+            if groups(b, &mut head)? != 8 {
+                return None;
+            }
+            seg = head;
+        }
+        Some(i) => {
+            let (h, t) = (&b[..i], &b[i + 2..]);
+            let nh = groups(h, &mut head)?;
+            let nt = groups(t, &mut tail)?;
+            if nh + nt > 7 {
+                return None;
+            }
+            seg[..nh].copy_from_slice(&head[..nh]);
+            seg[8 - nt..].copy_from_slice(&tail[..nt]);
+        }
+    }
+    Some(std::net::Ipv6Addr::from(seg))
+}
+
+/// Dotted-quad IPv4 as the standard library reads it (four decimal parts of one to
+/// three digits, at most 255, no leading zero), without its general parser: most
+/// addresses in a mail log are IPv4, and this is several times faster.
+fn ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = b.split(|&c| c == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let v = p.iter().fold(0u32, |v, &d| v * 10 + u32::from(d - b'0'));
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(std::net::Ipv4Addr::from(octets))
 }
 
 /// Characters Postfix accepts in a validated host name (`valid_hostname()`), plus
@@ -126,6 +201,80 @@ pub fn token(s: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The IPv6 fast path reads exactly what the standard library reads.
+    #[test]
+    fn ipv6_fast_path_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "::", "::1", "1::", "2001:db8::1", "2001:db8:0:0:0:0:0:1", "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1::2::3", ":1:2",
+            "1:2:", ":::", "12345::", "fffff::1", "FFFF::abcd", "1:2:3:4:5:6:7", "::1:",
+            "1::8:", "2001:DB8::Ab:cD", "0:0:0:0:0:0:0:0", "1:2:3:4:5:6::7:8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x = 0xD1B5_4A32_D192_ED03u64;
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let alphabet = b"0123456789abcdefABCDEF::::";
+            let len = 1 + (x % 40) as usize;
+            let mut y = x;
+            let s: String = (0..len)
+                .map(|_| {
+                    y = y.rotate_left(5).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    alphabet[(y % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            cases.push(s);
+            // Real addresses, with runs of zero groups, compressed and in full.
+            let mut g = [0u16; 8];
+            for (i, v) in g.iter_mut().enumerate() {
+                if (x >> (i + 40)) & 1 == 1 {
+                    *v = (x >> (i * 5)) as u16;
+                }
+            }
+            let a = std::net::Ipv6Addr::from(g);
+            cases.push(a.to_string());
+            cases.push(g.iter().map(|v| format!("{v:X}")).collect::<Vec<_>>().join(":"));
+        }
+        for c in cases {
+            let std = c.parse::<std::net::IpAddr>().ok().map(crate::addr::canonical);
+            assert_eq!(ip(&c), std, "{c:?}");
+        }
+    }
+
+    /// The IPv4 fast path reads exactly what the standard library reads.
+    #[test]
+    fn ipv4_fast_path_agrees_with_the_standard_parser() {
+        let mut cases: Vec<String> = [
+            "0.0.0.0", "255.255.255.255", "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4",
+            "1.2.3.04", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4.", "00.0.0.0", "0.0.0.00",
+            "192.0.2.1", "999.999.999.999", "1234.1.1.1", "1.2.3.-4", "", "....",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let alphabet = b"0123456789.";
+            let len = 1 + (x % 15) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((x >> (i * 4)) % 11) as usize] as char)
+                .collect();
+            cases.push(s);
+            cases.push(format!("{}.{}.{}.{}", x % 300, (x >> 9) % 300, (x >> 18) % 300, (x >> 27) % 300));
+        }
+        for c in cases {
+            let std = c.parse::<std::net::Ipv4Addr>().ok().map(std::net::IpAddr::V4);
+            assert_eq!(ip(&c), std, "{c:?}");
+        }
+    }
 
     #[test]
     fn name_addr_forms() {

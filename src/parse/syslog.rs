@@ -11,8 +11,7 @@
 //!
 //! Pure: bytes in, borrowed slices out. The year and zone are resolved later.
 
-use crate::time::{LineTime, Timestamp, parse_offset};
-use chrono::NaiveDate;
+use crate::time::{LineTime, Timestamp, days_from_civil, parse_offset};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix<'a> {
@@ -180,7 +179,7 @@ fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
     }
     let month = digits(&b[5..], 2)?;
     let day = digits(&b[8..], 2)?;
-    NaiveDate::from_ymd_opt(year, month, day)?;
+    let days = days_from_civil(year, month, day)?;
     match b.get(10) {
         Some(b'T') | Some(b' ') => {}
         _ => return None,
@@ -201,8 +200,7 @@ fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
     }
     let off = parse_offset(&b[i..i + zone_len])?;
     i += zone_len;
-    let date = NaiveDate::from_ymd_opt(year, month, day)?;
-    let midnight = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis();
+    let midnight = days * 86_400_000;
     let ms = midnight + i64::from(ms_of_day) - i64::from(off.local_minus_utc()) * 1000;
     Some((LineTime::Absolute(Timestamp(ms)), i))
 }
