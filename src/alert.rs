@@ -130,7 +130,8 @@ pub struct Alerts {
     by_addr: LruCache<IpAddr, VecDeque<(Timestamp, u64)>>,
     by_prefix: LruCache<IpNet, PrefixFailures>,
     /// When each (kind, key) last alerted: one alert per window, not one per line.
-    last: LruCache<(u8, String), Timestamp>,
+    /// Keys as their keyed hash ([`Alerts::key`]): no allocation per failure.
+    last: LruCache<(u8, u64), Timestamp>,
     /// The key of [`Alerts::key`], random per process: an attacker cannot pick two
     /// account names that collide.
     keys: std::collections::hash_map::RandomState,
@@ -176,15 +177,16 @@ impl Alerts {
     }
 
     /// True when (kind, key) has not alerted within `window_ms` before `now`.
-    fn fresh(&mut self, kind: u8, key: String, now: Timestamp, window_ms: i64) -> bool {
-        match self.last.get_mut(&(kind, key.clone())) {
+    fn fresh(&mut self, kind: u8, key: &str, now: Timestamp, window_ms: i64) -> bool {
+        let key = (kind, self.key(key));
+        match self.last.get_mut(&key) {
             Some(t) if now.0 - t.0 < window_ms => false,
             Some(t) => {
                 *t = now;
                 true
             }
             None => {
-                self.last.put((kind, key), now);
+                self.last.put(key, now);
                 true
             }
         }
@@ -206,16 +208,19 @@ impl Alerts {
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
             let need = self.cfg.spray_addresses as usize;
-            let ring = self
-                .by_user
-                .get_or_insert_mut(user.to_string(), VecDeque::new);
+            if !self.by_user.contains(user) {
+                self.by_user.put(user.to_string(), VecDeque::new());
+            }
+            let Some(ring) = self.by_user.get_mut(user) else {
+                return;
+            };
             ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
             ring.push_back((time, addr));
             while ring.len() > need * 2 {
                 ring.pop_front();
             }
             let n = ring.len();
-            if n >= need && self.fresh(0, user.to_string(), time, w) {
+            if n >= need && self.fresh(0, user, time, w) {
                 out.push(Alert {
                     kind: "spray_account".into(),
                     time,
@@ -245,7 +250,7 @@ impl Alerts {
                 ring.pop_front();
             }
             let n = ring.len();
-            if n >= need && self.fresh(1, addr.to_string(), time, w) {
+            if n >= need && self.fresh(1, &addr.to_string(), time, w) {
                 out.push(Alert {
                     kind: "spray_address".into(),
                     time,
@@ -335,7 +340,7 @@ impl Alerts {
             && offender.is_some_and(|o| time.0 - o.last_failure.0 <= window && o.failures >= min);
         if by_address
             && let Some(o) = offender
-            && self.fresh(2, format!("{addr} {}", user.unwrap_or("")), time, window)
+            && self.fresh(2, &format!("{addr} {}", user.unwrap_or("")), time, window)
         {
             let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));
             let mut a = base(
@@ -388,7 +393,7 @@ impl Alerts {
         {
             let first = p.first;
             let others: Vec<String> = from.iter().map(ToString::to_string).collect();
-            if self.fresh(4, format!("{prefix} {}", user.unwrap_or("")), time, window) {
+            if self.fresh(4, &format!("{prefix} {}", user.unwrap_or("")), time, window) {
                 let mut a = base(
                     "login_after_prefix_failures",
                     format!(
@@ -409,7 +414,7 @@ impl Alerts {
             && self.cfg.countries.contains(c)
             && self.fresh(
                 3,
-                format!("{addr} {}", user.unwrap_or("")),
+                &format!("{addr} {}", user.unwrap_or("")),
                 time,
                 86_400_000,
             )

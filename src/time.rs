@@ -325,10 +325,24 @@ mod tests {
                 "{date}"
             );
             let (y, m, d) = civil_from_days(days);
-            assert_eq!((y, m, d), (i64::from(date.year()), i64::from(date.month()), i64::from(date.day())));
+            assert_eq!(
+                (y, m, d),
+                (
+                    i64::from(date.year()),
+                    i64::from(date.month()),
+                    i64::from(date.day())
+                )
+            );
             date = date.succ_opt().unwrap();
         }
-        for (y, m, d) in [(2026, 2, 29), (2026, 13, 1), (2026, 4, 31), (2026, 0, 1), (2026, 1, 0), (1900, 2, 29)] {
+        for (y, m, d) in [
+            (2026, 2, 29),
+            (2026, 13, 1),
+            (2026, 4, 31),
+            (2026, 0, 1),
+            (2026, 1, 0),
+            (1900, 2, 29),
+        ] {
             assert_eq!(days_from_civil(y, m, d), None, "{y}-{m}-{d}");
         }
         assert!(days_from_civil(2000, 2, 29).is_some() && days_from_civil(2028, 2, 29).is_some());
@@ -354,7 +368,10 @@ mod tests {
         }
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00Z");
         assert_eq!(Timestamp(-1).rfc3339(), "1969-12-31T23:59:59.999Z");
-        assert_eq!(Timestamp(1_795_305_600_007).rfc3339(), "2026-11-22T00:00:00.007Z");
+        assert_eq!(
+            Timestamp(1_795_305_600_007).rfc3339(),
+            "2026-11-22T00:00:00.007Z"
+        );
     }
 
     #[test]

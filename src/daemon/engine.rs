@@ -23,7 +23,7 @@ use crate::source::{Stamped, stamp};
 use crate::store::{Batch, Op, Restored, Store, StoreError};
 use crate::time::{Timestamp, YearResolver};
 use ipnet::IpNet;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -525,15 +525,28 @@ impl Engine {
                 });
             }
         }
-        let mut batch: Batch = ch
-            .failures
-            .iter()
-            .map(|&(address, time, count)| Op::Failure {
-                address,
-                time,
-                count,
-            })
-            .collect();
+        // Failures of one address at one instant (a guesser's burst within the log's
+        // time resolution) are one row with their count: the same windows after a
+        // restart, fewer rows to write (issue 17).
+        let mut batch: Batch = Vec::with_capacity(ch.failures.len());
+        let mut row_of: HashMap<(std::net::IpAddr, Timestamp), usize> = HashMap::new();
+        for &(address, time, count) in &ch.failures {
+            match row_of.get(&(address, time)) {
+                Some(&i) => {
+                    if let Some(Op::Failure { count: c, .. }) = batch.get_mut(i) {
+                        *c = c.saturating_add(count);
+                    }
+                }
+                None => {
+                    row_of.insert((address, time), batch.len());
+                    batch.push(Op::Failure {
+                        address,
+                        time,
+                        count,
+                    });
+                }
+            }
+        }
         batch.extend(
             ch.known_good
                 .iter()
