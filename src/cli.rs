@@ -225,6 +225,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         time: TimeArgs,
+        #[command(flatten)]
+        read: ReadArgs,
         /// Log files (plain or .gz), merged by time; "-" for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -247,6 +249,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         time: TimeArgs,
+        #[command(flatten)]
+        read: ReadArgs,
         /// Log files (plain or .gz), merged by time; "-" for standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -384,7 +388,7 @@ pub enum NftAction {
 pub struct ReadArgs {
     /// 1: read, parse and count in one thread. 2 or more (the default on a machine with
     /// more than one core): each file is read and parsed in a thread of its own while
-    /// another counts; the result is the same.
+    /// another counts or reports; the result is the same.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }

@@ -79,8 +79,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             internal,
             json,
             time,
+            read,
             files,
-        } => cmd::logs::tls(&internal, json, &time, &files),
+        } => cmd::logs::tls(&internal, json, &time, read.threads(), &files),
         Command::Trace {
             queue_id,
             client,
@@ -88,6 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             user,
             json,
             time,
+            read,
             files,
         } => {
             let filter = saslguard::report::trace::Filter {
@@ -96,7 +98,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cipher,
                 user,
             };
-            cmd::logs::trace(filter, json, &time, &files)
+            cmd::logs::trace(filter, json, &time, read.threads(), &files)
         }
         Command::Probe(a) => cmd::probe::probe(a),
         Command::Nft {

@@ -8,7 +8,7 @@
 //! order of the files given; memory holds the open sessions and messages, and for
 //! `trace` the ones that matched.
 
-use crate::parse::{self, Direction, Kind, Tls};
+use crate::parse::{self, Direction, Event, Kind, Tls};
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -142,7 +142,8 @@ fn client_of(v: &str) -> (String, Option<IpAddr>) {
     (v.to_string(), addr)
 }
 
-type SKey = (String, String, u32);
+/// A process (host, program, pid) as the pipeline keys it: no allocation per line.
+type SKey = parse::ProcessKey;
 
 /// A Dovecot login as `tls` and `trace` see it.
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +154,31 @@ pub struct DovecotLogin {
     pub address: IpAddr,
     pub tls: String,
     pub line: String,
+}
+
+/// A line as the scanner needs it, owned and parsed: made on a reader thread, fed in
+/// order with [`Scanner::feed_line`].
+#[derive(Debug)]
+pub struct ScanLine {
+    pub time: Timestamp,
+    pub text: String,
+    pub event: Option<Box<Event>>,
+}
+
+impl ScanLine {
+    /// None for a line without a time or a program tag, which tells the scanner
+    /// nothing.
+    pub fn of(line: &crate::source::Stamped) -> Option<ScanLine> {
+        let Ok((time, prefix)) = &line.stamp else {
+            return None;
+        };
+        parse::syslog::tag(prefix.rest)?;
+        Some(ScanLine {
+            time: *time,
+            text: line.text.to_string(),
+            event: parse::parse_prefixed(prefix).event,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -186,21 +212,29 @@ impl Scanner {
     /// Feeds one line of the merged log; false for a line without a time or a tag,
     /// which tells nothing.
     pub fn feed_stamped(&mut self, line: &crate::source::Stamped) -> bool {
-        let Ok((time, prefix)) = &line.stamp else {
+        self.feed_line(ScanLine::of(line))
+    }
+
+    /// Feeds one line [`ScanLine::of`] made (perhaps on a reader thread).
+    pub fn feed_line(&mut self, line: Option<ScanLine>) -> bool {
+        let Some(line) = line else {
+            return false;
+        };
+        // The prefix read again: the line travelled as owned text.
+        let Some(prefix) = parse::syslog::parse(&line.text) else {
             return false;
         };
         let Some((program, pid, msg)) = parse::syslog::tag(prefix.rest) else {
             return false;
         };
-        let parsed = parse::parse_prefixed(prefix);
         self.feed(&LogLine {
-            time: *time,
+            time: line.time,
             host: prefix.host.unwrap_or(""),
             program,
             pid,
             msg,
-            raw: line.text,
-            event: parsed.event.as_deref(),
+            raw: &line.text,
+            event: line.event.as_deref(),
         });
         true
     }
@@ -212,7 +246,7 @@ impl Scanner {
 
     pub fn feed(&mut self, l: &LogLine) {
         let pid = l.pid.unwrap_or(0);
-        let key: SKey = (l.host.to_string(), l.program.to_string(), pid);
+        let key: SKey = parse::ProcessKey::new(l.host, l.program, pid);
         if l.program.starts_with("dovecot")
             || l.program.starts_with("imap-login")
             || l.program.starts_with("pop3-login")
@@ -258,7 +292,7 @@ impl Scanner {
         {
             let label = t.label();
             *self.outbound.entry(label.clone()).or_insert(0) += 1;
-            self.outbound_tls.insert(key.clone(), label);
+            self.outbound_tls.insert(key, label);
         }
         let Some((qid, rest)) = queue_id(l.msg) else {
             return;
@@ -309,13 +343,13 @@ impl Scanner {
             let (client, addr) = client_of(&l.msg["connect from ".len()..]);
             let s = Session {
                 service: l.program.to_string(),
-                pid: key.2,
+                pid: key.pid,
                 start: l.time,
                 client,
                 client_address: addr,
                 ..Session::default()
             };
-            if let Some(old) = self.sessions.insert(key.clone(), s) {
+            if let Some(old) = self.sessions.insert(key, s) {
                 self.closed_sessions.push(old);
             }
         }
