@@ -376,4 +376,27 @@ fn replay_with_reader_threads_gives_the_same_document() {
     assert!(v["bans"].as_array().unwrap().len() >= 3, "{}", v["bans"]);
     assert_eq!(run("2"), one, "two threads decided otherwise");
     assert_eq!(run("4"), one, "four threads decided otherwise");
+    // `tls` and `trace` read the same way.
+    for head in [
+        vec!["tls", "--json", "--timezone", "UTC", "--year", "2026"],
+        vec![
+            "trace",
+            "--client",
+            "203.0.113.7",
+            "--json",
+            "--timezone",
+            "UTC",
+            "--year",
+            "2026",
+        ],
+    ] {
+        let report = |threads: &str| {
+            let (code, out, err) = saslguard(&with(&head, &["--threads", threads, p, d]));
+            assert_eq!(code, 0, "{head:?}: {err}");
+            out
+        };
+        let one = report("1");
+        assert!(one.len() > 300, "{head:?}: {one}");
+        assert_eq!(report("2"), one, "{head:?} with two threads");
+    }
 }
