@@ -215,6 +215,7 @@ impl Alerts {
                 return;
             };
             ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
+            crate::bounded::ring_room_for_one(ring);
             ring.push_back((time, addr));
             while ring.len() > need * 2 {
                 ring.pop_front();
@@ -245,6 +246,7 @@ impl Alerts {
             let h = self.key(user);
             let ring = self.by_addr.get_or_insert_mut(addr, VecDeque::new);
             ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
+            crate::bounded::ring_room_for_one(ring);
             ring.push_back((time, h));
             while ring.len() > need * 2 {
                 ring.pop_front();
@@ -294,7 +296,10 @@ impl Alerts {
             let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
             match p.tries.iter_mut().find(|(x, ad, _)| *x == u && *ad == addr) {
                 Some(t) => t.2 += u64::from(a.count),
-                None if !full => p.tries.push((u, addr, u64::from(a.count))),
+                None if !full => {
+                    crate::bounded::room_for_one(&mut p.tries);
+                    p.tries.push((u, addr, u64::from(a.count)));
+                }
                 None => {}
             }
         }

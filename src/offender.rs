@@ -140,6 +140,7 @@ impl Offender {
             return;
         }
         if self.users.len() < MAX_USERS {
+            crate::bounded::room_for_one(&mut self.users);
             self.users.push(u.to_string());
         } else {
             self.users_not_kept += 1;

@@ -151,6 +151,7 @@ fn push_capped<T: Copy>(ring: &mut VecDeque<T>, item: T, n: usize, cap: usize) {
         if ring.len() == cap {
             ring.pop_front();
         }
+        crate::bounded::ring_room_for_one(ring);
         ring.push_back(item);
     }
 }
