@@ -47,21 +47,10 @@ pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// (year, month 1-12, day, seconds of the day) of a Unix time (Howard Hinnant's
-/// civil-from-days).
+/// (year, month 1-12, day, seconds of the day) of a Unix time.
 pub fn civil_full(t: i64) -> (i64, i64, i64, i64) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs)
+    let (y, m, d) = saslguard::time::civil_from_days(t.div_euclid(86_400));
+    (y, m, d, t.rem_euclid(86_400))
 }
 
 /// (month 0-11, day, seconds of the day) of a Unix time.
