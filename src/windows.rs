@@ -14,6 +14,7 @@
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use lru::LruCache;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
@@ -35,7 +36,9 @@ fn addr_tag(addr: IpAddr) -> u32 {
 pub struct Windows {
     addr_depth: usize,
     prefix_depth: usize,
-    addrs: LruCache<IpAddr, VecDeque<i64>>,
+    /// Oldest first; two times inline in the table's entry (issue 17: most
+    /// addresses fail once or twice, and a separate ring cost about 50 bytes more).
+    addrs: LruCache<IpAddr, SmallVec<[i64; 2]>>,
     prefixes: LruCache<IpNet, VecDeque<(i64, u32)>>,
     evicted: u64,
 }
@@ -65,8 +68,13 @@ impl Windows {
             if !self.addrs.contains(&addr) && self.addrs.len() == self.addrs.cap().get() {
                 self.evicted += 1;
             }
-            let ring = self.addrs.get_or_insert_mut(addr, VecDeque::new);
-            push_capped(ring, time.0, n, self.addr_depth);
+            let ring = self.addrs.get_or_insert_mut(addr, SmallVec::new);
+            for _ in 0..n.min(self.addr_depth) {
+                if ring.len() == self.addr_depth {
+                    ring.remove(0);
+                }
+                ring.push(time.0);
+            }
         }
         if let (Some(p), true) = (prefix, self.prefix_depth > 0) {
             let tag = addr_tag(addr);

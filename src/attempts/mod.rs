@@ -35,7 +35,7 @@ use crate::time::Timestamp;
 use connections::Sessions;
 use lru::LruCache;
 use serde::Serialize;
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 use std::net::IpAddr;
 
 /// What the counter needs from the configuration.
@@ -140,7 +140,10 @@ struct Pending {
 
 #[derive(Debug, Default)]
 struct AddrState {
-    pending: VecDeque<Pending>,
+    /// Oldest first; one attempt inline, in the table's own entry (issue 17: most
+    /// addresses never have a second one, and a separate allocation cost 64 bytes
+    /// each at 1M addresses).
+    pending: SmallVec<[Pending; 1]>,
     last_counted: Option<Timestamp>,
 }
 
@@ -281,9 +284,9 @@ impl Counter {
         for p in &snap.pending {
             let st = self.state(p.address, p.time);
             if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
-                st.pending.pop_front();
+                st.pending.remove(0);
             }
-            st.pending.push_back(Pending {
+            st.pending.push(Pending {
                 time: p.time,
                 mask: p.mask,
                 service: p.service.clone().map(Name::Owned),
@@ -379,18 +382,17 @@ impl Counter {
     }
 
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
-        // Most addresses never have more than one attempt pending: room for one, not
-        // the four a first push reserves (a quarter of the memory at 1M addresses).
         let st = self.addrs.get_or_insert_mut(addr, || AddrState {
-            pending: VecDeque::with_capacity(1),
+            pending: SmallVec::new(),
             last_counted: None,
         });
-        while st
+        let stale = st
             .pending
-            .front()
-            .is_some_and(|p| now.0 - p.time.0 > RETAIN_MS)
-        {
-            st.pending.pop_front();
+            .iter()
+            .take_while(|p| now.0 - p.time.0 > RETAIN_MS)
+            .count();
+        if stale > 0 {
+            st.pending.drain(..stale);
         }
         st
     }
@@ -472,14 +474,10 @@ impl Counter {
         let st = self.state(addr, time);
         st.last_counted = Some(time);
         if c != 0 {
-            if st.pending.capacity() == 0 {
-                // Most addresses have one record pending at a time: start small.
-                st.pending.reserve_exact(1);
-            }
             if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
-                st.pending.pop_front();
+                st.pending.remove(0);
             }
-            st.pending.push_back(Pending {
+            st.pending.push(Pending {
                 time,
                 mask: c,
                 service: ev.service.clone(),
