@@ -100,10 +100,6 @@ impl Prepared {
             lossy: line.lossy,
         }
     }
-
-    pub fn time(&self) -> Option<Timestamp> {
-        self.parsed.as_ref().ok().map(|(t, _)| *t)
-    }
 }
 
 pub struct Pipeline {
