@@ -65,8 +65,21 @@ class Daemon:
         return fields["VmRSS"], fields["VmHWM"]
 
     def stop(self):
+        # With WRAP (heaptrack, perf) the process started is the wrapper: stop the
+        # daemon it started too, by its id, so none outlives the run.
+        pids = subprocess.run(["pgrep", "-f", self.dir + "/cfg.toml"], capture_output=True,
+                              text=True).stdout.split()
         self.proc.terminate()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 15)
+            except (ProcessLookupError, ValueError):
+                pass
         self.proc.wait()
+        for _ in range(50):
+            if not any(os.path.exists("/proc/%s" % p) for p in pids):
+                break
+            time.sleep(0.1)
         subprocess.run(["rm", "-rf", self.dir])
 
 
