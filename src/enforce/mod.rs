@@ -144,6 +144,18 @@ pub struct Failure {
     pub error: String,
 }
 
+impl Failure {
+    /// A whole call of `enforcer` that failed, owing no single target.
+    fn whole(enforcer: &'static str, error: String) -> Failure {
+        Failure {
+            enforcer,
+            targets: Vec::new(),
+            whole: true,
+            error,
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.whole, self.targets.first()) {
@@ -276,12 +288,7 @@ impl Enforcers {
         for (_, e) in &mut self.list {
             match e.unban(targets) {
                 Ok(n) => held |= n > 0,
-                Err(err) => out.push(Failure {
-                    enforcer: e.name(),
-                    targets: Vec::new(),
-                    whole: true,
-                    error: err.message().to_string(),
-                }),
+                Err(err) => out.push(Failure::whole(e.name(), err.message().to_string())),
             }
         }
         (held, out)
@@ -304,12 +311,7 @@ impl Enforcers {
                         *sum.entry(k).or_insert(0) += v;
                     }
                 }
-                Err(err) => out.push(Failure {
-                    enforcer: e.name(),
-                    targets: Vec::new(),
-                    whole: true,
-                    error: err.message().to_string(),
-                }),
+                Err(err) => out.push(Failure::whole(e.name(), err.message().to_string())),
             }
         }
         (sum, out)
@@ -327,12 +329,7 @@ impl Enforcers {
         let mut out = Vec::new();
         for (_, e) in &mut self.list {
             if let Err(err) = f(e.as_mut()) {
-                out.push(Failure {
-                    enforcer: e.name(),
-                    targets: Vec::new(),
-                    whole: true,
-                    error: err.message().to_string(),
-                });
+                out.push(Failure::whole(e.name(), err.message().to_string()));
             }
         }
         out
@@ -340,18 +337,7 @@ impl Enforcers {
 
     /// Drops what is over where the enforcer must do it itself.
     pub fn expire(&mut self, now: Timestamp) -> Vec<Failure> {
-        let mut out = Vec::new();
-        for (_, e) in &mut self.list {
-            if let Err(err) = e.expire(now) {
-                out.push(Failure {
-                    enforcer: e.name(),
-                    targets: Vec::new(),
-                    whole: true,
-                    error: err.message().to_string(),
-                });
-            }
-        }
-        out
+        self.each(|e| e.expire(now).map(drop))
     }
 
     /// Rebuilds every enforcer that lost what it held (checked every second), with
@@ -359,11 +345,8 @@ impl Enforcers {
     pub fn heal(&mut self, active: &[Decision], now: Timestamp) -> (Vec<Rebuilt>, Vec<Failure>) {
         let mut rebuilt = Vec::new();
         let mut errors = Vec::new();
-        let fail = |enforcer, what: &str, err: EnforceError| Failure {
-            enforcer,
-            targets: Vec::new(),
-            whole: true,
-            error: format!("{what}: {}", err.message()),
+        let fail = |enforcer, what: &str, err: EnforceError| {
+            Failure::whole(enforcer, format!("{what}: {}", err.message()))
         };
         for (_, e) in &mut self.list {
             match e.intact() {
@@ -431,12 +414,10 @@ impl Enforcers {
                     "{}: {what} retired, its bans moved to the new configuration",
                     gone.name()
                 ),
-                Err(e) => failed.push(Failure {
-                    enforcer: gone.name(),
-                    targets: Vec::new(),
-                    whole: true,
-                    error: format!("retiring {what}: {}", e.message()),
-                }),
+                Err(e) => failed.push(Failure::whole(
+                    gone.name(),
+                    format!("retiring {what}: {}", e.message()),
+                )),
             }
         }
         Ok(failed)
