@@ -43,7 +43,7 @@ pub fn replay(
     let mut pipeline = Pipeline::new(cfg, geo, Record::Nothing, &Snapshot::default());
     let (mut enforcers, _) = Enforcers::open(&[EnforcerConfig::DryRun], &[], Timestamp(0))?;
     let mut bans = Vec::new();
-    merge.run_prepared(threads, Prepared::of, |m| {
+    merge.run(threads, Prepared::of, |m| {
         let first = bans.len();
         bans.extend_from_slice(pipeline.apply(&m.value));
         if bans.len() > first {

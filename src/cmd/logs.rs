@@ -19,7 +19,7 @@ pub(crate) fn scan_logs(
     let ts = time_settings(time, &cfg)?;
     let mut merge = Merge::open(files, cfg.max_line_bytes, ts).map_err(|e| no_input(&e))?;
     merge
-        .run_prepared(threads, ScanLine::of, |m| {
+        .run(threads, ScanLine::of, |m| {
             if sc.feed_line(m.value) {
                 after(sc);
             }

@@ -26,6 +26,37 @@ impl From<serde_json::Error> for Stop {
     }
 }
 
+/// What `parse` needs of a line, made from the stamped line by the merge.
+enum Line {
+    /// No time: why, and what to show of it.
+    Skipped {
+        why: saslguard::source::Skip,
+        shown: String,
+    },
+    Read {
+        time: saslguard::time::Timestamp,
+        event: Option<Box<saslguard::parse::Event>>,
+    },
+}
+
+impl Line {
+    fn of(l: &saslguard::source::Stamped) -> Line {
+        match &l.stamp {
+            Err(why) => Line::Skipped {
+                why: *why,
+                shown: match why {
+                    saslguard::source::Skip::TooLong => format!("{} bytes", l.len),
+                    _ => l.text.chars().take(120).collect(),
+                },
+            },
+            Ok((time, prefix)) => Line::Read {
+                time: *time,
+                event: saslguard::parse::parse_prefixed(prefix).event,
+            },
+        }
+    }
+}
+
 pub(crate) fn parse_files(
     files: &[PathBuf],
     json: bool,
@@ -42,61 +73,60 @@ pub(crate) fn parse_files(
         Err(e) => return Ok(no_input(&e)),
     };
     let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-    let read = merge.run(|m| -> Result<(), Stop> {
-        lines += 1;
-        let n = m.line_no;
-        let where_ = if many {
-            format!("{}:{}", names[m.source], n)
-        } else {
-            n.to_string()
-        };
-        let (t, prefix) = match &m.line.stamp {
-            Err(why) => {
-                skipped += 1;
+    let read = merge.run(
+        saslguard::source::merge::Threads::One,
+        Line::of,
+        |m| -> Result<(), Stop> {
+            lines += 1;
+            let n = m.line_no;
+            let where_ = if many {
+                format!("{}:{}", names[m.source], n)
+            } else {
+                n.to_string()
+            };
+            let (t, event) = match m.value {
+                Line::Skipped { why, shown } => {
+                    skipped += 1;
+                    if verbose && !json {
+                        writeln!(
+                            out,
+                            "{where_}: skipped ({why:?}): {}",
+                            saslguard::escape::escape(&shown)
+                        )?;
+                    }
+                    return Ok(());
+                }
+                Line::Read { time, event } => (time, event),
+            };
+            let Some(ev) = event else {
                 if verbose && !json {
-                    let text = match why {
-                        saslguard::source::Skip::TooLong => format!("{} bytes", m.line.len),
-                        _ => m.line.text.chars().take(120).collect(),
-                    };
-                    writeln!(
-                        out,
-                        "{where_}: skipped ({why:?}): {}",
-                        saslguard::escape::escape(&text)
-                    )?;
+                    writeln!(out, "{where_}: no event")?;
                 }
                 return Ok(());
-            }
-            Ok(x) => x,
-        };
-        let parsed = saslguard::parse::parse_prefixed(prefix);
-        let Some(ev) = parsed.event else {
-            if verbose && !json {
-                writeln!(out, "{where_}: no event")?;
-            }
-            return Ok(());
-        };
-        events += 1;
-        *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
-        if json {
-            let mut v = serde_json::to_value(&ev)?;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("line".into(), n.into());
-                if many {
-                    o.insert("file".into(), names[m.source].clone().into());
+            };
+            events += 1;
+            *by_kind.entry(ev.kind.as_str()).or_insert(0) += 1;
+            if json {
+                let mut v = serde_json::to_value(&ev)?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("line".into(), n.into());
+                    if many {
+                        o.insert("file".into(), names[m.source].clone().into());
+                    }
+                    o.insert("time".into(), t.rfc3339().into());
                 }
-                o.insert("time".into(), t.rfc3339().into());
+                serde_json::to_writer(&mut out, &v)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{where_}: {}",
+                    saslguard::escape::escape(&describe(&ev))
+                )?;
             }
-            serde_json::to_writer(&mut out, &v)?;
-            writeln!(out)?;
-        } else {
-            writeln!(
-                out,
-                "{where_}: {}",
-                saslguard::escape::escape(&describe(&ev))
-            )?;
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
     match read {
         Ok(()) => {}
         Err(Stop::Input(e)) => return Ok(no_input(&e)),

@@ -5,41 +5,18 @@
 //! A line without a time (garbage, too long, an impossible date) comes out where it was
 //! read, so it can be counted; it takes no part in the ordering.
 //!
-//! It yields stamped lines and knows nothing of what they mean.
+//! It hands on what a caller's `prepare` makes of each stamped line and knows nothing of
+//! what lines mean.
 
 use super::Stamped;
 use super::file::{FileSource, SourceError, TimeSettings};
-use crate::parse::syslog;
 use crate::time::Timestamp;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-/// One line of the merged log.
-#[derive(Debug)]
-pub struct Merged<'a> {
-    /// Which file, as an index into the paths given to [`Merge::open`].
-    pub source: usize,
-    /// Its line number in that file, from 1.
-    pub line_no: u64,
-    pub line: Stamped<'a>,
-}
-
-/// A source's next timed line, read ahead and waiting for its turn.
-#[derive(Debug, Default)]
-struct Head {
-    time: Timestamp,
-    text: String,
-    lossy: bool,
-    len: usize,
-    line_no: u64,
-}
-
 pub struct Merge {
     sources: Vec<FileSource>,
-    heads: Vec<Head>,
-    /// Sources with a head waiting, by (time, source): ties go to the file named first.
-    heap: BinaryHeap<Reverse<(Timestamp, usize)>>,
 }
 
 impl Merge {
@@ -48,12 +25,7 @@ impl Merge {
             .iter()
             .map(|p| FileSource::open(p, max_line, t))
             .collect::<Result<Vec<_>, _>>()?;
-        let heads = sources.iter().map(|_| Head::default()).collect();
-        Ok(Merge {
-            sources,
-            heads,
-            heap: BinaryHeap::new(),
-        })
+        Ok(Merge { sources })
     }
 
     pub fn path(&self, source: usize) -> &Path {
@@ -67,73 +39,9 @@ impl Merge {
     pub fn is_empty(&self) -> bool {
         self.sources.is_empty()
     }
-
-    /// Hands every line of the merged log to `f`, in order; stops at the first error,
-    /// of a file or of `f`.
-    pub fn run<E: From<SourceError>>(
-        &mut self,
-        mut f: impl FnMut(Merged<'_>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        // First each source up to its first timed line, which waits as its head.
-        for i in 0..self.sources.len() {
-            let src = &mut self.sources[i];
-            while let Some((line_no, line)) = src.next_stamped()? {
-                match line.time() {
-                    None => f(Merged {
-                        source: i,
-                        line_no,
-                        line,
-                    })?,
-                    Some(t) => {
-                        park(&mut self.heads[i], t, &line, line_no);
-                        self.heap.push(Reverse((t, i)));
-                        break;
-                    }
-                }
-            }
-        }
-        while let Some(Reverse((t, i))) = self.heap.pop() {
-            let h = &self.heads[i];
-            let Some(prefix) = syslog::parse(&h.text) else {
-                continue; // cannot be: its prefix parsed when it was read
-            };
-            f(Merged {
-                source: i,
-                line_no: h.line_no,
-                line: Stamped {
-                    text: &h.text,
-                    lossy: h.lossy,
-                    len: h.len,
-                    stamp: Ok((t, prefix)),
-                },
-            })?;
-            // Then this source goes on while its lines come no later than every waiting
-            // head, so a single file never touches the heap again.
-            let src = &mut self.sources[i];
-            while let Some((line_no, line)) = src.next_stamped()? {
-                let first = match line.time() {
-                    None => true,
-                    Some(t) => self.heap.peek().is_none_or(|Reverse(top)| (t, i) < *top),
-                };
-                if first {
-                    f(Merged {
-                        source: i,
-                        line_no,
-                        line,
-                    })?;
-                } else {
-                    let t = line.time().unwrap_or(t);
-                    park(&mut self.heads[i], t, &line, line_no);
-                    self.heap.push(Reverse((t, i)));
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
-/// One line as the `prepare` of [`Merge::run_prepared`] made it, with where it came
+/// One line as the `prepare` of [`Merge::run`] made it, with where it came
 /// from and its time.
 #[derive(Debug)]
 pub struct Item<T> {
@@ -143,7 +51,7 @@ pub struct Item<T> {
     pub value: T,
 }
 
-/// How [`Merge::run_prepared`] reads its files.
+/// How [`Merge::run`] reads its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Threads {
     /// Everything in the calling thread.
@@ -161,11 +69,11 @@ const BATCHES_AHEAD: usize = 4;
 type Pulled<T> = Option<(u64, Option<Timestamp>, T)>;
 
 impl Merge {
-    /// Like [`Merge::run`], but each line first goes through `prepare` (which needs
-    /// nothing but the line), and `f` gets what it made. With [`Threads::PerFile`] the
-    /// reading, stamping and preparing happen on one thread per file while this one
-    /// merges: `f` sees the same items in the same order either way.
-    pub fn run_prepared<T, P, E, F>(&mut self, threads: Threads, prepare: P, f: F) -> Result<(), E>
+    /// Hands every line of the merged log to `f`, in order, as `prepare` made it (from
+    /// the stamped line alone); stops at the first error, of a file or of `f`. With
+    /// [`Threads::PerFile`] the reading, stamping and preparing happen on one thread per
+    /// file while this one merges: `f` sees the same items in the same order either way.
+    pub fn run<T, P, E, F>(&mut self, threads: Threads, prepare: P, f: F) -> Result<(), E>
     where
         T: Send,
         P: Fn(&Stamped) -> T + Sync,
@@ -247,9 +155,10 @@ where
     }
 }
 
-/// The merge rule of [`Merge::run`] over owned items: each source's lines in their
-/// order; between sources by time, ties to the lower index; a line without a time where
-/// it was read.
+/// The merge rule: each source's lines in their order; between sources by time, ties
+/// to the lower index; a line without a time where it was read. A source's next timed
+/// line waits as its head; after one is handed on, its source goes on while its lines
+/// come no later than every waiting head, so a single file never touches the heap.
 fn merge_items<T, E: From<SourceError>>(
     n: usize,
     mut pull: impl FnMut(usize) -> Result<Pulled<T>, SourceError>,
@@ -306,24 +215,15 @@ fn merge_items<T, E: From<SourceError>>(
     Ok(())
 }
 
-fn park(head: &mut Head, time: Timestamp, line: &Stamped, line_no: u64) {
-    head.time = time;
-    head.text.clear();
-    head.text.push_str(line.text);
-    head.lossy = line.lossy;
-    head.len = line.len;
-    head.line_no = line_no;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::time::Zone;
     use std::io::Write;
 
-    /// The order lines come out in, as (file, line number), by [`Merge::run`] and by
-    /// [`Merge::run_prepared`] with and without reader threads.
-    fn orders(files: &[String]) -> [Vec<(usize, u64)>; 3] {
+    /// The order lines come out in, as (file, line number), by [`Merge::run`] with and
+    /// without reader threads.
+    fn orders(files: &[String]) -> [Vec<(usize, u64)>; 2] {
         let dir = tempfile::tempdir().unwrap();
         let paths: Vec<PathBuf> = files
             .iter()
@@ -342,19 +242,11 @@ mod tests {
             year: Some(2026),
             now: Timestamp(0),
         };
-        let mut by_run = Vec::new();
-        Merge::open(&paths, 1000, t)
-            .unwrap()
-            .run(|m| {
-                by_run.push((m.source, m.line_no));
-                Ok::<_, SourceError>(())
-            })
-            .unwrap();
-        let prepared = |threads| {
+        let run = |threads| {
             let mut got = Vec::new();
             Merge::open(&paths, 1000, t)
                 .unwrap()
-                .run_prepared(
+                .run(
                     threads,
                     |l: &Stamped| l.text.len(),
                     |m| {
@@ -365,7 +257,34 @@ mod tests {
                 .unwrap();
             got
         };
-        [by_run, prepared(Threads::One), prepared(Threads::PerFile)]
+        [run(Threads::One), run(Threads::PerFile)]
+    }
+
+    /// The merge rule written plainly over each file's line times (None: no time):
+    /// untimed lines come out as their file is read; of the files' next timed lines the
+    /// earliest goes first, ties to the file named first.
+    fn model(times: &[Vec<Option<u64>>]) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        let mut pos = vec![0usize; times.len()];
+        // Reads file i up to its next timed line, handing on the untimed ones.
+        let advance = |i: usize, pos: &mut Vec<usize>, out: &mut Vec<(usize, u64)>| {
+            while let Some(None) = times[i].get(pos[i]) {
+                pos[i] += 1;
+                out.push((i, pos[i] as u64));
+            }
+        };
+        for i in 0..times.len() {
+            advance(i, &mut pos, &mut out);
+        }
+        while let Some((_, i)) = (0..times.len())
+            .filter_map(|i| times[i].get(pos[i]).copied().flatten().map(|t| (t, i)))
+            .min()
+        {
+            pos[i] += 1;
+            out.push((i, pos[i] as u64));
+            advance(i, &mut pos, &mut out);
+        }
+        out
     }
 
     #[test]
@@ -379,14 +298,22 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
+        let mut times = Vec::new();
         let files: Vec<String> = (0..3)
             .map(|_| {
                 let mut text = String::new();
+                let mut these = Vec::new();
                 let mut sec = 0u64;
                 for _ in 0..(BATCH * 2 + 77) {
                     match next() % 20 {
-                        0 => text.push_str("garbage without a time\n"),
-                        1 => text.push_str(&format!("Nov 22 08:00:00 mx {}\n", "x".repeat(1200))),
+                        0 => {
+                            text.push_str("garbage without a time\n");
+                            these.push(None);
+                        }
+                        1 => {
+                            text.push_str(&format!("Nov 22 08:00:00 mx {}\n", "x".repeat(1200)));
+                            these.push(None);
+                        }
                         2 => sec = sec.saturating_sub(next() % 30),
                         _ => sec += next() % 3,
                     }
@@ -396,16 +323,19 @@ mod tests {
                         sec / 60 % 60,
                         sec % 60
                     ));
+                    these.push(Some(sec));
                 }
+                times.push(these);
                 text
             })
             .collect();
-        let [run, one, threads] = orders(&files);
+        let expected = model(&times);
         assert_eq!(
-            run.len(),
+            expected.len(),
             files.iter().map(|f| f.lines().count()).sum::<usize>()
         );
-        assert_eq!(one, run);
-        assert_eq!(threads, run);
+        let [one, threads] = orders(&files);
+        assert_eq!(one, expected);
+        assert_eq!(threads, expected);
     }
 }
