@@ -162,6 +162,9 @@ pub struct DovecotLogin {
 pub struct ScanLine {
     pub time: Timestamp,
     pub text: String,
+    /// Where in `text` the host is (empty when the line has none) and the tag begins.
+    host: std::ops::Range<usize>,
+    rest: usize,
     pub event: Option<Box<Event>>,
 }
 
@@ -173,9 +176,14 @@ impl ScanLine {
             return None;
         };
         parse::syslog::tag(prefix.rest)?;
+        // Both are slices of the line's text.
+        let at = |part: &str| part.as_ptr() as usize - line.text.as_ptr() as usize;
+        let host = prefix.host.map_or(0..0, |h| at(h)..at(h) + h.len());
         Some(ScanLine {
             time: *time,
             text: line.text.to_string(),
+            host,
+            rest: at(prefix.rest),
             event: parse::parse_prefixed(prefix).event,
         })
     }
@@ -209,27 +217,19 @@ fn is_smtpd(program: &str) -> bool {
 }
 
 impl Scanner {
-    /// Feeds one line of the merged log; false for a line without a time or a tag,
-    /// which tells nothing.
-    pub fn feed_stamped(&mut self, line: &crate::source::Stamped) -> bool {
-        self.feed_line(ScanLine::of(line))
-    }
-
-    /// Feeds one line [`ScanLine::of`] made (perhaps on a reader thread).
+    /// Feeds one line of the merged log as [`ScanLine::of`] made it (perhaps on a
+    /// reader thread); false for a line without a time or a tag, which tells nothing.
     pub fn feed_line(&mut self, line: Option<ScanLine>) -> bool {
         let Some(line) = line else {
             return false;
         };
-        // The prefix read again: the line travelled as owned text.
-        let Some(prefix) = parse::syslog::parse(&line.text) else {
-            return false;
-        };
-        let Some((program, pid, msg)) = parse::syslog::tag(prefix.rest) else {
+        // Only the tag is read again (the prefix's time and host travelled with it).
+        let Some((program, pid, msg)) = parse::syslog::tag(&line.text[line.rest..]) else {
             return false;
         };
         self.feed(&LogLine {
             time: line.time,
-            host: prefix.host.unwrap_or(""),
+            host: &line.text[line.host.clone()],
             program,
             pid,
             msg,
