@@ -4,10 +4,10 @@
 mod cli;
 mod cmd;
 
-/// mimalloc: replay and the daemon allocate and free many small strings per event,
-/// with reader threads on one thread and freed on another. It measured faster than
-/// glibc's malloc, most of all with two threads (5.1 against 8.5 s for 10M lines), at
-/// the same peak memory (BENCHMARKS.md, "How it got there").
+/// mimalloc: replay and the daemon allocate and free many small strings per event;
+/// with reader threads they are allocated on one thread and freed on another. It was
+/// faster than glibc's malloc, most of all with two threads (5.1 against 8.5 s for 10M
+/// lines), at the same peak memory (BENCHMARKS.md, "How it got there").
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
