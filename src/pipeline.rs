@@ -72,7 +72,8 @@ pub struct Changes {
     /// Counted failures: address, time, attempts.
     pub failures: Vec<(IpAddr, Timestamp, u32)>,
     /// The same attempts whole (service, mechanism, account, TLS posture), for the
-    /// fleet.
+    /// fleet (only with [`Record::ChangesAndAttempts`]: a copy per failure is work the
+    /// daemon of a single host does not need).
     pub attempts: Vec<crate::attempts::Attempt>,
     /// Addresses whose offender record may have changed.
     pub touched: Vec<IpAddr>,
@@ -115,6 +116,8 @@ pub struct Pipeline {
     changes: Changes,
     /// Collect [`Changes`] (the daemon drains them after each batch).
     record_changes: bool,
+    /// Collect [`Changes::attempts`] too.
+    record_attempts: bool,
     /// GeoIP databases, opened by the caller (that is I/O).
     geo: Geo,
     alert_state: Alerts,
@@ -134,6 +137,8 @@ const BANNING_ALERTS: &[&str] = &["login_after_failures", "marked_country", "spr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     Changes,
+    /// Changes, and each counted attempt whole (a fleet that shares failures).
+    ChangesAndAttempts,
     Nothing,
 }
 
@@ -142,7 +147,8 @@ impl Pipeline {
     /// caller opened, and what the store kept (empty for a replay).
     pub fn new(cfg: &Config, geo: Geo, record: Record, snapshot: &Snapshot) -> Pipeline {
         let mut p = Pipeline::bare(cfg, geo);
-        p.record_changes = record == Record::Changes;
+        p.record_changes = record != Record::Nothing;
+        p.record_attempts = record == Record::ChangesAndAttempts;
         p.restore(snapshot);
         p
     }
@@ -163,6 +169,7 @@ impl Pipeline {
             decisions: Vec::new(),
             changes: Changes::default(),
             record_changes: false,
+            record_attempts: false,
             geo,
             alert_state: Alerts::new(cfg.alerts.clone(), cfg.max_offenders),
             alerts: Vec::new(),
@@ -381,7 +388,9 @@ impl Pipeline {
         let addr = match o {
             Outcome::Counted(a) => {
                 self.changes.failures.push((a.address, a.time, a.count));
-                self.changes.attempts.push(a.clone());
+                if self.record_attempts {
+                    self.changes.attempts.push(a.clone());
+                }
                 a.address
             }
             Outcome::Refined { address, .. }

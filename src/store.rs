@@ -378,7 +378,13 @@ impl Store {
                      failures = ?4, record = ?5",
                 )
                 .map_err(&sql)?;
-            for op in batches.iter().flatten() {
+            let superseded = superseded(batches);
+            for (_, op) in batches
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(i, _)| !superseded.contains(i))
+            {
                 match op {
                     Op::Failure {
                         address,
@@ -779,6 +785,39 @@ impl Store {
     }
 }
 
+/// The ops of `batches` (numbered in write order) that a later op of the same
+/// transaction makes pointless: a whole record (an offender's, an account's, a source's
+/// position) is an upsert of its key, so only the last one of each key has an effect.
+/// A store behind a flood takes many batches at once, and each repeats the records of
+/// the addresses it touched (issue 17: nearly one offender record per failure).
+fn superseded(batches: &[Batch]) -> std::collections::HashSet<usize> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key<'a> {
+        Offender(IpAddr),
+        Account(&'a str),
+        Checkpoint(&'a str),
+    }
+    let mut out = std::collections::HashSet::new();
+    if batches.len() < 2 {
+        // The engine sends each record once per batch.
+        return out;
+    }
+    let ops: Vec<&Op> = batches.iter().flatten().collect();
+    let mut seen = std::collections::HashSet::new();
+    for (i, op) in ops.iter().enumerate().rev() {
+        let key = match op {
+            Op::Offender(o) => Key::Offender(o.address),
+            Op::Account(a) => Key::Account(&a.0),
+            Op::Checkpoint { source, .. } => Key::Checkpoint(source),
+            _ => continue,
+        };
+        if !seen.insert(key) {
+            out.insert(i);
+        }
+    }
+    out
+}
+
 fn parse_target(s: &str) -> Option<IpNet> {
     s.parse::<IpNet>()
         .ok()
@@ -940,6 +979,89 @@ mod tests {
         let e = Store::open(&path).err().unwrap().to_string();
         assert!(e.contains("damaged"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+    }
+
+    #[test]
+    fn of_records_written_together_the_last_one_is_what_a_restart_reads() {
+        // A store behind a flood writes many batches in one transaction, each
+        // repeating the whole records of the addresses, accounts and sources it
+        // touched; only the last of each may decide what is stored, and every failure
+        // of every batch is kept.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.db")).unwrap();
+        let offender = |addr: &str, failures: u64, user: &str| {
+            let mut o: Offender = serde_json::from_value(serde_json::json!({
+                "address": addr, "failures": failures,
+                "first_failure": "2026-11-27T10:00:00Z", "last_failure": "2026-11-27T10:00:00Z",
+                "services": {}, "mechanisms": {}, "users": [user], "tls": {},
+                "logins_after_failure": 0,
+            }))
+            .unwrap();
+            o.last_failure = Timestamp(1_000 + failures as i64);
+            Op::Offender(Box::new(o))
+        };
+        let account = |country: &str| {
+            Op::Account(Box::new((
+                "root".to_string(),
+                AccountHistory {
+                    first_seen: Timestamp(1_000),
+                    countries: vec![country.into()],
+                    asns: vec![],
+                },
+            )))
+        };
+        let position = |p: &str| Op::Checkpoint {
+            source: "mail.log".into(),
+            position: p.into(),
+            at: Timestamp(2_000),
+        };
+        let failure = |addr: &str, t: i64| Op::Failure {
+            address: addr.parse().unwrap(),
+            time: Timestamp(t),
+            count: 1,
+        };
+        s.write(&[
+            vec![
+                failure("2001:db8::7", 1_001),
+                failure("192.0.2.7", 1_001),
+                offender("2001:db8::7", 1, "root"),
+                offender("192.0.2.7", 1, "admin"),
+                account("NL"),
+                position("p1"),
+            ],
+            vec![
+                failure("2001:db8::7", 1_002),
+                offender("2001:db8::7", 2, "info"),
+                position("p2"),
+            ],
+            vec![
+                failure("2001:db8::7", 1_003),
+                offender("2001:db8::7", 3, "test"),
+                account("DE"),
+                position("p3"),
+            ],
+        ])
+        .unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let o = s.offender(v6).unwrap().unwrap();
+        assert_eq!((o.failures, o.users.clone()), (3, vec!["test".to_string()]));
+        let o = s.offender("192.0.2.7".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (o.failures, o.users.clone()),
+            (1, vec!["admin".to_string()])
+        );
+        assert_eq!(s.checkpoint("mail.log").unwrap().as_deref(), Some("p3"));
+        let r = s
+            .restore(Timestamp(2_000), Timestamp(0), Timestamp(0), 10, 10, 10)
+            .unwrap();
+        assert_eq!(r.snapshot.accounts.len(), 1);
+        assert_eq!(r.snapshot.accounts[0].1.countries, vec!["DE".to_string()]);
+        let times: Vec<i64> = (r.snapshot.failures.iter())
+            .filter(|f| f.0 == v6)
+            .map(|f| f.1.0)
+            .collect();
+        assert_eq!(times, vec![1_001, 1_002, 1_003]);
+        assert_eq!(s.failure_rows().unwrap(), 4);
     }
 
     #[test]

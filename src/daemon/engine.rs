@@ -147,7 +147,12 @@ pub fn restore_from(store: &Store, cfg: &Config, now: Timestamp) -> Result<Resto
 /// the store, the store's state put back. Start and reload build it the same way.
 fn live_pipeline(cfg: &Config, restored: &Restored) -> Result<Pipeline, EngineError> {
     let geo = crate::geo::Geo::open(&cfg.geoip, cfg.policy.needs_geo(), false)?;
-    Ok(Pipeline::new(cfg, geo, Record::Changes, &restored.snapshot))
+    // A fleet that shares failures publishes each attempt whole.
+    let record = match &cfg.cluster {
+        Some(c) if c.share_failures => Record::ChangesAndAttempts,
+        _ => Record::Changes,
+    };
+    Ok(Pipeline::new(cfg, geo, record, &restored.snapshot))
 }
 
 impl Engine {
