@@ -176,10 +176,15 @@ def stored_offset(d):
     return int(row[0].split(",")[-1].split(":")[2]) if row and row[0] else 0
 
 
-def sustained(rates=(20000, 50000, 80000), seconds=10):
+def sustained(rates=tuple(int(r) for r in os.environ.get("RATES", "20000,50000,80000").split(",")),
+              seconds=10):
     """A writer appends at a fixed rate (in 10 ms slices); the lag (bytes written and
-    not read) is sampled every 100 ms. Keeping up means the lag stays flat."""
+    not read) is sampled every 100 ms. Keeping up means the lag stays flat.
+    RATES=300000 asks for another rate (the writer shares the two cores)."""
     d = Daemon('[[rule]]\nname = "never"\nfailures = 1000\nwithin = "10m"\nban = "1h"\n')
+    # Lines without their stamp, made once: the writer must cost little next to the
+    # daemon at high rates.
+    bodies = [line(v6(i + 1), "")[:-1] for i in range(100000)]
     for rate in rates:
         per = rate // 100
         lags = []
@@ -188,7 +193,11 @@ def sustained(rates=(20000, 50000, 80000), seconds=10):
             k = 0
             while time.perf_counter() - t0 < seconds:
                 ts = stamp()
-                f.write("".join(line(v6(i % 100000 + 1), ts) for i in range(k, k + per)))
+                first = k % 100000
+                part = bodies[first:first + per]
+                if len(part) < per:
+                    part += bodies[:per - len(part)]
+                f.write(ts + ("\n" + ts).join(part) + "\n")
                 f.flush()
                 k += per
                 if k % (per * 10) == 0:
