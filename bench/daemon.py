@@ -230,6 +230,10 @@ def memory(n=int(os.environ.get("ADDRESSES", "1000000"))):
         if s["stats"]["lines"] >= n:
             break
         time.sleep(0.2)
+    # Settled: the store holds everything (no batch waits in memory).
+    end = os.path.getsize(d.log)
+    while stored_offset(d) < end:
+        time.sleep(0.1)
     time.sleep(1)
     s = d.status()
     rss = d.rss()

@@ -15,6 +15,28 @@ pub fn canonical(a: IpAddr) -> IpAddr {
     a.to_canonical()
 }
 
+/// An address in 16 bytes, IPv4 as IPv4-mapped IPv6, as tables of an entry per
+/// address keep it (issue 17): `IpAddr` takes 17 bytes, which beside the 8-byte fields
+/// of an entry pads to 24. Made from a canonical address and read back as one, so the
+/// two forms of one IPv4 address are one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrKey([u8; 16]);
+
+impl From<IpAddr> for AddrKey {
+    fn from(a: IpAddr) -> AddrKey {
+        AddrKey(match a {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        })
+    }
+}
+
+impl AddrKey {
+    pub fn ip(self) -> IpAddr {
+        canonical(IpAddr::V6(std::net::Ipv6Addr::from(self.0)))
+    }
+}
+
 /// An IPv4-mapped IPv6 network (`::ffff:192.0.2.0/120`) as its IPv4 network.
 pub fn canonical_net(n: IpNet) -> IpNet {
     match n {

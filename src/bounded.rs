@@ -4,7 +4,7 @@
 //! (issue 17: an eighth of a short replay went to zeroing those pages).
 
 use lru::LruCache;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::num::NonZeroUsize;
 
 /// An LRU of at most `cap` entries (at least one) that allocates only as it fills.
@@ -31,6 +31,209 @@ pub fn ring_room_for_one<T>(v: &mut std::collections::VecDeque<T>) {
     }
 }
 
+/// An LRU of at most `cap` entries kept in one array, linked by 32-bit indices and
+/// found through a table of 32-bit indices: the per-address tables of a daemon under a
+/// botnet (issue 17). `lru::LruCache` allocates every entry on its own, with two
+/// 64-bit links, behind a table of (key pointer, entry pointer) pairs: about 50 bytes
+/// more per entry, and two such tables per tracked address. The table's hash is keyed
+/// per process (the keys are addresses an attacker picks).
+pub struct Lru<K, V> {
+    slots: Vec<Slot<K, V>>,
+    index: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    newest: u32,
+    oldest: u32,
+    cap: usize,
+}
+
+struct Slot<K, V> {
+    key: K,
+    value: V,
+    newer: u32,
+    older: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+impl<K: Hash + Eq, V> Lru<K, V> {
+    /// At most `cap` entries (at least one); allocates only as it fills.
+    pub fn new(cap: usize) -> Lru<K, V> {
+        Lru {
+            slots: Vec::new(),
+            index: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            newest: NIL,
+            oldest: NIL,
+            cap: cap.clamp(1, NIL as usize - 1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    fn find(&self, k: &K) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(self.hasher.hash_one(k), |&i| slots[i as usize].key == *k)
+            .copied()
+    }
+
+    pub fn contains(&self, k: &K) -> bool {
+        self.find(k).is_some()
+    }
+
+    /// The entry of `k`, without making it the most recent.
+    pub fn peek(&self, k: &K) -> Option<&V> {
+        self.find(k).map(|i| &self.slots[i as usize].value)
+    }
+
+    /// The entry of `k`, made the most recent.
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let i = self.find(k)?;
+        self.touch(i);
+        Some(&mut self.slots[i as usize].value)
+    }
+
+    /// The entry of `k`, made the most recent; a new one from `make` if there is none,
+    /// in place of the least recent one when the table is full.
+    pub fn get_or_insert_mut(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
+        if let Some(i) = self.find(&k) {
+            self.touch(i);
+            return &mut self.slots[i as usize].value;
+        }
+        let hash = self.hasher.hash_one(&k);
+        let i = if self.slots.len() < self.cap {
+            if self.slots.len() == self.slots.capacity() {
+                // Doubling, but never past the bound.
+                let more = self.slots.len().max(4).min(self.cap - self.slots.len());
+                self.slots.reserve_exact(more);
+            }
+            self.slots.push(Slot {
+                key: k,
+                value: make(),
+                newer: NIL,
+                older: NIL,
+            });
+            (self.slots.len() - 1) as u32
+        } else {
+            let i = self.oldest;
+            let old_hash = self.hasher.hash_one(&self.slots[i as usize].key);
+            if let Ok(e) = self.index.find_entry(old_hash, |&j| j == i) {
+                e.remove();
+            }
+            self.unlink(i);
+            let s = &mut self.slots[i as usize];
+            s.key = k;
+            s.value = make();
+            i
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].key));
+        self.link_newest(i);
+        &mut self.slots[i as usize].value
+    }
+
+    /// Removes the entry of `k`.
+    pub fn pop(&mut self, k: &K) -> Option<V> {
+        let hash = self.hasher.hash_one(k);
+        let slots = &self.slots;
+        let i = match self
+            .index
+            .find_entry(hash, |&i| slots[i as usize].key == *k)
+        {
+            Ok(e) => e.remove().0,
+            Err(_) => return None,
+        };
+        self.unlink(i);
+        // The last entry moves into the hole: its links and its index follow it.
+        let last = (self.slots.len() - 1) as u32;
+        if i != last {
+            let moved_hash = self.hasher.hash_one(&self.slots[last as usize].key);
+            if let Ok(mut e) = self.index.find_entry(moved_hash, |&j| j == last) {
+                *e.get_mut() = i;
+            }
+            let (newer, older) = {
+                let s = &self.slots[last as usize];
+                (s.newer, s.older)
+            };
+            match newer {
+                NIL => self.newest = i,
+                n => self.slots[n as usize].older = i,
+            }
+            match older {
+                NIL => self.oldest = i,
+                o => self.slots[o as usize].newer = i,
+            }
+        }
+        Some(self.slots.swap_remove(i as usize).value)
+    }
+
+    /// Entries, the most recent first.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.walk(self.newest, |s| s.older)
+    }
+
+    /// Entries, the least recent first.
+    pub fn iter_oldest_first(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.walk(self.oldest, |s| s.newer)
+    }
+
+    fn walk(&self, from: u32, next: impl Fn(&Slot<K, V>) -> u32) -> impl Iterator<Item = (&K, &V)> {
+        let mut at = from;
+        std::iter::from_fn(move || {
+            let s = self.slots.get(at as usize)?;
+            at = next(s);
+            Some((&s.key, &s.value))
+        })
+    }
+
+    fn touch(&mut self, i: u32) {
+        if self.newest != i {
+            self.unlink(i);
+            self.link_newest(i);
+        }
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (newer, older) = {
+            let s = &self.slots[i as usize];
+            (s.newer, s.older)
+        };
+        match newer {
+            NIL => self.newest = older,
+            n => self.slots[n as usize].older = older,
+        }
+        match older {
+            NIL => self.oldest = newer,
+            o => self.slots[o as usize].newer = newer,
+        }
+    }
+
+    fn link_newest(&mut self, i: u32) {
+        let old = self.newest;
+        {
+            let s = &mut self.slots[i as usize];
+            s.newer = NIL;
+            s.older = old;
+        }
+        match old {
+            NIL => self.oldest = i,
+            o => self.slots[o as usize].newer = i,
+        }
+        self.newest = i;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -43,6 +246,71 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.peek_lru(), Some((&7, &7)));
         assert_eq!(super::lru::<u32, u32>(0).cap().get(), 1);
+    }
+
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u32),
+        Peek(u8),
+        Get(u8),
+        Pop(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..12, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0u8..12).prop_map(Op::Peek),
+            (0u8..12).prop_map(Op::Get),
+            (0u8..12).prop_map(Op::Pop),
+        ]
+    }
+
+    proptest! {
+        /// The compact LRU keeps, evicts and orders exactly as `lru::LruCache` does.
+        #[test]
+        fn the_compact_lru_behaves_as_lru_cache(cap in 1usize..7, ops in proptest::collection::vec(op(), 0..200)) {
+            let mut model = super::lru::<u8, u32>(cap);
+            let mut ours = super::Lru::<u8, u32>::new(cap);
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        let m = model.get_or_insert_mut(k, || v);
+                        *m = m.wrapping_add(1);
+                        let o = ours.get_or_insert_mut(k, || v);
+                        *o = o.wrapping_add(1);
+                    }
+                    Op::Peek(k) => prop_assert_eq!(model.peek(&k), ours.peek(&k)),
+                    Op::Get(k) => prop_assert_eq!(model.get_mut(&k).copied(), ours.get_mut(&k).copied()),
+                    Op::Pop(k) => prop_assert_eq!(model.pop(&k), ours.pop(&k)),
+                }
+                prop_assert_eq!(model.len(), ours.len());
+                prop_assert!(ours.len() <= cap);
+                let m: Vec<(u8, u32)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                let o: Vec<(u8, u32)> = ours.iter().map(|(k, v)| (*k, *v)).collect();
+                prop_assert_eq!(&m, &o);
+                let mut back: Vec<(u8, u32)> = ours.iter_oldest_first().map(|(k, v)| (*k, *v)).collect();
+                back.reverse();
+                prop_assert_eq!(&m, &back);
+                for k in 0..12u8 {
+                    prop_assert_eq!(model.contains(&k), ours.contains(&k));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_compact_lru_grows_as_it_fills_up_to_its_bound() {
+        let mut c = super::Lru::<u32, u64>::new(100);
+        assert_eq!(c.slots.capacity(), 0);
+        for i in 0..1000 {
+            c.get_or_insert_mut(i, || u64::from(i));
+        }
+        assert_eq!(c.len(), 100);
+        assert_eq!(c.slots.capacity(), 100, "no room reserved past the bound");
+        assert_eq!(c.iter_oldest_first().next(), Some((&900, &900)));
+        assert_eq!(super::Lru::<u32, u32>::new(0).cap(), 1);
     }
 
     #[test]

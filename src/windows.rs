@@ -11,6 +11,7 @@
 //!
 //! Pure: times come from the events, never from a clock.
 
+use crate::addr::AddrKey;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use lru::LruCache;
@@ -38,7 +39,7 @@ pub struct Windows {
     prefix_depth: usize,
     /// Oldest first; two times inline in the table's entry (issue 17: most
     /// addresses fail once or twice, and a separate ring cost about 50 bytes more).
-    addrs: LruCache<IpAddr, SmallVec<[i64; 2]>>,
+    addrs: crate::bounded::Lru<AddrKey, SmallVec<[i64; 2]>>,
     prefixes: LruCache<IpNet, VecDeque<(i64, u32)>>,
     evicted: u64,
 }
@@ -55,7 +56,7 @@ impl Windows {
         Windows {
             addr_depth,
             prefix_depth,
-            addrs: crate::bounded::lru(max_addresses),
+            addrs: crate::bounded::Lru::new(max_addresses),
             prefixes: crate::bounded::lru(max_prefixes),
             evicted: 0,
         }
@@ -65,10 +66,11 @@ impl Windows {
     pub fn record(&mut self, addr: IpAddr, prefix: Option<IpNet>, time: Timestamp, count: u32) {
         let n = (count as usize).min(self.addr_depth.max(self.prefix_depth));
         if self.addr_depth > 0 {
-            if !self.addrs.contains(&addr) && self.addrs.len() == self.addrs.cap().get() {
+            let key = AddrKey::from(addr);
+            if !self.addrs.contains(&key) && self.addrs.len() == self.addrs.cap() {
                 self.evicted += 1;
             }
-            let ring = self.addrs.get_or_insert_mut(addr, SmallVec::new);
+            let ring = self.addrs.get_or_insert_mut(key, SmallVec::new);
             for _ in 0..n.min(self.addr_depth) {
                 if ring.len() == self.addr_depth {
                     ring.remove(0);
@@ -92,7 +94,7 @@ impl Windows {
         within_ms: i64,
         now: Timestamp,
     ) -> Option<u32> {
-        let ring = self.addrs.peek(&addr)?;
+        let ring = self.addrs.peek(&addr.into())?;
         hits(ring.iter().copied(), ring.len(), n, within_ms, now)
     }
 
@@ -122,11 +124,11 @@ impl Windows {
     /// Forgets the failures of every address and prefix inside `net` (an unban by
     /// hand: the admin let the client try again).
     pub fn forget(&mut self, net: IpNet) {
-        let addrs: Vec<IpAddr> = self
+        let addrs: Vec<AddrKey> = self
             .addrs
             .iter()
             .map(|(a, _)| *a)
-            .filter(|a| net.contains(a))
+            .filter(|a| net.contains(&a.ip()))
             .collect();
         for a in addrs {
             self.addrs.pop(&a);

@@ -27,6 +27,7 @@
 //!
 //! Pure and synchronous: events in, [`Outcome`]s out; all state bounded by LRU caps.
 
+use crate::addr::AddrKey;
 use crate::parse::dovecot::SERVICE_AUTH;
 use crate::parse::{Channel, Event, Kind, Name, ProcessKey, Tls};
 pub mod connections;
@@ -128,23 +129,64 @@ const L: u8 = 16; // Postfix connection lost
 const MAX_PENDING_PER_ADDRESS: usize = 64;
 const RETAIN_MS: i64 = 300_000;
 
-#[derive(Debug, Clone)]
+/// A counted attempt waiting for its other records: its time, which records it has,
+/// and which of its details a later record may still tell (issue 17: 16 bytes, where
+/// the names themselves took 56; what joining needs is only whether each is known).
+#[derive(Debug, Clone, Copy)]
 struct Pending {
     time: Timestamp,
     mask: u8,
-    service: Option<Name>,
-    mechanism: Option<Box<str>>,
-    has_user: bool,
-    posture_known: bool,
+    known: u8,
 }
 
-#[derive(Debug, Default)]
+/// [`Pending::known`]: counted under Dovecot's auth process as its service, so a
+/// later record may name the real one.
+const AUTH_SERVICE: u8 = 1;
+const MECHANISM: u8 = 2;
+const USER: u8 = 4;
+const POSTURE: u8 = 8;
+
+impl Pending {
+    fn new(
+        time: Timestamp,
+        mask: u8,
+        service: Option<&str>,
+        mechanism: bool,
+        user: bool,
+        posture: bool,
+    ) -> Pending {
+        let flag = |on: bool, f: u8| if on { f } else { 0 };
+        Pending {
+            time,
+            mask,
+            known: flag(service == Some(SERVICE_AUTH), AUTH_SERVICE)
+                | flag(mechanism, MECHANISM)
+                | flag(user, USER)
+                | flag(posture, POSTURE),
+        }
+    }
+    fn has(&self, f: u8) -> bool {
+        self.known & f != 0
+    }
+}
+
+#[derive(Debug)]
 struct AddrState {
     /// Oldest first; one attempt inline, in the table's own entry (issue 17: most
     /// addresses never have a second one, and a separate allocation cost 64 bytes
     /// each at 1M addresses).
     pending: SmallVec<[Pending; 1]>,
-    last_counted: Option<Timestamp>,
+    /// The time of the last attempt counted, [`NEVER`] before the first (an `Option`
+    /// would take 8 bytes more in every entry).
+    last_counted: Timestamp,
+}
+
+const NEVER: Timestamp = Timestamp(i64::MIN);
+
+impl AddrState {
+    fn last_counted(&self) -> Option<Timestamp> {
+        (self.last_counted != NEVER).then_some(self.last_counted)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -180,8 +222,13 @@ pub struct PendingSnapshot {
     pub address: IpAddr,
     pub time: Timestamp,
     pub mask: u8,
+    /// `dovecot-auth` when a later record may name the real service, else none.
     pub service: Option<String>,
+    /// The mechanism, as snapshots before issue 17 kept it (read, no longer written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<String>,
+    #[serde(default)]
+    pub mechanism_known: bool,
     pub has_user: bool,
     pub posture_known: bool,
 }
@@ -189,7 +236,7 @@ pub struct PendingSnapshot {
 pub struct Counter {
     cfg: CountConfig,
     sessions: Sessions,
-    addrs: LruCache<IpAddr, AddrState>,
+    addrs: crate::bounded::Lru<AddrKey, AddrState>,
     dovecot_sessions: LruCache<Box<str>, SessionCount>,
 }
 
@@ -207,7 +254,7 @@ impl Counter {
     pub fn new(cfg: CountConfig) -> Counter {
         Counter {
             sessions: Sessions::new(cfg.max_connections),
-            addrs: crate::bounded::lru(cfg.max_addresses),
+            addrs: crate::bounded::Lru::new(cfg.max_addresses),
             dovecot_sessions: crate::bounded::lru(cfg.max_connections),
             cfg,
         }
@@ -239,20 +286,20 @@ impl Counter {
             postfix: self.sessions.snapshot(),
             pending: self
                 .addrs
-                .iter()
-                .rev()
+                .iter_oldest_first()
                 .flat_map(|(a, st)| {
                     st.pending
                         .iter()
                         .filter(move |p| now.0 - p.time.0 <= window)
                         .map(move |p| PendingSnapshot {
-                            address: *a,
+                            address: a.ip(),
                             time: p.time,
                             mask: p.mask,
-                            service: p.service.as_deref().map(str::to_string),
-                            mechanism: p.mechanism.as_deref().map(str::to_string),
-                            has_user: p.has_user,
-                            posture_known: p.posture_known,
+                            service: p.has(AUTH_SERVICE).then(|| SERVICE_AUTH.to_string()),
+                            mechanism: None,
+                            mechanism_known: p.has(MECHANISM),
+                            has_user: p.has(USER),
+                            posture_known: p.has(POSTURE),
                         })
                 })
                 .collect(),
@@ -286,15 +333,15 @@ impl Counter {
             if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
                 st.pending.remove(0);
             }
-            st.pending.push(Pending {
-                time: p.time,
-                mask: p.mask,
-                service: p.service.clone().map(Name::Owned),
-                mechanism: p.mechanism.as_deref().map(Into::into),
-                has_user: p.has_user,
-                posture_known: p.posture_known,
-            });
-            st.last_counted = Some(st.last_counted.map_or(p.time, |t| t.max(p.time)));
+            st.pending.push(Pending::new(
+                p.time,
+                p.mask,
+                p.service.as_deref(),
+                p.mechanism_known || p.mechanism.is_some(),
+                p.has_user,
+                p.posture_known,
+            ));
+            st.last_counted = st.last_counted.max(p.time);
         }
     }
 
@@ -382,9 +429,9 @@ impl Counter {
     }
 
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
-        let st = self.addrs.get_or_insert_mut(addr, || AddrState {
+        let st = self.addrs.get_or_insert_mut(addr.into(), || AddrState {
             pending: SmallVec::new(),
-            last_counted: None,
+            last_counted: NEVER,
         });
         let stale = st
             .pending
@@ -416,23 +463,22 @@ impl Counter {
             .find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
         if let Some(p) = found {
             p.mask |= c;
-            let service = match (&p.service, &ev.service) {
-                (Some(old), Some(new)) if &**old == SERVICE_AUTH && new != SERVICE_AUTH => {
-                    let r = (old.clone(), new.clone());
-                    p.service = Some(new.clone());
-                    Some(r)
+            let service = match &ev.service {
+                Some(new) if p.has(AUTH_SERVICE) && new != SERVICE_AUTH => {
+                    p.known &= !AUTH_SERVICE;
+                    Some((Name::Borrowed(SERVICE_AUTH), new.clone()))
                 }
                 _ => None,
             };
-            let mechanism = match (&p.mechanism, &ev.mechanism) {
-                (None, Some(new)) => {
-                    p.mechanism = Some(new.as_str().into());
+            let mechanism = match &ev.mechanism {
+                Some(new) if !p.has(MECHANISM) => {
+                    p.known |= MECHANISM;
                     Some((String::new(), new.clone()))
                 }
                 _ => None,
             };
-            let user = if !p.has_user && ev.user.is_some() {
-                p.has_user = true;
+            let user = if !p.has(USER) && ev.user.is_some() {
+                p.known |= USER;
                 ev.user.clone()
             } else {
                 None
@@ -446,10 +492,10 @@ impl Counter {
                     user,
                 });
             }
-            if !p.posture_known
+            if !p.has(POSTURE)
                 && let Some(label) = posture
             {
-                p.posture_known = true;
+                p.known |= POSTURE;
                 out.push(Outcome::Posture {
                     address: addr,
                     n: 1,
@@ -472,19 +518,19 @@ impl Counter {
     ) {
         let Some(addr) = ev.address else { return };
         let st = self.state(addr, time);
-        st.last_counted = Some(time);
+        st.last_counted = time;
         if c != 0 {
             if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
                 st.pending.remove(0);
             }
-            st.pending.push(Pending {
+            st.pending.push(Pending::new(
                 time,
-                mask: c,
-                service: ev.service.clone(),
-                mechanism: ev.mechanism.as_deref().map(Into::into),
-                has_user: ev.user.is_some(),
-                posture_known: posture.is_some(),
-            });
+                c,
+                ev.service.as_deref(),
+                ev.mechanism.is_some(),
+                ev.user.is_some(),
+                posture.is_some(),
+            ));
         }
         out.push(Outcome::Counted(Attempt {
             time,
@@ -542,8 +588,8 @@ impl Counter {
         let posture = self.postfix_posture(process, ev, addr);
         let recent = self
             .addrs
-            .peek(&addr)
-            .and_then(|s| s.last_counted)
+            .peek(&addr.into())
+            .and_then(AddrState::last_counted)
             .is_some_and(|t| time.0 - t.0 <= self.cfg.penalty_window_ms);
         match self.cfg.connection_lost {
             ConnectionLost::Never => {}
