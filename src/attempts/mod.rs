@@ -821,6 +821,68 @@ mod tests {
         (n, out)
     }
 
+    /// Feeds one line at second `at` and returns what it meant.
+    fn feed_at(c: &mut Counter, at: i64, line: &str) -> Vec<Outcome> {
+        let p = parse_line(line).expect("a log line");
+        let mut out = Vec::new();
+        c.feed(
+            Timestamp::from_secs(at),
+            p.process.as_ref(),
+            &p.event.expect("an event"),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn a_guess_half_written_before_a_restart_is_completed_not_counted_again() {
+        let dovecot =
+            "Nov 22 12:00:10 mx dovecot: auth: passwd-file(admin,203.0.113.30): Password mismatch";
+        let postfix = "Nov 22 12:00:11 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6";
+        let mut before = Counter::new(CountConfig::default());
+        let out = feed_at(&mut before, 1_000, dovecot);
+        assert!(matches!(&out[..], [Outcome::Counted(a)] if a.count == 1));
+        // The snapshot goes through the store as JSON.
+        let json = serde_json::to_string(&before.snapshot(Timestamp::from_secs(1_000))).unwrap();
+        let mut after = Counter::new(CountConfig::default());
+        after.restore(&serde_json::from_str(&json).unwrap());
+        let out = feed_at(&mut after, 1_001, postfix);
+        assert!(
+            !out.iter().any(|o| matches!(o, Outcome::Counted(_))),
+            "{out:?}"
+        );
+        let refined = out.iter().find_map(|o| match o {
+            Outcome::Refined {
+                service, mechanism, ..
+            } => Some((service.clone(), mechanism.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            refined,
+            Some((
+                Some((SERVICE_AUTH.into(), "submission".into())),
+                Some((String::new(), "PLAIN".to_string()))
+            ))
+        );
+        // A snapshot written before issue 17 named the mechanism: it is known, so the
+        // Postfix record refines only the service.
+        let old = r#"{"pending":[{"address":"203.0.113.30","time":"2026-11-22T12:00:10Z","mask":2,"service":"dovecot-auth","mechanism":"LOGIN","has_user":true,"posture_known":false}]}"#;
+        let mut c = Counter::new(CountConfig::default());
+        c.restore(&serde_json::from_str(old).unwrap());
+        let t: Timestamp = serde_json::from_str(r#""2026-11-22T12:00:11Z""#).unwrap();
+        let out = feed_at(&mut c, t.0 / 1000, postfix);
+        let refined = out.iter().find_map(|o| match o {
+            Outcome::Refined {
+                service, mechanism, ..
+            } => Some((service.clone(), mechanism.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            refined,
+            Some((Some((SERVICE_AUTH.into(), "submission".into())), None))
+        );
+    }
+
     #[test]
     fn one_smtp_guess_written_by_dovecot_and_by_postfix_counts_once() {
         let (n, _) = counted(&[
