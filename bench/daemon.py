@@ -33,17 +33,20 @@ def v6(i):
 
 
 class Daemon:
-    def __init__(self, rules, limits=""):
-        self.dir = tempfile.mkdtemp(prefix="sgbench")
+    def __init__(self, rules, limits="", again=None):
+        # again: the directory of a daemon stopped with keep=True, started anew on its
+        # log and store (a restart).
+        self.dir = again or tempfile.mkdtemp(prefix="sgbench")
         self.log = os.path.join(self.dir, "mail.log")
-        open(self.log, "w").close()
+        if not again:
+            open(self.log, "w").close()
         self.sock = os.path.join(self.dir, "ctl.sock")
         cfg = os.path.join(self.dir, "cfg.toml")
         with open(cfg, "w") as f:
             f.write('[input]\ntimezone = "UTC"\n[sources]\nfiles = ["%s"]\njournal = false\n'
                     '[daemon]\nstate_directory = "%s/state"\ncontrol_socket = "%s"\n%s\n%s\n'
                     % (self.log, self.dir, self.sock, rules, limits))
-        self.out = open(os.path.join(self.dir, "daemon.log"), "w")
+        self.out = open(os.path.join(self.dir, "daemon.log"), "a")
         self.proc = subprocess.Popen(["ip", "netns", "exec", NS] + os.environ.get("WRAP", "").split() + [BIN, "--log-level", "error", "run", "-c", cfg],
                                      stdout=self.out, stderr=self.out)
         for _ in range(100):
@@ -64,7 +67,7 @@ class Daemon:
             fields[k] = v.strip()
         return fields["VmRSS"], fields["VmHWM"]
 
-    def stop(self):
+    def stop(self, keep=False):
         # With WRAP (heaptrack, perf) the process started is the wrapper: stop the
         # daemon it started too, by its id, so none outlives the run.
         pids = subprocess.run(["pgrep", "-f", self.dir + "/cfg.toml"], capture_output=True,
@@ -80,7 +83,8 @@ class Daemon:
             if not any(os.path.exists("/proc/%s" % p) for p in pids):
                 break
             time.sleep(0.1)
-        subprocess.run(["rm", "-rf", self.dir])
+        if not keep:
+            subprocess.run(["rm", "-rf", self.dir])
 
 
 def pct(xs, p):
@@ -219,8 +223,9 @@ def sustained(rates=tuple(int(r) for r in os.environ.get("RATES", "20000,50000,8
 
 
 def memory(n=int(os.environ.get("ADDRESSES", "1000000"))):
-    d = Daemon('[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n',
-               '[limits]\nmax_addresses = %d\n' % n)
+    rules = '[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n'
+    limits = '[limits]\nmax_addresses = %d\n' % n
+    d = Daemon(rules, limits)
     ts = stamp()
     with open(d.log, "a") as f:
         for start in range(1, n + 1, 10000):
@@ -234,11 +239,20 @@ def memory(n=int(os.environ.get("ADDRESSES", "1000000"))):
     end = os.path.getsize(d.log)
     while stored_offset(d) < end:
         time.sleep(0.1)
-    time.sleep(1)
+    # The daemon's threads give freed memory back after a quiet second.
+    time.sleep(3)
+    s = d.status()
+    rss = d.rss()
+    d.stop(keep=True)
+    print("memory: %d tracked addresses (%d offender records, the [limits] default), RSS %s (peak %s)"
+          % (s["tracked"]["addresses"], s["offenders"], rss[0], rss[1]))
+    # A restart reads back what the store kept: the same windows, the same bound.
+    d = Daemon(rules, limits, again=d.dir)
+    time.sleep(3)
     s = d.status()
     rss = d.rss()
     d.stop()
-    print("memory: %d tracked addresses (%d offender records, the [limits] default), RSS %s (peak %s)"
+    print("memory after a restart: %d tracked addresses (%d offender records), RSS %s (peak %s)"
           % (s["tracked"]["addresses"], s["offenders"], rss[0], rss[1]))
 
 

@@ -61,6 +61,25 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
 }
 
 /// The store file inside the state directory.
+/// How the binary's allocator gives the calling thread's freed memory back to the
+/// system (set once by `main`; the library knows no allocator). The daemon's busy
+/// threads call it when they fall quiet after work: mimalloc keeps freed pages until
+/// the thread allocates again after a delay, so a daemon idle after a flood held up to
+/// twice its live heap (issue 17: 1M tracked addresses, 185 MB live, 300 to 390 MB
+/// resident).
+static RELEASE_MEMORY: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+pub fn set_memory_release(f: fn()) {
+    let _ = RELEASE_MEMORY.set(f);
+}
+
+/// Gives the calling thread's freed memory back, if the binary said how.
+pub(crate) fn release_memory() {
+    if let Some(f) = RELEASE_MEMORY.get() {
+        f();
+    }
+}
+
 pub fn store_path(state_dir: &Path) -> PathBuf {
     state_dir.join("saslguard.db")
 }
@@ -134,7 +153,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     // Account names tried are in it: root's only, whoever started the daemon.
     private(&path, 0o600)?;
     let now = wall_now();
-    let restored = restore_from(&store, &cfg, now)?;
+    let mut restored = restore_from(&store, &cfg, now)?;
     let writer = StoreWriter::start(
         store,
         store_writer::Bounds {
@@ -161,9 +180,13 @@ pub fn run(config_path: &Path) -> Result<()> {
         writer,
         names.clone(),
     )?;
+    // The engine has taken what it needs; the rest (every failure row, the offender
+    // records, the counter's saved state) must not stay for the daemon's life.
+    let mut checkpoints = std::mem::take(&mut restored.checkpoints);
+    checkpoints.retain(|(k, _)| k != engine::COUNTER_STATE);
+    drop(restored);
     let checkpoint = |name: &str| {
-        restored
-            .checkpoints
+        checkpoints
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, p)| p.clone())
@@ -290,16 +313,30 @@ async fn event_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // While the store is behind, lines wait in their source (see StoreWriter::busy).
     let mut pause = tokio::time::interval(Duration::from_millis(5));
+    // Lines read since the last tick, and since memory was last given back (at start:
+    // what reading the store back took).
+    let (mut read_since_tick, mut read_since_release) = (false, true);
     loop {
         let busy = engine.store_busy();
         tokio::select! {
-            Some(input) = rx.recv(), if !busy => engine.input(input),
+            Some(input) = rx.recv(), if !busy => {
+                engine.input(input);
+                (read_since_tick, read_since_release) = (true, true);
+            }
             _ = pause.tick(), if busy => {}
             Some((req, reply)) = ctl_rx.recv() => {
                 let answer = engine.handle(req);
                 let _ = reply.send(answer);
             }
-            _ = tick.tick() => engine.tick(wall_now()),
+            _ = tick.tick() => {
+                engine.tick(wall_now());
+                // Quiet for a whole tick after reading: the flood is over.
+                if read_since_release && !read_since_tick {
+                    release_memory();
+                    read_since_release = false;
+                }
+                read_since_tick = false;
+            }
             Some(r) = fleet_rx.recv() => engine.fleet_input(r),
             _ = hup.recv() => { let _ = engine.reload(); }
             _ = term.recv() => break,

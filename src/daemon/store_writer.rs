@@ -105,6 +105,10 @@ pub fn compact(held: Vec<Batch>, b: Bounds) -> Batch {
     out
 }
 
+/// How long the thread waits for the next batch after a write before it gives freed
+/// memory back.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// Batches sent and not yet taken by the thread beyond which the writer is busy.
 const BUSY: usize = 32;
 
@@ -146,10 +150,22 @@ impl StoreWriter {
                 let mut acks: Vec<mpsc::Sender<Result<(), FlushError>>> = Vec::new();
                 let mut open = true;
                 let mut closing_since: Option<std::time::Instant> = None;
+                // Written since memory was last given back (see `release_memory`).
+                let mut wrote = false;
                 while open || !held.is_empty() {
                     // Waiting with nothing held; with batches held (the disk refused
                     // them), only as long as the retry pause.
-                    let first = if held.is_empty() {
+                    let first = if held.is_empty() && wrote {
+                        match rx.recv_timeout(QUIET) {
+                            Ok(m) => Some(m),
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                super::release_memory();
+                                wrote = false;
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                        }
+                    } else if held.is_empty() {
                         rx.recv().ok()
                     } else if open {
                         match rx.recv_timeout(Duration::from_millis(100)) {
@@ -188,6 +204,7 @@ impl StoreWriter {
                     }
                     match store.write(&held) {
                         Ok(()) => {
+                            wrote = true;
                             w.fetch_add(held.len() as u64, Ordering::Relaxed);
                             held.clear();
                             for a in acks.drain(..) {
