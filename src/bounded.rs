@@ -162,18 +162,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             if let Ok(mut e) = self.index.find_entry(moved_hash, |&j| j == last) {
                 *e.get_mut() = i;
             }
-            let (newer, older) = {
-                let s = &self.slots[last as usize];
-                (s.newer, s.older)
-            };
-            match newer {
-                NIL => self.newest = i,
-                n => self.slots[n as usize].older = i,
-            }
-            match older {
-                NIL => self.oldest = i,
-                o => self.slots[o as usize].newer = i,
-            }
+            self.repoint(last, i, i);
         }
         Some(self.slots.swap_remove(i as usize).value)
     }
@@ -205,17 +194,24 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     }
 
     fn unlink(&mut self, i: u32) {
-        let (newer, older) = {
-            let s = &self.slots[i as usize];
-            (s.newer, s.older)
-        };
+        let s = &self.slots[i as usize];
+        let (newer, older) = (s.newer, s.older);
+        self.repoint(i, older, newer);
+    }
+
+    /// Makes what points to entry `of` point elsewhere: its newer neighbour (or the
+    /// list's newest end) to `from_newer`, its older one (or the oldest end) to
+    /// `from_older`.
+    fn repoint(&mut self, of: u32, from_newer: u32, from_older: u32) {
+        let s = &self.slots[of as usize];
+        let (newer, older) = (s.newer, s.older);
         match newer {
-            NIL => self.newest = older,
-            n => self.slots[n as usize].older = older,
+            NIL => self.newest = from_newer,
+            n => self.slots[n as usize].older = from_newer,
         }
         match older {
-            NIL => self.oldest = newer,
-            o => self.slots[o as usize].newer = newer,
+            NIL => self.oldest = from_older,
+            o => self.slots[o as usize].newer = from_older,
         }
     }
 

@@ -851,14 +851,17 @@ mod tests {
             !out.iter().any(|o| matches!(o, Outcome::Counted(_))),
             "{out:?}"
         );
-        let refined = out.iter().find_map(|o| match o {
-            Outcome::Refined {
-                service, mechanism, ..
-            } => Some((service.clone(), mechanism.clone())),
-            _ => None,
-        });
+        // What a later record told about the attempt: service and mechanism.
+        let refined = |out: &[Outcome]| {
+            out.iter().find_map(|o| match o {
+                Outcome::Refined {
+                    service, mechanism, ..
+                } => Some((service.clone(), mechanism.clone())),
+                _ => None,
+            })
+        };
         assert_eq!(
-            refined,
+            refined(&out),
             Some((
                 Some((SERVICE_AUTH.into(), "submission".into())),
                 Some((String::new(), "PLAIN".to_string()))
@@ -871,14 +874,8 @@ mod tests {
         c.restore(&serde_json::from_str(old).unwrap());
         let t: Timestamp = serde_json::from_str(r#""2026-11-22T12:00:11Z""#).unwrap();
         let out = feed_at(&mut c, t.0 / 1000, postfix);
-        let refined = out.iter().find_map(|o| match o {
-            Outcome::Refined {
-                service, mechanism, ..
-            } => Some((service.clone(), mechanism.clone())),
-            _ => None,
-        });
         assert_eq!(
-            refined,
+            refined(&out),
             Some((Some((SERVICE_AUTH.into(), "submission".into())), None))
         );
     }
