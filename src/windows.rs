@@ -4,7 +4,7 @@
 //! key: it fires when the N-th most recent is younger than T. So each key keeps a ring
 //! of at most K times, K being the largest N of the rules of its scope, and the table
 //! of keys is an LRU of fixed capacity. Worst case memory is therefore
-//! `max_addresses × (K × 8 + ~80)` bytes for addresses and
+//! `max_addresses × (K × 8 + ~60)` bytes for addresses and
 //! `max_prefixes × (K × 16 + ~80)` for prefixes, whatever an attacker sprays: ten
 //! million IPv6 addresses inside one /64 are one prefix entry and, at most,
 //! `max_addresses` address entries, the least recently failing ones evicted first.
