@@ -214,6 +214,33 @@ fn gzip_and_stdin_give_the_same_result_as_the_plain_file() {
 }
 
 #[test]
+fn a_compressed_log_cut_short_is_an_error_not_a_shorter_replay() {
+    // A rotated log whose compression a full disk or a crash cut short: replaying what
+    // it holds and exiting 0 would report fewer guesses with no word of why.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read(root().join("examples/mail.log")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for _ in 0..50 {
+        gz.write_all(&text).unwrap();
+    }
+    let whole = gz.finish().unwrap();
+    for (name, cut) in [("middle", whole.len() / 2), ("trailer", whole.len() - 4)] {
+        let p = dir.path().join(format!("mail.log.{name}.gz"));
+        std::fs::write(&p, &whole[..cut]).unwrap();
+        let p = p.to_str().unwrap();
+        for threads in ["1", "2"] {
+            let (code, _, err) = saslguard(&with(&REPLAY_JSON, &["--threads", threads, p]));
+            assert_eq!(code, 66, "cut in the {name}, {threads} thread(s): {err}");
+            assert!(err.contains(p), "{err}");
+        }
+    }
+    let p = dir.path().join("mail.log.gz");
+    std::fs::write(&p, &whole).unwrap();
+    let (code, _, err) = saslguard(&with(&REPLAY_JSON, &[p.to_str().unwrap()]));
+    assert_eq!(code, 0, "the whole file: {err}");
+}
+
+#[test]
 fn exit_codes_and_help() {
     let (code, _, err) = saslguard(&["replay", "/nonexistent/mail.log"]);
     assert_eq!(code, 66);
