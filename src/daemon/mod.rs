@@ -60,7 +60,6 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
-/// The store file inside the state directory.
 /// How the binary's allocator gives the calling thread's freed memory back to the
 /// system (set once by `main`; the library knows no allocator). The daemon's busy
 /// threads call it when they fall quiet after work: mimalloc keeps freed pages until
@@ -80,6 +79,7 @@ pub(crate) fn release_memory() {
     }
 }
 
+/// The store file inside the state directory.
 pub fn store_path(state_dir: &Path) -> PathBuf {
     state_dir.join("saslguard.db")
 }
