@@ -127,8 +127,8 @@ pub struct Alerts {
     cfg: AlertConfig,
     accounts: LruCache<String, AccountHistory>,
     by_user: LruCache<String, VecDeque<(Timestamp, IpAddr)>>,
-    by_addr: LruCache<IpAddr, VecDeque<(Timestamp, u64)>>,
-    by_prefix: LruCache<IpNet, PrefixFailures>,
+    by_addr: crate::bounded::Lru<crate::addr::AddrKey, VecDeque<(Timestamp, u64)>>,
+    by_prefix: crate::bounded::Lru<IpNet, PrefixFailures>,
     /// When each (kind, key) last alerted: one alert per window, not one per line.
     /// Keys as their keyed hash ([`Alerts::key`]): no allocation per failure.
     last: LruCache<(u8, u64), Timestamp>,
@@ -155,8 +155,8 @@ impl Alerts {
             cfg,
             accounts: crate::bounded::lru(MAX_ACCOUNTS),
             by_user: crate::bounded::lru(MAX_ACCOUNTS),
-            by_addr: crate::bounded::lru(per_address),
-            by_prefix: crate::bounded::lru(per_address),
+            by_addr: crate::bounded::Lru::new(per_address),
+            by_prefix: crate::bounded::Lru::new(per_address),
             last: crate::bounded::lru(MAX_ACCOUNTS),
             keys: std::collections::hash_map::RandomState::new(),
             changed_accounts: Vec::new(),
@@ -244,7 +244,7 @@ impl Alerts {
         if self.cfg.spray_accounts > 0 {
             let need = self.cfg.spray_accounts as usize;
             let h = self.key(user);
-            let ring = self.by_addr.get_or_insert_mut(addr, VecDeque::new);
+            let ring = self.by_addr.get_or_insert_mut(addr.into(), VecDeque::new);
             ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
             crate::bounded::ring_room_for_one(ring);
             ring.push_back((time, h));

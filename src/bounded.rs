@@ -96,6 +96,26 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         self.find(k).map(|i| &self.slots[i as usize].value)
     }
 
+    /// The entry of `k`, without making it the most recent.
+    pub fn peek_mut(&mut self, k: &K) -> Option<&mut V> {
+        let i = self.find(k)?;
+        Some(&mut self.slots[i as usize].value)
+    }
+
+    /// Sets the entry of `k` to `v`, made the most recent (the least recent one goes
+    /// when the table is full).
+    pub fn put(&mut self, k: K, v: V) {
+        match self.find(&k) {
+            Some(i) => {
+                self.touch(i);
+                self.slots[i as usize].value = v;
+            }
+            None => {
+                self.get_or_insert_mut(k, || v);
+            }
+        }
+    }
+
     /// The entry of `k`, made the most recent.
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         let i = self.find(k)?;
@@ -249,7 +269,9 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u8, u32),
+        Put(u8, u32),
         Peek(u8),
+        PeekMut(u8),
         Get(u8),
         Pop(u8),
     }
@@ -257,7 +279,9 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0u8..12, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0u8..12, any::<u32>()).prop_map(|(k, v)| Op::Put(k, v)),
             (0u8..12).prop_map(Op::Peek),
+            (0u8..12).prop_map(Op::PeekMut),
             (0u8..12).prop_map(Op::Get),
             (0u8..12).prop_map(Op::Pop),
         ]
@@ -277,7 +301,19 @@ mod tests {
                         let o = ours.get_or_insert_mut(k, || v);
                         *o = o.wrapping_add(1);
                     }
+                    Op::Put(k, v) => {
+                        model.put(k, v);
+                        ours.put(k, v);
+                    }
                     Op::Peek(k) => prop_assert_eq!(model.peek(&k), ours.peek(&k)),
+                    Op::PeekMut(k) => {
+                        if let Some(m) = model.peek_mut(&k) {
+                            *m = m.wrapping_mul(3);
+                        }
+                        if let Some(o) = ours.peek_mut(&k) {
+                            *o = o.wrapping_mul(3);
+                        }
+                    }
                     Op::Get(k) => prop_assert_eq!(model.get_mut(&k).copied(), ours.get_mut(&k).copied()),
                     Op::Pop(k) => prop_assert_eq!(model.pop(&k), ours.pop(&k)),
                 }

@@ -4,10 +4,10 @@
 //! records, each keeping at most [`MAX_USERS`] distinct user names. Evictions are
 //! counted and reported, never silent.
 
+use crate::addr::AddrKey;
 use crate::attempts::{Attempt, Outcome, UNKNOWN_POSTURE};
 use crate::geo::Origin;
 use crate::time::Timestamp;
-use lru::LruCache;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -149,31 +149,31 @@ impl Offender {
 }
 
 pub struct Offenders {
-    map: LruCache<IpAddr, Offender>,
+    map: crate::bounded::Lru<AddrKey, Offender>,
     evicted: u64,
 }
 
 impl Offenders {
     pub fn new(cap: usize) -> Offenders {
         Offenders {
-            map: crate::bounded::lru(cap),
+            map: crate::bounded::Lru::new(cap),
             evicted: 0,
         }
     }
 
     pub fn get(&self, addr: &IpAddr) -> Option<&Offender> {
-        self.map.peek(addr)
+        self.map.peek(&(*addr).into())
     }
 
     /// Puts back a record kept in the store (the daemon at start).
     pub fn restore(&mut self, o: Offender) {
-        self.map.put(o.address, o);
+        self.map.put(o.address.into(), o);
     }
 
     /// Records where an offender comes from (looked up at each failure, so a
     /// reloaded database updates it).
     pub fn set_geo(&mut self, addr: &IpAddr, geo: &Origin) {
-        if let Some(r) = self.map.peek_mut(addr)
+        if let Some(r) = self.map.peek_mut(&(*addr).into())
             && r.geo != *geo
         {
             r.geo = geo.clone();
@@ -183,10 +183,11 @@ impl Offenders {
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {
         match o {
             Outcome::Counted(a) => {
-                if !self.map.contains(&a.address) && self.map.len() == self.map.cap().get() {
+                let key = AddrKey::from(a.address);
+                if !self.map.contains(&key) && self.map.len() == self.map.cap() {
                     self.evicted += 1;
                 }
-                let r = self.map.get_or_insert_mut(a.address, || Offender::new(a));
+                let r = self.map.get_or_insert_mut(key, || Offender::new(a));
                 let n = u64::from(a.count);
                 r.failures += n;
                 r.first_failure = r.first_failure.min(a.time);
@@ -209,7 +210,7 @@ impl Offenders {
                 mechanism,
                 user,
             } => {
-                let Some(r) = self.map.get_mut(address) else {
+                let Some(r) = self.map.get_mut(&(*address).into()) else {
                     return;
                 };
                 let n = u64::from(*n);
@@ -228,12 +229,12 @@ impl Offenders {
                 }
             }
             Outcome::Posture { address, n, label } => {
-                if let Some(r) = self.map.get_mut(address) {
+                if let Some(r) = self.map.get_mut(&(*address).into()) {
                     r.tls.shift(UNKNOWN_POSTURE, label, u64::from(*n));
                 }
             }
             Outcome::Success { address, user, .. } => {
-                if let Some(r) = self.map.get_mut(address) {
+                if let Some(r) = self.map.get_mut(&(*address).into()) {
                     r.logins_after_failure += 1;
                     if let Some(u) = user
                         && !r.login_users.contains(u)

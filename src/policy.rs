@@ -151,7 +151,7 @@ pub struct Policy {
     /// every known-good key.
     good_by_prefix: LruCache<IpNet, Vec<(IpNet, Timestamp)>>,
     /// The failing addresses of each prefix, newest last, for a narrowed prefix ban.
-    members: LruCache<IpNet, VecDeque<IpAddr>>,
+    members: crate::bounded::Lru<IpNet, VecDeque<IpAddr>>,
 }
 
 /// Failing addresses kept per prefix for a narrowed ban.
@@ -168,7 +168,7 @@ impl Policy {
             own: Vec::new(),
             known_good: crate::bounded::lru(cap.get()),
             good_by_prefix: crate::bounded::lru(cap.get()),
-            members: crate::bounded::lru(cap.get()),
+            members: crate::bounded::Lru::new(cap.get()),
         }
     }
 
@@ -363,6 +363,7 @@ impl Policy {
         if prefix.prefix_len() < prefix.max_prefix_len() && self.has_prefix_rules() {
             let m = self.members.get_or_insert_mut(prefix, VecDeque::new);
             if !m.contains(&addr) {
+                crate::bounded::ring_room_for_one(m);
                 m.push_back(addr);
                 if m.len() > MEMBERS_PER_PREFIX {
                     m.pop_front();
