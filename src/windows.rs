@@ -14,7 +14,6 @@
 use crate::addr::AddrKey;
 use crate::time::Timestamp;
 use ipnet::IpNet;
-use lru::LruCache;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
@@ -40,7 +39,7 @@ pub struct Windows {
     /// Oldest first; two times inline in the table's entry (issue 17: most
     /// addresses fail once or twice, and a separate ring cost about 50 bytes more).
     addrs: crate::bounded::Lru<AddrKey, SmallVec<[i64; 2]>>,
-    prefixes: LruCache<IpNet, VecDeque<(i64, u32)>>,
+    prefixes: crate::bounded::Lru<IpNet, VecDeque<(i64, u32)>>,
     evicted: u64,
 }
 
@@ -57,7 +56,7 @@ impl Windows {
             addr_depth,
             prefix_depth,
             addrs: crate::bounded::Lru::new(max_addresses),
-            prefixes: crate::bounded::lru(max_prefixes),
+            prefixes: crate::bounded::Lru::new(max_prefixes),
             evicted: 0,
         }
     }
