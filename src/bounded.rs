@@ -44,6 +44,8 @@ pub struct Lru<K, V> {
     newest: u32,
     oldest: u32,
     cap: usize,
+    /// Entries pushed out to keep the bound.
+    evicted: u64,
 }
 
 struct Slot<K, V> {
@@ -65,6 +67,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             newest: NIL,
             oldest: NIL,
             cap: cap.clamp(1, NIL as usize - 1),
+            evicted: 0,
         }
     }
 
@@ -78,6 +81,11 @@ impl<K: Hash + Eq, V> Lru<K, V> {
 
     pub fn cap(&self) -> usize {
         self.cap
+    }
+
+    /// Entries pushed out so far to keep the bound (never silent: reported).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn find(&self, k: &K) -> Option<u32> {
@@ -145,6 +153,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             });
             (self.slots.len() - 1) as u32
         } else {
+            self.evicted += 1;
             let i = self.oldest;
             let old_hash = self.hasher.hash_one(&self.slots[i as usize].key);
             if let Ok(e) = self.index.find_entry(old_hash, |&j| j == i) {
@@ -340,6 +349,7 @@ mod tests {
             c.get_or_insert_mut(i, || u64::from(i));
         }
         assert_eq!(c.len(), 100);
+        assert_eq!(c.evicted(), 900);
         assert_eq!(c.slots.capacity(), 100, "no room reserved past the bound");
         assert_eq!(c.iter_oldest_first().next(), Some((&900, &900)));
         assert_eq!(super::Lru::<u32, u32>::new(0).cap(), 1);

@@ -150,14 +150,12 @@ impl Offender {
 
 pub struct Offenders {
     map: crate::bounded::Lru<AddrKey, Offender>,
-    evicted: u64,
 }
 
 impl Offenders {
     pub fn new(cap: usize) -> Offenders {
         Offenders {
             map: crate::bounded::Lru::new(cap),
-            evicted: 0,
         }
     }
 
@@ -183,11 +181,9 @@ impl Offenders {
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {
         match o {
             Outcome::Counted(a) => {
-                let key = AddrKey::from(a.address);
-                if !self.map.contains(&key) && self.map.len() == self.map.cap() {
-                    self.evicted += 1;
-                }
-                let r = self.map.get_or_insert_mut(key, || Offender::new(a));
+                let r = self
+                    .map
+                    .get_or_insert_mut(a.address.into(), || Offender::new(a));
                 let n = u64::from(a.count);
                 r.failures += n;
                 r.first_failure = r.first_failure.min(a.time);
@@ -264,6 +260,6 @@ impl Offenders {
     }
 
     pub fn evicted(&self) -> u64 {
-        self.evicted
+        self.map.evicted()
     }
 }

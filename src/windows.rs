@@ -40,7 +40,6 @@ pub struct Windows {
     /// addresses fail once or twice, and a separate ring cost about 50 bytes more).
     addrs: crate::bounded::Lru<AddrKey, SmallVec<[i64; 2]>>,
     prefixes: crate::bounded::Lru<IpNet, VecDeque<(i64, u32)>>,
-    evicted: u64,
 }
 
 impl Windows {
@@ -57,7 +56,6 @@ impl Windows {
             prefix_depth,
             addrs: crate::bounded::Lru::new(max_addresses),
             prefixes: crate::bounded::Lru::new(max_prefixes),
-            evicted: 0,
         }
     }
 
@@ -65,11 +63,7 @@ impl Windows {
     pub fn record(&mut self, addr: IpAddr, prefix: Option<IpNet>, time: Timestamp, count: u32) {
         let n = (count as usize).min(self.addr_depth.max(self.prefix_depth));
         if self.addr_depth > 0 {
-            let key = AddrKey::from(addr);
-            if !self.addrs.contains(&key) && self.addrs.len() == self.addrs.cap() {
-                self.evicted += 1;
-            }
-            let ring = self.addrs.get_or_insert_mut(key, SmallVec::new);
+            let ring = self.addrs.get_or_insert_mut(addr.into(), SmallVec::new);
             for _ in 0..n.min(self.addr_depth) {
                 if ring.len() == self.addr_depth {
                     ring.remove(0);
@@ -150,7 +144,7 @@ impl Windows {
 
     /// Address entries evicted to keep the bound.
     pub fn evicted(&self) -> u64 {
-        self.evicted
+        self.addrs.evicted()
     }
 }
 
