@@ -3,6 +3,13 @@
 //! Bounded like everything fed by attacker traffic: an LRU of `max_offenders`
 //! records, each keeping at most [`MAX_USERS`] distinct user names. Evictions are
 //! counted and reported, never silent.
+//!
+//! The table keeps each record compact ([`Entry`], issue 17): a botnet gives it one
+//! entry per address, most with one failure. Services, mechanisms and TLS postures
+//! (a few dozen distinct names in a real log) are numbers into one list of names per
+//! table, with their counts inline; account names are packed into one allocation;
+//! the origin is out of line, absent without GeoIP. [`Offender`], the record the
+//! store, the fleet and the reports exchange, is built from an entry when asked for.
 
 use crate::addr::AddrKey;
 use crate::attempts::{Attempt, Outcome, UNKNOWN_POSTURE};
@@ -10,6 +17,8 @@ use crate::geo::Origin;
 use crate::time::Timestamp;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub const MAX_USERS: usize = 50;
@@ -82,21 +91,6 @@ impl Counts {
             }
         }
     }
-
-    /// Moves up to `n` from `from` to `to`.
-    fn shift(&mut self, from: &str, to: &str, n: u64) {
-        let Ok(i) = self.position(from) else {
-            return;
-        };
-        let moved = n.min(self.0[i].1);
-        self.0[i].1 -= moved;
-        if self.0[i].1 == 0 {
-            self.0.remove(i);
-        }
-        if moved > 0 {
-            self.bump(to, moved);
-        }
-    }
 }
 
 impl Serialize for Counts {
@@ -116,32 +110,203 @@ impl<'de> Deserialize<'de> for Counts {
     }
 }
 
-impl Offender {
-    fn new(a: &Attempt) -> Offender {
-        Offender {
-            address: a.address,
+/// Distinct service, mechanism and posture names kept per table. The names come from
+/// the mail daemons' own words (a program name, a SASL mechanism, a TLS protocol and
+/// cipher), a few dozen in a real log; past this bound, new names are counted under
+/// [`OTHER_NAME`] rather than kept.
+pub const MAX_NAMES: usize = 4096;
+/// Where counts go once [`MAX_NAMES`] distinct names are kept.
+pub const OTHER_NAME: &str = "other";
+
+/// The names of one table: each kept once, an entry refers to it by number.
+struct Names {
+    list: Vec<Box<str>>,
+    index: HashMap<Box<str>, u16>,
+}
+
+impl Names {
+    fn new() -> Names {
+        Names {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// The number of `name`, kept from now on if it is new and there is room.
+    fn id(&mut self, name: &str) -> u16 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let name = if self.list.len() + 1 >= MAX_NAMES {
+            OTHER_NAME
+        } else {
+            name
+        };
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.list.len() as u16;
+        self.list.push(name.into());
+        self.index.insert(name.into(), i);
+        i
+    }
+
+    /// The number of `name` if it is kept.
+    fn find(&self, name: &str) -> Option<u16> {
+        self.index.get(name).copied()
+    }
+
+    fn name(&self, i: u16) -> &str {
+        self.list.get(usize::from(i)).map_or(OTHER_NAME, |n| &**n)
+    }
+}
+
+const SERVICE: u8 = 0;
+const MECHANISM: u8 = 1;
+const POSTURE: u8 = 2;
+
+/// A count of failures by service, mechanism or posture: `kind` says which, `name` is
+/// a number into the table's [`Names`].
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    n: u64,
+    name: u16,
+    kind: u8,
+}
+
+/// Account names, each as its length (LEB128) and its bytes, in one allocation of
+/// exactly their size: an entry of a botnet address usually holds one short name.
+#[derive(Debug, Default, Clone)]
+struct NameList(Box<[u8]>);
+
+impl NameList {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = &self.0[..];
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let (mut len, mut shift, mut used) = (0usize, 0u32, 0usize);
+            for &b in rest {
+                used += 1;
+                len |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 || shift >= usize::BITS {
+                    break;
+                }
+            }
+            let end = (used + len).min(rest.len());
+            let name = &rest[used..end];
+            rest = &rest[end..];
+            Some(name)
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.iter().any(|n| n == name.as_bytes())
+    }
+
+    fn push(&mut self, name: &str) {
+        let mut v = Vec::with_capacity(self.0.len() + name.len() + 5);
+        v.extend_from_slice(&self.0);
+        let mut len = name.len();
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                v.push(b);
+                break;
+            }
+            v.push(b | 0x80);
+        }
+        v.extend_from_slice(name.as_bytes());
+        self.0 = v.into_boxed_slice();
+    }
+
+    fn strings(&self) -> Vec<String> {
+        // Only ever filled from `&str`: the lossy conversion never replaces anything.
+        self.iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+}
+
+/// One address's record in the table: what [`Offender`] says, in about a third of
+/// its size (issue 17).
+#[derive(Debug, Clone)]
+struct Entry {
+    failures: u64,
+    first_failure: Timestamp,
+    last_failure: Timestamp,
+    users_not_kept: u64,
+    logins_after_failure: u64,
+    /// Usually one service, one mechanism and one posture: inline.
+    tallies: SmallVec<[Tally; 3]>,
+    users: NameList,
+    login_users: NameList,
+    geo: Option<Box<Origin>>,
+    allowlisted: bool,
+}
+
+impl Entry {
+    fn new(a: &Attempt) -> Entry {
+        Entry {
             failures: 0,
             first_failure: a.time,
             last_failure: a.time,
-            services: Counts::default(),
-            mechanisms: Counts::default(),
-            users: Vec::new(),
             users_not_kept: 0,
-            tls: Counts::default(),
             logins_after_failure: 0,
-            login_users: Vec::new(),
+            tallies: SmallVec::new(),
+            users: NameList::default(),
+            login_users: NameList::default(),
+            geo: None,
             allowlisted: false,
-            geo: Origin::default(),
+        }
+    }
+
+    fn bump(&mut self, kind: u8, name: u16, n: u64) {
+        match self
+            .tallies
+            .iter_mut()
+            .find(|t| t.kind == kind && t.name == name)
+        {
+            Some(t) => t.n += n,
+            None => self.tallies.push(Tally { n, name, kind }),
+        }
+    }
+
+    /// Moves up to `n` of `kind` from `from` to `to`.
+    fn shift(&mut self, kind: u8, from: Option<u16>, to: u16, n: u64) {
+        let Some(from) = from else {
+            return;
+        };
+        let Some(i) = self
+            .tallies
+            .iter()
+            .position(|t| t.kind == kind && t.name == from)
+        else {
+            return;
+        };
+        let moved = n.min(self.tallies[i].n);
+        self.tallies[i].n -= moved;
+        if self.tallies[i].n == 0 {
+            self.tallies.remove(i);
+        }
+        if moved > 0 {
+            self.bump(kind, to, moved);
         }
     }
 
     fn add_user(&mut self, u: &str) {
-        if self.users.iter().any(|x| x == u) {
+        if self.users.contains(u) {
             return;
         }
         if self.users.len() < MAX_USERS {
-            crate::bounded::room_for_one(&mut self.users);
-            self.users.push(u.to_string());
+            self.users.push(u);
         } else {
             self.users_not_kept += 1;
         }
@@ -149,55 +314,158 @@ impl Offender {
 }
 
 pub struct Offenders {
-    map: crate::bounded::Lru<AddrKey, Offender>,
+    map: crate::bounded::Lru<AddrKey, Entry>,
+    names: Names,
+}
+
+/// The records of a table, most failures first, each built when it is read: a report
+/// of every offender does not hold them all at once.
+pub struct Sorted<'a> {
+    table: &'a Offenders,
+    order: Vec<(AddrKey, &'a Entry)>,
+}
+
+impl Sorted<'_> {
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Offender> + '_ {
+        self.order.iter().map(|(k, e)| self.table.record(*k, e))
+    }
+}
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl std::fmt::Debug for Sorted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 impl Offenders {
     pub fn new(cap: usize) -> Offenders {
         Offenders {
             map: crate::bounded::Lru::new(cap),
+            names: Names::new(),
         }
     }
 
-    pub fn get(&self, addr: &IpAddr) -> Option<&Offender> {
-        self.map.peek(&(*addr).into())
+    /// The record of `addr`, built from its entry.
+    pub fn get(&self, addr: &IpAddr) -> Option<Offender> {
+        let k = AddrKey::from(*addr);
+        self.map.peek(&k).map(|e| self.record(k, e))
+    }
+
+    pub fn contains(&self, addr: &IpAddr) -> bool {
+        self.map.contains(&(*addr).into())
+    }
+
+    fn counts(&self, e: &Entry, kind: u8) -> Counts {
+        let mut c = Counts::default();
+        for t in e.tallies.iter().filter(|t| t.kind == kind) {
+            c.bump(self.names.name(t.name), t.n);
+        }
+        c
+    }
+
+    fn record(&self, k: AddrKey, e: &Entry) -> Offender {
+        Offender {
+            address: k.ip(),
+            failures: e.failures,
+            first_failure: e.first_failure,
+            last_failure: e.last_failure,
+            services: self.counts(e, SERVICE),
+            mechanisms: self.counts(e, MECHANISM),
+            users: e.users.strings(),
+            users_not_kept: e.users_not_kept,
+            tls: self.counts(e, POSTURE),
+            logins_after_failure: e.logins_after_failure,
+            login_users: e.login_users.strings(),
+            allowlisted: e.allowlisted,
+            geo: e.geo.as_deref().cloned().unwrap_or_default(),
+        }
     }
 
     /// Puts back a record kept in the store (the daemon at start).
     pub fn restore(&mut self, o: Offender) {
-        self.map.put(o.address.into(), o);
+        let mut e = Entry {
+            failures: o.failures,
+            first_failure: o.first_failure,
+            last_failure: o.last_failure,
+            users_not_kept: o.users_not_kept,
+            logins_after_failure: o.logins_after_failure,
+            tallies: SmallVec::new(),
+            users: NameList::default(),
+            login_users: NameList::default(),
+            geo: (!o.geo.is_empty()).then(|| Box::new(o.geo)),
+            allowlisted: o.allowlisted,
+        };
+        for (kind, counts) in [
+            (SERVICE, &o.services),
+            (MECHANISM, &o.mechanisms),
+            (POSTURE, &o.tls),
+        ] {
+            for (name, n) in counts.iter() {
+                let id = self.names.id(name);
+                e.bump(kind, id, n);
+            }
+        }
+        for u in o.users.iter().take(MAX_USERS) {
+            e.users.push(u);
+        }
+        for u in o.login_users.iter().take(MAX_USERS) {
+            e.login_users.push(u);
+        }
+        e.tallies.shrink_to_fit();
+        self.map.put(o.address.into(), e);
     }
 
     /// Records where an offender comes from (looked up at each failure, so a
     /// reloaded database updates it).
     pub fn set_geo(&mut self, addr: &IpAddr, geo: &Origin) {
-        if let Some(r) = self.map.peek_mut(&(*addr).into())
-            && r.geo != *geo
-        {
-            r.geo = geo.clone();
+        if let Some(r) = self.map.peek_mut(&(*addr).into()) {
+            let same = match r.geo.as_deref() {
+                Some(g) => g == geo,
+                None => geo.is_empty(),
+            };
+            if !same {
+                r.geo = (!geo.is_empty()).then(|| Box::new(geo.clone()));
+            }
         }
     }
 
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {
         match o {
             Outcome::Counted(a) => {
+                let names = &mut self.names;
+                let service = names.id(a.service.as_deref().unwrap_or("unknown"));
+                let mechanism = a.mechanism.as_deref().map(|m| names.id(m));
+                let posture = names.id(&a.posture);
                 let r = self
                     .map
-                    .get_or_insert_mut(a.address.into(), || Offender::new(a));
+                    .get_or_insert_mut(a.address.into(), || Entry::new(a));
                 let n = u64::from(a.count);
                 r.failures += n;
                 r.first_failure = r.first_failure.min(a.time);
                 r.last_failure = r.last_failure.max(a.time);
                 r.allowlisted = allowlisted;
-                r.services
-                    .bump(a.service.as_deref().unwrap_or("unknown"), n);
-                if let Some(m) = &a.mechanism {
-                    r.mechanisms.bump(m, n);
+                r.bump(SERVICE, service, n);
+                if let Some(m) = mechanism {
+                    r.bump(MECHANISM, m, n);
                 }
                 if let Some(u) = &a.user {
                     r.add_user(u);
                 }
-                r.tls.bump(&a.posture, n);
+                r.bump(POSTURE, posture, n);
             }
             Outcome::Refined {
                 address,
@@ -211,13 +479,15 @@ impl Offenders {
                 };
                 let n = u64::from(*n);
                 if let Some((from, to)) = service {
-                    r.services.shift(from, to, n);
+                    let to = self.names.id(to);
+                    r.shift(SERVICE, self.names.find(from), to, n);
                 }
                 if let Some((from, to)) = mechanism {
+                    let to = self.names.id(to);
                     if from.is_empty() {
-                        r.mechanisms.bump(to, n);
+                        r.bump(MECHANISM, to, n);
                     } else {
-                        r.mechanisms.shift(from, to, n);
+                        r.shift(MECHANISM, self.names.find(from), to, n);
                     }
                 }
                 if let Some(u) = user {
@@ -226,7 +496,8 @@ impl Offenders {
             }
             Outcome::Posture { address, n, label } => {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
-                    r.tls.shift(UNKNOWN_POSTURE, label, u64::from(*n));
+                    let to = self.names.id(label);
+                    r.shift(POSTURE, self.names.find(UNKNOWN_POSTURE), to, u64::from(*n));
                 }
             }
             Outcome::Success { address, user, .. } => {
@@ -236,7 +507,7 @@ impl Offenders {
                         && !r.login_users.contains(u)
                         && r.login_users.len() < MAX_USERS
                     {
-                        r.login_users.push(u.clone());
+                        r.login_users.push(u);
                     }
                 }
             }
@@ -245,10 +516,14 @@ impl Offenders {
     }
 
     /// All records, most failures first.
-    pub fn sorted(&self) -> Vec<&Offender> {
-        let mut v: Vec<&Offender> = self.map.iter().map(|(_, o)| o).collect();
-        v.sort_by(|a, b| b.failures.cmp(&a.failures).then(a.address.cmp(&b.address)));
-        v
+    pub fn sorted(&self) -> Sorted<'_> {
+        let mut order: Vec<(AddrKey, &Entry)> = self.map.iter().map(|(k, e)| (*k, e)).collect();
+        order.sort_by(|(ka, a), (kb, b)| {
+            b.failures
+                .cmp(&a.failures)
+                .then_with(|| ka.ip().cmp(&kb.ip()))
+        });
+        Sorted { table: self, order }
     }
 
     pub fn len(&self) -> usize {
@@ -261,5 +536,181 @@ impl Offenders {
 
     pub fn evicted(&self) -> u64 {
         self.map.evicted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn failure(addr: &str, secs: i64, service: &str, user: Option<&str>, posture: &str) -> Outcome {
+        Outcome::Counted(Attempt {
+            time: Timestamp::from_secs(secs),
+            address: addr.parse().unwrap(),
+            count: 1,
+            service: Some(Cow::Owned(service.to_string())),
+            mechanism: Some("LOGIN".into()),
+            user: user.map(str::to_string),
+            posture: posture.into(),
+        })
+    }
+
+    #[test]
+    fn a_record_put_back_reads_back_the_same() {
+        let long = "x".repeat(300);
+        let o = Offender {
+            address: "2001:db8::7".parse().unwrap(),
+            failures: 9,
+            first_failure: Timestamp::from_secs(100),
+            last_failure: Timestamp::from_secs(900),
+            services: [("smtpd", 2), ("submission", 7)].into_iter().fold(
+                Counts::default(),
+                |mut c, (k, n)| {
+                    c.bump(k, n);
+                    c
+                },
+            ),
+            mechanisms: [("LOGIN", 4), ("PLAIN", 5)].into_iter().fold(
+                Counts::default(),
+                |mut c, (k, n)| {
+                    c.bump(k, n);
+                    c
+                },
+            ),
+            users: vec!["".into(), "info".into(), long.clone(), "jörg@ex.de".into()],
+            users_not_kept: 3,
+            tls: [("TLSv1.3 TLS_AES_256_GCM_SHA384", 6), ("plaintext", 3)]
+                .into_iter()
+                .fold(Counts::default(), |mut c, (k, n)| {
+                    c.bump(k, n);
+                    c
+                }),
+            logins_after_failure: 1,
+            login_users: vec!["info".into()],
+            allowlisted: true,
+            geo: Origin {
+                country: Some("DE".into()),
+                continent: Some("EU".into()),
+                asn: Some(64500),
+                as_org: Some("Example".into()),
+            },
+        };
+        let mut t = Offenders::new(10);
+        t.restore(o.clone());
+        assert_eq!(t.get(&o.address), Some(o.clone()));
+        // The same through the path a failure takes, and the JSON the store keeps.
+        let json = serde_json::to_string(&t.sorted()).unwrap();
+        let back: Vec<Offender> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, [o]);
+    }
+
+    #[test]
+    fn failures_refinements_and_logins_land_in_the_record() {
+        let mut t = Offenders::new(10);
+        let a = "192.0.2.9";
+        t.apply(
+            &failure(a, 10, "auth", Some("root"), UNKNOWN_POSTURE),
+            false,
+        );
+        t.apply(
+            &failure(a, 20, "auth", Some("root"), UNKNOWN_POSTURE),
+            false,
+        );
+        t.apply(&failure(a, 5, "smtpd", Some("admin"), "plaintext"), false);
+        t.apply(
+            &Outcome::Refined {
+                address: a.parse().unwrap(),
+                n: 2,
+                service: Some((Cow::Borrowed("auth"), Cow::Borrowed("imap"))),
+                mechanism: Some(("LOGIN".into(), "PLAIN".into())),
+                user: Some("postmaster".into()),
+            },
+            false,
+        );
+        t.apply(
+            &Outcome::Posture {
+                address: a.parse().unwrap(),
+                n: 2,
+                label: "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384".into(),
+            },
+            false,
+        );
+        let r = t.get(&a.parse().unwrap()).unwrap();
+        assert_eq!(r.failures, 3);
+        assert_eq!(r.first_failure, Timestamp::from_secs(5));
+        assert_eq!(r.last_failure, Timestamp::from_secs(20));
+        let c = |c: &Counts| {
+            c.iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(c(&r.services), ["imap=2", "smtpd=1"]);
+        assert_eq!(c(&r.mechanisms), ["LOGIN=1", "PLAIN=2"]);
+        assert_eq!(
+            c(&r.tls),
+            ["TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384=2", "plaintext=1"]
+        );
+        assert_eq!(r.users, ["root", "admin", "postmaster"]);
+    }
+
+    #[test]
+    fn user_names_past_the_bound_are_counted_not_kept() {
+        let mut t = Offenders::new(10);
+        for i in 0..MAX_USERS + 7 {
+            let u = format!("user{i}");
+            t.apply(
+                &failure("192.0.2.1", 1, "smtpd", Some(&u), "plaintext"),
+                false,
+            );
+            if i < MAX_USERS {
+                // A name kept, seen again, is not a new one.
+                t.apply(
+                    &failure("192.0.2.1", 2, "smtpd", Some(&u), "plaintext"),
+                    false,
+                );
+            }
+        }
+        let r = t.get(&"192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(r.users.len(), MAX_USERS);
+        assert_eq!(r.users[0], "user0");
+        assert_eq!(r.users_not_kept, 7);
+    }
+
+    #[test]
+    fn names_past_the_bound_count_as_other_and_nothing_is_lost() {
+        // Postures named by a (forged or odd) log: past MAX_NAMES distinct names, the
+        // counts still add up, under "other".
+        let mut t = Offenders::new(10);
+        let n = MAX_NAMES + 50;
+        for i in 0..n {
+            let label = format!("TLSv1.3 CIPHER-{i}");
+            t.apply(&failure("2001:db8::1", 1, "smtpd", None, &label), false);
+        }
+        let r = t.get(&"2001:db8::1".parse().unwrap()).unwrap();
+        assert_eq!(r.failures, n as u64);
+        assert_eq!(r.tls.values().sum::<u64>(), n as u64);
+        // The table's names: "smtpd", "LOGIN", the postures, and the last place for
+        // "other".
+        let kept = MAX_NAMES - 3;
+        assert_eq!(r.tls.get(OTHER_NAME), Some(&((n - kept) as u64)));
+        assert_eq!(r.tls.iter().count(), kept + 1);
+        assert_eq!(r.services.get("smtpd"), Some(&(n as u64)));
+    }
+
+    #[test]
+    fn a_name_list_keeps_names_of_every_length() {
+        let mut l = NameList::default();
+        let names: Vec<String> = [0, 1, 127, 128, 300, 16_384, 70_000]
+            .iter()
+            .map(|&n| "é".repeat(n / 2) + &"a".repeat(n % 2))
+            .collect();
+        for n in &names {
+            l.push(n);
+        }
+        assert_eq!(l.strings(), names);
+        assert_eq!(l.len(), names.len());
+        assert!(l.contains(&names[4]));
+        assert!(!l.contains("b"));
     }
 }

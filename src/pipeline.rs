@@ -372,7 +372,7 @@ impl Pipeline {
                         user.as_deref(),
                         service.as_deref(),
                         &geo,
-                        self.offenders.get(address),
+                        self.offenders.get(address).as_ref(),
                         &mut new,
                     );
                     self.raise(new);
@@ -398,7 +398,7 @@ impl Pipeline {
             | Outcome::Success { address, .. } => *address,
             Outcome::Unavailable { .. } | Outcome::Ambiguous => return,
         };
-        if self.offenders.get(&addr).is_some() && self.changes.touched.last() != Some(&addr) {
+        if self.offenders.contains(&addr) && self.changes.touched.last() != Some(&addr) {
             self.changes.touched.push(addr);
         }
     }

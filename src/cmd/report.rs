@@ -52,12 +52,7 @@ pub(crate) fn report(a: ReportArgs) -> Result<ExitCode> {
         (
             format!("logs {}", names.join(" ")),
             rows,
-            r.pipeline
-                .offenders()
-                .sorted()
-                .into_iter()
-                .cloned()
-                .collect(),
+            r.pipeline.offenders().sorted().iter().collect(),
             r.pipeline.now(),
         )
     } else {

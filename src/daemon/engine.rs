@@ -987,7 +987,7 @@ impl Engine {
                 offender: (b.target.prefix_len() == b.target.max_prefix_len())
                     .then(|| self.pipeline.offenders().get(&b.target.addr()))
                     .flatten()
-                    .map(summary),
+                    .map(|o| summary(&o)),
                 not_enforced_by: self.unenforced.get(&b.target).map(|o| Owing {
                     enforcers: o.enforcers.iter().map(|e| e.to_string()).collect(),
                     error: o.last_error.clone(),

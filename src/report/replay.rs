@@ -2,7 +2,6 @@
 //! the lines read and skipped, the events, the offenders, the bans and the alerts.
 
 use crate::ban::{Decision, human_ms, target_string};
-use crate::offender::Offender;
 use crate::pipeline::Stats;
 use crate::replay::Replay;
 use serde::Serialize;
@@ -22,7 +21,7 @@ pub struct Report<'a> {
     pub auth_unavailable_not_counted: u64,
     pub allowlisted_failures: u64,
     pub logins: u64,
-    pub offenders: Vec<&'a Offender>,
+    pub offenders: crate::offender::Sorted<'a>,
     pub offenders_evicted: u64,
     pub bans: &'a [Decision],
     pub alerts: &'a [crate::alert::Alert],

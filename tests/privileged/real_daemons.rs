@@ -148,7 +148,7 @@ fn scenario(net: &Netns, mut server: MailServer, dovecot_version: Dovecot) {
         s.skipped, 0,
         "every line the daemons wrote has a known prefix: {s:?}"
     );
-    let off = |a: &str| r.pipeline.offenders().get(&a.parse().unwrap()).cloned();
+    let off = |a: &str| r.pipeline.offenders().get(&a.parse().unwrap());
 
     let g = off("192.0.2.10").expect("the guesser is an offender");
     assert_eq!(
