@@ -27,6 +27,7 @@
 //! - `spray_address`: one address failing for `spray_accounts` accounts within
 //!   `spray_window`.
 
+use crate::addr::AddrKey;
 use crate::attempts::Attempt;
 use crate::geo::Origin;
 use crate::offender::Offender;
@@ -34,6 +35,7 @@ use crate::time::Timestamp;
 use ipnet::IpNet;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
@@ -117,7 +119,8 @@ struct PrefixFailures {
     last: Timestamp,
     /// Failures by (account, address), for the account that later logs in; the account
     /// as its keyed hash ([`Alerts::key`]), so a name costs no allocation.
-    tries: Vec<(u64, IpAddr, u64)>,
+    /// The first inline: most prefixes of a botnet hold one address.
+    tries: SmallVec<[(u64, AddrKey, u64); 1]>,
 }
 
 /// (account, address) pairs kept per prefix.
@@ -127,7 +130,8 @@ pub struct Alerts {
     cfg: AlertConfig,
     accounts: LruCache<String, AccountHistory>,
     by_user: LruCache<String, VecDeque<(Timestamp, IpAddr)>>,
-    by_addr: crate::bounded::Lru<crate::addr::AddrKey, VecDeque<(Timestamp, u64)>>,
+    /// Recent (time, account key) pairs of each address, oldest first; the first inline.
+    by_addr: crate::bounded::Lru<AddrKey, SmallVec<[(Timestamp, u64); 1]>>,
     by_prefix: crate::bounded::Lru<IpNet, PrefixFailures>,
     /// When each (kind, key) last alerted: one alert per window, not one per line.
     /// Keys as their keyed hash ([`Alerts::key`]): no allocation per failure.
@@ -244,12 +248,11 @@ impl Alerts {
         if self.cfg.spray_accounts > 0 {
             let need = self.cfg.spray_accounts as usize;
             let h = self.key(user);
-            let ring = self.by_addr.get_or_insert_mut(addr.into(), VecDeque::new);
+            let ring = self.by_addr.get_or_insert_mut(addr.into(), SmallVec::new);
             ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
-            crate::bounded::ring_room_for_one(ring);
-            ring.push_back((time, h));
-            while ring.len() > need * 2 {
-                ring.pop_front();
+            ring.push((time, h));
+            if ring.len() > need * 2 {
+                ring.drain(..ring.len() - need * 2);
             }
             let n = ring.len();
             if n >= need && self.fresh(1, &addr.to_string(), time, w) {
@@ -284,7 +287,7 @@ impl Alerts {
         let fresh = || PrefixFailures {
             first: time,
             last: time,
-            tries: Vec::new(),
+            tries: SmallVec::new(),
         };
         let user = a.user.as_deref().map(|u| self.key(u));
         let p = self.by_prefix.get_or_insert_mut(prefix, fresh);
@@ -294,12 +297,10 @@ impl Alerts {
         p.last = p.last.max(time);
         if let Some(u) = user {
             let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
-            match p.tries.iter_mut().find(|(x, ad, _)| *x == u && *ad == addr) {
+            let key = AddrKey::from(addr);
+            match p.tries.iter_mut().find(|(x, ad, _)| *x == u && *ad == key) {
                 Some(t) => t.2 += u64::from(a.count),
-                None if !full => {
-                    crate::bounded::room_for_one(&mut p.tries);
-                    p.tries.push((u, addr, u64::from(a.count)));
-                }
+                None if !full => p.tries.push((u, key, u64::from(a.count))),
                 None => {}
             }
         }
@@ -379,10 +380,11 @@ impl Alerts {
             let mut from = Vec::new();
             let mut n = 0;
             for (x, ad, c) in &p.tries {
-                if *x == u && *ad != addr {
+                let ad = ad.ip();
+                if *x == u && ad != addr {
                     n += c;
-                    if !from.contains(ad) {
-                        from.push(*ad);
+                    if !from.contains(&ad) {
+                        from.push(ad);
                     }
                 }
             }

@@ -154,7 +154,7 @@ impl Pipeline {
     }
 
     fn bare(cfg: &Config, geo: Geo) -> Pipeline {
-        let policy = Policy::new(cfg.policy.clone());
+        let policy = Policy::new(cfg.policy.clone(), cfg.max_prefixes);
         let (ad, pd) = policy.depths();
         let limits = &cfg.count;
         Pipeline {

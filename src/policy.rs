@@ -16,11 +16,13 @@
 //! Pure: takes the tracker's view, the address's origin and the event time, returns
 //! decisions.
 
+use crate::addr::AddrKey;
 use crate::geo::Origin;
 use crate::time::Timestamp;
 use crate::windows::{Windows, prefix_of};
 use ipnet::IpNet;
 use lru::LruCache;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -150,8 +152,12 @@ pub struct Policy {
     /// firing over and over under a botnet looks up its prefix instead of scanning
     /// every known-good key.
     good_by_prefix: LruCache<IpNet, Vec<(IpNet, Timestamp)>>,
-    /// The failing addresses of each prefix, newest last, for a narrowed prefix ban.
-    members: crate::bounded::Lru<IpNet, VecDeque<IpAddr>>,
+    /// The failing addresses of each prefix, newest last, for a narrowed prefix ban:
+    /// as many prefixes as the windows follow (`max_prefixes`), since a prefix whose
+    /// failures the windows forgot cannot fire before it fails again (issue 17: with
+    /// `max_ban_records` entries, an IPv6 botnet with one address per /64 made this the
+    /// largest table after the offender records). The first member inline.
+    members: crate::bounded::Lru<IpNet, SmallVec<[AddrKey; 1]>>,
 }
 
 /// Failing addresses kept per prefix for a narrowed ban.
@@ -160,7 +166,9 @@ const MEMBERS_PER_PREFIX: usize = 64;
 const GOOD_PER_PREFIX: usize = 16;
 
 impl Policy {
-    pub fn new(cfg: PolicyConfig) -> Policy {
+    /// `max_prefixes`: the prefixes whose failing addresses are kept (the windows'
+    /// bound).
+    pub fn new(cfg: PolicyConfig, max_prefixes: usize) -> Policy {
         let cap = NonZeroUsize::new(cfg.max_targets.max(1)).expect("nonzero");
         Policy {
             cfg,
@@ -168,7 +176,7 @@ impl Policy {
             own: Vec::new(),
             known_good: crate::bounded::lru(cap.get()),
             good_by_prefix: crate::bounded::lru(cap.get()),
-            members: crate::bounded::Lru::new(cap.get()),
+            members: crate::bounded::Lru::new(max_prefixes),
         }
     }
 
@@ -361,13 +369,13 @@ impl Policy {
         let address_decision = best[0].map(|(r, n)| (r.clone(), n));
         // The failing addresses of the prefix, for a ban narrowed around known-good ones.
         if prefix.prefix_len() < prefix.max_prefix_len() && self.has_prefix_rules() {
-            let m = self.members.get_or_insert_mut(prefix, VecDeque::new);
-            if !m.contains(&addr) {
-                crate::bounded::ring_room_for_one(m);
-                m.push_back(addr);
-                if m.len() > MEMBERS_PER_PREFIX {
-                    m.pop_front();
+            let m = self.members.get_or_insert_mut(prefix, SmallVec::new);
+            let key = AddrKey::from(addr);
+            if !m.contains(&key) {
+                if m.len() == MEMBERS_PER_PREFIX {
+                    m.remove(0);
                 }
+                m.push(key);
             }
         }
         let mut made: Vec<(IpNet, Rule, u32, Option<String>)> = Vec::new();
@@ -390,7 +398,7 @@ impl Policy {
                 let members: Vec<IpAddr> = self
                     .members
                     .peek(&prefix)
-                    .map(|m| m.iter().copied().collect())
+                    .map(|m| m.iter().map(|k| k.ip()).collect())
                     .unwrap_or_default();
                 for m in members {
                     let t = IpNet::from(m);
@@ -513,7 +521,7 @@ mod tests {
 
     fn policy(toml: &str) -> (Policy, Windows) {
         let cfg = crate::config::parse(toml, std::path::Path::new("test.toml")).unwrap();
-        let p = Policy::new(cfg.policy);
+        let p = Policy::new(cfg.policy, cfg.max_prefixes);
         let (a, pd) = p.depths();
         (p, Windows::new(a, pd, 1000, 1000))
     }
@@ -539,6 +547,24 @@ mod tests {
         assert_eq!(d[0].target, IpNet::from(a));
         assert_eq!(d[0].until.0 - d[0].at.0, 3_600_000);
         assert_eq!(d[0].nth, 1);
+    }
+
+    #[test]
+    fn failing_addresses_are_kept_for_as_many_prefixes_as_the_windows_follow() {
+        // One address in each of 100 /24s: the member lists are bounded by
+        // max_prefixes, not by max_ban_records.
+        let (mut p, mut w) = policy("[limits]\nmax_prefixes = 4\nmax_ban_records = 1000\n");
+        assert!(p.has_prefix_rules());
+        for i in 0..100u32 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0xC633_0000 + (i << 8) + 7));
+            fail(&mut p, &mut w, a, i64::from(i));
+        }
+        assert_eq!(p.members.len(), 4);
+        let newest = prefix_of("198.51.99.7".parse().unwrap(), 24, 64);
+        assert_eq!(
+            p.members.peek(&newest).map(|m| m[0].ip()),
+            Some("198.51.99.7".parse().unwrap())
+        );
     }
 
     #[test]

@@ -663,6 +663,29 @@ fn a_prefix_ban_never_sweeps_up_addresses_that_logged_in() {
 }
 
 #[test]
+fn a_narrowed_prefix_ban_names_every_bot_with_as_few_prefixes_kept_as_the_windows_need() {
+    // The failing addresses of a prefix are kept for `max_prefixes` prefixes (the
+    // windows' bound). With two, and a second /24 failing in between, every bot of
+    // the first is still banned one by one.
+    let mut log = login(0, "192.0.2.5", "alice") + &login(5, "192.0.2.6", "bob");
+    for round in 0..3 {
+        for b in 0..10 {
+            log += &fail(60 + round * 60 + b, &format!("192.0.2.{}", 100 + b));
+            log += &fail(60 + round * 60 + b, &format!("203.0.113.{}", 100 + b));
+        }
+    }
+    let c = cfg("[limits]\nmax_prefixes = 2\n");
+    let mut got = bans(&run_cfg(&c, &[&log]));
+    got.sort();
+    let mut want: Vec<(String, String)> = (0..10)
+        .map(|b| (format!("192.0.2.{}", 100 + b), "prefix".to_string()))
+        .chain([("203.0.113.0/24".to_string(), "prefix".to_string())])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn a_known_good_address_that_guesses_is_still_banned_by_the_address_rules() {
     let mut log = login(0, "192.0.2.5", "alice");
     for i in 0..5 {
