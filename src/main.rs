@@ -8,6 +8,12 @@ mod cmd;
 /// with reader threads they are allocated on one thread and freed on another. It was
 /// faster than glibc's malloc, most of all with two threads (5.1 against 8.5 s for 10M
 /// lines), at the same peak memory (BENCHMARKS.md, "How it got there").
+///
+/// Built without transparent huge pages (the `no_thp` feature): mimalloc asks the
+/// kernel for them on its arenas, and a 2 MiB page stays resident as long as one byte
+/// of it is in use, so pages given back by `mi_collect` did not leave the resident
+/// size. A quiet daemon held 6 to 11 MB more for it (BENCHMARKS.md), with no
+/// measurable gain in speed.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
