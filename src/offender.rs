@@ -166,58 +166,69 @@ const MECHANISM: u8 = 1;
 const POSTURE: u8 = 2;
 
 /// A count of failures by service, mechanism or posture: `kind` says which, `name` is
-/// a number into the table's [`Names`].
+/// a number into the table's [`Names`]. Eight bytes; a count past `u32::MAX` goes on
+/// in a second tally of the same name (they are added up when the record is read).
 #[derive(Debug, Clone, Copy)]
 struct Tally {
-    n: u64,
+    n: u32,
     name: u16,
     kind: u8,
 }
 
-/// Account names, each as its length (LEB128) and its bytes, in one allocation of
-/// exactly their size: an entry of a botnet address usually holds one short name.
+/// Which list of an entry a name is on: tried in a failure, or logged in with.
+const TRIED: usize = 0;
+const LOGGED_IN: usize = 1;
+
+/// Account names, each as a LEB128 number (its length, times two, plus its list:
+/// [`TRIED`] or [`LOGGED_IN`]) and its bytes, in one allocation of exactly their size:
+/// an entry of a botnet address usually holds one short name.
 #[derive(Debug, Default, Clone)]
 struct NameList(Box<[u8]>);
 
 impl NameList {
-    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    /// (list, name) pairs, in the order they were added.
+    fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
         let mut rest = &self.0[..];
         std::iter::from_fn(move || {
             if rest.is_empty() {
                 return None;
             }
-            let (mut len, mut shift, mut used) = (0usize, 0u32, 0usize);
+            let (mut head, mut shift, mut used) = (0usize, 0u32, 0usize);
             for &b in rest {
                 used += 1;
-                len |= usize::from(b & 0x7f) << shift;
+                head |= usize::from(b & 0x7f) << shift;
                 shift += 7;
                 if b & 0x80 == 0 || shift >= usize::BITS {
                     break;
                 }
             }
-            let end = (used + len).min(rest.len());
+            let end = (used + (head >> 1)).min(rest.len());
             let name = &rest[used..end];
             rest = &rest[end..];
-            Some(name)
+            Some((head & 1, name))
         })
     }
 
-    fn len(&self) -> usize {
-        self.iter().count()
+    fn names(&self, list: usize) -> impl Iterator<Item = &[u8]> {
+        self.iter().filter(move |(l, _)| *l == list).map(|(_, n)| n)
     }
 
-    fn contains(&self, name: &str) -> bool {
-        self.iter().any(|n| n == name.as_bytes())
+    fn len(&self, list: usize) -> usize {
+        self.names(list).count()
     }
 
-    fn push(&mut self, name: &str) {
-        let mut v = Vec::with_capacity(self.0.len() + name.len() + 5);
+    fn contains(&self, list: usize, name: &str) -> bool {
+        self.names(list).any(|n| n == name.as_bytes())
+    }
+
+    fn push(&mut self, list: usize, name: &str) {
+        let mut v = Vec::with_capacity(self.0.len() + name.len() + 10);
         v.extend_from_slice(&self.0);
-        let mut len = name.len();
+        let mut head = name.len() << 1 | list;
         loop {
-            let b = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
+            let b = (head & 0x7f) as u8;
+            head >>= 7;
+            if head == 0 {
                 v.push(b);
                 break;
             }
@@ -227,16 +238,16 @@ impl NameList {
         self.0 = v.into_boxed_slice();
     }
 
-    fn strings(&self) -> Vec<String> {
+    fn strings(&self, list: usize) -> Vec<String> {
         // Only ever filled from `&str`: the lossy conversion never replaces anything.
-        self.iter()
+        self.names(list)
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect()
     }
 }
 
-/// One address's record in the table: what [`Offender`] says, in about a third of
-/// its size (issue 17).
+/// One address's record in the table: what [`Offender`] says, in under half of its
+/// size (issue 17).
 #[derive(Debug, Clone)]
 struct Entry {
     failures: u64,
@@ -246,8 +257,8 @@ struct Entry {
     logins_after_failure: u64,
     /// Usually one service, one mechanism and one posture: inline.
     tallies: SmallVec<[Tally; 3]>,
+    /// The accounts tried and the accounts logged in with.
     users: NameList,
-    login_users: NameList,
     geo: Option<Box<Origin>>,
     allowlisted: bool,
 }
@@ -262,20 +273,29 @@ impl Entry {
             logins_after_failure: 0,
             tallies: SmallVec::new(),
             users: NameList::default(),
-            login_users: NameList::default(),
             geo: None,
             allowlisted: false,
         }
     }
 
-    fn bump(&mut self, kind: u8, name: u16, n: u64) {
-        match self
+    fn bump(&mut self, kind: u8, name: u16, mut n: u64) {
+        for t in self
             .tallies
             .iter_mut()
-            .find(|t| t.kind == kind && t.name == name)
+            .filter(|t| t.kind == kind && t.name == name)
         {
-            Some(t) => t.n += n,
-            None => self.tallies.push(Tally { n, name, kind }),
+            let add = n.min(u64::from(u32::MAX - t.n));
+            t.n += add as u32;
+            n -= add;
+        }
+        while n > 0 {
+            let add = n.min(u64::from(u32::MAX));
+            self.tallies.push(Tally {
+                n: add as u32,
+                name,
+                kind,
+            });
+            n -= add;
         }
     }
 
@@ -284,29 +304,28 @@ impl Entry {
         let Some(from) = from else {
             return;
         };
-        let Some(i) = self
+        let mut moved = 0;
+        for t in self
             .tallies
-            .iter()
-            .position(|t| t.kind == kind && t.name == from)
-        else {
-            return;
-        };
-        let moved = n.min(self.tallies[i].n);
-        self.tallies[i].n -= moved;
-        if self.tallies[i].n == 0 {
-            self.tallies.remove(i);
+            .iter_mut()
+            .filter(|t| t.kind == kind && t.name == from)
+        {
+            let take = (n - moved).min(u64::from(t.n));
+            t.n -= take as u32;
+            moved += take;
         }
+        self.tallies.retain(|t| t.n > 0);
         if moved > 0 {
             self.bump(kind, to, moved);
         }
     }
 
     fn add_user(&mut self, u: &str) {
-        if self.users.contains(u) {
+        if self.users.contains(TRIED, u) {
             return;
         }
-        if self.users.len() < MAX_USERS {
-            self.users.push(u);
+        if self.users.len(TRIED) < MAX_USERS {
+            self.users.push(TRIED, u);
         } else {
             self.users_not_kept += 1;
         }
@@ -372,7 +391,7 @@ impl Offenders {
     fn counts(&self, e: &Entry, kind: u8) -> Counts {
         let mut c = Counts::default();
         for t in e.tallies.iter().filter(|t| t.kind == kind) {
-            c.bump(self.names.name(t.name), t.n);
+            c.bump(self.names.name(t.name), u64::from(t.n));
         }
         c
     }
@@ -385,11 +404,11 @@ impl Offenders {
             last_failure: e.last_failure,
             services: self.counts(e, SERVICE),
             mechanisms: self.counts(e, MECHANISM),
-            users: e.users.strings(),
+            users: e.users.strings(TRIED),
             users_not_kept: e.users_not_kept,
             tls: self.counts(e, POSTURE),
             logins_after_failure: e.logins_after_failure,
-            login_users: e.login_users.strings(),
+            login_users: e.users.strings(LOGGED_IN),
             allowlisted: e.allowlisted,
             geo: e.geo.as_deref().cloned().unwrap_or_default(),
         }
@@ -405,7 +424,6 @@ impl Offenders {
             logins_after_failure: o.logins_after_failure,
             tallies: SmallVec::new(),
             users: NameList::default(),
-            login_users: NameList::default(),
             geo: (!o.geo.is_empty()).then(|| Box::new(o.geo)),
             allowlisted: o.allowlisted,
         };
@@ -420,10 +438,10 @@ impl Offenders {
             }
         }
         for u in o.users.iter().take(MAX_USERS) {
-            e.users.push(u);
+            e.users.push(TRIED, u);
         }
         for u in o.login_users.iter().take(MAX_USERS) {
-            e.login_users.push(u);
+            e.users.push(LOGGED_IN, u);
         }
         e.tallies.shrink_to_fit();
         self.map.put(o.address.into(), e);
@@ -504,10 +522,10 @@ impl Offenders {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
                     r.logins_after_failure += 1;
                     if let Some(u) = user
-                        && !r.login_users.contains(u)
-                        && r.login_users.len() < MAX_USERS
+                        && !r.users.contains(LOGGED_IN, u)
+                        && r.users.len(LOGGED_IN) < MAX_USERS
                     {
-                        r.login_users.push(u);
+                        r.users.push(LOGGED_IN, u);
                     }
                 }
             }
@@ -652,6 +670,71 @@ mod tests {
             ["TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384=2", "plaintext=1"]
         );
         assert_eq!(r.users, ["root", "admin", "postmaster"]);
+        assert_eq!(r.logins_after_failure, 0);
+        // The stolen password: a login as an account tried before, twice.
+        for _ in 0..2 {
+            t.apply(
+                &Outcome::Success {
+                    time: Timestamp::from_secs(30),
+                    address: a.parse().unwrap(),
+                    user: Some("admin".into()),
+                    service: None,
+                },
+                false,
+            );
+        }
+        let r = t.get(&a.parse().unwrap()).unwrap();
+        assert_eq!(r.logins_after_failure, 2);
+        assert_eq!(r.login_users, ["admin"]);
+        assert_eq!(r.users, ["root", "admin", "postmaster"]);
+    }
+
+    #[test]
+    fn counts_past_32_bits_go_on_in_a_second_tally_and_add_up() {
+        let mut t = Offenders::new(10);
+        let a: IpAddr = "192.0.2.77".parse().unwrap();
+        let big = |posture: &str| {
+            let mut o = failure("192.0.2.77", 1, "auth", Some("root"), posture);
+            if let Outcome::Counted(a) = &mut o {
+                a.count = u32::MAX;
+            }
+            o
+        };
+        t.apply(&big(UNKNOWN_POSTURE), false);
+        t.apply(&big(UNKNOWN_POSTURE), false);
+        t.apply(
+            &failure("192.0.2.77", 2, "auth", None, UNKNOWN_POSTURE),
+            false,
+        );
+        let total = 2 * u64::from(u32::MAX) + 1;
+        let r = t.get(&a).unwrap();
+        assert_eq!(r.failures, total);
+        assert_eq!(r.services.get("auth"), Some(&total));
+        assert_eq!(r.mechanisms.get("LOGIN"), Some(&total));
+        // A refinement moves counts across both tallies of a name.
+        t.apply(
+            &Outcome::Posture {
+                address: a,
+                n: u32::MAX,
+                label: "plaintext".into(),
+            },
+            false,
+        );
+        t.apply(
+            &Outcome::Refined {
+                address: a,
+                n: u32::MAX,
+                service: Some((Cow::Borrowed("auth"), Cow::Borrowed("imap"))),
+                mechanism: None,
+                user: None,
+            },
+            false,
+        );
+        let r = t.get(&a).unwrap();
+        assert_eq!(r.tls.get("plaintext"), Some(&u64::from(u32::MAX)));
+        assert_eq!(r.tls.get(UNKNOWN_POSTURE), Some(&(u64::from(u32::MAX) + 1)));
+        assert_eq!(r.services.get("imap"), Some(&u64::from(u32::MAX)));
+        assert_eq!(r.services.values().sum::<u64>(), total);
     }
 
     #[test]
@@ -706,11 +789,15 @@ mod tests {
             .map(|&n| "é".repeat(n / 2) + &"a".repeat(n % 2))
             .collect();
         for n in &names {
-            l.push(n);
+            l.push(TRIED, n);
+            l.push(LOGGED_IN, &n.to_uppercase());
         }
-        assert_eq!(l.strings(), names);
-        assert_eq!(l.len(), names.len());
-        assert!(l.contains(&names[4]));
-        assert!(!l.contains("b"));
+        let upper: Vec<String> = names.iter().map(|n| n.to_uppercase()).collect();
+        assert_eq!(l.strings(TRIED), names);
+        assert_eq!(l.strings(LOGGED_IN), upper);
+        assert_eq!(l.len(TRIED), names.len());
+        assert!(l.contains(TRIED, &names[4]));
+        assert!(!l.contains(LOGGED_IN, &names[4]));
+        assert!(!l.contains(TRIED, "b"));
     }
 }
