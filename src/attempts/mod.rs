@@ -29,7 +29,7 @@
 
 use crate::addr::AddrKey;
 use crate::parse::dovecot::SERVICE_AUTH;
-use crate::parse::{Channel, Event, Kind, Name, ProcessKey, Tls};
+use crate::parse::{Channel, Direction, Event, Kind, Name, ProcessKey, Tls};
 pub mod connections;
 
 use crate::time::Timestamp;
@@ -364,6 +364,10 @@ impl Counter {
                     self.sessions.connect(*k, addr, ev.service.clone());
                 }
             }
+            // The outbound client's TLS line is a delivery, no inbound session: made
+            // one, it never met its disconnect and pushed open sessions out of the
+            // table (their failures counted again by their disconnect tally).
+            (Kind::Tls, _) if ev.direction == Some(Direction::Outbound) => {}
             (Kind::Tls, _) => {
                 if let (Some(k), Some(t)) = (process, &ev.tls) {
                     self.sessions.get(k, addr, ev.service.as_ref()).tls = Some(t.clone());

@@ -686,6 +686,39 @@ fn a_narrowed_prefix_ban_names_every_bot_with_as_few_prefixes_kept_as_the_window
 }
 
 #[test]
+fn outbound_deliveries_do_not_push_open_inbound_sessions_out_of_their_table() {
+    // An inbound session fails once (explained by its warning), then, before its
+    // disconnect, the server delivers mail over TLS to 50 other servers. The outbound
+    // TLS lines are no inbound session: the open one keeps its place, and its
+    // disconnect tally (auth=0/1) counts nothing more.
+    let inbound = |t: i64, msg: &str| format!("{} mx postfix/smtpd[100]: {msg}\n", at(t));
+    let mut log = inbound(0, "connect from unknown[203.0.113.7]");
+    log += &fail(1, "203.0.113.7").replace("smtpd[1]", "smtpd[100]");
+    for i in 0..50 {
+        log += &format!(
+            "{} mx postfix/smtp[{}]: Verified TLS connection established to mx{i}.example.net[198.51.100.{}]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)\n",
+            at(2),
+            200 + i,
+            i + 1
+        );
+    }
+    log += &inbound(
+        3,
+        "disconnect from unknown[203.0.113.7] ehlo=1 auth=0/1 quit=1 commands=2/3",
+    );
+    let c = cfg("[limits]\nmax_connections = 10\n");
+    let r = run_cfg(&c, &[&log]);
+    assert_eq!(
+        r.pipeline
+            .offenders()
+            .get(&"203.0.113.7".parse().unwrap())
+            .map(|o| o.failures),
+        Some(1)
+    );
+    assert_eq!(r.pipeline.stats().failures, 1);
+}
+
+#[test]
 fn a_known_good_address_that_guesses_is_still_banned_by_the_address_rules() {
     let mut log = login(0, "192.0.2.5", "alice");
     for i in 0..5 {
