@@ -213,7 +213,15 @@ pub struct CounterSnapshot {
     /// Session id, attempts its login summary counted before its auth lines came.
     pub dovecot_prepaid: Vec<(String, u32)>,
     pub postfix: Vec<connections::ConnSnapshot>,
+    /// Pending attempts as earlier builds wrote them, one object each (read, no longer
+    /// written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingSnapshot>,
+    /// Pending attempts as `[address, time in ms, records, details known]`, the last
+    /// two the bits of [`Pending`] (issue 17: an object with field names took about
+    /// 150 bytes of JSON each, and a daemon with 1M of them needed three times its
+    /// settled memory to write and read them back).
+    pub pending_packed: Vec<(IpAddr, i64, u8, u8)>,
 }
 
 /// A counted attempt waiting for its other records, as a restart keeps it.
@@ -284,23 +292,15 @@ impl Counter {
                 .map(|(k, s)| (k.to_string(), s.prepaid))
                 .collect(),
             postfix: self.sessions.snapshot(),
-            pending: self
+            pending: Vec::new(),
+            pending_packed: self
                 .addrs
                 .iter_oldest_first()
                 .flat_map(|(a, st)| {
                     st.pending
                         .iter()
                         .filter(move |p| now.0 - p.time.0 <= window)
-                        .map(move |p| PendingSnapshot {
-                            address: a.ip(),
-                            time: p.time,
-                            mask: p.mask,
-                            service: p.has(AUTH_SERVICE).then(|| SERVICE_AUTH.to_string()),
-                            mechanism: None,
-                            mechanism_known: p.has(MECHANISM),
-                            has_user: p.has(USER),
-                            posture_known: p.has(POSTURE),
-                        })
+                        .map(move |p| (a.ip(), p.time.0, p.mask, p.known))
                 })
                 .collect(),
         }
@@ -328,20 +328,30 @@ impl Counter {
             );
         }
         self.sessions.restore(&snap.postfix);
-        for p in &snap.pending {
-            let st = self.state(p.address, p.time);
-            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
-                st.pending.remove(0);
-            }
-            st.pending.push(Pending::new(
+        let old = snap.pending.iter().map(|p| {
+            let known = Pending::new(
                 p.time,
                 p.mask,
                 p.service.as_deref(),
                 p.mechanism_known || p.mechanism.is_some(),
                 p.has_user,
                 p.posture_known,
-            ));
-            st.last_counted = st.last_counted.max(p.time);
+            )
+            .known;
+            (p.address, p.time.0, p.mask, known)
+        });
+        for (address, time, mask, known) in old.chain(snap.pending_packed.iter().copied()) {
+            let time = Timestamp(time);
+            let st = self.state(address, time);
+            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
+                st.pending.remove(0);
+            }
+            st.pending.push(Pending {
+                time,
+                mask,
+                known: known & (AUTH_SERVICE | MECHANISM | USER | POSTURE),
+            });
+            st.last_counted = st.last_counted.max(time);
         }
     }
 
@@ -846,8 +856,13 @@ mod tests {
         let mut before = Counter::new(CountConfig::default());
         let out = feed_at(&mut before, 1_000, dovecot);
         assert!(matches!(&out[..], [Outcome::Counted(a)] if a.count == 1));
-        // The snapshot goes through the store as JSON.
+        // The snapshot goes through the store as JSON, an attempt as a short array.
         let json = serde_json::to_string(&before.snapshot(Timestamp::from_secs(1_000))).unwrap();
+        assert!(
+            json.contains(r#""pending_packed":[["203.0.113.30","#)
+                && !json.contains(r#""pending":"#),
+            "{json}"
+        );
         let mut after = Counter::new(CountConfig::default());
         after.restore(&serde_json::from_str(&json).unwrap());
         let out = feed_at(&mut after, 1_001, postfix);
@@ -881,6 +896,22 @@ mod tests {
         assert_eq!(
             refined(&out),
             Some((Some((SERVICE_AUTH.into(), "submission".into())), None))
+        );
+        // One written by the build before the packed form: an object with flags.
+        let object = r#"{"pending":[{"address":"203.0.113.30","time":"2026-11-22T12:00:10Z","mask":2,"service":"dovecot-auth","mechanism_known":false,"has_user":true,"posture_known":false}]}"#;
+        let mut c = Counter::new(CountConfig::default());
+        c.restore(&serde_json::from_str(object).unwrap());
+        let out = feed_at(&mut c, t.0 / 1000, postfix);
+        assert!(
+            !out.iter().any(|o| matches!(o, Outcome::Counted(_))),
+            "{out:?}"
+        );
+        assert_eq!(
+            refined(&out),
+            Some((
+                Some((SERVICE_AUTH.into(), "submission".into())),
+                Some((String::new(), "PLAIN".to_string()))
+            ))
         );
     }
 
