@@ -14,17 +14,11 @@ pub fn lru<K: Hash + Eq, V>(cap: usize) -> LruCache<K, V> {
     c
 }
 
-/// Room for one more element in a per-address list: the first element gets room for
-/// itself only, then the room doubles. The standard growth starts at four, and most
-/// addresses of a botnet never get a second entry (issue 17: up to 160 bytes per
-/// tracked address went to room never used).
-pub fn room_for_one<T>(v: &mut Vec<T>) {
-    if v.len() == v.capacity() {
-        v.reserve_exact(v.len().max(1));
-    }
-}
-
-/// [`room_for_one`] for a ring.
+/// Room for one more element in a per-address or per-prefix ring: the first element
+/// gets room for itself only, then the room doubles. The standard growth starts at
+/// four, and most addresses of a botnet never get a second entry (issue 17: up to 160
+/// bytes per tracked address went to room never used). Lists that start with one
+/// element are `SmallVec`s with it inline.
 pub fn ring_room_for_one<T>(v: &mut std::collections::VecDeque<T>) {
     if v.len() == v.capacity() {
         v.reserve_exact(v.len().max(1));
@@ -356,18 +350,14 @@ mod tests {
     }
 
     #[test]
-    fn lists_start_with_room_for_one_then_double() {
-        let mut v: Vec<u64> = Vec::new();
+    fn rings_start_with_room_for_one_then_double() {
+        let mut r = std::collections::VecDeque::new();
         let mut caps = Vec::new();
-        for i in 0..5 {
-            super::room_for_one(&mut v);
-            v.push(i);
-            caps.push(v.capacity());
+        for i in 0..5u64 {
+            super::ring_room_for_one(&mut r);
+            r.push_back(i);
+            caps.push(r.capacity());
         }
         assert_eq!(caps, [1, 2, 4, 4, 8]);
-        let mut r = std::collections::VecDeque::new();
-        super::ring_room_for_one(&mut r);
-        r.push_back(1u64);
-        assert_eq!(r.capacity(), 1);
     }
 }
