@@ -213,12 +213,21 @@ impl NameList {
         self.iter().filter(move |(l, _)| *l == list).map(|(_, n)| n)
     }
 
-    fn len(&self, list: usize) -> usize {
-        self.names(list).count()
-    }
-
-    fn contains(&self, list: usize, name: &str) -> bool {
-        self.names(list).any(|n| n == name.as_bytes())
+    /// Adds `name` to `list` unless it is there; false when it is not there and the
+    /// list already holds [`MAX_USERS`] names (one pass over the list).
+    fn add(&mut self, list: usize, name: &str) -> bool {
+        let mut held = 0;
+        for n in self.names(list) {
+            if n == name.as_bytes() {
+                return true;
+            }
+            held += 1;
+        }
+        if held >= MAX_USERS {
+            return false;
+        }
+        self.push(list, name);
+        true
     }
 
     fn push(&mut self, list: usize, name: &str) {
@@ -321,12 +330,7 @@ impl Entry {
     }
 
     fn add_user(&mut self, u: &str) {
-        if self.users.contains(TRIED, u) {
-            return;
-        }
-        if self.users.len(TRIED) < MAX_USERS {
-            self.users.push(TRIED, u);
-        } else {
+        if !self.users.add(TRIED, u) {
             self.users_not_kept += 1;
         }
     }
@@ -341,7 +345,7 @@ pub struct Offenders {
 /// of every offender does not hold them all at once.
 pub struct Sorted<'a> {
     table: &'a Offenders,
-    order: Vec<(AddrKey, &'a Entry)>,
+    order: Vec<(IpAddr, &'a Entry)>,
 }
 
 impl Sorted<'_> {
@@ -354,7 +358,7 @@ impl Sorted<'_> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Offender> + '_ {
-        self.order.iter().map(|(k, e)| self.table.record(*k, e))
+        self.order.iter().map(|(a, e)| self.table.record(*a, e))
     }
 }
 
@@ -381,7 +385,7 @@ impl Offenders {
     /// The record of `addr`, built from its entry.
     pub fn get(&self, addr: &IpAddr) -> Option<Offender> {
         let k = AddrKey::from(*addr);
-        self.map.peek(&k).map(|e| self.record(k, e))
+        self.map.peek(&k).map(|e| self.record(k.ip(), e))
     }
 
     pub fn contains(&self, addr: &IpAddr) -> bool {
@@ -396,9 +400,9 @@ impl Offenders {
         c
     }
 
-    fn record(&self, k: AddrKey, e: &Entry) -> Offender {
+    fn record(&self, address: IpAddr, e: &Entry) -> Offender {
         Offender {
-            address: k.ip(),
+            address,
             failures: e.failures,
             first_failure: e.first_failure,
             last_failure: e.last_failure,
@@ -521,11 +525,8 @@ impl Offenders {
             Outcome::Success { address, user, .. } => {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
                     r.logins_after_failure += 1;
-                    if let Some(u) = user
-                        && !r.users.contains(LOGGED_IN, u)
-                        && r.users.len(LOGGED_IN) < MAX_USERS
-                    {
-                        r.users.push(LOGGED_IN, u);
+                    if let Some(u) = user {
+                        r.users.add(LOGGED_IN, u);
                     }
                 }
             }
@@ -535,12 +536,8 @@ impl Offenders {
 
     /// All records, most failures first.
     pub fn sorted(&self) -> Sorted<'_> {
-        let mut order: Vec<(AddrKey, &Entry)> = self.map.iter().map(|(k, e)| (*k, e)).collect();
-        order.sort_by(|(ka, a), (kb, b)| {
-            b.failures
-                .cmp(&a.failures)
-                .then_with(|| ka.ip().cmp(&kb.ip()))
-        });
+        let mut order: Vec<(IpAddr, &Entry)> = self.map.iter().map(|(k, e)| (k.ip(), e)).collect();
+        order.sort_by(|(ka, a), (kb, b)| b.failures.cmp(&a.failures).then(ka.cmp(kb)));
         Sorted { table: self, order }
     }
 
@@ -795,9 +792,11 @@ mod tests {
         let upper: Vec<String> = names.iter().map(|n| n.to_uppercase()).collect();
         assert_eq!(l.strings(TRIED), names);
         assert_eq!(l.strings(LOGGED_IN), upper);
-        assert_eq!(l.len(TRIED), names.len());
-        assert!(l.contains(TRIED, &names[4]));
-        assert!(!l.contains(LOGGED_IN, &names[4]));
-        assert!(!l.contains(TRIED, "b"));
+        assert_eq!(l.names(TRIED).count(), names.len());
+        // Present: nothing added; absent from this list: added to it.
+        assert!(l.add(TRIED, &names[4]));
+        assert_eq!(l.strings(TRIED), names);
+        assert!(l.add(LOGGED_IN, &names[4]));
+        assert_eq!(l.strings(LOGGED_IN).last(), Some(&names[4]));
     }
 }
