@@ -146,25 +146,17 @@ const MECHANISM: u8 = 2;
 const USER: u8 = 4;
 const POSTURE: u8 = 8;
 
+/// [`Pending::known`] of an attempt counted under `service`, with or without a
+/// mechanism, an account and a posture.
+fn known(service: Option<&str>, mechanism: bool, user: bool, posture: bool) -> u8 {
+    let flag = |on: bool, f: u8| if on { f } else { 0 };
+    flag(service == Some(SERVICE_AUTH), AUTH_SERVICE)
+        | flag(mechanism, MECHANISM)
+        | flag(user, USER)
+        | flag(posture, POSTURE)
+}
+
 impl Pending {
-    fn new(
-        time: Timestamp,
-        mask: u8,
-        service: Option<&str>,
-        mechanism: bool,
-        user: bool,
-        posture: bool,
-    ) -> Pending {
-        let flag = |on: bool, f: u8| if on { f } else { 0 };
-        Pending {
-            time,
-            mask,
-            known: flag(service == Some(SERVICE_AUTH), AUTH_SERVICE)
-                | flag(mechanism, MECHANISM)
-                | flag(user, USER)
-                | flag(posture, POSTURE),
-        }
-    }
     fn has(&self, f: u8) -> bool {
         self.known & f != 0
     }
@@ -186,6 +178,14 @@ const NEVER: Timestamp = Timestamp(i64::MIN);
 impl AddrState {
     fn last_counted(&self) -> Option<Timestamp> {
         (self.last_counted != NEVER).then_some(self.last_counted)
+    }
+
+    /// Keeps `p` as the newest pending attempt, the oldest dropped past the bound.
+    fn pend(&mut self, p: Pending) {
+        if self.pending.len() >= MAX_PENDING_PER_ADDRESS {
+            self.pending.remove(0);
+        }
+        self.pending.push(p);
     }
 }
 
@@ -329,27 +329,21 @@ impl Counter {
         }
         self.sessions.restore(&snap.postfix);
         let old = snap.pending.iter().map(|p| {
-            let known = Pending::new(
-                p.time,
-                p.mask,
+            let k = known(
                 p.service.as_deref(),
                 p.mechanism_known || p.mechanism.is_some(),
                 p.has_user,
                 p.posture_known,
-            )
-            .known;
-            (p.address, p.time.0, p.mask, known)
+            );
+            (p.address, p.time.0, p.mask, k)
         });
-        for (address, time, mask, known) in old.chain(snap.pending_packed.iter().copied()) {
+        for (address, time, mask, k) in old.chain(snap.pending_packed.iter().copied()) {
             let time = Timestamp(time);
             let st = self.state(address, time);
-            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
-                st.pending.remove(0);
-            }
-            st.pending.push(Pending {
+            st.pend(Pending {
                 time,
                 mask,
-                known: known & (AUTH_SERVICE | MECHANISM | USER | POSTURE),
+                known: k & (AUTH_SERVICE | MECHANISM | USER | POSTURE),
             });
             st.last_counted = st.last_counted.max(time);
         }
@@ -534,17 +528,16 @@ impl Counter {
         let st = self.state(addr, time);
         st.last_counted = time;
         if c != 0 {
-            if st.pending.len() >= MAX_PENDING_PER_ADDRESS {
-                st.pending.remove(0);
-            }
-            st.pending.push(Pending::new(
+            st.pend(Pending {
                 time,
-                c,
-                ev.service.as_deref(),
-                ev.mechanism.is_some(),
-                ev.user.is_some(),
-                posture.is_some(),
-            ));
+                mask: c,
+                known: known(
+                    ev.service.as_deref(),
+                    ev.mechanism.is_some(),
+                    ev.user.is_some(),
+                    posture.is_some(),
+                ),
+            });
         }
         out.push(Outcome::Counted(Attempt {
             time,
