@@ -437,8 +437,9 @@ impl Pipeline {
     }
 
     /// Puts back the counter's state kept at the last stop.
-    pub fn restore_counter(&mut self, snap: &CounterSnapshot) {
-        self.counter.restore(snap);
+    /// Returns the pending attempts refused (see [`Counter::restore`]).
+    pub fn restore_counter(&mut self, snap: &CounterSnapshot) -> usize {
+        self.counter.restore(snap)
     }
 
     /// A ban made by hand: the policy treats the target as banned until `until`.

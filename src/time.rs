@@ -57,6 +57,12 @@ impl Timestamp {
     pub fn add_ms(self, ms: i64) -> Self {
         Timestamp(self.0.saturating_add(ms))
     }
+    /// True for a time of the years 0000 to 9999, the ones RFC 3339 (and so a log
+    /// line) can write. Between two of them, a difference never overflows.
+    pub fn is_writable(self) -> bool {
+        // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+        (-62_167_219_200_000..=253_402_300_799_999).contains(&self.0)
+    }
     /// RFC 3339 in UTC, seconds precision (milliseconds when present).
     pub fn rfc3339(self) -> String {
         // Written by hand for the years of real logs: reports and the store write one

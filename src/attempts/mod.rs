@@ -306,8 +306,9 @@ impl Counter {
         }
     }
 
-    /// Puts back a [`CounterSnapshot`] (before any line is fed).
-    pub fn restore(&mut self, snap: &CounterSnapshot) {
+    /// Puts back a [`CounterSnapshot`] (before any line is fed). Returns the pending
+    /// attempts refused: times no log line can have (a damaged store).
+    pub fn restore(&mut self, snap: &CounterSnapshot) -> usize {
         for (sid, counted, no_mech) in &snap.dovecot {
             self.dovecot_sessions.put(
                 sid.as_str().into(),
@@ -337,8 +338,13 @@ impl Counter {
             );
             (p.address, p.time.0, p.mask, k)
         });
+        let mut refused = 0;
         for (address, time, mask, k) in old.chain(snap.pending_packed.iter().copied()) {
             let time = Timestamp(time);
+            if !time.is_writable() {
+                refused += 1;
+                continue;
+            }
             let st = self.state(address, time);
             st.pend(Pending {
                 time,
@@ -347,6 +353,7 @@ impl Counter {
             });
             st.last_counted = st.last_counted.max(time);
         }
+        refused
     }
 
     /// Feeds one event; pushes what it means onto `out`.
@@ -905,6 +912,32 @@ mod tests {
                 Some((SERVICE_AUTH.into(), "submission".into())),
                 Some((String::new(), "PLAIN".to_string()))
             ))
+        );
+    }
+
+    #[test]
+    fn a_saved_state_with_impossible_times_is_refused_entry_by_entry() {
+        // A damaged store row: times no log line can have (they would overflow the
+        // window arithmetic), odd bits; the one sane entry is kept.
+        let postfix = "Nov 22 12:00:11 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6";
+        let t: Timestamp = serde_json::from_str(r#""2026-11-22T12:00:10Z""#).unwrap();
+        let state = format!(
+            r#"{{"pending_packed":[["203.0.113.30",{},255,255],["203.0.113.30",{},255,255],["203.0.113.30",{},2,255]]}}"#,
+            i64::MIN,
+            i64::MAX,
+            t.0
+        );
+        let mut c = Counter::new(CountConfig::default());
+        assert_eq!(c.restore(&serde_json::from_str(&state).unwrap()), 2);
+        let out = feed_at(&mut c, t.0 / 1000 + 1, postfix);
+        assert!(
+            !out.iter().any(|o| matches!(o, Outcome::Counted(_))),
+            "the sane entry joins: {out:?}"
+        );
+        // Not an address: the whole state is refused (the daemon warns and starts
+        // without it).
+        assert!(
+            serde_json::from_str::<CounterSnapshot>(r#"{"pending_packed":[["x",0,1,1]]}"#).is_err()
         );
     }
 

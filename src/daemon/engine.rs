@@ -180,7 +180,12 @@ impl Engine {
                         snap.dovecot.len(),
                         snap.postfix.len()
                     );
-                    pipeline.restore_counter(&snap);
+                    let refused = pipeline.restore_counter(&snap);
+                    if refused > 0 {
+                        tracing::warn!(
+                            "the counter state kept at the last stop: {refused} pending attempts with impossible times refused"
+                        );
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("the counter state kept at the last stop is unreadable: {e}")
