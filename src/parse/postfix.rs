@@ -17,9 +17,16 @@ const PROTOCOLS: [&str; 6] = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3",
 /// Postfix daemons whose lines carry something saslguard reads.
 const DAEMONS: [&str; 2] = ["smtpd", "smtp"];
 
+/// A program name split around its last `/`: (parent path, daemon). Names are short, so
+/// a plain loop and not a vector search.
+fn split_program(program: &str) -> Option<(&str, &str)> {
+    let i = program.bytes().rposition(|b| b == b'/')?;
+    Some((&program[..i], &program[i + 1..]))
+}
+
 /// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-in/smtpd`, `postfix/smtp`.
 pub fn is_postfix(program: &str) -> bool {
-    match scan::rsplit_byte(program, b'/') {
+    match split_program(program) {
         Some((base, daemon)) => !base.is_empty() && DAEMONS.contains(&daemon),
         None => false,
     }
@@ -28,8 +35,8 @@ pub fn is_postfix(program: &str) -> bool {
 /// The master.cf service an smtpd line belongs to: `submission`, `smtps`, or `smtp`
 /// for the plain `postfix/smtpd` (and `postfix-in/smtpd` of a second instance).
 fn service(program: &str) -> Name {
-    let (base, daemon) = scan::rsplit_byte(program, b'/').unwrap_or(("", program));
-    let parent = scan::rsplit_byte(base, b'/');
+    let (base, daemon) = split_program(program).unwrap_or(("", program));
+    let parent = split_program(base);
     match (daemon, parent) {
         ("smtpd", Some((_, svc))) => name(svc, &SERVICES),
         ("smtpd", None) => Name::Borrowed("smtp"),
@@ -38,7 +45,7 @@ fn service(program: &str) -> Name {
 }
 
 pub fn parse(program: &str, msg: &str) -> Option<Event> {
-    let daemon = scan::rsplit_byte(program, b'/').map_or(program, |(_, d)| d);
+    let daemon = split_program(program).map_or(program, |(_, d)| d);
     if daemon == "smtp" {
         return tls_line(msg, "smtp", Direction::Outbound);
     }

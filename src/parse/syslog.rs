@@ -57,9 +57,11 @@ pub fn parse(line: &str) -> Option<Prefix<'_>> {
     if after.is_empty() {
         return None;
     }
-    let word_end = super::scan::find_byte(after, b' ').unwrap_or(after.len());
+    // The host or the tag: a short word, a plain loop finds its end.
+    let word_end = after.bytes().position(|c| c == b' ').unwrap_or(after.len());
     let word = &after[..word_end];
-    let hostless = word.ends_with(':') || starts_with_process_paren(word);
+    let hostless =
+        word.ends_with(':') || (word.as_bytes().contains(&b'(') && starts_with_process_paren(word));
     if hostless {
         return Some(Prefix {
             time,
@@ -84,42 +86,54 @@ fn starts_with_process_paren(word: &str) -> bool {
         .any(|p| word.len() > p.len() && word.starts_with(p) && word.as_bytes()[p.len()] == b'(')
 }
 
+/// The first `n` bytes of `b` as a decimal number, in one pass.
+#[inline]
 fn digits(b: &[u8], n: usize) -> Option<u32> {
-    if b.len() < n || !b[..n].iter().all(u8::is_ascii_digit) {
-        return None;
+    let mut v = 0;
+    for &c in b.get(..n)? {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
     }
-    Some(
-        b[..n]
-            .iter()
-            .fold(0u32, |a, d| a * 10 + u32::from(d - b'0')),
-    )
+    Some(v)
+}
+
+/// Two decimal digits as a number.
+#[inline]
+fn two(a: u8, b: u8) -> Option<u32> {
+    let (x, y) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+    (x < 10 && y < 10).then_some(u32::from(x) * 10 + u32::from(y))
 }
 
 /// `HH:MM:SS[.frac]` → (ms of day, bytes used).
 fn clock(b: &[u8]) -> Option<(u32, usize)> {
-    let h = digits(b, 2)?;
-    if b.get(2) != Some(&b':') {
+    let t = b.get(..8)?;
+    if t[2] != b':' || t[5] != b':' {
         return None;
     }
-    let m = digits(&b[3..], 2)?;
-    if b.get(5) != Some(&b':') {
-        return None;
-    }
-    let s = digits(&b[6..], 2)?;
+    let (h, m, s) = (two(t[0], t[1])?, two(t[3], t[4])?, two(t[6], t[7])?);
     if h > 23 || m > 59 || s > 60 {
         return None;
     }
     let mut used = 8;
     let mut ms = 0;
     if b.get(8) == Some(&b'.') {
-        let frac = b[9..].iter().take_while(|c| c.is_ascii_digit()).count();
+        // Milliseconds from the first three digits of the fraction; at most nine.
+        let mut frac = 0;
+        let mut scale = 100;
+        for &c in &b[9..] {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            frac += 1;
+            ms += u32::from(d) * scale;
+            scale /= 10;
+        }
         if frac == 0 || frac > 9 {
             return None;
-        }
-        let mut scale = 100;
-        for &d in &b[9..9 + frac.min(3)] {
-            ms += u32::from(d - b'0') * scale;
-            scale /= 10;
         }
         used = 9 + frac;
     }
@@ -173,17 +187,14 @@ fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
 }
 
 fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
-    let year = digits(b, 4)? as i32;
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+    // `YYYY-MM-DD` and the `T` or space after it, at fixed places.
+    let d = b.get(..11)?;
+    if d[4] != b'-' || d[7] != b'-' || !matches!(d[10], b'T' | b' ') {
         return None;
     }
-    let month = digits(&b[5..], 2)?;
-    let day = digits(&b[8..], 2)?;
+    let year = (two(d[0], d[1])? * 100 + two(d[2], d[3])?) as i32;
+    let (month, day) = (two(d[5], d[6])?, two(d[8], d[9])?);
     let days = days_from_civil(year, month, day)?;
-    match b.get(10) {
-        Some(b'T') | Some(b' ') => {}
-        _ => return None,
-    }
     let (ms_of_day, used) = clock(&b[11..])?;
     let mut i = 11 + used;
     let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
@@ -230,10 +241,7 @@ fn tai64n(b: &[u8]) -> Option<(LineTime, usize)> {
 /// Returns (name, pid, message). Names are `[A-Za-z0-9_./-]` (Postfix syslog names
 /// like `postfix/submission/smtpd`, `postfix-in/smtpd`).
 pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
-    let n = rest
-        .bytes()
-        .take_while(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
-        .count();
+    let n = super::scan::run_of(rest.as_bytes(), super::scan::PROGRAM);
     if n == 0 {
         return None;
     }
@@ -241,7 +249,8 @@ pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
     let mut after = &rest[n..];
     let mut pid = None;
     if let Some(p) = after.strip_prefix('[') {
-        let close = super::scan::find_byte(p, b']')?;
+        // A pid has at most nine digits (`parse_u32`): its `]` is no further.
+        let close = p.bytes().take(10).position(|c| c == b']')?;
         pid = Some(super::scan::parse_u32(&p[..close])?);
         after = &p[close + 1..];
     }
