@@ -30,7 +30,7 @@
 use crate::addr::AddrKey;
 use crate::attempts::Attempt;
 use crate::geo::Origin;
-use crate::offender::Offender;
+use crate::offender::Offenders;
 use crate::time::Timestamp;
 use ipnet::IpNet;
 use lru::LruCache;
@@ -306,8 +306,8 @@ impl Alerts {
         }
     }
 
-    /// A successful login from `addr` in `prefix`. `offender` is the address's
-    /// failure record, if any.
+    /// A successful login from `addr` in `prefix`. `offenders` holds the address's
+    /// failure record, if any: read whole only for an alert.
     #[allow(clippy::too_many_arguments)]
     pub fn login(
         &mut self,
@@ -317,7 +317,7 @@ impl Alerts {
         user: Option<&str>,
         service: Option<&str>,
         geo: &Origin,
-        offender: Option<&Offender>,
+        offenders: &Offenders,
         out: &mut Vec<Alert>,
     ) {
         let base = |kind: &str, message: String| Alert {
@@ -343,9 +343,11 @@ impl Alerts {
         let window = self.cfg.login_after_failures_ms;
         let min = u64::from(self.cfg.login_after_failures_min);
         let by_address = window > 0
-            && offender.is_some_and(|o| time.0 - o.last_failure.0 <= window && o.failures >= min);
+            && offenders
+                .failures(&addr)
+                .is_some_and(|(n, last)| time.0 - last.0 <= window && n >= min);
         if by_address
-            && let Some(o) = offender
+            && let Some(o) = offenders.get(&addr)
             && self.fresh(2, &format!("{addr} {}", user.unwrap_or("")), time, window)
         {
             let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));

@@ -388,6 +388,13 @@ impl Offenders {
         self.map.peek(&k).map(|e| self.record(k.ip(), e))
     }
 
+    /// The failures of `addr` and the time of the last one, without building its
+    /// record.
+    pub fn failures(&self, addr: &IpAddr) -> Option<(u64, Timestamp)> {
+        let e = self.map.peek(&(*addr).into())?;
+        Some((e.failures, e.last_failure))
+    }
+
     pub fn contains(&self, addr: &IpAddr) -> bool {
         self.map.contains(&(*addr).into())
     }

@@ -372,7 +372,7 @@ impl Pipeline {
                         user.as_deref(),
                         service.as_deref(),
                         &geo,
-                        self.offenders.get(address).as_ref(),
+                        &self.offenders,
                         &mut new,
                     );
                     self.raise(new);

@@ -147,11 +147,11 @@ pub struct Policy {
     /// The host's interface addresses, when `own_addresses` is on.
     own: Vec<IpNet>,
     /// Known-good keys (an IPv4 address, an IPv6 /64) with their last login.
-    known_good: LruCache<IpNet, Timestamp>,
+    known_good: crate::bounded::Lru<IpNet, Timestamp>,
     /// The same keys by the prefix they lie in, newest last, so that a prefix rule
     /// firing over and over under a botnet looks up its prefix instead of scanning
     /// every known-good key.
-    good_by_prefix: LruCache<IpNet, Vec<(IpNet, Timestamp)>>,
+    good_by_prefix: crate::bounded::Lru<IpNet, Vec<(IpNet, Timestamp)>>,
     /// The failing addresses of each prefix, newest last, for a narrowed prefix ban:
     /// as many prefixes as the windows follow (`max_prefixes`), since a prefix whose
     /// failures the windows forgot cannot fire before it fails again (issue 17: with
@@ -174,8 +174,8 @@ impl Policy {
             cfg,
             bans: crate::bounded::lru(cap.get()),
             own: Vec::new(),
-            known_good: crate::bounded::lru(cap.get()),
-            good_by_prefix: crate::bounded::lru(cap.get()),
+            known_good: crate::bounded::Lru::new(cap.get()),
+            good_by_prefix: crate::bounded::Lru::new(cap.get()),
             members: crate::bounded::Lru::new(max_prefixes),
         }
     }
@@ -198,8 +198,10 @@ impl Policy {
 
     /// Records a known-good key with its last login (a login, or the store at start).
     pub fn restore_known_good(&mut self, key: IpNet, last: Timestamp) {
-        let t = self.known_good.get(&key).map_or(last, |t| (*t).max(last));
-        self.known_good.put(key, t);
+        // One lookup: the entry made the most recent, its time the later of the two.
+        let seen = self.known_good.get_or_insert_mut(key, || last);
+        *seen = (*seen).max(last);
+        let t = *seen;
         let prefix = self.prefix_of(key.network());
         let keys = self.good_by_prefix.get_or_insert_mut(prefix, Vec::new);
         keys.retain(|(k, _)| *k != key);
