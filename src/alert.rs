@@ -180,9 +180,17 @@ impl Alerts {
         self.accounts.put(user, h);
     }
 
-    /// True when (kind, key) has not alerted within `window_ms` before `now`.
-    fn fresh(&mut self, kind: u8, key: &str, now: Timestamp, window_ms: i64) -> bool {
-        let key = (kind, self.key(key));
+    /// True when (kind, key) has not alerted within `window_ms` before `now`. The key
+    /// is hashed as it is, not written out: most checks find it alerted already.
+    fn fresh(
+        &mut self,
+        kind: u8,
+        key: impl std::hash::Hash,
+        now: Timestamp,
+        window_ms: i64,
+    ) -> bool {
+        use std::hash::BuildHasher;
+        let key = (kind, self.keys.hash_one(key));
         match self.last.get_mut(&key) {
             Some(t) if now.0 - t.0 < window_ms => false,
             Some(t) => {
@@ -255,7 +263,7 @@ impl Alerts {
                 ring.drain(..ring.len() - need * 2);
             }
             let n = ring.len();
-            if n >= need && self.fresh(1, &addr.to_string(), time, w) {
+            if n >= need && self.fresh(1, addr, time, w) {
                 out.push(Alert {
                     kind: "spray_address".into(),
                     time,
@@ -348,7 +356,7 @@ impl Alerts {
                 .is_some_and(|(n, last)| time.0 - last.0 <= window && n >= min);
         if by_address
             && let Some(o) = offenders.get(&addr)
-            && self.fresh(2, &format!("{addr} {}", user.unwrap_or("")), time, window)
+            && self.fresh(2, (addr, user.unwrap_or("")), time, window)
         {
             let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));
             let mut a = base(
@@ -401,8 +409,8 @@ impl Alerts {
             && failures >= min
         {
             let first = p.first;
-            let others: Vec<String> = from.iter().map(ToString::to_string).collect();
-            if self.fresh(4, &format!("{prefix} {}", user.unwrap_or("")), time, window) {
+            if self.fresh(4, (prefix, user.unwrap_or("")), time, window) {
+                let others: Vec<String> = from.iter().map(ToString::to_string).collect();
                 let mut a = base(
                     "login_after_prefix_failures",
                     format!(
@@ -421,12 +429,7 @@ impl Alerts {
         }
         if let Some(c) = &geo.country
             && self.cfg.countries.contains(c)
-            && self.fresh(
-                3,
-                &format!("{addr} {}", user.unwrap_or("")),
-                time,
-                86_400_000,
-            )
+            && self.fresh(3, (addr, user.unwrap_or("")), time, 86_400_000)
         {
             out.push(base(
                 "marked_country",
