@@ -18,7 +18,6 @@ use crate::time::Timestamp;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub const MAX_USERS: usize = 50;
@@ -118,17 +117,19 @@ pub const MAX_NAMES: usize = 4096;
 /// Where counts go once [`MAX_NAMES`] distinct names are kept.
 pub const OTHER_NAME: &str = "other";
 
-/// The names of one table: each kept once, an entry refers to it by number.
+/// The names of one table: each kept once, an entry refers to it by number. Looked up
+/// three times per counted failure, so through hashbrown's seeded fast hash (as the
+/// address tables); there are at most [`MAX_NAMES`] of them.
 struct Names {
     list: Vec<Box<str>>,
-    index: HashMap<Box<str>, u16>,
+    index: hashbrown::HashMap<Box<str>, u16>,
 }
 
 impl Names {
     fn new() -> Names {
         Names {
             list: Vec::new(),
-            index: HashMap::new(),
+            index: hashbrown::HashMap::default(),
         }
     }
 
