@@ -78,6 +78,8 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
         e.tally = tally(tail);
         return Some(e);
     }
+    // Postfix 3.10 writes these after `NOQUEUE: ` or the queue ID.
+    let unqueued = queue_id_prefix(msg).map_or(msg, |(_, r)| r);
     for (lead, reason, rule) in [
         (
             "lost connection after AUTH from ",
@@ -90,8 +92,6 @@ pub fn parse(program: &str, msg: &str) -> Option<Event> {
             "postfix.errors_after_auth",
         ),
     ] {
-        // Postfix 3.10 writes these after `NOQUEUE: ` or the queue ID.
-        let unqueued = queue_id_prefix(msg).map_or(msg, |(_, r)| r);
         if let Some(rest) = unqueued.strip_prefix(lead) {
             let (addr, _) = name_addr(rest)?;
             let mut e = Event::new(Kind::AuthAbandoned, Channel::None, rule);
@@ -243,7 +243,10 @@ pub fn tls_desc(s: &str) -> Option<Tls> {
     if !matches!(s.as_bytes().first(), Some(b'T' | b'S' | b'D')) {
         return None;
     }
-    let (proto, rest) = scan::split_str(s, " with cipher ")?;
+    // The protocol is one word (OpenSSL's name for it): a plain loop finds its end,
+    // where a substring search would build a searcher for every line.
+    let end = s.bytes().take(16).position(|c| c == b' ')?;
+    let (proto, rest) = (&s[..end], s[end..].strip_prefix(" with cipher ")?);
     if !(proto.starts_with("TLSv") || proto.starts_with("SSLv") || proto == "DTLSv1") {
         return None;
     }
