@@ -647,25 +647,29 @@ impl Counter {
             .and_then(|k| self.sessions.remove(k))
             .filter(|c| c.address == addr);
         let tally = ev.tally.unwrap_or_default();
-        let label = match conn.as_ref().and_then(|c| c.posture()) {
-            Some(l) => l,
-            None if tally.starttls => Tls::unknown_cipher().label(),
-            None => PLAINTEXT.to_string(),
-        };
         let (explained, pending, success_seen) = conn.as_ref().map_or((0, 0, false), |c| {
             (c.explained, c.posture_pending, c.success_seen)
         });
-        if pending > 0 {
-            out.push(Outcome::Posture {
-                address: addr,
-                n: pending,
-                label: label.clone(),
-            });
-        }
         let failed = tally.auth_total.saturating_sub(tally.auth_ok);
         let extra = failed.saturating_sub(explained);
-        if extra > 0 {
-            self.count_new(time, 0, ev, extra, Some(label), out);
+        // The posture label is written out only for a disconnect that needs it: most
+        // sessions end with nothing left to count.
+        if pending > 0 || extra > 0 {
+            let label = match conn.as_ref().and_then(|c| c.posture()) {
+                Some(l) => l,
+                None if tally.starttls => Tls::unknown_cipher().label(),
+                None => PLAINTEXT.to_string(),
+            };
+            if pending > 0 {
+                out.push(Outcome::Posture {
+                    address: addr,
+                    n: pending,
+                    label: label.clone(),
+                });
+            }
+            if extra > 0 {
+                self.count_new(time, 0, ev, extra, Some(label), out);
+            }
         }
         if tally.auth_ok > 0 && !success_seen {
             out.push(Outcome::Success {
