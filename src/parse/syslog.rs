@@ -305,6 +305,66 @@ mod tests {
         assert_eq!(p.time, LineTime::Absolute(Timestamp(1_284_616_250_125)));
     }
 
+    /// ISO stamps in runs of one date and zone, with jumps between them, read as
+    /// chrono reads them.
+    #[test]
+    fn iso_stamps_read_alike_whatever_came_before() {
+        let zones = ["Z", "+01:00", "-05:30", "+0100", "-0000", "+14:00"];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut prev = None;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Runs of one date and zone, as in a log, with jumps between them.
+            let (date, zone) = match prev {
+                Some(p) if x % 5 != 0 => p,
+                _ => {
+                    let days = (x >> 8) % 60_000;
+                    let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                        + chrono::Days::new(days);
+                    (d, zones[(x >> 40) as usize % zones.len()])
+                }
+            };
+            prev = Some((date, zone));
+            let secs = (x >> 20) % 86_400;
+            let frac = (x >> 45) % 1_000_000;
+            let stamp = format!(
+                "{}T{:02}:{:02}:{:02}.{frac:06}{zone}",
+                date.format("%Y-%m-%d"),
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            );
+            let line = format!("{stamp} mx postfix/smtpd[1]: connect");
+            let p = parse(&line).unwrap_or_else(|| panic!("{line}"));
+            // chrono reads the zone with a colon only.
+            let colon = match zone.len() {
+                5 => format!("{}:{}", &zone[..3], &zone[3..]),
+                _ => zone.to_string(),
+            };
+            let rfc = format!("{}{colon}", &stamp[..stamp.len() - zone.len()]);
+            let want = chrono::DateTime::parse_from_rfc3339(&rfc)
+                .unwrap_or_else(|e| panic!("{rfc}: {e}"))
+                .timestamp_millis();
+            assert_eq!(p.time, LineTime::Absolute(Timestamp(want)), "{line}");
+        }
+        // A naive stamp after a zoned one of the same date, and a bad date after a good
+        // one: neither reads what was kept.
+        let p = parse("2026-11-22 09:59:36 auth: x").unwrap();
+        assert!(matches!(
+            p.time,
+            LineTime::Naive {
+                year: 2026,
+                month: 11,
+                day: 22,
+                ..
+            }
+        ));
+        assert!(parse("2026-11-31T09:59:36Z mx t: x").is_none());
+        assert!(parse("2026-11-22T09:59:36+25:00 mx t: x").is_none());
+    }
+
     #[test]
     fn rejects_garbage() {
         assert!(parse("").is_none());
