@@ -318,7 +318,7 @@ mod tests {
             x ^= x << 17;
             // Runs of one date and zone, as in a log, with jumps between them.
             let (date, zone) = match prev {
-                Some(p) if x % 5 != 0 => p,
+                Some(p) if !x.is_multiple_of(5) => p,
                 _ => {
                     let days = (x >> 8) % 60_000;
                     let d = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
