@@ -16,7 +16,7 @@ use crate::time::Timestamp;
 use ipnet::IpNet;
 use smallvec::SmallVec;
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// The prefix an address belongs to for prefix rules.
@@ -27,12 +27,6 @@ pub fn prefix_of(addr: IpAddr, v4_len: u8, v6_len: u8) -> IpNet {
         .unwrap_or_else(|_| IpNet::from(addr))
 }
 
-fn addr_tag(addr: IpAddr) -> u32 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    addr.hash(&mut h);
-    h.finish() as u32
-}
-
 pub struct Windows {
     addr_depth: usize,
     prefix_depth: usize,
@@ -40,6 +34,11 @@ pub struct Windows {
     /// addresses fail once or twice, and a separate ring cost about 50 bytes more).
     addrs: crate::bounded::Lru<AddrKey, SmallVec<[i64; 2]>>,
     prefixes: crate::bounded::Lru<IpNet, VecDeque<(i64, u32)>>,
+    /// Tells the addresses of a prefix apart by a 32-bit tag, under a key random per
+    /// process: with a fixed key (it was the standard hasher's) an attacker could pick,
+    /// offline, addresses of his prefix that share one tag and so never reach a prefix
+    /// rule's `min_addresses`.
+    tags: hashbrown::DefaultHashBuilder,
 }
 
 impl Windows {
@@ -56,6 +55,7 @@ impl Windows {
             prefix_depth,
             addrs: crate::bounded::Lru::new(max_addresses),
             prefixes: crate::bounded::Lru::new(max_prefixes),
+            tags: hashbrown::DefaultHashBuilder::default(),
         }
     }
 
@@ -72,7 +72,7 @@ impl Windows {
             }
         }
         if let (Some(p), true) = (prefix, self.prefix_depth > 0) {
-            let tag = addr_tag(addr);
+            let tag = self.tags.hash_one(AddrKey::from(addr)) as u32;
             let ring = self.prefixes.get_or_insert_mut(p, VecDeque::new);
             push_capped(ring, (time.0, tag), n, self.prefix_depth);
         }
@@ -181,6 +181,34 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_secs(s)
+    }
+
+    /// Addresses of one /64 whose tags collide under the standard hasher's fixed key
+    /// (found here as an attacker would find them, offline) still count as two
+    /// addresses for a prefix rule.
+    #[test]
+    fn addresses_picked_to_share_a_fixed_key_tag_are_still_told_apart() {
+        use std::hash::{Hash, Hasher};
+        let fixed = |a: IpAddr| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            a.hash(&mut h);
+            h.finish() as u32
+        };
+        let mut seen = std::collections::HashMap::new();
+        let (a, b) = (0u64..)
+            .find_map(|i| {
+                let a = IpAddr::V6(std::net::Ipv6Addr::from(
+                    (0x2001_0db8_0001_0002u128 << 64) | u128::from(i),
+                ));
+                seen.insert(fixed(a), a).map(|b| (a, b))
+            })
+            .unwrap();
+        assert_ne!(a, b);
+        let prefix: IpNet = "2001:db8:1:2::/64".parse().unwrap();
+        let mut tr = Windows::new(0, 2, 10, 10);
+        tr.record(a, Some(prefix), t(0), 1);
+        tr.record(b, Some(prefix), t(1), 1);
+        assert_eq!(tr.prefix_hits(prefix, 2, 600_000, 2, t(1)), Some(2));
     }
 
     #[test]
