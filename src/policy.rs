@@ -343,16 +343,13 @@ impl Policy {
             .chain(origin_rule.map(|o| &o.rule));
         // The strongest rule that fires for each scope: the longest ban.
         let mut best: [Option<(&Rule, u32)>; 2] = [None, None];
+        let windows = tracker.view(addr, prefix);
         for rule in rules {
             let fired = match rule.scope {
-                Scope::Address => tracker.address_hits(addr, rule.failures, rule.within_ms, now),
-                Scope::Prefix => tracker.prefix_hits(
-                    prefix,
-                    rule.failures,
-                    rule.within_ms,
-                    rule.min_addresses,
-                    now,
-                ),
+                Scope::Address => windows.address_hits(rule.failures, rule.within_ms, now),
+                Scope::Prefix => {
+                    windows.prefix_hits(rule.failures, rule.within_ms, rule.min_addresses, now)
+                }
             };
             let Some(n) = fired else { continue };
             let slot = &mut best[usize::from(rule.scope == Scope::Prefix)];

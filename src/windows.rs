@@ -87,8 +87,8 @@ impl Windows {
         within_ms: i64,
         now: Timestamp,
     ) -> Option<u32> {
-        let ring = self.addrs.peek(&addr.into())?;
-        hits(ring.iter().copied(), ring.len(), n, within_ms, now)
+        self.view(addr, IpNet::from(addr))
+            .address_hits(n, within_ms, now)
     }
 
     /// As [`Windows::address_hits`] for a prefix, also requiring the failures in the
@@ -101,17 +101,20 @@ impl Windows {
         min_addresses: u32,
         now: Timestamp,
     ) -> Option<u32> {
-        let ring = self.prefixes.peek(&prefix)?;
-        let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
-        let mut tags: Vec<u32> = ring
-            .iter()
-            .rev()
-            .take(in_window as usize)
-            .map(|e| e.1)
-            .collect();
-        tags.sort_unstable();
-        tags.dedup();
-        (tags.len() as u32 >= min_addresses).then_some(in_window)
+        self.view(prefix.addr(), prefix)
+            .prefix_hits(n, within_ms, min_addresses, now)
+    }
+
+    /// The windows of `addr` and of `prefix`, each looked up once, when first asked,
+    /// for all the rules a failure is checked against.
+    pub fn view(&self, addr: IpAddr, prefix: IpNet) -> View<'_> {
+        View {
+            windows: self,
+            addr,
+            prefix,
+            addr_ring: std::cell::OnceCell::new(),
+            prefix_ring: std::cell::OnceCell::new(),
+        }
     }
 
     /// Forgets the failures of every address and prefix inside `net` (an unban by
@@ -160,6 +163,50 @@ fn push_capped<T: Copy>(ring: &mut VecDeque<T>, item: T, n: usize, cap: usize) {
 }
 
 /// The number of failures in the window when the rule fires.
+/// The windows of one address and its prefix: [`Windows::view`].
+pub struct View<'a> {
+    windows: &'a Windows,
+    addr: IpAddr,
+    prefix: IpNet,
+    addr_ring: std::cell::OnceCell<Option<&'a SmallVec<[i64; 2]>>>,
+    prefix_ring: std::cell::OnceCell<Option<&'a VecDeque<(i64, u32)>>>,
+}
+
+impl View<'_> {
+    /// [`Windows::address_hits`] of the view's address.
+    pub fn address_hits(&self, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
+        let ring = self
+            .addr_ring
+            .get_or_init(|| self.windows.addrs.peek(&self.addr.into()))
+            .as_ref()?;
+        hits(ring.iter().copied(), ring.len(), n, within_ms, now)
+    }
+
+    /// [`Windows::prefix_hits`] of the view's prefix.
+    pub fn prefix_hits(
+        &self,
+        n: u32,
+        within_ms: i64,
+        min_addresses: u32,
+        now: Timestamp,
+    ) -> Option<u32> {
+        let ring = self
+            .prefix_ring
+            .get_or_init(|| self.windows.prefixes.peek(&self.prefix))
+            .as_ref()?;
+        let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
+        let mut tags: Vec<u32> = ring
+            .iter()
+            .rev()
+            .take(in_window as usize)
+            .map(|e| e.1)
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        (tags.len() as u32 >= min_addresses).then_some(in_window)
+    }
+}
+
 fn hits(
     times: impl DoubleEndedIterator<Item = i64>,
     len: usize,
