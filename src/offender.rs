@@ -461,19 +461,9 @@ impl Offenders {
 
     /// Records where an offender comes from (looked up at each failure, so a
     /// reloaded database updates it).
-    pub fn set_geo(&mut self, addr: &IpAddr, geo: &Origin) {
-        if let Some(r) = self.map.peek_mut(&(*addr).into()) {
-            let same = match r.geo.as_deref() {
-                Some(g) => g == geo,
-                None => geo.is_empty(),
-            };
-            if !same {
-                r.geo = (!geo.is_empty()).then(|| Box::new(geo.clone()));
-            }
-        }
-    }
-
-    pub fn apply(&mut self, o: &Outcome, allowlisted: bool) {
+    /// Applies one outcome of the counter. `geo`: the origin of a counted failure's
+    /// address, kept with its record (set in the same lookup).
+    pub fn apply(&mut self, o: &Outcome, allowlisted: bool, geo: Option<&Origin>) {
         match o {
             Outcome::Counted(a) => {
                 let names = &mut self.names;
@@ -496,6 +486,15 @@ impl Offenders {
                     r.add_user(u);
                 }
                 r.bump(POSTURE, posture, n);
+                if let Some(geo) = geo {
+                    let same = match r.geo.as_deref() {
+                        Some(g) => g == geo,
+                        None => geo.is_empty(),
+                    };
+                    if !same {
+                        r.geo = (!geo.is_empty()).then(|| Box::new(geo.clone()));
+                    }
+                }
             }
             Outcome::Refined {
                 address,
@@ -635,12 +634,18 @@ mod tests {
         t.apply(
             &failure(a, 10, "auth", Some("root"), UNKNOWN_POSTURE),
             false,
+            None,
         );
         t.apply(
             &failure(a, 20, "auth", Some("root"), UNKNOWN_POSTURE),
             false,
+            None,
         );
-        t.apply(&failure(a, 5, "smtpd", Some("admin"), "plaintext"), false);
+        t.apply(
+            &failure(a, 5, "smtpd", Some("admin"), "plaintext"),
+            false,
+            None,
+        );
         t.apply(
             &Outcome::Refined {
                 address: a.parse().unwrap(),
@@ -650,6 +655,7 @@ mod tests {
                 user: Some("postmaster".into()),
             },
             false,
+            None,
         );
         t.apply(
             &Outcome::Posture {
@@ -658,6 +664,7 @@ mod tests {
                 label: "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384".into(),
             },
             false,
+            None,
         );
         let r = t.get(&a.parse().unwrap()).unwrap();
         assert_eq!(r.failures, 3);
@@ -686,6 +693,7 @@ mod tests {
                     service: None,
                 },
                 false,
+                None,
             );
         }
         let r = t.get(&a.parse().unwrap()).unwrap();
@@ -705,11 +713,12 @@ mod tests {
             }
             o
         };
-        t.apply(&big(UNKNOWN_POSTURE), false);
-        t.apply(&big(UNKNOWN_POSTURE), false);
+        t.apply(&big(UNKNOWN_POSTURE), false, None);
+        t.apply(&big(UNKNOWN_POSTURE), false, None);
         t.apply(
             &failure("192.0.2.77", 2, "auth", None, UNKNOWN_POSTURE),
             false,
+            None,
         );
         let total = 2 * u64::from(u32::MAX) + 1;
         let r = t.get(&a).unwrap();
@@ -724,6 +733,7 @@ mod tests {
                 label: "plaintext".into(),
             },
             false,
+            None,
         );
         t.apply(
             &Outcome::Refined {
@@ -734,6 +744,7 @@ mod tests {
                 user: None,
             },
             false,
+            None,
         );
         let r = t.get(&a).unwrap();
         assert_eq!(r.tls.get("plaintext"), Some(&u64::from(u32::MAX)));
@@ -750,12 +761,14 @@ mod tests {
             t.apply(
                 &failure("192.0.2.1", 1, "smtpd", Some(&u), "plaintext"),
                 false,
+                None,
             );
             if i < MAX_USERS {
                 // A name kept, seen again, is not a new one.
                 t.apply(
                     &failure("192.0.2.1", 2, "smtpd", Some(&u), "plaintext"),
                     false,
+                    None,
                 );
             }
         }
@@ -773,7 +786,11 @@ mod tests {
         let n = MAX_NAMES + 50;
         for i in 0..n {
             let label = format!("TLSv1.3 CIPHER-{i}");
-            t.apply(&failure("2001:db8::1", 1, "smtpd", None, &label), false);
+            t.apply(
+                &failure("2001:db8::1", 1, "smtpd", None, &label),
+                false,
+                None,
+            );
         }
         let r = t.get(&"2001:db8::1".parse().unwrap()).unwrap();
         assert_eq!(r.failures, n as u64);

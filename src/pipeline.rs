@@ -310,15 +310,18 @@ impl Pipeline {
                 Outcome::Counted(a) => self.policy.allowlisted(a.address),
                 _ => false,
             };
-            self.offenders.apply(o, allow);
+            let geo = match o {
+                Outcome::Counted(a) => Some(self.lookup(a.address)),
+                _ => None,
+            };
+            self.offenders.apply(o, allow, geo.as_ref());
             if self.record_changes {
                 self.note(o);
             }
             match o {
                 Outcome::Counted(a) => {
                     self.stats.failures += u64::from(a.count);
-                    let geo = self.lookup(a.address);
-                    self.offenders.set_geo(&a.address, &geo);
+                    let geo = geo.unwrap_or_default();
                     let mut new = Vec::new();
                     self.alert_state
                         .failure(a, self.policy.prefix_of(a.address), &geo, &mut new);
@@ -328,10 +331,10 @@ impl Pipeline {
                         continue;
                     }
                     let prefix = self.prefix_rules.then(|| self.policy.prefix_of(a.address));
-                    self.tracker.record(a.address, prefix, a.time, a.count);
+                    let windows = self.tracker.record(a.address, prefix, a.time, a.count);
                     let first = self.decisions.len();
                     self.policy.decide(
-                        &self.tracker,
+                        &windows,
                         a.address,
                         &geo,
                         a.time.max(self.now),
@@ -456,10 +459,10 @@ impl Pipeline {
             return &self.decisions;
         }
         let prefix = self.prefix_rules.then(|| self.policy.prefix_of(addr));
-        self.tracker.record(addr, prefix, time, count);
         let geo = self.lookup(addr);
+        let windows = self.tracker.record(addr, prefix, time, count);
         self.policy.decide(
-            &self.tracker,
+            &windows,
             addr,
             &geo,
             time.max(self.now),

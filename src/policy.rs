@@ -19,7 +19,7 @@
 use crate::addr::AddrKey;
 use crate::geo::Origin;
 use crate::time::Timestamp;
-use crate::windows::{Windows, prefix_of};
+use crate::windows::{View, prefix_of};
 use ipnet::IpNet;
 use lru::LruCache;
 use smallvec::SmallVec;
@@ -320,10 +320,11 @@ impl Policy {
         self.bans.peek(target).is_some_and(|b| b.until > now)
     }
 
-    /// Decisions after a failure of `addr` at `now` was recorded in `tracker`.
+    /// Decisions after a failure of `addr` at `now` was recorded in the windows
+    /// (`windows`: those of `addr` and its prefix, as recording it left them).
     pub fn decide(
         &mut self,
-        tracker: &Windows,
+        windows: &View,
         addr: IpAddr,
         geo: &Origin,
         now: Timestamp,
@@ -343,7 +344,6 @@ impl Policy {
             .chain(origin_rule.map(|o| &o.rule));
         // The strongest rule that fires for each scope: the longest ban.
         let mut best: [Option<(&Rule, u32)>; 2] = [None, None];
-        let windows = tracker.view(addr, prefix);
         for rule in rules {
             let fired = match rule.scope {
                 Scope::Address => windows.address_hits(rule.failures, rule.within_ms, now),
@@ -517,6 +517,7 @@ impl Policy {
 mod tests {
     //! The policy over the sliding windows, with the clock in the test's hands.
     use super::*;
+    use crate::windows::Windows;
 
     fn policy(toml: &str) -> (Policy, Windows) {
         let cfg = crate::config::parse(toml, std::path::Path::new("test.toml")).unwrap();
@@ -529,9 +530,9 @@ mod tests {
 
     fn fail(p: &mut Policy, w: &mut Windows, addr: IpAddr, secs: i64) -> Vec<Decision> {
         let t = Timestamp::from_secs(secs);
-        w.record(addr, None, t, 1);
+        let view = w.record(addr, None, t, 1);
         let mut out = Vec::new();
-        p.decide(w, addr, &Origin::default(), t, &mut out);
+        p.decide(&view, addr, &Origin::default(), t, &mut out);
         out
     }
 

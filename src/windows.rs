@@ -60,8 +60,20 @@ impl Windows {
     }
 
     /// Records `count` failures of `addr` (and of `prefix`, when prefix rules exist).
-    pub fn record(&mut self, addr: IpAddr, prefix: Option<IpNet>, time: Timestamp, count: u32) {
+    /// Returns the windows of both as they are now, for the rules to read without
+    /// looking them up again.
+    pub fn record(
+        &mut self,
+        addr: IpAddr,
+        prefix: Option<IpNet>,
+        time: Timestamp,
+        count: u32,
+    ) -> View<'_> {
         let n = (count as usize).min(self.addr_depth.max(self.prefix_depth));
+        let mut view = View {
+            addr_ring: None,
+            prefix_ring: None,
+        };
         if self.addr_depth > 0 {
             let ring = self.addrs.get_or_insert_mut(addr.into(), SmallVec::new);
             for _ in 0..n.min(self.addr_depth) {
@@ -70,12 +82,15 @@ impl Windows {
                 }
                 ring.push(time.0);
             }
+            view.addr_ring = Some(&*ring);
         }
         if let (Some(p), true) = (prefix, self.prefix_depth > 0) {
             let tag = self.tags.hash_one(AddrKey::from(addr)) as u32;
             let ring = self.prefixes.get_or_insert_mut(p, VecDeque::new);
             push_capped(ring, (time.0, tag), n, self.prefix_depth);
+            view.prefix_ring = Some(&*ring);
         }
+        view
     }
 
     /// True when `addr` has at least `n` failures, the oldest of them less than
@@ -105,15 +120,11 @@ impl Windows {
             .prefix_hits(n, within_ms, min_addresses, now)
     }
 
-    /// The windows of `addr` and of `prefix`, each looked up once, when first asked,
-    /// for all the rules a failure is checked against.
+    /// The windows of `addr` and of `prefix`.
     pub fn view(&self, addr: IpAddr, prefix: IpNet) -> View<'_> {
         View {
-            windows: self,
-            addr,
-            prefix,
-            addr_ring: std::cell::OnceCell::new(),
-            prefix_ring: std::cell::OnceCell::new(),
+            addr_ring: self.addrs.peek(&addr.into()),
+            prefix_ring: self.prefixes.peek(&prefix),
         }
     }
 
@@ -163,22 +174,17 @@ fn push_capped<T: Copy>(ring: &mut VecDeque<T>, item: T, n: usize, cap: usize) {
 }
 
 /// The number of failures in the window when the rule fires.
-/// The windows of one address and its prefix: [`Windows::view`].
+/// The windows of one address and of its prefix ([`Windows::record`],
+/// [`Windows::view`]): found once for all the rules a failure is checked against.
 pub struct View<'a> {
-    windows: &'a Windows,
-    addr: IpAddr,
-    prefix: IpNet,
-    addr_ring: std::cell::OnceCell<Option<&'a SmallVec<[i64; 2]>>>,
-    prefix_ring: std::cell::OnceCell<Option<&'a VecDeque<(i64, u32)>>>,
+    addr_ring: Option<&'a SmallVec<[i64; 2]>>,
+    prefix_ring: Option<&'a VecDeque<(i64, u32)>>,
 }
 
 impl View<'_> {
     /// [`Windows::address_hits`] of the view's address.
     pub fn address_hits(&self, n: u32, within_ms: i64, now: Timestamp) -> Option<u32> {
-        let ring = self
-            .addr_ring
-            .get_or_init(|| self.windows.addrs.peek(&self.addr.into()))
-            .as_ref()?;
+        let ring = self.addr_ring?;
         hits(ring.iter().copied(), ring.len(), n, within_ms, now)
     }
 
@@ -190,10 +196,7 @@ impl View<'_> {
         min_addresses: u32,
         now: Timestamp,
     ) -> Option<u32> {
-        let ring = self
-            .prefix_ring
-            .get_or_init(|| self.windows.prefixes.peek(&self.prefix))
-            .as_ref()?;
+        let ring = self.prefix_ring?;
         let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
         let mut tags: Vec<u32> = ring
             .iter()
