@@ -102,8 +102,11 @@ impl Windows {
         within_ms: i64,
         now: Timestamp,
     ) -> Option<u32> {
-        self.view(addr, IpNet::from(addr))
-            .address_hits(n, within_ms, now)
+        View {
+            addr_ring: self.addrs.peek(&addr.into()),
+            prefix_ring: None,
+        }
+        .address_hits(n, within_ms, now)
     }
 
     /// As [`Windows::address_hits`] for a prefix, also requiring the failures in the
@@ -116,16 +119,11 @@ impl Windows {
         min_addresses: u32,
         now: Timestamp,
     ) -> Option<u32> {
-        self.view(prefix.addr(), prefix)
-            .prefix_hits(n, within_ms, min_addresses, now)
-    }
-
-    /// The windows of `addr` and of `prefix`.
-    pub fn view(&self, addr: IpAddr, prefix: IpNet) -> View<'_> {
         View {
-            addr_ring: self.addrs.peek(&addr.into()),
+            addr_ring: None,
             prefix_ring: self.prefixes.peek(&prefix),
         }
+        .prefix_hits(n, within_ms, min_addresses, now)
     }
 
     /// Forgets the failures of every address and prefix inside `net` (an unban by
@@ -173,9 +171,8 @@ fn push_capped<T: Copy>(ring: &mut VecDeque<T>, item: T, n: usize, cap: usize) {
     }
 }
 
-/// The number of failures in the window when the rule fires.
-/// The windows of one address and of its prefix ([`Windows::record`],
-/// [`Windows::view`]): found once for all the rules a failure is checked against.
+/// The windows of one address and of its prefix as [`Windows::record`] left them:
+/// found once for all the rules a failure is checked against.
 pub struct View<'a> {
     addr_ring: Option<&'a SmallVec<[i64; 2]>>,
     prefix_ring: Option<&'a VecDeque<(i64, u32)>>,
@@ -210,6 +207,7 @@ impl View<'_> {
     }
 }
 
+/// The number of failures in the window when the rule fires.
 fn hits(
     times: impl DoubleEndedIterator<Item = i64>,
     len: usize,
