@@ -123,6 +123,9 @@ struct PrefixFailures {
     tries: SmallVec<[(u64, AddrKey, u64); 1]>,
 }
 
+/// How often a login from a marked country alerts per (address, account).
+const MARKED_COUNTRY_MS: i64 = 86_400_000;
+
 /// (account, address) pairs kept per prefix.
 const MAX_TRIES_PER_PREFIX: usize = 64;
 
@@ -201,6 +204,37 @@ impl Alerts {
                 self.last.put(key, now);
                 true
             }
+        }
+    }
+
+    /// Drops what no alert can read any more: failures of an address, an account or a
+    /// prefix past the window that reads them, and once-per-window marks past the
+    /// longest such window, all before `now` less `late_ms` (the failures of a source
+    /// that runs behind the others by up to `late_ms` still meet what they would
+    /// have). Account login histories stay (they are what `new_origin` learns).
+    pub fn sweep(&mut self, now: Timestamp, late_ms: i64) {
+        let past =
+            |t: Timestamp, span: i64| now.0.saturating_sub(t.0) > span.saturating_add(late_ms);
+        let (spray, login) = (self.cfg.spray_window_ms, self.cfg.login_after_failures_ms);
+        self.by_addr
+            .pop_oldest_while(|_, r| r.iter().all(|&(t, _)| past(t, spray)));
+        self.by_prefix.pop_oldest_while(|_, p| past(p.last, login));
+        while self
+            .by_user
+            .peek_lru()
+            .is_some_and(|(_, r)| r.iter().all(|&(t, _)| past(t, spray)))
+        {
+            self.by_user.pop_lru();
+        }
+        // `fresh` is asked with these windows; a mark at least this old lets any of
+        // them alert again, as no mark does.
+        let longest = spray.max(login).max(MARKED_COUNTRY_MS);
+        while self
+            .last
+            .peek_lru()
+            .is_some_and(|(_, &t)| past(t, longest - 1))
+        {
+            self.last.pop_lru();
         }
     }
 
@@ -429,7 +463,7 @@ impl Alerts {
         }
         if let Some(c) = &geo.country
             && self.cfg.countries.contains(c)
-            && self.fresh(3, (addr, user.unwrap_or("")), time, 86_400_000)
+            && self.fresh(3, (addr, user.unwrap_or("")), time, MARKED_COUNTRY_MS)
         {
             out.push(base(
                 "marked_country",
@@ -626,6 +660,42 @@ mod tests {
             a.failure(at, prefix, &Origin::default(), &mut out);
         }
         out.into_iter().map(|x| x.kind).collect()
+    }
+
+    /// A sweep keeps a prefix's failures as long as a login may still be measured
+    /// against them (its window, plus the allowance for a source running behind the
+    /// others) and drops them after; the spray rings go after their own window.
+    #[test]
+    fn a_sweep_keeps_prefix_failures_a_late_login_still_meets() {
+        let late = crate::pipeline::LATE_MS;
+        let day = 86_400;
+        let mut a = Alerts::new(cfg(3, 3), 100);
+        let tries: Vec<Attempt> = (0..3).map(|i| attempt("203.0.113.7", "alice", i)).collect();
+        assert!(kinds(&mut a, &tries).is_empty());
+        let login_at = Timestamp::from_secs(2 + day);
+        a.sweep(Timestamp(login_at.0 + late), late);
+        assert_eq!(
+            (a.by_addr.len(), a.by_user.len()),
+            (0, 0),
+            "past the spray window"
+        );
+        assert_eq!(a.by_prefix.len(), 1);
+        let addr: IpAddr = "203.0.113.8".parse().unwrap();
+        let mut out = Vec::new();
+        a.login(
+            login_at,
+            addr,
+            crate::windows::prefix_of(addr, 24, 64),
+            Some("alice"),
+            None,
+            &Origin::default(),
+            &Offenders::new(10),
+            &mut out,
+        );
+        let got: Vec<&str> = out.iter().map(|x| x.kind.as_str()).collect();
+        assert_eq!(got, ["login_after_prefix_failures"]);
+        a.sweep(Timestamp(login_at.0 + late + 1), late);
+        assert_eq!(a.by_prefix.len(), 0);
     }
 
     #[test]

@@ -177,6 +177,41 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             Ok(e) => e.remove().0,
             Err(_) => return None,
         };
+        Some(self.take_out(i))
+    }
+
+    /// Removes entries from the least recent end for as long as `dead` says they are,
+    /// and returns how many went. For state past every window that reads it: these are
+    /// not evictions (nothing that could still count is lost), so they are not counted
+    /// as such. Once the table is under a quarter of its room, the room is given back
+    /// down to twice what it holds (a daemon after a flood).
+    pub fn pop_oldest_while(&mut self, mut dead: impl FnMut(&K, &V) -> bool) -> usize {
+        let mut n = 0;
+        while let Some(s) = self.slots.get(self.oldest as usize) {
+            if !dead(&s.key, &s.value) {
+                break;
+            }
+            let i = self.oldest;
+            let hash = self.hasher.hash_one(&s.key);
+            if let Ok(e) = self.index.find_entry(hash, |&j| j == i) {
+                e.remove();
+            }
+            self.take_out(i);
+            n += 1;
+        }
+        let room = self.slots.capacity();
+        if n > 0 && room > 64 && self.slots.len() < room / 4 {
+            let keep = (self.slots.len() * 2).max(64);
+            self.slots.shrink_to(keep);
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.index
+                .shrink_to(keep, |&j| hasher.hash_one(&slots[j as usize].key));
+        }
+        n
+    }
+
+    /// Takes entry `i`, already out of the index, out of the list and the array.
+    fn take_out(&mut self, i: u32) -> V {
         self.unlink(i);
         // The last entry moves into the hole: its links and its index follow it.
         let last = (self.slots.len() - 1) as u32;
@@ -187,7 +222,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             }
             self.repoint(last, i, i);
         }
-        Some(self.slots.swap_remove(i as usize).value)
+        self.slots.swap_remove(i as usize).value
     }
 
     /// Entries, the most recent first.
@@ -277,6 +312,8 @@ mod tests {
         PeekMut(u8),
         Get(u8),
         Pop(u8),
+        /// Drops the least recent entries while their value is under this.
+        Expire(u32),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -287,6 +324,7 @@ mod tests {
             (0u8..12).prop_map(Op::PeekMut),
             (0u8..12).prop_map(Op::Get),
             (0u8..12).prop_map(Op::Pop),
+            any::<u32>().prop_map(Op::Expire),
         ]
     }
 
@@ -319,6 +357,14 @@ mod tests {
                     }
                     Op::Get(k) => prop_assert_eq!(model.get_mut(&k).copied(), ours.get_mut(&k).copied()),
                     Op::Pop(k) => prop_assert_eq!(model.pop(&k), ours.pop(&k)),
+                    Op::Expire(t) => {
+                        let mut n = 0;
+                        while model.peek_lru().is_some_and(|(_, v)| *v < t) {
+                            model.pop_lru();
+                            n += 1;
+                        }
+                        prop_assert_eq!(ours.pop_oldest_while(|_, v| *v < t), n);
+                    }
                 }
                 prop_assert_eq!(model.len(), ours.len());
                 prop_assert!(ours.len() <= cap);
@@ -347,6 +393,40 @@ mod tests {
         assert_eq!(c.slots.capacity(), 100, "no room reserved past the bound");
         assert_eq!(c.iter_oldest_first().next(), Some((&900, &900)));
         assert_eq!(super::Lru::<u32, u32>::new(0).cap(), 1);
+    }
+
+    /// Entries past their time leave from the least recent end, are not counted as
+    /// evictions, and the room of a table that emptied out is given back.
+    #[test]
+    fn dead_entries_leave_and_give_their_room_back() {
+        let mut c = super::Lru::<u32, u32>::new(100_000);
+        for i in 0..10_000 {
+            c.get_or_insert_mut(i, || i);
+        }
+        let room = c.slots.capacity();
+        // A touched old entry stops the sweep: the least recent end is swept only
+        // while it is dead.
+        c.get_mut(&5);
+        assert_eq!(c.pop_oldest_while(|_, v| *v < 9_990), 9_989);
+        assert_eq!(c.len(), 11);
+        assert_eq!(c.evicted(), 0);
+        assert!(c.slots.capacity() < room / 4, "room given back");
+        assert_eq!(c.peek(&5), Some(&5));
+        assert_eq!(c.peek(&9_999), Some(&9_999));
+        assert_eq!(c.peek(&4), None);
+        let left: Vec<u32> = c.iter_oldest_first().map(|(k, _)| *k).collect();
+        assert_eq!(
+            left,
+            [
+                9_990, 9_991, 9_992, 9_993, 9_994, 9_995, 9_996, 9_997, 9_998, 9_999, 5
+            ]
+        );
+        // It fills up again as before.
+        for i in 20_000..30_000 {
+            c.get_or_insert_mut(i, || i);
+        }
+        assert_eq!(c.len(), 10_011);
+        assert_eq!(c.peek(&25_000), Some(&25_000));
     }
 
     #[test]

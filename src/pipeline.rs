@@ -125,9 +125,20 @@ pub struct Pipeline {
     /// drains them after each batch.
     alerts: Vec<Alert>,
     alerts_dropped: u64,
+    /// The event time of the next [`Pipeline::sweep`].
+    next_sweep: Timestamp,
 }
 
 pub const MAX_ALERTS_KEPT: usize = 100_000;
+
+/// How often, in event time, state past every window that reads it leaves the
+/// tables ([`Pipeline::sweep`]).
+const SWEEP_EVERY_MS: i64 = 60_000;
+
+/// How far behind the others a source may run and still meet the counter's and the
+/// alerts' state as it was (the daemon reads its sources as lines come, not merged by
+/// time; a file catching up after a restart runs behind the journal).
+pub const LATE_MS: i64 = 3_600_000;
 
 /// Alert kinds that ban the address when `[alerts] ban` is set. `new_origin` does
 /// not (a traveller), nor `spray_account` (its addresses are many and each did little).
@@ -174,6 +185,7 @@ impl Pipeline {
             alert_state: Alerts::new(cfg.alerts.clone(), cfg.max_offenders),
             alerts: Vec::new(),
             alerts_dropped: 0,
+            next_sweep: Timestamp(i64::MIN),
         }
     }
 
@@ -296,6 +308,9 @@ impl Pipeline {
             return &self.decisions;
         };
         self.now = self.now.max(time);
+        if self.now >= self.next_sweep {
+            self.sweep();
+        }
         *self
             .stats
             .events
@@ -385,6 +400,20 @@ impl Pipeline {
         }
         self.outcomes = outcomes;
         &self.decisions
+    }
+
+    /// Drops state no window can count again from the counter, the sliding windows and
+    /// the alerts' history, as of the latest event time. A long replay or a daemon
+    /// after a flood then holds the addresses that can still matter, not the last
+    /// `max_addresses` it saw; the bounds stay for what is live. Runs once a minute of
+    /// event time.
+    fn sweep(&mut self) {
+        let now = self.now;
+        let (addr_span, prefix_span) = self.policy.spans();
+        self.tracker.sweep(now, addr_span, prefix_span);
+        self.counter.sweep(now, LATE_MS);
+        self.alert_state.sweep(now, LATE_MS);
+        self.next_sweep = Timestamp(now.0.saturating_add(SWEEP_EVERY_MS));
     }
 
     fn note(&mut self, o: &Outcome) {

@@ -124,6 +124,19 @@ impl PolicyConfig {
         (depth(Scope::Address), depth(Scope::Prefix))
     }
 
+    /// The longest window of any rule per scope, address and prefix, in ms (0: no rule
+    /// of that scope): how long the sliding windows must keep a failure.
+    pub fn spans(&self) -> (i64, i64) {
+        let span = |sc| {
+            self.all_rules()
+                .filter(|r| r.scope == sc)
+                .map(|r| r.within_ms)
+                .max()
+                .unwrap_or(0)
+        };
+        (span(Scope::Address), span(Scope::Prefix))
+    }
+
     /// The most failures the windows keep for any key: all a restart or a held write
     /// needs per address.
     pub fn deepest(&self) -> usize {
@@ -291,6 +304,11 @@ impl Policy {
     /// Depth the tracker needs per scope.
     pub fn depths(&self) -> (usize, usize) {
         self.cfg.depths()
+    }
+
+    /// How long the tracker must keep a failure per scope (see [`PolicyConfig::spans`]).
+    pub fn spans(&self) -> (i64, i64) {
+        self.cfg.spans()
     }
 
     /// Puts back a ban made before a restart (`until` None: one that has ended, kept

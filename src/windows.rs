@@ -8,6 +8,8 @@
 //! `max_prefixes × (K × 16 + ~80)` for prefixes, whatever an attacker sprays: ten
 //! million IPv6 addresses inside one /64 are one prefix entry and, at most,
 //! `max_addresses` address entries, the least recently failing ones evicted first.
+//! Keys whose newest failure is older than the longest rule window leave the table
+//! ([`Windows::sweep`]): the bound is then on addresses that can still be banned.
 //!
 //! Pure: times come from the events, never from a clock.
 
@@ -149,6 +151,19 @@ impl Windows {
         }
     }
 
+    /// Drops the windows whose newest failure is `addr_span_ms` (addresses) or
+    /// `prefix_span_ms` (prefixes) or more before `now`, the longest rule window of
+    /// their scope: no rule can count them again, since the rules read the windows at
+    /// the latest event time, never earlier. Returns how many went.
+    pub fn sweep(&mut self, now: Timestamp, addr_span_ms: i64, prefix_span_ms: i64) -> usize {
+        let gone = |t: i64, span: i64| now.0.saturating_sub(t) >= span;
+        self.addrs
+            .pop_oldest_while(|_, r| r.iter().all(|&t| gone(t, addr_span_ms)))
+            + self
+                .prefixes
+                .pop_oldest_while(|_, r| r.iter().all(|&(t, _)| gone(t, prefix_span_ms)))
+    }
+
     /// Addresses and prefixes tracked now.
     pub fn len(&self) -> (usize, usize) {
         (self.addrs.len(), self.prefixes.len())
@@ -257,6 +272,33 @@ mod tests {
         tr.record(a, Some(prefix), t(0), 1);
         tr.record(b, Some(prefix), t(1), 1);
         assert_eq!(tr.prefix_hits(prefix, 2, 600_000, 2, t(1)), Some(2));
+    }
+
+    /// A sweep drops a window only once no rule can count it any more: at the longest
+    /// rule window after its newest failure, not a millisecond before; a prefix goes
+    /// with the newest failure of any of its addresses.
+    #[test]
+    fn a_sweep_drops_windows_only_past_the_longest_rule() {
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let p = prefix_of(a, 24, 64);
+        let mut tr = Windows::new(5, 5, 10, 10);
+        tr.record(a, Some(p), t(0), 1);
+        tr.record(b, Some(p), t(100), 1);
+        let day = 86_400_000;
+        assert_eq!(tr.sweep(Timestamp(day - 1), day, day), 0);
+        assert_eq!(
+            tr.address_hits(a, 1, day, Timestamp(day - 1)),
+            Some(1),
+            "still counts"
+        );
+        assert_eq!(tr.sweep(Timestamp(day), day, day), 1);
+        assert_eq!(tr.len(), (1, 1));
+        assert_eq!(tr.address_hits(b, 1, day, Timestamp(day)), Some(1));
+        assert_eq!(tr.prefix_hits(p, 1, day, 1, Timestamp(day)), Some(1));
+        assert_eq!(tr.sweep(Timestamp(day + 100_000 - 1), day, day), 0);
+        assert_eq!(tr.sweep(Timestamp(day + 100_000), day, day), 2);
+        assert_eq!(tr.len(), (0, 0));
+        assert_eq!(tr.evicted(), 0, "a sweep is not an eviction");
     }
 
     #[test]

@@ -443,6 +443,23 @@ impl Counter {
         }
     }
 
+    /// Drops the state of addresses no record can use any more: no pending attempt
+    /// within the time a record may still join it, and no count within the penalty
+    /// window, both before `now` less `late_ms`. The records of a source that runs
+    /// behind the others by up to `late_ms` still find what they pair with. Returns how
+    /// many went.
+    pub fn sweep(&mut self, now: Timestamp, late_ms: i64) -> usize {
+        let joins = RETAIN_MS
+            .max(self.cfg.pair_window_ms)
+            .saturating_add(late_ms);
+        let penalty = self.cfg.penalty_window_ms.saturating_add(late_ms);
+        let past = |t: Timestamp, span: i64| now.0.saturating_sub(t.0) > span;
+        self.addrs.pop_oldest_while(|_, st| {
+            st.pending.iter().all(|p| past(p.time, joins))
+                && (st.last_counted == NEVER || past(st.last_counted, penalty))
+        })
+    }
+
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
         let st = self.addrs.get_or_insert_mut(addr.into(), || AddrState {
             pending: SmallVec::new(),
@@ -943,6 +960,56 @@ mod tests {
         assert!(
             serde_json::from_str::<CounterSnapshot>(r#"{"pending_packed":[["x",0,1,1]]}"#).is_err()
         );
+    }
+
+    fn n_counted(out: &[Outcome]) -> u32 {
+        out.iter()
+            .map(|o| match o {
+                Outcome::Counted(a) => a.count,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// A sweep drops an address's state only once no record can use it: a record of a
+    /// source running behind the others by almost the allowance still joins the
+    /// attempt it belongs to (counted once), and the state stays while a `Connection
+    /// lost` could still be taken for a guess (penalty window plus the allowance).
+    #[test]
+    fn a_sweep_keeps_what_a_late_record_still_needs() {
+        let late = crate::pipeline::LATE_MS;
+        let dovecot =
+            "Nov 22 12:00:10 mx dovecot: auth: passwd-file(admin,203.0.113.30): Password mismatch";
+        let postfix = "Nov 22 12:00:11 mx postfix/submission/smtpd[7000]: warning: unknown[203.0.113.30]: SASL PLAIN authentication failed: UGFzc3dvcmQ6";
+        // A penalty window shorter than the time a record may join: the pending
+        // attempt alone keeps the state.
+        let short = CountConfig {
+            penalty_window_ms: 60_000,
+            ..CountConfig::default()
+        };
+        let mut c = Counter::new(short);
+        assert_eq!(n_counted(&feed_at(&mut c, 10_000, dovecot)), 1);
+        // Another source's lines have moved the clock on past the penalty window.
+        assert_eq!(c.sweep(Timestamp(10_000_000 + late + 200_000), late), 0);
+        assert_eq!(
+            n_counted(&feed_at(&mut c, 10_001, postfix)),
+            0,
+            "joined, not counted again"
+        );
+        assert_eq!(c.sweep(Timestamp(10_000_000 + RETAIN_MS + late), late), 0);
+        assert_eq!(
+            c.sweep(Timestamp(10_000_000 + RETAIN_MS + late + 1), late),
+            1
+        );
+        // The default penalty window is the longer one: the last count keeps it.
+        let mut c = Counter::new(CountConfig::default());
+        feed_at(&mut c, 10_000, dovecot);
+        let last = 10_000_000 + CountConfig::default().penalty_window_ms + late;
+        assert_eq!(c.sweep(Timestamp(last), late), 0);
+        assert_eq!(c.addrs.len(), 1);
+        assert_eq!(c.sweep(Timestamp(last + 1), late), 1);
+        assert_eq!(c.addrs.len(), 0);
+        assert_eq!(c.addrs.evicted(), 0);
     }
 
     #[test]

@@ -355,6 +355,43 @@ fn slow_guessing_one_a_minute_for_an_hour_is_banned_by_default() {
     );
 }
 
+/// Over days of log, what no window can count again leaves the tables: at the end the
+/// windows hold the two addresses still inside the longest rule window, not every
+/// address seen. A guesser patient enough to spread 30 failures over just under a day
+/// is still banned, one spreading them over just over a day is not, and every
+/// offender is still reported.
+#[test]
+fn days_of_log_keep_only_live_windows_and_still_ban_the_patient_guesser() {
+    let mut lines: Vec<(i64, String)> = (0..1500i64)
+        .map(|i| (i * 10, fail(i * 10, &format!("2001:db8:{:x}::1", i + 1))))
+        .collect();
+    for k in 0..30 {
+        let (a, b) = (86_400 + k * 2_970, 86_400 + k * 2_980);
+        lines.push((a, fail(a, "192.0.2.10")));
+        lines.push((b, fail(b, "192.0.2.11")));
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    let log: String = lines.into_iter().map(|(_, l)| l).collect();
+    let r = run(&[&log]);
+    assert_eq!(
+        bans(&r),
+        [("192.0.2.10".to_string(), "patient".to_string())],
+        "30 failures within 23 h 55 min 30 s, and not within 24 h 0 min 20 s"
+    );
+    let (addresses, prefixes, evicted) = r.pipeline.tracked();
+    assert_eq!(
+        (addresses, prefixes, evicted),
+        (2, 1, 0),
+        "the bots of the first hours left the windows; nothing was evicted"
+    );
+    assert_eq!(
+        r.pipeline.offenders().len(),
+        1502,
+        "every offender reported"
+    );
+    assert_eq!(failures(&r, "2001:db8:1::1"), 1);
+}
+
 #[test]
 fn rotating_ipv6_guesser_gets_its_64_banned_and_no_neighbour_prefix() {
     let mut log = String::new();
