@@ -121,8 +121,8 @@ pub struct Pipeline {
     /// GeoIP databases, opened by the caller (that is I/O).
     geo: Geo,
     alert_state: Alerts,
-    /// Alerts raised; `replay` keeps them all (up to [`MAX_ALERTS_KEPT`]), the daemon
-    /// drains them after each batch.
+    /// Alerts raised and not yet taken (up to [`MAX_ALERTS_KEPT`]): the daemon drains
+    /// them after each batch, `replay` after each line.
     alerts: Vec<Alert>,
     alerts_dropped: u64,
     /// The event time of the next [`Pipeline::sweep`].
@@ -218,12 +218,12 @@ impl Pipeline {
         self.now
     }
 
-    /// The alerts raised so far (a replay reads them at the end).
-    pub fn alerts(&self) -> &[Alert] {
-        &self.alerts
+    /// True when alerts were raised since the last [`Pipeline::take_alerts`].
+    pub fn has_alerts(&self) -> bool {
+        !self.alerts.is_empty()
     }
 
-    /// Alerts not kept because [`MAX_ALERTS_KEPT`] were kept already.
+    /// Alerts not kept because [`MAX_ALERTS_KEPT`] were waiting already.
     pub fn alerts_dropped(&self) -> u64 {
         self.alerts_dropped
     }

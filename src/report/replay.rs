@@ -24,13 +24,44 @@ pub struct Report<'a> {
     pub offenders: crate::offender::Sorted<'a>,
     pub offenders_evicted: u64,
     pub bans: &'a [Decision],
-    pub alerts: &'a [crate::alert::Alert],
+    pub alerts: Alerts<'a>,
     #[serde(skip_serializing_if = "is_zero")]
     pub alerts_dropped: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// The replay's alerts, read back from where they were written as the report is
+/// written.
+#[derive(Debug)]
+pub struct Alerts<'a>(&'a crate::replay::AlertLog);
+
+impl Alerts<'_> {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = std::io::Result<crate::alert::Alert>> + '_ {
+        self.0.iter()
+    }
+}
+
+impl Serialize for Alerts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for a in self.iter() {
+            let a = a.map_err(|e| S::Error::custom(format!("alerts read back: {e}")))?;
+            seq.serialize_element(&a)?;
+        }
+        seq.end()
+    }
 }
 
 impl Replay {
@@ -55,8 +86,8 @@ impl Replay {
             offenders: self.pipeline.offenders().sorted(),
             offenders_evicted: self.pipeline.offenders().evicted(),
             bans: &self.bans,
-            alerts: self.pipeline.alerts(),
-            alerts_dropped: self.pipeline.alerts_dropped(),
+            alerts: Alerts(&self.alerts),
+            alerts_dropped: self.pipeline.alerts_dropped() + self.alerts.dropped(),
         }
     }
 }
@@ -200,8 +231,16 @@ pub fn render_text(r: &Report, top: usize) -> String {
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "alerts: {}", r.alerts.len());
-    for a in r.alerts {
-        let _ = writeln!(o, "  {}  {}  {}", a.time.rfc3339(), a.kind, a.message);
+    for a in r.alerts.iter() {
+        match a {
+            Ok(a) => {
+                let _ = writeln!(o, "  {}  {}  {}", a.time.rfc3339(), a.kind, a.message);
+            }
+            Err(e) => {
+                let _ = writeln!(o, "  (the alerts could not be read back: {e})");
+                break;
+            }
+        }
     }
     o
 }
