@@ -117,16 +117,27 @@ const MAX_ACCOUNTS: usize = 100_000;
 struct PrefixFailures {
     first: Timestamp,
     last: Timestamp,
-    /// Failures by (account, address), for the account that later logs in; the account
-    /// as its keyed hash ([`Alerts::key`]), so a name costs no allocation.
-    /// The first inline: most prefixes of a botnet hold one address.
-    tries: SmallVec<[(u64, AddrKey, u64); 1]>,
+    /// The addresses of [`PrefixFailures::tries`], each once, in the order they came;
+    /// the first inline: most prefixes of a botnet hold one address.
+    addrs: SmallVec<[AddrKey; 1]>,
+    /// Failures by (account, address), for the account that later logs in.
+    tries: SmallVec<[Try; 1]>,
+}
+
+/// Failures for one account from one address of a prefix: the account as its keyed
+/// hash ([`Alerts::key`]), so a name costs no allocation, and the address as its place
+/// in [`PrefixFailures::addrs`]. (Issue 17: with the address itself and a 64-bit
+/// count it took twice the room; a bot's prefix holds one address and many accounts.)
+struct Try {
+    account: u64,
+    count: u32,
+    addr: u8,
 }
 
 /// How often a login from a marked country alerts per (address, account).
 const MARKED_COUNTRY_MS: i64 = 86_400_000;
 
-/// (account, address) pairs kept per prefix.
+/// (account, address) pairs kept per prefix (at most 256: an address is a `u8` place).
 const MAX_TRIES_PER_PREFIX: usize = 64;
 
 pub struct Alerts {
@@ -238,6 +249,16 @@ impl Alerts {
         }
     }
 
+    /// Forgets the failures of every address, account and prefix and the
+    /// once-per-window marks; the accounts' login histories stay.
+    pub fn clear_failures(&mut self) {
+        let n = self.by_addr.cap();
+        self.by_addr = crate::bounded::Lru::new(n);
+        self.by_prefix = crate::bounded::Lru::new(n);
+        self.by_user = crate::bounded::lru(MAX_ACCOUNTS);
+        self.last = crate::bounded::lru(MAX_ACCOUNTS);
+    }
+
     /// An account name as a 64-bit hash under this process's random key.
     fn key(&self, user: &str) -> u64 {
         use std::hash::BuildHasher;
@@ -329,6 +350,7 @@ impl Alerts {
         let fresh = || PrefixFailures {
             first: time,
             last: time,
+            addrs: SmallVec::new(),
             tries: SmallVec::new(),
         };
         let user = a.user.as_deref().map(|u| self.key(u));
@@ -338,11 +360,28 @@ impl Alerts {
         }
         p.last = p.last.max(time);
         if let Some(u) = user {
-            let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
             let key = AddrKey::from(addr);
-            match p.tries.iter_mut().find(|(x, ad, _)| *x == u && *ad == key) {
-                Some(t) => t.2 += u64::from(a.count),
-                None if !full => p.tries.push((u, key, u64::from(a.count))),
+            let at = p.addrs.iter().position(|&x| x == key);
+            let full = p.tries.len() >= MAX_TRIES_PER_PREFIX;
+            let known = at.and_then(|i| {
+                p.tries
+                    .iter_mut()
+                    .find(|t| t.account == u && usize::from(t.addr) == i)
+            });
+            match known {
+                Some(t) => t.count = t.count.saturating_add(a.count),
+                None if !full => {
+                    let i = at.unwrap_or_else(|| {
+                        p.addrs.push(key);
+                        p.addrs.len() - 1
+                    });
+                    p.tries.push(Try {
+                        account: u,
+                        count: a.count,
+                        // At most MAX_TRIES_PER_PREFIX (64) addresses.
+                        addr: i as u8,
+                    });
+                }
                 None => {}
             }
         }
@@ -423,10 +462,10 @@ impl Alerts {
             };
             let mut from = Vec::new();
             let mut n = 0;
-            for (x, ad, c) in &p.tries {
-                let ad = ad.ip();
-                if *x == u && ad != addr {
-                    n += c;
+            for t in p.tries.iter().filter(|t| t.account == u) {
+                let ad = p.addrs[usize::from(t.addr)].ip();
+                if ad != addr {
+                    n += u64::from(t.count);
                     if !from.contains(&ad) {
                         from.push(ad);
                     }
@@ -696,6 +735,69 @@ mod tests {
         assert_eq!(got, ["login_after_prefix_failures"]);
         a.sweep(Timestamp(login_at.0 + late + 1), late);
         assert_eq!(a.by_prefix.len(), 0);
+    }
+
+    fn login(a: &mut Alerts, addr: &str, user: &str, secs: i64) -> Vec<Alert> {
+        let addr: IpAddr = addr.parse().unwrap();
+        let mut out = Vec::new();
+        a.login(
+            Timestamp::from_secs(secs),
+            addr,
+            crate::windows::prefix_of(addr, 24, 64),
+            Some(user),
+            None,
+            &Origin::default(),
+            &Offenders::new(10),
+            &mut out,
+        );
+        out
+    }
+
+    /// A login counts the failures for its account from the prefix's other addresses
+    /// (not its own, nor other accounts'), names those addresses in the order they
+    /// failed, and past MAX_TRIES_PER_PREFIX (account, address) pairs nothing more is
+    /// kept.
+    #[test]
+    fn prefix_failures_name_the_other_addresses_that_tried_the_account() {
+        let mut a = Alerts::new(cfg(0, 0), 100);
+        let tries: Vec<Attempt> = [
+            ("203.0.113.7", "alice"),
+            ("203.0.113.9", "bob"),
+            ("203.0.113.9", "bob"),
+            ("203.0.113.9", "alice"),
+            ("203.0.113.7", "alice"),
+            ("203.0.113.5", "alice"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (ad, u))| attempt(ad, u, i as i64))
+        .collect();
+        kinds(&mut a, &tries);
+        let out = login(&mut a, "203.0.113.8", "alice", 10);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].kind, "login_after_prefix_failures");
+        assert_eq!(out[0].failures, Some(4));
+        assert!(
+            out[0]
+                .message
+                .contains("(from 203.0.113.7, 203.0.113.9, 203.0.113.5)"),
+            "{}",
+            out[0].message
+        );
+        // From .7 itself: only .9 and .5 are others, 2 < 3.
+        assert!(login(&mut a, "203.0.113.7", "alice", 11).is_empty());
+        // 4 pairs are kept; 60 more fit.
+        let more: Vec<Attempt> = (100..170)
+            .map(|i| attempt(&format!("203.0.113.{i}"), "dave", 20))
+            .collect();
+        kinds(&mut a, &more);
+        let out = login(&mut a, "203.0.113.99", "dave", 30);
+        assert_eq!(out[0].failures, Some(60));
+        assert!(
+            out[0].message.contains("203.0.113.159)"),
+            "{}",
+            out[0].message
+        );
     }
 
     #[test]

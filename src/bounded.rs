@@ -82,6 +82,11 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         self.evicted
     }
 
+    /// Carries the count of [`Lru::evicted`] over to a table that replaces this one.
+    pub fn set_evicted(&mut self, n: u64) {
+        self.evicted = n;
+    }
+
     fn find(&self, k: &K) -> Option<u32> {
         let slots = &self.slots;
         self.index

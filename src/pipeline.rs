@@ -402,6 +402,17 @@ impl Pipeline {
         &self.decisions
     }
 
+    /// Frees what only further lines would use: the counter's sessions and addresses,
+    /// the sliding windows and the alerts' failure history. What a report reads stays:
+    /// statistics, offender records, the policy, the accounts' login histories.
+    /// `saslguard replay` calls it when its input ends, before its report sorts the
+    /// offenders.
+    pub fn end_of_input(&mut self) {
+        self.counter.clear();
+        self.tracker.clear();
+        self.alert_state.clear_failures();
+    }
+
     /// Drops state no window can count again from the counter, the sliding windows and
     /// the alerts' history, as of the latest event time. A long replay or a daemon
     /// after a flood then holds the addresses that can still matter, not the last

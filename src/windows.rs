@@ -164,6 +164,18 @@ impl Windows {
                 .pop_oldest_while(|_, r| r.iter().all(|&(t, _)| gone(t, prefix_span_ms)))
     }
 
+    /// Forgets every window (the evictions so far stay counted).
+    pub fn clear(&mut self) {
+        let evicted = self.addrs.evicted();
+        *self = Windows::new(
+            self.addr_depth,
+            self.prefix_depth,
+            self.addrs.cap(),
+            self.prefixes.cap(),
+        );
+        self.addrs.set_evicted(evicted);
+    }
+
     /// Addresses and prefixes tracked now.
     pub fn len(&self) -> (usize, usize) {
         (self.addrs.len(), self.prefixes.len())

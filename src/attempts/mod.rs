@@ -268,6 +268,12 @@ impl Counter {
         }
     }
 
+    /// Forgets every open session and address, as a new counter of the same
+    /// configuration.
+    pub fn clear(&mut self) {
+        *self = Counter::new(self.cfg.clone());
+    }
+
     pub fn connections(&self) -> usize {
         self.sessions.len()
     }

@@ -18,10 +18,13 @@ pub(crate) fn replay(
         Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let r = match saslguard::replay::replay(&cfg, files, ts, threads) {
+    let mut r = match saslguard::replay::replay(&cfg, files, ts, threads) {
         Ok(r) => r,
         Err(e) => return Ok(replay_failed(e)),
     };
+    // The report reads the offenders, the statistics, bans and alerts: the counter's
+    // and the windows' tables can go before it sorts the offenders.
+    r.pipeline.end_of_input();
     let report = r.report();
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
