@@ -139,6 +139,7 @@ const MARKED_COUNTRY_MS: i64 = 86_400_000;
 
 /// (account, address) pairs kept per prefix (at most 256: an address is a `u8` place).
 const MAX_TRIES_PER_PREFIX: usize = 64;
+const _: () = assert!(MAX_TRIES_PER_PREFIX <= 256);
 
 pub struct Alerts {
     cfg: AlertConfig,
