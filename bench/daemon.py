@@ -11,8 +11,11 @@ creates and always deletes (the machine's own ruleset is never touched):
   memory    RSS of the daemon with 1,000,000 tracked addresses (ADDRESSES=N): settled,
             its peak, and its peak over its whole life (its shutdown writes the
             counter state); then the same after a restart
+  aging     RSS and tracked addresses after a flood of ADDRESSES failures stamped two
+            days ago, then after one line of now (past every window, the flood's state
+            leaves the tables)
 
-  python3 bench/daemon.py [latency|intake|sustained|memory|all]
+  python3 bench/daemon.py [latency|intake|sustained|memory|aging|all]
 """
 import json, os, subprocess, sys, tempfile, threading, time
 
@@ -276,6 +279,36 @@ def memory(n=int(os.environ.get("ADDRESSES", "1000000"))):
           % (s["tracked"]["addresses"], s["offenders"], rss[0], rss[1], life))
 
 
+def aging(n=int(os.environ.get("ADDRESSES", "1000000"))):
+    """A flood two days old, then one line of now: what the daemon holds before and
+    after its windows have passed (state past every window leaves its tables)."""
+    rules = '[[rule]]\nname = "never"\nfailures = 5\nwithin = "10m"\nban = "1h"\n'
+    limits = '[limits]\nmax_addresses = %d\n' % n
+    d = Daemon(rules, limits)
+    old = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 2 * 86400)) + ".000000Z"
+    with open(d.log, "a") as f:
+        for start in range(1, n + 1, 10000):
+            f.write("".join(line(v6(i), old) for i in range(start, min(start + 10000, n + 1))))
+    while d.status()["stats"]["lines"] < n:
+        time.sleep(0.2)
+    while stored_offset(d) < os.path.getsize(d.log):
+        time.sleep(0.1)
+    time.sleep(3)
+    before, rss_before = d.status(), d.rss()
+    with open(d.log, "a") as f:
+        f.write(line("2001:db8:ffff:ffff::1", stamp()))
+    while d.status()["stats"]["lines"] < n + 1:
+        time.sleep(0.1)
+    while stored_offset(d) < os.path.getsize(d.log):
+        time.sleep(0.1)
+    time.sleep(3)
+    after, rss_after = d.status(), d.rss()
+    d.stop()
+    print("aging: %d addresses failed two days ago: %d tracked, RSS %s (peak %s); after one line of now: %d tracked, RSS %s"
+          % (n, before["tracked"]["addresses"], rss_before[0], rss_before[1],
+             after["tracked"]["addresses"], rss_after[0]))
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "saslguard"], cwd=ROOT, check=True)
@@ -283,7 +316,8 @@ def main():
     try:
         subprocess.run(["ip", "-n", NS, "link", "set", "lo", "up"], check=True)
         print("machine: %d cores, %s; kernel %s" % (os.cpu_count(), open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(), os.uname().release))
-        for name, fn in [("latency", latency), ("intake", intake), ("sustained", sustained), ("memory", memory)]:
+        for name, fn in [("latency", latency), ("intake", intake), ("sustained", sustained), ("memory", memory),
+                         ("aging", aging)]:
             if what in (name, "all"):
                 fn()
     finally:
