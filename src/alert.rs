@@ -223,31 +223,42 @@ impl Alerts {
     /// prefix past the window that reads them, and once-per-window marks past the
     /// longest such window, all before `now` less `late_ms` (the failures of a source
     /// that runs behind the others by up to `late_ms` still meet what they would
-    /// have). Account login histories stay (they are what `new_origin` learns).
-    pub fn sweep(&mut self, now: Timestamp, late_ms: i64) {
+    /// have). Account login histories stay (they are what `new_origin` learns). At most
+    /// `max` of each table; returns how many went.
+    pub fn sweep(&mut self, now: Timestamp, late_ms: i64, max: usize) -> usize {
         let past =
             |t: Timestamp, span: i64| now.0.saturating_sub(t.0) > span.saturating_add(late_ms);
         let (spray, login) = (self.cfg.spray_window_ms, self.cfg.login_after_failures_ms);
-        self.by_addr
-            .pop_oldest_while(|_, r| r.iter().all(|&(t, _)| past(t, spray)));
-        self.by_prefix.pop_oldest_while(|_, p| past(p.last, login));
-        while self
-            .by_user
-            .peek_lru()
-            .is_some_and(|(_, r)| r.iter().all(|&(t, _)| past(t, spray)))
+        let mut n = self
+            .by_addr
+            .pop_oldest_while(max, |_, r| r.iter().all(|&(t, _)| past(t, spray)));
+        n += self
+            .by_prefix
+            .pop_oldest_while(max, |_, p| past(p.last, login));
+        let mut users = 0;
+        while users < max
+            && self
+                .by_user
+                .peek_lru()
+                .is_some_and(|(_, r)| r.iter().all(|&(t, _)| past(t, spray)))
         {
             self.by_user.pop_lru();
+            users += 1;
         }
         // `fresh` is asked with these windows; a mark at least this old lets any of
         // them alert again, as no mark does.
         let longest = spray.max(login).max(MARKED_COUNTRY_MS);
-        while self
-            .last
-            .peek_lru()
-            .is_some_and(|(_, &t)| past(t, longest - 1))
+        let mut marks = 0;
+        while marks < max
+            && self
+                .last
+                .peek_lru()
+                .is_some_and(|(_, &t)| past(t, longest - 1))
         {
             self.last.pop_lru();
+            marks += 1;
         }
+        n + users + marks
     }
 
     /// Forgets the failures of every address, account and prefix and the
@@ -713,7 +724,7 @@ mod tests {
         let tries: Vec<Attempt> = (0..3).map(|i| attempt("203.0.113.7", "alice", i)).collect();
         assert!(kinds(&mut a, &tries).is_empty());
         let login_at = Timestamp::from_secs(2 + day);
-        a.sweep(Timestamp(login_at.0 + late), late);
+        a.sweep(Timestamp(login_at.0 + late), late, usize::MAX);
         assert_eq!(
             (a.by_addr.len(), a.by_user.len()),
             (0, 0),
@@ -734,7 +745,7 @@ mod tests {
         );
         let got: Vec<&str> = out.iter().map(|x| x.kind.as_str()).collect();
         assert_eq!(got, ["login_after_prefix_failures"]);
-        a.sweep(Timestamp(login_at.0 + late + 1), late);
+        a.sweep(Timestamp(login_at.0 + late + 1), late, usize::MAX);
         assert_eq!(a.by_prefix.len(), 0);
     }
 

@@ -51,6 +51,9 @@ struct Slot<K, V> {
 
 const NIL: u32 = u32::MAX;
 
+/// A table swept down to less than this fraction of its room gives the room back.
+const SHRINK_BELOW: usize = 16;
+
 impl<K: Hash + Eq, V> Lru<K, V> {
     /// At most `cap` entries (at least one); allocates only as it fills.
     pub fn new(cap: usize) -> Lru<K, V> {
@@ -186,14 +189,16 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     }
 
     /// Removes entries from the least recent end for as long as `dead` says they are,
-    /// and returns how many went. For state past every window that reads it: these are
-    /// not evictions (nothing that could still count is lost), so they are not counted
-    /// as such. Once the table is under a quarter of its room, the room is given back
-    /// down to twice what it holds (a daemon after a flood).
-    pub fn pop_oldest_while(&mut self, mut dead: impl FnMut(&K, &V) -> bool) -> usize {
+    /// at most `max` of them, and returns how many went. For state past every window
+    /// that reads it: these are not evictions (nothing that could still count is
+    /// lost), so they are not counted as such. Once the table is under a sixteenth of
+    /// its room, the room is given back down to twice what it holds (a daemon after a
+    /// flood); at a quarter, freeing and copying a table that had held a million took
+    /// 45 ms in one go.
+    pub fn pop_oldest_while(&mut self, max: usize, mut dead: impl FnMut(&K, &V) -> bool) -> usize {
         let mut n = 0;
         while let Some(s) = self.slots.get(self.oldest as usize) {
-            if !dead(&s.key, &s.value) {
+            if n == max || !dead(&s.key, &s.value) {
                 break;
             }
             let i = self.oldest;
@@ -205,12 +210,20 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             n += 1;
         }
         let room = self.slots.capacity();
-        if n > 0 && room > 64 && self.slots.len() < room / 4 {
+        if n > 0 && room > 64 && self.slots.len() < room / SHRINK_BELOW {
             let keep = (self.slots.len() * 2).max(64);
             self.slots.shrink_to(keep);
+            // The index built anew from the array, in its order: a rehash in place
+            // visits the array at random, a cache miss per entry (tens of ms for a
+            // table that held a million).
             let (slots, hasher) = (&self.slots, &self.hasher);
-            self.index
-                .shrink_to(keep, |&j| hasher.hash_one(&slots[j as usize].key));
+            let mut index = hashbrown::HashTable::with_capacity(keep);
+            for (j, s) in slots.iter().enumerate() {
+                index.insert_unique(hasher.hash_one(&s.key), j as u32, |&j| {
+                    hasher.hash_one(&slots[j as usize].key)
+                });
+            }
+            self.index = index;
         }
         n
     }
@@ -317,8 +330,9 @@ mod tests {
         PeekMut(u8),
         Get(u8),
         Pop(u8),
-        /// Drops the least recent entries while their value is under this.
-        Expire(u32),
+        /// Drops the least recent entries while their value is under this, at most so
+        /// many.
+        Expire(u32, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -329,7 +343,7 @@ mod tests {
             (0u8..12).prop_map(Op::PeekMut),
             (0u8..12).prop_map(Op::Get),
             (0u8..12).prop_map(Op::Pop),
-            any::<u32>().prop_map(Op::Expire),
+            (any::<u32>(), 0u8..8).prop_map(|(t, max)| Op::Expire(t, max)),
         ]
     }
 
@@ -362,13 +376,13 @@ mod tests {
                     }
                     Op::Get(k) => prop_assert_eq!(model.get_mut(&k).copied(), ours.get_mut(&k).copied()),
                     Op::Pop(k) => prop_assert_eq!(model.pop(&k), ours.pop(&k)),
-                    Op::Expire(t) => {
+                    Op::Expire(t, max) => {
                         let mut n = 0;
-                        while model.peek_lru().is_some_and(|(_, v)| *v < t) {
+                        while n < usize::from(max) && model.peek_lru().is_some_and(|(_, v)| *v < t) {
                             model.pop_lru();
                             n += 1;
                         }
-                        prop_assert_eq!(ours.pop_oldest_while(|_, v| *v < t), n);
+                        prop_assert_eq!(ours.pop_oldest_while(usize::from(max), |_, v| *v < t), n);
                     }
                 }
                 prop_assert_eq!(model.len(), ours.len());
@@ -412,10 +426,15 @@ mod tests {
         // A touched old entry stops the sweep: the least recent end is swept only
         // while it is dead.
         c.get_mut(&5);
-        assert_eq!(c.pop_oldest_while(|_, v| *v < 9_990), 9_989);
+        assert_eq!(
+            c.pop_oldest_while(1_000, |_, v| *v < 9_990),
+            1_000,
+            "at most so many"
+        );
+        assert_eq!(c.pop_oldest_while(usize::MAX, |_, v| *v < 9_990), 8_989);
         assert_eq!(c.len(), 11);
         assert_eq!(c.evicted(), 0);
-        assert!(c.slots.capacity() < room / 4, "room given back");
+        assert!(c.slots.capacity() < room / 16, "room given back");
         assert_eq!(c.peek(&5), Some(&5));
         assert_eq!(c.peek(&9_999), Some(&9_999));
         assert_eq!(c.peek(&4), None);

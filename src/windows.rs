@@ -154,14 +154,21 @@ impl Windows {
     /// Drops the windows whose newest failure is `addr_span_ms` (addresses) or
     /// `prefix_span_ms` (prefixes) or more before `now`, the longest rule window of
     /// their scope: no rule can count them again, since the rules read the windows at
-    /// the latest event time, never earlier. Returns how many went.
-    pub fn sweep(&mut self, now: Timestamp, addr_span_ms: i64, prefix_span_ms: i64) -> usize {
+    /// the latest event time, never earlier. At most `max` of each; returns how many
+    /// went.
+    pub fn sweep(
+        &mut self,
+        now: Timestamp,
+        addr_span_ms: i64,
+        prefix_span_ms: i64,
+        max: usize,
+    ) -> usize {
         let gone = |t: i64, span: i64| now.0.saturating_sub(t) >= span;
         self.addrs
-            .pop_oldest_while(|_, r| r.iter().all(|&t| gone(t, addr_span_ms)))
+            .pop_oldest_while(max, |_, r| r.iter().all(|&t| gone(t, addr_span_ms)))
             + self
                 .prefixes
-                .pop_oldest_while(|_, r| r.iter().all(|&(t, _)| gone(t, prefix_span_ms)))
+                .pop_oldest_while(max, |_, r| r.iter().all(|&(t, _)| gone(t, prefix_span_ms)))
     }
 
     /// Forgets every window (the evictions so far stay counted).
@@ -297,18 +304,21 @@ mod tests {
         tr.record(a, Some(p), t(0), 1);
         tr.record(b, Some(p), t(100), 1);
         let day = 86_400_000;
-        assert_eq!(tr.sweep(Timestamp(day - 1), day, day), 0);
+        assert_eq!(tr.sweep(Timestamp(day - 1), day, day, usize::MAX), 0);
         assert_eq!(
             tr.address_hits(a, 1, day, Timestamp(day - 1)),
             Some(1),
             "still counts"
         );
-        assert_eq!(tr.sweep(Timestamp(day), day, day), 1);
+        assert_eq!(tr.sweep(Timestamp(day), day, day, usize::MAX), 1);
         assert_eq!(tr.len(), (1, 1));
         assert_eq!(tr.address_hits(b, 1, day, Timestamp(day)), Some(1));
         assert_eq!(tr.prefix_hits(p, 1, day, 1, Timestamp(day)), Some(1));
-        assert_eq!(tr.sweep(Timestamp(day + 100_000 - 1), day, day), 0);
-        assert_eq!(tr.sweep(Timestamp(day + 100_000), day, day), 2);
+        assert_eq!(
+            tr.sweep(Timestamp(day + 100_000 - 1), day, day, usize::MAX),
+            0
+        );
+        assert_eq!(tr.sweep(Timestamp(day + 100_000), day, day, usize::MAX), 2);
         assert_eq!(tr.len(), (0, 0));
         assert_eq!(tr.evicted(), 0, "a sweep is not an eviction");
     }

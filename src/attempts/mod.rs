@@ -452,15 +452,15 @@ impl Counter {
     /// Drops the state of addresses no record can use any more: no pending attempt
     /// within the time a record may still join it, and no count within the penalty
     /// window, both before `now` less `late_ms`. The records of a source that runs
-    /// behind the others by up to `late_ms` still find what they pair with. Returns how
-    /// many went.
-    pub fn sweep(&mut self, now: Timestamp, late_ms: i64) -> usize {
+    /// behind the others by up to `late_ms` still find what they pair with. At most
+    /// `max`; returns how many went.
+    pub fn sweep(&mut self, now: Timestamp, late_ms: i64, max: usize) -> usize {
         let joins = RETAIN_MS
             .max(self.cfg.pair_window_ms)
             .saturating_add(late_ms);
         let penalty = self.cfg.penalty_window_ms.saturating_add(late_ms);
         let past = |t: Timestamp, span: i64| now.0.saturating_sub(t.0) > span;
-        self.addrs.pop_oldest_while(|_, st| {
+        self.addrs.pop_oldest_while(max, |_, st| {
             st.pending.iter().all(|p| past(p.time, joins))
                 && (st.last_counted == NEVER || past(st.last_counted, penalty))
         })
@@ -996,24 +996,34 @@ mod tests {
         let mut c = Counter::new(short);
         assert_eq!(n_counted(&feed_at(&mut c, 10_000, dovecot)), 1);
         // Another source's lines have moved the clock on past the penalty window.
-        assert_eq!(c.sweep(Timestamp(10_000_000 + late + 200_000), late), 0);
+        assert_eq!(
+            c.sweep(Timestamp(10_000_000 + late + 200_000), late, usize::MAX),
+            0
+        );
         assert_eq!(
             n_counted(&feed_at(&mut c, 10_001, postfix)),
             0,
             "joined, not counted again"
         );
-        assert_eq!(c.sweep(Timestamp(10_000_000 + RETAIN_MS + late), late), 0);
         assert_eq!(
-            c.sweep(Timestamp(10_000_000 + RETAIN_MS + late + 1), late),
+            c.sweep(Timestamp(10_000_000 + RETAIN_MS + late), late, usize::MAX),
+            0
+        );
+        assert_eq!(
+            c.sweep(
+                Timestamp(10_000_000 + RETAIN_MS + late + 1),
+                late,
+                usize::MAX
+            ),
             1
         );
         // The default penalty window is the longer one: the last count keeps it.
         let mut c = Counter::new(CountConfig::default());
         feed_at(&mut c, 10_000, dovecot);
         let last = 10_000_000 + CountConfig::default().penalty_window_ms + late;
-        assert_eq!(c.sweep(Timestamp(last), late), 0);
+        assert_eq!(c.sweep(Timestamp(last), late, usize::MAX), 0);
         assert_eq!(c.addrs.len(), 1);
-        assert_eq!(c.sweep(Timestamp(last + 1), late), 1);
+        assert_eq!(c.sweep(Timestamp(last + 1), late, usize::MAX), 1);
         assert_eq!(c.addrs.len(), 0);
         assert_eq!(c.addrs.evicted(), 0);
     }

@@ -392,6 +392,25 @@ fn days_of_log_keep_only_live_windows_and_still_ban_the_patient_guesser() {
     assert_eq!(failures(&r, "2001:db8:1::1"), 1);
 }
 
+/// A backlog of dead state larger than one sweep takes goes in pieces, one per line,
+/// until it is gone: a single sweep of a million addresses held its line, and any ban
+/// that line made, for 86 ms.
+#[test]
+fn a_large_backlog_of_dead_state_is_swept_in_pieces() {
+    use saslguard::pipeline::SWEEP_MAX;
+    let n = SWEEP_MAX + 3_616;
+    let mut log: String = (0..n)
+        .map(|i| fail(0, &format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff)))
+        .collect();
+    log += &fail(2 * 86_400, "192.0.2.10");
+    let r = run(&[&log]);
+    assert_eq!(r.pipeline.tracked().0, 3_616 + 1, "one piece went");
+    log += &fail(2 * 86_400 + 1, "192.0.2.10");
+    let r = run(&[&log]);
+    assert_eq!(r.pipeline.tracked().0, 1, "the rest went at the next line");
+    assert_eq!(r.pipeline.tracked().2, 0, "nothing evicted");
+}
+
 #[test]
 fn rotating_ipv6_guesser_gets_its_64_banned_and_no_neighbour_prefix() {
     let mut log = String::new();
