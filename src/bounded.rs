@@ -213,9 +213,8 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         if n > 0 && room > 64 && self.slots.len() < room / SHRINK_BELOW {
             let keep = (self.slots.len() * 2).max(64);
             self.slots.shrink_to(keep);
-            // The index built anew from the array, in its order: a rehash in place
-            // visits the array at random, a cache miss per entry (tens of ms for a
-            // table that held a million).
+            // The index built anew from the array, read front to back (a rehash in
+            // place would visit it in the index's order, at random).
             let (slots, hasher) = (&self.slots, &self.hasher);
             let mut index = hashbrown::HashTable::with_capacity(keep);
             for (j, s) in slots.iter().enumerate() {
