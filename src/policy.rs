@@ -111,30 +111,29 @@ impl PolicyConfig {
             .chain(self.origins.iter().map(|o| &o.rule))
     }
 
+    /// The largest `of` any rule per scope, address and prefix (0: no rule of that
+    /// scope).
+    fn largest_per_scope<T: Ord + Default>(&self, of: impl Fn(&Rule) -> T) -> (T, T) {
+        let largest = |sc| {
+            self.all_rules()
+                .filter(|r| r.scope == sc)
+                .map(&of)
+                .max()
+                .unwrap_or_default()
+        };
+        (largest(Scope::Address), largest(Scope::Prefix))
+    }
+
     /// The failures the sliding windows keep per key, for address and prefix rules:
     /// the largest count of any rule of that scope (0: no rule of that scope).
     pub fn depths(&self) -> (usize, usize) {
-        let depth = |sc| {
-            self.all_rules()
-                .filter(|r| r.scope == sc)
-                .map(|r| r.failures as usize)
-                .max()
-                .unwrap_or(0)
-        };
-        (depth(Scope::Address), depth(Scope::Prefix))
+        self.largest_per_scope(|r| r.failures as usize)
     }
 
     /// The longest window of any rule per scope, address and prefix, in ms (0: no rule
     /// of that scope): how long the sliding windows must keep a failure.
     pub fn spans(&self) -> (i64, i64) {
-        let span = |sc| {
-            self.all_rules()
-                .filter(|r| r.scope == sc)
-                .map(|r| r.within_ms)
-                .max()
-                .unwrap_or(0)
-        };
-        (span(Scope::Address), span(Scope::Prefix))
+        self.largest_per_scope(|r| r.within_ms)
     }
 
     /// The most failures the windows keep for any key: all a restart or a held write
