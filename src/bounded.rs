@@ -214,7 +214,8 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             let keep = (self.slots.len() * 2).max(64);
             self.slots.shrink_to(keep);
             // The index built anew from the array, read front to back (a rehash in
-            // place would visit it in the index's order, at random).
+            // place visits it in the index's order, at random: the worst line of
+            // `addr_cost`'s aged flood took 19 to 26 ms with it, 15.6 ms without).
             let (slots, hasher) = (&self.slots, &self.hasher);
             let mut index = hashbrown::HashTable::with_capacity(keep);
             for (j, s) in slots.iter().enumerate() {
