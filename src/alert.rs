@@ -235,30 +235,13 @@ impl Alerts {
         n += self
             .by_prefix
             .pop_oldest_while(max, |_, p| past(p.last, login));
-        let mut users = 0;
-        while users < max
-            && self
-                .by_user
-                .peek_lru()
-                .is_some_and(|(_, r)| r.iter().all(|&(t, _)| past(t, spray)))
-        {
-            self.by_user.pop_lru();
-            users += 1;
-        }
+        n += crate::bounded::pop_lru_while(&mut self.by_user, max, |r| {
+            r.iter().all(|&(t, _)| past(t, spray))
+        });
         // `fresh` is asked with these windows; a mark at least this old lets any of
         // them alert again, as no mark does.
         let longest = spray.max(login).max(MARKED_COUNTRY_MS);
-        let mut marks = 0;
-        while marks < max
-            && self
-                .last
-                .peek_lru()
-                .is_some_and(|(_, &t)| past(t, longest - 1))
-        {
-            self.last.pop_lru();
-            marks += 1;
-        }
-        n + users + marks
+        n + crate::bounded::pop_lru_while(&mut self.last, max, |&t| past(t, longest - 1))
     }
 
     /// Forgets the failures of every address, account and prefix and the

@@ -14,6 +14,21 @@ pub fn lru<K: Hash + Eq, V>(cap: usize) -> LruCache<K, V> {
     c
 }
 
+/// [`Lru::pop_oldest_while`] for an `lru::LruCache`: removes its least recent entries
+/// while `dead` says they are, at most `max`; returns how many went.
+pub fn pop_lru_while<K: Hash + Eq, V>(
+    c: &mut LruCache<K, V>,
+    max: usize,
+    dead: impl Fn(&V) -> bool,
+) -> usize {
+    let mut n = 0;
+    while n < max && c.peek_lru().is_some_and(|(_, v)| dead(v)) {
+        c.pop_lru();
+        n += 1;
+    }
+    n
+}
+
 /// Room for one more element in a per-address or per-prefix ring: the first element
 /// gets room for itself only, then the room doubles. The standard growth starts at
 /// four, and most addresses of a botnet never get a second entry (issue 17: up to 160
@@ -451,6 +466,25 @@ mod tests {
         }
         assert_eq!(c.len(), 10_011);
         assert_eq!(c.peek(&25_000), Some(&25_000));
+    }
+
+    /// The `lru::LruCache` tables leave their dead entries the same way: from the least
+    /// recent end, while dead, at most so many.
+    #[test]
+    fn dead_entries_leave_an_lru_cache_from_its_least_recent_end() {
+        let mut c = super::lru::<u32, u32>(100);
+        for i in 1..=10 {
+            c.put(i, i);
+        }
+        c.get(&2);
+        assert_eq!(super::pop_lru_while(&mut c, 3, |v| *v < 5), 3);
+        assert_eq!(
+            super::pop_lru_while(&mut c, usize::MAX, |v| *v < 5),
+            0,
+            "5 is alive"
+        );
+        let left: Vec<u32> = c.iter().rev().map(|(k, _)| *k).collect();
+        assert_eq!(left, [5, 6, 7, 8, 9, 10, 2]);
     }
 
     #[test]
