@@ -459,10 +459,9 @@ impl Offenders {
         self.map.put(o.address.into(), e);
     }
 
-    /// Records where an offender comes from (looked up at each failure, so a
-    /// reloaded database updates it).
     /// Applies one outcome of the counter. `geo`: the origin of a counted failure's
-    /// address, kept with its record (set in the same lookup).
+    /// address, kept with its record in the same lookup (looked up at each failure,
+    /// so a reloaded database updates it).
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool, geo: Option<&Origin>) {
         match o {
             Outcome::Counted(a) => {
