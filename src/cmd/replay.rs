@@ -23,8 +23,11 @@ pub(crate) fn replay(
         Err(e) => return Ok(replay_failed(e)),
     };
     // The report reads the offenders, the statistics, bans and alerts: the counter's
-    // and the windows' tables can go before it sorts the offenders.
+    // and the windows' tables can go before it sorts the offenders. Their pages go back
+    // to the system at once: mimalloc would keep them while the report allocates anew
+    // (a realistic 10M-line replay peaked 4 MB higher in the report than in the run).
     r.pipeline.end_of_input();
+    crate::release_freed_memory();
     let report = r.report();
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
