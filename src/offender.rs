@@ -7,8 +7,9 @@
 //! The table keeps each record compact ([`Entry`], issue 17): a botnet gives it one
 //! entry per address, most with one failure. Services, mechanisms and TLS postures
 //! (a few dozen distinct names in a real log) are numbers into one list of names per
-//! table, with their counts inline; account names are packed into one allocation;
-//! the origin is out of line, absent without GeoIP. [`Offender`], the record the
+//! table; account names are numbers into another (up to a bound, then kept in the
+//! entry); both lists of an entry share one allocation of exactly their size
+//! ([`Lists`]); the origin is out of line, absent without GeoIP. [`Offender`], the record the
 //! store, the fleet and the reports exchange, is built from an entry when asked for.
 
 use crate::addr::AddrKey;
@@ -117,48 +118,87 @@ pub const MAX_NAMES: usize = 4096;
 /// Where counts go once [`MAX_NAMES`] distinct names are kept.
 pub const OTHER_NAME: &str = "other";
 
-/// The names of one table: each kept once, an entry refers to it by number. Looked up
-/// three times per counted failure, so through hashbrown's seeded fast hash (as the
-/// address tables); there are at most [`MAX_NAMES`] of them.
+/// Distinct account names kept once per table, for entries to refer to by number:
+/// botnets try the same few dozen to few thousand names from every address (issue 17:
+/// 2.5 to 10 names per offender, 44 distinct in the realistic bench log). Past this
+/// bound, or longer than [`MAX_SHARED_ACCOUNT_LEN`] bytes, a name is kept in the
+/// entry's own list, as every name was before: nothing is lost, an attacker who fills
+/// the table with names of his own only costs the entries their room. At most about
+/// 16,384 * (64 + 40) bytes, 1.7 MB.
+const MAX_SHARED_ACCOUNTS: usize = 16_384;
+const MAX_SHARED_ACCOUNT_LEN: usize = 64;
+
+/// Names kept once per table, each with a number: looked up at every counted failure,
+/// so through hashbrown's seeded fast hash (as the address tables).
 struct Names {
     list: Vec<Box<str>>,
-    index: hashbrown::HashMap<Box<str>, u16>,
+    index: hashbrown::HashMap<Box<str>, u32>,
+    max: usize,
 }
 
 impl Names {
-    fn new() -> Names {
+    fn new(max: usize) -> Names {
         Names {
             list: Vec::new(),
             index: hashbrown::HashMap::default(),
+            max,
         }
+    }
+
+    /// The number of `name` if it is kept.
+    fn find(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The number of `name`, kept from now on if it is new; None when it is new and
+    /// the table is full.
+    fn add(&mut self, name: &str) -> Option<u32> {
+        if let Some(i) = self.find(name) {
+            return Some(i);
+        }
+        if self.list.len() >= self.max {
+            return None;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(name.into());
+        self.index.insert(name.into(), i);
+        Some(i)
+    }
+
+    fn name(&self, i: u32) -> Option<&str> {
+        self.list.get(i as usize).map(|n| &**n)
+    }
+}
+
+/// The service, mechanism and posture names of a table: past [`MAX_NAMES`], counted
+/// under [`OTHER_NAME`], which keeps the last place.
+struct Labels(Names);
+
+impl Labels {
+    fn new() -> Labels {
+        Labels(Names::new(MAX_NAMES))
     }
 
     /// The number of `name`, kept from now on if it is new and there is room.
     fn id(&mut self, name: &str) -> u16 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
+        if let Some(i) = self.0.find(name) {
+            return i as u16;
         }
-        let name = if self.list.len() + 1 >= MAX_NAMES {
+        let name = if self.0.list.len() + 1 >= MAX_NAMES {
             OTHER_NAME
         } else {
             name
         };
-        if let Some(&i) = self.index.get(name) {
-            return i;
-        }
-        let i = self.list.len() as u16;
-        self.list.push(name.into());
-        self.index.insert(name.into(), i);
-        i
+        // Never None: the last place is left for OTHER_NAME.
+        self.0.add(name).unwrap_or(0) as u16
     }
 
-    /// The number of `name` if it is kept.
     fn find(&self, name: &str) -> Option<u16> {
-        self.index.get(name).copied()
+        self.0.find(name).map(|i| i as u16)
     }
 
     fn name(&self, i: u16) -> &str {
-        self.list.get(usize::from(i)).map_or(OTHER_NAME, |n| &**n)
+        self.0.name(u32::from(i)).unwrap_or(OTHER_NAME)
     }
 }
 
@@ -167,8 +207,9 @@ const MECHANISM: u8 = 1;
 const POSTURE: u8 = 2;
 
 /// A count of failures by service, mechanism or posture: `kind` says which, `name` is
-/// a number into the table's [`Names`]. Eight bytes; a count past `u32::MAX` goes on
-/// in a second tally of the same name (they are added up when the record is read).
+/// a number into the table's [`Labels`]. Kept in [`Lists`] as six bytes; a count past
+/// `u32::MAX` goes on in a second tally of the same name (they are added up when the
+/// record is read).
 #[derive(Debug, Clone, Copy)]
 struct Tally {
     n: u32,
@@ -176,50 +217,194 @@ struct Tally {
     kind: u8,
 }
 
+/// A tally's bytes: kind and name as a little-endian `u16` (the kind in the top two
+/// bits), then the count as a little-endian `u32`.
+const TALLY_LEN: usize = 6;
+const _: () = assert!(MAX_NAMES <= 1 << 14);
+
+impl Tally {
+    fn read(b: &[u8]) -> Tally {
+        let kn = u16::from_le_bytes([b[0], b[1]]);
+        Tally {
+            n: u32::from_le_bytes([b[2], b[3], b[4], b[5]]),
+            name: kn & 0x3fff,
+            kind: (kn >> 14) as u8,
+        }
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        let kn = u16::from(self.kind) << 14 | self.name;
+        out.extend_from_slice(&kn.to_le_bytes());
+        out.extend_from_slice(&self.n.to_le_bytes());
+    }
+}
+
 /// Which list of an entry a name is on: tried in a failure, or logged in with.
 const TRIED: usize = 0;
 const LOGGED_IN: usize = 1;
 
-/// Account names, each as a LEB128 number (its length, times two, plus its list:
-/// [`TRIED`] or [`LOGGED_IN`]) and its bytes, in one allocation of exactly their size:
-/// an entry of a botnet address usually holds one short name.
-#[derive(Debug, Default, Clone)]
-struct NameList(Box<[u8]>);
+/// An unsigned LEB128 number at the start of `b`: (value, bytes it took).
+fn read_number(b: &[u8]) -> (u64, usize) {
+    let (mut v, mut shift, mut used) = (0u64, 0u32, 0usize);
+    for &x in b {
+        used += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        shift += 7;
+        if x & 0x80 == 0 || shift >= u64::BITS {
+            break;
+        }
+    }
+    (v, used)
+}
 
-impl NameList {
+fn push_number(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// An account name in [`Lists`]: a number into the table's shared account names, or
+/// the name's own bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Account<'a> {
+    Shared(u32),
+    Own(&'a [u8]),
+}
+
+/// An entry's tallies and account names in one allocation of exactly their size
+/// (issue 17: a botnet address's record is usually three tallies and one to ten
+/// names; as a small vector and a list of their own they took about 200 bytes out of
+/// line, in two allocations):
+/// - the number of tallies (LEB128), then the tallies, [`TALLY_LEN`] bytes each;
+/// - then the account names to the end, each a LEB128 head (a number times four, plus
+///   two if the name is shared, plus its list: [`TRIED`] or [`LOGGED_IN`]); the
+///   number is a shared name's, or the length of the name's bytes, which follow.
+#[derive(Debug, Default, Clone)]
+struct Lists(Box<[u8]>);
+
+impl Lists {
+    /// Where the tallies start, how many there are, and where the names start.
+    fn layout(&self) -> (usize, usize, usize) {
+        if self.0.is_empty() {
+            return (0, 0, 0);
+        }
+        let (n, used) = read_number(&self.0);
+        let n = n as usize;
+        (used, n, (used + n * TALLY_LEN).min(self.0.len()))
+    }
+
+    fn tallies(&self) -> impl Iterator<Item = Tally> + '_ {
+        let (start, _, end) = self.layout();
+        self.0[start..end].chunks_exact(TALLY_LEN).map(Tally::read)
+    }
+
+    /// Puts `tallies` in place of the entry's, keeping its names.
+    fn set_tallies(&mut self, tallies: &[Tally]) {
+        let (_, _, names) = self.layout();
+        let rest = &self.0[names..];
+        if tallies.is_empty() && rest.is_empty() {
+            self.0 = Box::default();
+            return;
+        }
+        let mut v = Vec::with_capacity(3 + tallies.len() * TALLY_LEN + rest.len());
+        push_number(&mut v, tallies.len() as u64);
+        for t in tallies {
+            t.write(&mut v);
+        }
+        v.extend_from_slice(rest);
+        self.0 = v.into_boxed_slice();
+    }
+
+    fn bump(&mut self, kind: u8, name: u16, mut n: u64) {
+        let (start, _, end) = self.layout();
+        for b in self.0[start..end].chunks_exact_mut(TALLY_LEN) {
+            let mut t = Tally::read(b);
+            if t.kind != kind || t.name != name {
+                continue;
+            }
+            let add = n.min(u64::from(u32::MAX - t.n));
+            t.n += add as u32;
+            n -= add;
+            b[2..].copy_from_slice(&t.n.to_le_bytes());
+        }
+        if n == 0 {
+            return;
+        }
+        let mut all: SmallVec<[Tally; 8]> = self.tallies().collect();
+        while n > 0 {
+            let add = n.min(u64::from(u32::MAX));
+            all.push(Tally {
+                n: add as u32,
+                name,
+                kind,
+            });
+            n -= add;
+        }
+        self.set_tallies(&all);
+    }
+
+    /// Moves up to `n` of `kind` from `from` to `to`.
+    fn shift(&mut self, kind: u8, from: Option<u16>, to: u16, n: u64) {
+        let Some(from) = from else {
+            return;
+        };
+        let mut all: SmallVec<[Tally; 8]> = self.tallies().collect();
+        let mut moved = 0;
+        for t in all.iter_mut().filter(|t| t.kind == kind && t.name == from) {
+            let take = (n - moved).min(u64::from(t.n));
+            t.n -= take as u32;
+            moved += take;
+        }
+        if moved == 0 {
+            return;
+        }
+        all.retain(|t| t.n > 0);
+        self.set_tallies(&all);
+        self.bump(kind, to, moved);
+    }
+
     /// (list, name) pairs, in the order they were added.
-    fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> {
-        let mut rest = &self.0[..];
+    fn accounts(&self) -> impl Iterator<Item = (usize, Account<'_>)> {
+        let (_, _, start) = self.layout();
+        let mut rest = &self.0[start..];
         std::iter::from_fn(move || {
             if rest.is_empty() {
                 return None;
             }
-            let (mut head, mut shift, mut used) = (0usize, 0u32, 0usize);
-            for &b in rest {
-                used += 1;
-                head |= usize::from(b & 0x7f) << shift;
-                shift += 7;
-                if b & 0x80 == 0 || shift >= usize::BITS {
-                    break;
-                }
+            let (head, used) = read_number(rest);
+            let list = (head & 1) as usize;
+            let number = head >> 2;
+            if head & 2 != 0 {
+                rest = &rest[used..];
+                return Some((list, Account::Shared(number as u32)));
             }
-            let end = (used + (head >> 1)).min(rest.len());
+            let end = used.saturating_add(number as usize).min(rest.len());
             let name = &rest[used..end];
             rest = &rest[end..];
-            Some((head & 1, name))
+            Some((list, Account::Own(name)))
         })
     }
 
-    fn names(&self, list: usize) -> impl Iterator<Item = &[u8]> {
-        self.iter().filter(move |(l, _)| *l == list).map(|(_, n)| n)
-    }
-
-    /// Adds `name` to `list` unless it is there; false when it is not there and the
-    /// list already holds [`MAX_USERS`] names (one pass over the list).
-    fn add(&mut self, list: usize, name: &str) -> bool {
+    /// Adds `name` (`shared`: its number among the shared names) to `list` unless it
+    /// is there; false when it is not there and the list already holds [`MAX_USERS`]
+    /// names (one pass over the list).
+    fn add(&mut self, list: usize, shared: Option<u32>, name: &str) -> bool {
         let mut held = 0;
-        for n in self.names(list) {
-            if n == name.as_bytes() {
+        for (l, a) in self.accounts() {
+            if l != list {
+                continue;
+            }
+            let same = match a {
+                Account::Shared(i) => shared == Some(i),
+                Account::Own(b) => b == name.as_bytes(),
+            };
+            if same {
                 return true;
             }
             held += 1;
@@ -227,36 +412,42 @@ impl NameList {
         if held >= MAX_USERS {
             return false;
         }
-        self.push(list, name);
+        self.push(list, shared, name);
         true
     }
 
-    fn push(&mut self, list: usize, name: &str) {
-        let mut v = Vec::with_capacity(self.0.len() + name.len() + 10);
-        v.extend_from_slice(&self.0);
-        let mut head = name.len() << 1 | list;
-        loop {
-            let b = (head & 0x7f) as u8;
-            head >>= 7;
-            if head == 0 {
-                v.push(b);
-                break;
-            }
-            v.push(b | 0x80);
+    fn push(&mut self, list: usize, shared: Option<u32>, name: &str) {
+        let empty = self.0.is_empty();
+        let mut v = Vec::with_capacity(self.0.len() + name.len() + 11);
+        if empty {
+            // No tallies yet: their count comes first.
+            v.push(0);
         }
-        v.extend_from_slice(name.as_bytes());
+        v.extend_from_slice(&self.0);
+        match shared {
+            Some(i) => push_number(&mut v, u64::from(i) << 2 | 2 | list as u64),
+            None => {
+                push_number(&mut v, (name.len() as u64) << 2 | list as u64);
+                v.extend_from_slice(name.as_bytes());
+            }
+        }
         self.0 = v.into_boxed_slice();
     }
 
-    fn strings(&self, list: usize) -> Vec<String> {
-        // Only ever filled from `&str`: the lossy conversion never replaces anything.
-        self.names(list)
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+    fn strings(&self, list: usize, shared: &Names) -> Vec<String> {
+        self.accounts()
+            .filter(|(l, _)| *l == list)
+            .map(|(_, a)| match a {
+                Account::Shared(i) => shared.name(i).unwrap_or_default().to_owned(),
+                // Only ever filled from `&str`: the lossy conversion never replaces
+                // anything.
+                Account::Own(b) => String::from_utf8_lossy(b).into_owned(),
+            })
             .collect()
     }
 }
 
-/// One address's record in the table: what [`Offender`] says, in under half of its
+/// One address's record in the table: what [`Offender`] says, in under a third of its
 /// size (issue 17).
 #[derive(Debug, Clone)]
 struct Entry {
@@ -265,10 +456,9 @@ struct Entry {
     last_failure: Timestamp,
     users_not_kept: u64,
     logins_after_failure: u64,
-    /// Usually one service, one mechanism and one posture: inline.
-    tallies: SmallVec<[Tally; 3]>,
-    /// The accounts tried and the accounts logged in with.
-    users: NameList,
+    /// Failures by service, mechanism and posture; the accounts tried and the accounts
+    /// logged in with.
+    lists: Lists,
     geo: Option<Box<Origin>>,
     allowlisted: bool,
 }
@@ -281,57 +471,14 @@ impl Entry {
             last_failure: a.time,
             users_not_kept: 0,
             logins_after_failure: 0,
-            tallies: SmallVec::new(),
-            users: NameList::default(),
+            lists: Lists::default(),
             geo: None,
             allowlisted: false,
         }
     }
 
-    fn bump(&mut self, kind: u8, name: u16, mut n: u64) {
-        for t in self
-            .tallies
-            .iter_mut()
-            .filter(|t| t.kind == kind && t.name == name)
-        {
-            let add = n.min(u64::from(u32::MAX - t.n));
-            t.n += add as u32;
-            n -= add;
-        }
-        while n > 0 {
-            let add = n.min(u64::from(u32::MAX));
-            self.tallies.push(Tally {
-                n: add as u32,
-                name,
-                kind,
-            });
-            n -= add;
-        }
-    }
-
-    /// Moves up to `n` of `kind` from `from` to `to`.
-    fn shift(&mut self, kind: u8, from: Option<u16>, to: u16, n: u64) {
-        let Some(from) = from else {
-            return;
-        };
-        let mut moved = 0;
-        for t in self
-            .tallies
-            .iter_mut()
-            .filter(|t| t.kind == kind && t.name == from)
-        {
-            let take = (n - moved).min(u64::from(t.n));
-            t.n -= take as u32;
-            moved += take;
-        }
-        self.tallies.retain(|t| t.n > 0);
-        if moved > 0 {
-            self.bump(kind, to, moved);
-        }
-    }
-
-    fn add_user(&mut self, u: &str) {
-        if !self.users.add(TRIED, u) {
+    fn add_user(&mut self, shared: Option<u32>, u: &str) {
+        if !self.lists.add(TRIED, shared, u) {
             self.users_not_kept += 1;
         }
     }
@@ -339,7 +486,18 @@ impl Entry {
 
 pub struct Offenders {
     map: crate::bounded::Lru<AddrKey, Entry>,
-    names: Names,
+    labels: Labels,
+    /// Account names kept once for all entries.
+    accounts: Names,
+}
+
+/// The number of account name `u` among the shared ones: kept from now on if there
+/// is room and it is short enough; None if it stays in its entry's own list.
+fn shared(accounts: &mut Names, u: &str) -> Option<u32> {
+    if u.len() > MAX_SHARED_ACCOUNT_LEN {
+        return None;
+    }
+    accounts.add(u)
 }
 
 /// The records of a table, most failures first, each built when it is read: a report
@@ -379,7 +537,8 @@ impl Offenders {
     pub fn new(cap: usize) -> Offenders {
         Offenders {
             map: crate::bounded::Lru::new(cap),
-            names: Names::new(),
+            labels: Labels::new(),
+            accounts: Names::new(MAX_SHARED_ACCOUNTS),
         }
     }
 
@@ -402,8 +561,8 @@ impl Offenders {
 
     fn counts(&self, e: &Entry, kind: u8) -> Counts {
         let mut c = Counts::default();
-        for t in e.tallies.iter().filter(|t| t.kind == kind) {
-            c.bump(self.names.name(t.name), u64::from(t.n));
+        for t in e.lists.tallies().filter(|t| t.kind == kind) {
+            c.bump(self.labels.name(t.name), u64::from(t.n));
         }
         c
     }
@@ -416,11 +575,11 @@ impl Offenders {
             last_failure: e.last_failure,
             services: self.counts(e, SERVICE),
             mechanisms: self.counts(e, MECHANISM),
-            users: e.users.strings(TRIED),
+            users: e.lists.strings(TRIED, &self.accounts),
             users_not_kept: e.users_not_kept,
             tls: self.counts(e, POSTURE),
             logins_after_failure: e.logins_after_failure,
-            login_users: e.users.strings(LOGGED_IN),
+            login_users: e.lists.strings(LOGGED_IN, &self.accounts),
             allowlisted: e.allowlisted,
             geo: e.geo.as_deref().cloned().unwrap_or_default(),
         }
@@ -434,8 +593,7 @@ impl Offenders {
             last_failure: o.last_failure,
             users_not_kept: o.users_not_kept,
             logins_after_failure: o.logins_after_failure,
-            tallies: SmallVec::new(),
-            users: NameList::default(),
+            lists: Lists::default(),
             geo: (!o.geo.is_empty()).then(|| Box::new(o.geo)),
             allowlisted: o.allowlisted,
         };
@@ -445,17 +603,15 @@ impl Offenders {
             (POSTURE, &o.tls),
         ] {
             for (name, n) in counts.iter() {
-                let id = self.names.id(name);
-                e.bump(kind, id, n);
+                let id = self.labels.id(name);
+                e.lists.bump(kind, id, n);
             }
         }
-        for u in o.users.iter().take(MAX_USERS) {
-            e.users.push(TRIED, u);
+        for (list, names) in [(TRIED, &o.users), (LOGGED_IN, &o.login_users)] {
+            for u in names.iter().take(MAX_USERS) {
+                e.lists.push(list, shared(&mut self.accounts, u), u);
+            }
         }
-        for u in o.login_users.iter().take(MAX_USERS) {
-            e.users.push(LOGGED_IN, u);
-        }
-        e.tallies.shrink_to_fit();
         self.map.put(o.address.into(), e);
     }
 
@@ -465,10 +621,14 @@ impl Offenders {
     pub fn apply(&mut self, o: &Outcome, allowlisted: bool, geo: Option<&Origin>) {
         match o {
             Outcome::Counted(a) => {
-                let names = &mut self.names;
-                let service = names.id(a.service.as_deref().unwrap_or("unknown"));
-                let mechanism = a.mechanism.as_deref().map(|m| names.id(m));
-                let posture = names.id(&a.posture);
+                let labels = &mut self.labels;
+                let service = labels.id(a.service.as_deref().unwrap_or("unknown"));
+                let mechanism = a.mechanism.as_deref().map(|m| labels.id(m));
+                let posture = labels.id(&a.posture);
+                let user = a
+                    .user
+                    .as_deref()
+                    .map(|u| (shared(&mut self.accounts, u), u));
                 let r = self
                     .map
                     .get_or_insert_mut(a.address.into(), || Entry::new(a));
@@ -477,14 +637,14 @@ impl Offenders {
                 r.first_failure = r.first_failure.min(a.time);
                 r.last_failure = r.last_failure.max(a.time);
                 r.allowlisted = allowlisted;
-                r.bump(SERVICE, service, n);
+                r.lists.bump(SERVICE, service, n);
                 if let Some(m) = mechanism {
-                    r.bump(MECHANISM, m, n);
+                    r.lists.bump(MECHANISM, m, n);
                 }
-                if let Some(u) = &a.user {
-                    r.add_user(u);
+                if let Some((id, u)) = user {
+                    r.add_user(id, u);
                 }
-                r.bump(POSTURE, posture, n);
+                r.lists.bump(POSTURE, posture, n);
                 if let Some(geo) = geo {
                     let same = match r.geo.as_deref() {
                         Some(g) => g == geo,
@@ -506,33 +666,35 @@ impl Offenders {
                     return;
                 };
                 let n = u64::from(*n);
+                let labels = &mut self.labels;
                 if let Some((from, to)) = service {
-                    let to = self.names.id(to);
-                    r.shift(SERVICE, self.names.find(from), to, n);
+                    let to = labels.id(to);
+                    r.lists.shift(SERVICE, labels.find(from), to, n);
                 }
                 if let Some((from, to)) = mechanism {
-                    let to = self.names.id(to);
+                    let to = labels.id(to);
                     if from.is_empty() {
-                        r.bump(MECHANISM, to, n);
+                        r.lists.bump(MECHANISM, to, n);
                     } else {
-                        r.shift(MECHANISM, self.names.find(from), to, n);
+                        r.lists.shift(MECHANISM, labels.find(from), to, n);
                     }
                 }
                 if let Some(u) = user {
-                    r.add_user(u);
+                    r.add_user(shared(&mut self.accounts, u), u);
                 }
             }
             Outcome::Posture { address, n, label } => {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
-                    let to = self.names.id(label);
-                    r.shift(POSTURE, self.names.find(UNKNOWN_POSTURE), to, u64::from(*n));
+                    let to = self.labels.id(label);
+                    let from = self.labels.find(UNKNOWN_POSTURE);
+                    r.lists.shift(POSTURE, from, to, u64::from(*n));
                 }
             }
             Outcome::Success { address, user, .. } => {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
                     r.logins_after_failure += 1;
                     if let Some(u) = user {
-                        r.users.add(LOGGED_IN, u);
+                        r.lists.add(LOGGED_IN, shared(&mut self.accounts, u), u);
                     }
                 }
             }
@@ -803,24 +965,97 @@ mod tests {
     }
 
     #[test]
-    fn a_name_list_keeps_names_of_every_length() {
-        let mut l = NameList::default();
+    fn lists_keep_names_of_every_length_beside_their_tallies() {
+        let mut shared = Names::new(2);
+        let mut l = Lists::default();
         let names: Vec<String> = [0, 1, 127, 128, 300, 16_384, 70_000]
             .iter()
             .map(|&n| "é".repeat(n / 2) + &"a".repeat(n % 2))
             .collect();
-        for n in &names {
-            l.push(TRIED, n);
-            l.push(LOGGED_IN, &n.to_uppercase());
+        fn add(shared: &mut Names, l: &mut Lists, list: usize, n: &str) -> bool {
+            let id = super::shared(shared, n);
+            l.add(list, id, n)
+        }
+        for (i, n) in names.iter().enumerate() {
+            assert!(add(&mut shared, &mut l, TRIED, n));
+            assert!(add(&mut shared, &mut l, LOGGED_IN, &n.to_uppercase()));
+            // Tallies come and go between names: more than 127 of them take a
+            // longer count at the front.
+            for k in 0..40 {
+                l.bump(POSTURE, (i * 40 + k) as u16, 1);
+            }
         }
         let upper: Vec<String> = names.iter().map(|n| n.to_uppercase()).collect();
-        assert_eq!(l.strings(TRIED), names);
-        assert_eq!(l.strings(LOGGED_IN), upper);
-        assert_eq!(l.names(TRIED).count(), names.len());
+        // "" and "a" are shared; "A" finds no room left, the others are too long:
+        // they are kept in the list itself.
+        assert_eq!(shared.list.len(), 2);
+        assert!(l.accounts().any(|(_, a)| matches!(a, Account::Shared(_))));
+        assert!(l.accounts().any(|(_, a)| matches!(a, Account::Own(_))));
+        assert_eq!(l.strings(TRIED, &shared), names);
+        assert_eq!(l.strings(LOGGED_IN, &shared), upper);
+        assert_eq!(l.tallies().count(), names.len() * 40);
+        assert!(l.tallies().all(|t| t.n == 1 && t.kind == POSTURE));
         // Present: nothing added; absent from this list: added to it.
-        assert!(l.add(TRIED, &names[4]));
-        assert_eq!(l.strings(TRIED), names);
-        assert!(l.add(LOGGED_IN, &names[4]));
-        assert_eq!(l.strings(LOGGED_IN).last(), Some(&names[4]));
+        assert!(add(&mut shared, &mut l, TRIED, &names[1]));
+        assert!(add(&mut shared, &mut l, TRIED, &names[4]));
+        assert_eq!(l.strings(TRIED, &shared), names);
+        assert!(add(&mut shared, &mut l, LOGGED_IN, &names[4]));
+        assert_eq!(l.strings(LOGGED_IN, &shared).last(), Some(&names[4]));
+        // Tallies moved away leave the names as they were.
+        l.shift(POSTURE, Some(3), 9, 1);
+        assert_eq!(l.tallies().count(), names.len() * 40 - 1);
+        assert_eq!(l.tallies().find(|t| t.name == 9).map(|t| t.n), Some(2));
+        assert_eq!(l.strings(TRIED, &shared), names);
+        assert_eq!(l.strings(LOGGED_IN, &shared).len(), names.len() + 1);
+    }
+
+    #[test]
+    fn names_shared_by_entries_and_names_of_their_own_read_back_alike() {
+        // An attacker first fills the shared names with his own; later names stay
+        // in each entry's list and read back the same.
+        let mut t = Offenders::new(100);
+        for i in 0..MAX_SHARED_ACCOUNTS + 10 {
+            let u = format!("junk{i}");
+            t.apply(
+                &failure("198.51.100.1", 1, "smtpd", Some(&u), "plaintext"),
+                false,
+                None,
+            );
+        }
+        let long = "l".repeat(MAX_SHARED_ACCOUNT_LEN + 1);
+        for (a, u) in [
+            ("192.0.2.1", "admin"),
+            ("192.0.2.2", "admin"),
+            ("192.0.2.2", long.as_str()),
+            ("192.0.2.2", "junk5"),
+            ("192.0.2.2", "admin"),
+        ] {
+            t.apply(&failure(a, 2, "smtpd", Some(u), "plaintext"), false, None);
+        }
+        t.apply(
+            &Outcome::Success {
+                time: Timestamp::from_secs(3),
+                address: "192.0.2.2".parse().unwrap(),
+                user: Some("admin".into()),
+                service: None,
+            },
+            false,
+            None,
+        );
+        let r = t.get(&"192.0.2.2".parse().unwrap()).unwrap();
+        assert_eq!(r.users, ["admin", long.as_str(), "junk5"]);
+        assert_eq!(r.login_users, ["admin"]);
+        assert_eq!(r.failures, 4);
+        assert_eq!(
+            t.get(&"192.0.2.1".parse().unwrap()).unwrap().users,
+            ["admin"]
+        );
+        let r = t.get(&"198.51.100.1".parse().unwrap()).unwrap();
+        assert_eq!(r.users.len(), MAX_USERS);
+        assert_eq!(
+            r.users_not_kept,
+            (MAX_SHARED_ACCOUNTS + 10 - MAX_USERS) as u64
+        );
+        assert_eq!(t.accounts.list.len(), MAX_SHARED_ACCOUNTS);
     }
 }
