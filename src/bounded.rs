@@ -47,7 +47,7 @@ pub fn ring_room_for_one<T>(v: &mut std::collections::VecDeque<T>) {
 /// more per entry, and two such tables per tracked address. The table's hash is keyed
 /// per process (the keys are addresses an attacker picks).
 pub struct Lru<K, V> {
-    slots: Vec<Slot<K, V>>,
+    slots: Chunks<Slot<K, V>>,
     index: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
     newest: u32,
@@ -69,11 +69,118 @@ const NIL: u32 = u32::MAX;
 /// A table swept down to less than this fraction of its room gives the room back.
 const SHRINK_BELOW: usize = 16;
 
+/// Entries per chunk of a table's array (as a power of two).
+const CHUNK_SHIFT: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
+
+/// A table's array in chunks of [`CHUNK`] entries; the first grows up to that size by
+/// doubling, as a vector does, the others are made at that size. Growing never copies
+/// more than a chunk: a vector that doubles holds its old and its new array at once,
+/// and every table of a replay doubles in the same minutes of its first day (issue 17:
+/// a realistic 10M-line replay's resident size jumped 5 to 8 MB for a few hundredths
+/// of a second there, above its size at the end). Entries sit at `0..len`: entry `i`
+/// is in chunk `i / CHUNK`; chunks emptied by removals stay until the table shrinks.
+struct Chunks<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Chunks<T> {
+    fn new() -> Chunks<T> {
+        Chunks {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries the chunks have room for.
+    fn room(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
+    }
+
+    fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i >> CHUNK_SHIFT)?.get(i & (CHUNK - 1))
+    }
+
+    /// Appends `v`; `cap` is the table's bound, which no chunk's room goes past.
+    fn push(&mut self, v: T, cap: usize) {
+        let k = self.len >> CHUNK_SHIFT;
+        if k == self.chunks.len() {
+            let room = if k == 0 { 4 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(
+                room.min(cap.saturating_sub(self.len)).max(1),
+            ));
+        }
+        let c = &mut self.chunks[k];
+        if c.len() == c.capacity() {
+            // Only the first chunk grows: doubling, but never past a chunk or the bound.
+            let more = c
+                .len()
+                .max(4)
+                .min(CHUNK - c.len())
+                .min(cap.saturating_sub(self.len))
+                .max(1);
+            c.reserve_exact(more);
+        }
+        c.push(v);
+        self.len += 1;
+    }
+
+    /// Removes entry `i`, the last one taking its place.
+    fn swap_remove(&mut self, i: usize) -> T {
+        assert!(i < self.len, "entry {i} of {}", self.len);
+        self.len -= 1;
+        let last = match self.chunks[self.len >> CHUNK_SHIFT].pop() {
+            Some(v) => v,
+            None => unreachable!("entry {} is in its chunk", self.len),
+        };
+        if i == self.len {
+            last
+        } else {
+            std::mem::replace(&mut self[i], last)
+        }
+    }
+
+    /// Gives back the room past `keep` entries (at least the entries held).
+    fn shrink_to(&mut self, keep: usize) {
+        let keep = keep.max(self.len);
+        self.chunks.truncate(keep.div_ceil(CHUNK).max(1));
+        if let [only] = &mut self.chunks[..] {
+            only.shrink_to(keep);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Chunks<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunks<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+    }
+}
+
 impl<K: Hash + Eq, V> Lru<K, V> {
     /// At most `cap` entries (at least one); allocates only as it fills.
     pub fn new(cap: usize) -> Lru<K, V> {
         Lru {
-            slots: Vec::new(),
+            slots: Chunks::new(),
             index: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             newest: NIL,
@@ -157,17 +264,15 @@ impl<K: Hash + Eq, V> Lru<K, V> {
         }
         let hash = self.hasher.hash_one(&k);
         let i = if self.slots.len() < self.cap {
-            if self.slots.len() == self.slots.capacity() {
-                // Doubling, but never past the bound.
-                let more = self.slots.len().max(4).min(self.cap - self.slots.len());
-                self.slots.reserve_exact(more);
-            }
-            self.slots.push(Slot {
-                key: k,
-                value: make(),
-                newer: NIL,
-                older: NIL,
-            });
+            self.slots.push(
+                Slot {
+                    key: k,
+                    value: make(),
+                    newer: NIL,
+                    older: NIL,
+                },
+                self.cap,
+            );
             (self.slots.len() - 1) as u32
         } else {
             self.evicted += 1;
@@ -224,7 +329,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             self.take_out(i);
             n += 1;
         }
-        let room = self.slots.capacity();
+        let room = self.slots.room();
         if n > 0 && room > 64 && self.slots.len() < room / SHRINK_BELOW {
             let keep = (self.slots.len() * 2).max(64);
             self.slots.shrink_to(keep);
@@ -418,15 +523,70 @@ mod tests {
     #[test]
     fn the_compact_lru_grows_as_it_fills_up_to_its_bound() {
         let mut c = super::Lru::<u32, u64>::new(100);
-        assert_eq!(c.slots.capacity(), 0);
+        assert_eq!(c.slots.room(), 0);
         for i in 0..1000 {
             c.get_or_insert_mut(i, || u64::from(i));
         }
         assert_eq!(c.len(), 100);
         assert_eq!(c.evicted(), 900);
-        assert_eq!(c.slots.capacity(), 100, "no room reserved past the bound");
+        assert_eq!(c.slots.room(), 100, "no room reserved past the bound");
         assert_eq!(c.iter_oldest_first().next(), Some((&900, &900)));
         assert_eq!(super::Lru::<u32, u32>::new(0).cap(), 1);
+    }
+
+    /// The model test above at the size of several chunks: entries move between
+    /// chunks as others leave, tables shrink and grow again across chunk edges.
+    #[test]
+    fn the_compact_lru_behaves_as_lru_cache_across_chunks() {
+        let cap = 2 * super::CHUNK + 77;
+        let keys = 6 * super::CHUNK as u64;
+        let mut model = super::lru::<u64, u64>(cap);
+        let mut ours = super::Lru::<u64, u64>::new(cap);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut most_chunks, mut shrunk) = (0, 0);
+        for step in 0..300_000u64 {
+            let k = next() % keys;
+            match next() % 1_000 {
+                0..650 => {
+                    *model.get_or_insert_mut(k, || step) += 1;
+                    *ours.get_or_insert_mut(k, || step) += 1;
+                }
+                650..940 => assert_eq!(model.get_mut(&k).copied(), ours.get_mut(&k).copied()),
+                940..999 => assert_eq!(model.pop(&k), ours.pop(&k)),
+                _ => {
+                    // A sweep of everything older than a while ago: the table
+                    // shrinks, at times to under a sixteenth of its room.
+                    let t = step.saturating_sub(next() % 40_000);
+                    let room = ours.slots.room();
+                    let mut n = 0;
+                    while model.peek_lru().is_some_and(|(_, v)| *v < t) {
+                        model.pop_lru();
+                        n += 1;
+                    }
+                    assert_eq!(ours.pop_oldest_while(usize::MAX, |_, v| *v < t), n);
+                    shrunk += usize::from(ours.slots.room() < room);
+                }
+            }
+            most_chunks = most_chunks.max(ours.slots.chunks.len());
+            assert_eq!(model.len(), ours.len());
+            assert!(ours.slots.room() <= cap);
+            if step % 5_000 == 0 {
+                let m: Vec<(u64, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                let o: Vec<(u64, u64)> = ours.iter().map(|(k, v)| (*k, *v)).collect();
+                assert_eq!(m, o, "step {step}");
+                for k in 0..keys {
+                    assert_eq!(model.peek(&k), ours.peek(&k));
+                }
+            }
+        }
+        assert_eq!(most_chunks, 3, "the table spanned three chunks");
+        assert!(shrunk >= 3, "it gave its room back {shrunk} times");
     }
 
     /// Entries past their time leave from the least recent end, are not counted as
@@ -437,7 +597,7 @@ mod tests {
         for i in 0..10_000 {
             c.get_or_insert_mut(i, || i);
         }
-        let room = c.slots.capacity();
+        let room = c.slots.room();
         // A touched old entry stops the sweep: the least recent end is swept only
         // while it is dead.
         c.get_mut(&5);
@@ -449,7 +609,7 @@ mod tests {
         assert_eq!(c.pop_oldest_while(usize::MAX, |_, v| *v < 9_990), 8_989);
         assert_eq!(c.len(), 11);
         assert_eq!(c.evicted(), 0);
-        assert!(c.slots.capacity() < room / 16, "room given back");
+        assert!(c.slots.room() < room / 16, "room given back");
         assert_eq!(c.peek(&5), Some(&5));
         assert_eq!(c.peek(&9_999), Some(&9_999));
         assert_eq!(c.peek(&4), None);

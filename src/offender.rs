@@ -454,14 +454,20 @@ struct Entry {
     failures: u64,
     first_failure: Timestamp,
     last_failure: Timestamp,
-    users_not_kept: u64,
-    logins_after_failure: u64,
+    /// These two stop at `u32::MAX` (four billion names not kept or logins from one
+    /// address): eight bytes less per entry.
+    users_not_kept: u32,
+    logins_after_failure: u32,
     /// Failures by service, mechanism and posture; the accounts tried and the accounts
     /// logged in with.
     lists: Lists,
     geo: Option<Box<Origin>>,
     allowlisted: bool,
 }
+
+// 64 bytes at most: with its key and links, 88 bytes a table slot (issue 17).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Entry>() <= 64);
 
 impl Entry {
     fn new(a: &Attempt) -> Entry {
@@ -479,7 +485,7 @@ impl Entry {
 
     fn add_user(&mut self, shared: Option<u32>, u: &str) {
         if !self.lists.add(TRIED, shared, u) {
-            self.users_not_kept += 1;
+            self.users_not_kept = self.users_not_kept.saturating_add(1);
         }
     }
 }
@@ -576,9 +582,9 @@ impl Offenders {
             services: self.counts(e, SERVICE),
             mechanisms: self.counts(e, MECHANISM),
             users: e.lists.strings(TRIED, &self.accounts),
-            users_not_kept: e.users_not_kept,
+            users_not_kept: u64::from(e.users_not_kept),
             tls: self.counts(e, POSTURE),
-            logins_after_failure: e.logins_after_failure,
+            logins_after_failure: u64::from(e.logins_after_failure),
             login_users: e.lists.strings(LOGGED_IN, &self.accounts),
             allowlisted: e.allowlisted,
             geo: e.geo.as_deref().cloned().unwrap_or_default(),
@@ -591,8 +597,8 @@ impl Offenders {
             failures: o.failures,
             first_failure: o.first_failure,
             last_failure: o.last_failure,
-            users_not_kept: o.users_not_kept,
-            logins_after_failure: o.logins_after_failure,
+            users_not_kept: u32::try_from(o.users_not_kept).unwrap_or(u32::MAX),
+            logins_after_failure: u32::try_from(o.logins_after_failure).unwrap_or(u32::MAX),
             lists: Lists::default(),
             geo: (!o.geo.is_empty()).then(|| Box::new(o.geo)),
             allowlisted: o.allowlisted,
@@ -692,7 +698,7 @@ impl Offenders {
             }
             Outcome::Success { address, user, .. } => {
                 if let Some(r) = self.map.get_mut(&(*address).into()) {
-                    r.logins_after_failure += 1;
+                    r.logins_after_failure = r.logins_after_failure.saturating_add(1);
                     if let Some(u) = user {
                         r.lists.add(LOGGED_IN, shared(&mut self.accounts, u), u);
                     }
@@ -786,6 +792,37 @@ mod tests {
         let json = serde_json::to_string(&t.sorted()).unwrap();
         let back: Vec<Offender> = serde_json::from_str(&json).unwrap();
         assert_eq!(back, [o]);
+    }
+
+    #[test]
+    fn counts_of_names_not_kept_and_logins_stop_at_32_bits() {
+        let mut t = Offenders::new(10);
+        let a: IpAddr = "192.0.2.5".parse().unwrap();
+        t.apply(
+            &failure("192.0.2.5", 1, "smtpd", None, "plaintext"),
+            false,
+            None,
+        );
+        let mut o = t.get(&a).unwrap();
+        o.users_not_kept = u64::MAX;
+        o.logins_after_failure = u64::from(u32::MAX) - 1;
+        t.restore(o);
+        for _ in 0..3 {
+            t.apply(
+                &Outcome::Success {
+                    time: Timestamp::from_secs(2),
+                    address: a,
+                    user: None,
+                    service: None,
+                },
+                false,
+                None,
+            );
+        }
+        let r = t.get(&a).unwrap();
+        assert_eq!(r.users_not_kept, u64::from(u32::MAX));
+        assert_eq!(r.logins_after_failure, u64::from(u32::MAX));
+        assert_eq!(r.failures, 1);
     }
 
     #[test]

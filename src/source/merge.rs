@@ -62,9 +62,14 @@ pub enum Threads {
 }
 
 /// Lines per batch handed from a reader thread to the merging one.
-const BATCH: usize = 2048;
-/// Batches a reader may have waiting: bounds the memory a fast reader takes.
-const BATCHES_AHEAD: usize = 4;
+const BATCH: usize = 1024;
+/// Batches a reader may have waiting: bounds the memory a fast reader takes. Up to
+/// `BATCHES_AHEAD + 2` batches are alive at once (one filling, one read); a line with
+/// its event is about 250 bytes, so 4 of 1,024 lines hold about 1 MB where 6 of 2,048
+/// held 3 MB, at the same speed within this machine's noise (issue 17: a two-thread
+/// replay of the realistic 10M-line log peaked at 41.0 to 42.0 MB with 2,048 and 4,
+/// 39.7 to 40.1 MB with 1,024 and 2; 256 lines a batch had been 7% slower).
+const BATCHES_AHEAD: usize = 2;
 
 type Pulled<T> = Option<(u64, Option<Timestamp>, T)>;
 
