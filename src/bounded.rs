@@ -70,27 +70,35 @@ const NIL: u32 = u32::MAX;
 const SHRINK_BELOW: usize = 16;
 
 /// Entries per chunk of a table's array (as a power of two).
-const CHUNK_SHIFT: u32 = 12;
-const CHUNK: usize = 1 << CHUNK_SHIFT;
+const CHUNK_SHIFT: u32 = 14;
 
-/// A table's array in chunks of [`CHUNK`] entries; the first grows up to that size by
+/// A table's array in chunks of 2^[`CHUNK_SHIFT`] entries (16,384; 2^12 left a
+/// daemon 4 MB larger after a flood, its 512 kB chunks among mimalloc's smaller
+/// pages, and 2^16 brought back a replay's peak); the first grows up to that size by
 /// doubling, as a vector does, the others are made at that size. Growing never copies
 /// more than a chunk: a vector that doubles holds its old and its new array at once,
 /// and every table of a replay doubles in the same minutes of its first day (issue 17:
 /// a realistic 10M-line replay's resident size jumped 5 to 8 MB for a few hundredths
 /// of a second there, above its size at the end). Entries sit at `0..len`: entry `i`
-/// is in chunk `i / CHUNK`; chunks emptied by removals stay until the table shrinks.
+/// is in chunk `i >> shift`; chunks emptied by removals stay until the table shrinks.
 struct Chunks<T> {
     chunks: Vec<Vec<T>>,
     len: usize,
+    shift: u32,
 }
 
 impl<T> Chunks<T> {
-    fn new() -> Chunks<T> {
+    fn new(shift: u32) -> Chunks<T> {
         Chunks {
             chunks: Vec::new(),
             len: 0,
+            shift,
         }
+    }
+
+    /// Entries per chunk.
+    fn size(&self) -> usize {
+        1 << self.shift
     }
 
     fn len(&self) -> usize {
@@ -107,14 +115,14 @@ impl<T> Chunks<T> {
     }
 
     fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i >> CHUNK_SHIFT)?.get(i & (CHUNK - 1))
+        self.chunks.get(i >> self.shift)?.get(i & (self.size() - 1))
     }
 
     /// Appends `v`; `cap` is the table's bound, which no chunk's room goes past.
     fn push(&mut self, v: T, cap: usize) {
-        let k = self.len >> CHUNK_SHIFT;
+        let (k, size) = (self.len >> self.shift, self.size());
         if k == self.chunks.len() {
-            let room = if k == 0 { 4 } else { CHUNK };
+            let room = if k == 0 { 4 } else { size };
             self.chunks.push(Vec::with_capacity(
                 room.min(cap.saturating_sub(self.len)).max(1),
             ));
@@ -125,7 +133,7 @@ impl<T> Chunks<T> {
             let more = c
                 .len()
                 .max(4)
-                .min(CHUNK - c.len())
+                .min(size - c.len())
                 .min(cap.saturating_sub(self.len))
                 .max(1);
             c.reserve_exact(more);
@@ -138,7 +146,7 @@ impl<T> Chunks<T> {
     fn swap_remove(&mut self, i: usize) -> T {
         assert!(i < self.len, "entry {i} of {}", self.len);
         self.len -= 1;
-        let last = match self.chunks[self.len >> CHUNK_SHIFT].pop() {
+        let last = match self.chunks[self.len >> self.shift].pop() {
             Some(v) => v,
             None => unreachable!("entry {} is in its chunk", self.len),
         };
@@ -152,7 +160,7 @@ impl<T> Chunks<T> {
     /// Gives back the room past `keep` entries (at least the entries held).
     fn shrink_to(&mut self, keep: usize) {
         let keep = keep.max(self.len);
-        self.chunks.truncate(keep.div_ceil(CHUNK).max(1));
+        self.chunks.truncate(keep.div_ceil(self.size()).max(1));
         if let [only] = &mut self.chunks[..] {
             only.shrink_to(keep);
         }
@@ -166,13 +174,14 @@ impl<T> Chunks<T> {
 impl<T> std::ops::Index<usize> for Chunks<T> {
     type Output = T;
     fn index(&self, i: usize) -> &T {
-        &self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+        &self.chunks[i >> self.shift][i & (self.size() - 1)]
     }
 }
 
 impl<T> std::ops::IndexMut<usize> for Chunks<T> {
     fn index_mut(&mut self, i: usize) -> &mut T {
-        &mut self.chunks[i >> CHUNK_SHIFT][i & (CHUNK - 1)]
+        let mask = self.size() - 1;
+        &mut self.chunks[i >> self.shift][i & mask]
     }
 }
 
@@ -180,7 +189,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     /// At most `cap` entries (at least one); allocates only as it fills.
     pub fn new(cap: usize) -> Lru<K, V> {
         Lru {
-            slots: Chunks::new(),
+            slots: Chunks::new(CHUNK_SHIFT),
             index: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             newest: NIL,
@@ -538,10 +547,13 @@ mod tests {
     /// chunks as others leave, tables shrink and grow again across chunk edges.
     #[test]
     fn the_compact_lru_behaves_as_lru_cache_across_chunks() {
-        let cap = 2 * super::CHUNK + 77;
-        let keys = 6 * super::CHUNK as u64;
+        // Chunks of 64 entries: the table's edges are the same code at any size.
+        let chunk = 64;
+        let cap = 2 * chunk + 77;
+        let keys = 6 * chunk as u64;
         let mut model = super::lru::<u64, u64>(cap);
         let mut ours = super::Lru::<u64, u64>::new(cap);
+        ours.slots = super::Chunks::new(6);
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             x ^= x << 13;
@@ -562,7 +574,7 @@ mod tests {
                 _ => {
                     // A sweep of everything older than a while ago: the table
                     // shrinks, at times to under a sixteenth of its room.
-                    let t = step.saturating_sub(next() % 40_000);
+                    let t = step.saturating_sub(next() % 600);
                     let room = ours.slots.room();
                     let mut n = 0;
                     while model.peek_lru().is_some_and(|(_, v)| *v < t) {
@@ -585,7 +597,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!(most_chunks, 3, "the table spanned three chunks");
+        // 205 entries: three chunks of 64 and one cut short by the bound.
+        assert_eq!(most_chunks, 4, "the table spanned four chunks");
         assert!(shrunk >= 3, "it gave its room back {shrunk} times");
     }
 
