@@ -4,13 +4,14 @@
 //! records, each keeping at most [`MAX_USERS`] distinct user names. Evictions are
 //! counted and reported, never silent.
 //!
-//! The table keeps each record compact ([`Entry`], issue 17): a botnet gives it one
+//! The table keeps each record compact (`Entry`, issue 17): a botnet gives it one
 //! entry per address, most with one failure. Services, mechanisms and TLS postures
 //! (a few dozen distinct names in a real log) are numbers into one list of names per
 //! table; account names are numbers into another (up to a bound, then kept in the
-//! entry); both lists of an entry share one allocation of exactly their size
-//! ([`Lists`]); the origin is out of line, absent without GeoIP. [`Offender`], the record the
-//! store, the fleet and the reports exchange, is built from an entry when asked for.
+//! entry); an entry's counts and names share one allocation of exactly their size
+//! (`Lists`); the origin is out of line, absent without GeoIP. [`Offender`], the
+//! record the store, the fleet and the reports exchange, is built from an entry when
+//! asked for.
 
 use crate::addr::AddrKey;
 use crate::attempts::{Attempt, Outcome, UNKNOWN_POSTURE};
