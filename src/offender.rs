@@ -290,25 +290,28 @@ enum Account<'a> {
 struct Lists(Box<[u8]>);
 
 impl Lists {
-    /// Where the tallies start, how many there are, and where the names start.
-    fn layout(&self) -> (usize, usize, usize) {
+    /// Where the tallies' bytes are; the names start at its end.
+    fn tally_bytes(&self) -> std::ops::Range<usize> {
         if self.0.is_empty() {
-            return (0, 0, 0);
+            return 0..0;
         }
         let (n, used) = read_number(&self.0);
-        let n = n as usize;
-        (used, n, (used + n * TALLY_LEN).min(self.0.len()))
+        let end = (n as usize)
+            .saturating_mul(TALLY_LEN)
+            .saturating_add(used)
+            .min(self.0.len());
+        used..end
     }
 
     fn tallies(&self) -> impl Iterator<Item = Tally> + '_ {
-        let (start, _, end) = self.layout();
-        self.0[start..end].chunks_exact(TALLY_LEN).map(Tally::read)
+        self.0[self.tally_bytes()]
+            .chunks_exact(TALLY_LEN)
+            .map(Tally::read)
     }
 
     /// Puts `tallies` in place of the entry's, keeping its names.
     fn set_tallies(&mut self, tallies: &[Tally]) {
-        let (_, _, names) = self.layout();
-        let rest = &self.0[names..];
+        let rest = &self.0[self.tally_bytes().end..];
         if tallies.is_empty() && rest.is_empty() {
             self.0 = Box::default();
             return;
@@ -323,8 +326,8 @@ impl Lists {
     }
 
     fn bump(&mut self, kind: u8, name: u16, mut n: u64) {
-        let (start, _, end) = self.layout();
-        for b in self.0[start..end].chunks_exact_mut(TALLY_LEN) {
+        let tallies = self.tally_bytes();
+        for b in self.0[tallies].chunks_exact_mut(TALLY_LEN) {
             let mut t = Tally::read(b);
             if t.kind != kind || t.name != name {
                 continue;
@@ -372,8 +375,7 @@ impl Lists {
 
     /// (list, name) pairs, in the order they were added.
     fn accounts(&self) -> impl Iterator<Item = (usize, Account<'_>)> {
-        let (_, _, start) = self.layout();
-        let mut rest = &self.0[start..];
+        let mut rest = &self.0[self.tally_bytes().end..];
         std::iter::from_fn(move || {
             if rest.is_empty() {
                 return None;
