@@ -237,6 +237,8 @@ pub struct YearResolver {
     /// The UTC instant of the start of the last local hour resolved: consecutive lines
     /// share their hour, and asking the zone database per line costs a clock call.
     hour_cache: Option<((i32, u32, u32, u32), i64)>,
+    /// The last ISO date and zone of the stream ([`crate::parse::syslog::parse_with`]).
+    pub iso: crate::parse::syslog::IsoMemo,
 }
 
 impl YearResolver {
@@ -251,6 +253,7 @@ impl YearResolver {
             last_month: None,
             reference_month: t.month(),
             hour_cache: None,
+            iso: Default::default(),
         }
     }
 
@@ -261,6 +264,7 @@ impl YearResolver {
             last_month: None,
             reference_month: 12,
             hour_cache: None,
+            iso: Default::default(),
         }
     }
 

@@ -43,13 +43,36 @@ const DOVECOT_PROCESSES: [&str; 12] = [
     "master",
 ];
 
+/// The date and zone of the last ISO stamp read in a stream, and the instant they
+/// name: the lines of a log share them for a day, and reading them again (the date's
+/// days since 1970, the zone's offset) was a third of the work of an ISO stamp.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IsoMemo {
+    /// `YYYY-MM-DD`, then the zone text (at most [`MEMO_ZONE`] bytes), zero-padded.
+    key: [u8; 10 + MEMO_ZONE],
+    zone_len: u8,
+    /// UTC milliseconds of the local midnight of that date in that zone; `None`: empty.
+    midnight: Option<i64>,
+}
+
+/// The longest zone text a memo keeps (`+01:00`); longer ones are read every time.
+const MEMO_ZONE: usize = 6;
+
+/// Reads the syslog prefix of `line` (see the module documentation).
 #[inline]
 pub fn parse(line: &str) -> Option<Prefix<'_>> {
+    parse_with(line, &mut IsoMemo::default())
+}
+
+/// [`parse`], for a stream of lines: `memo` carries the last ISO date and zone from one
+/// line to the next.
+#[inline]
+pub fn parse_with<'a>(line: &'a str, memo: &mut IsoMemo) -> Option<Prefix<'a>> {
     let b = line.as_bytes();
     let (time, used) = if b.first() == Some(&b'@') {
         tai64n(b)?
     } else if b.len() >= 4 && b[..4].iter().all(u8::is_ascii_digit) {
-        iso(b)?
+        iso(b, memo)?
     } else {
         classic(b)?
     };
@@ -186,18 +209,31 @@ fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
     ))
 }
 
-fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
+fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     // `YYYY-MM-DD` and the `T` or space after it, at fixed places.
     let d = b.get(..11)?;
     if d[4] != b'-' || d[7] != b'-' || !matches!(d[10], b'T' | b' ') {
         return None;
     }
-    let year = (two(d[0], d[1])? * 100 + two(d[2], d[3])?) as i32;
-    let (month, day) = (two(d[5], d[6])?, two(d[8], d[9])?);
-    let days = days_from_civil(year, month, day)?;
     let (ms_of_day, used) = clock(&b[11..])?;
     let mut i = 11 + used;
     let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
+    let zone = &b[i..i + zone_len];
+    i += zone_len;
+    // The same date and zone as the line before: they were read and checked then.
+    if let Some(midnight) = memo.midnight
+        && usize::from(memo.zone_len) == zone_len
+        && memo.key[..10] == d[..10]
+        && memo.key[10..10 + zone_len] == *zone
+    {
+        return Some((
+            LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
+            i,
+        ));
+    }
+    let year = (two(d[0], d[1])? * 100 + two(d[2], d[3])?) as i32;
+    let (month, day) = (two(d[5], d[6])?, two(d[8], d[9])?);
+    let days = days_from_civil(year, month, day)?;
     if zone_len == 0 {
         return Some((
             LineTime::Naive {
@@ -209,11 +245,18 @@ fn iso(b: &[u8]) -> Option<(LineTime, usize)> {
             i,
         ));
     }
-    let off = parse_offset(&b[i..i + zone_len])?;
-    i += zone_len;
-    let midnight = days * 86_400_000;
-    let ms = midnight + i64::from(ms_of_day) - i64::from(off.local_minus_utc()) * 1000;
-    Some((LineTime::Absolute(Timestamp(ms)), i))
+    let off = parse_offset(zone)?;
+    let midnight = days * 86_400_000 - i64::from(off.local_minus_utc()) * 1000;
+    if zone_len <= MEMO_ZONE {
+        memo.key[..10].copy_from_slice(&d[..10]);
+        memo.key[10..10 + zone_len].copy_from_slice(zone);
+        memo.zone_len = zone_len as u8;
+        memo.midnight = Some(midnight);
+    }
+    Some((
+        LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
+        i,
+    ))
 }
 
 /// TAI64N label: `@` + 16 hex digits of 2^62 + TAI seconds + 8 hex digits of nanoseconds.
@@ -312,6 +355,7 @@ mod tests {
         let zones = ["Z", "+01:00", "-05:30", "+0100", "-0000", "+14:00"];
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut prev = None;
+        let mut memo = IsoMemo::default();
         for _ in 0..20_000 {
             x ^= x << 13;
             x ^= x >> 7;
@@ -337,7 +381,7 @@ mod tests {
                 secs % 60
             );
             let line = format!("{stamp} mx postfix/smtpd[1]: connect");
-            let p = parse(&line).unwrap_or_else(|| panic!("{line}"));
+            let p = parse_with(&line, &mut memo).unwrap_or_else(|| panic!("{line}"));
             // chrono reads the zone with a colon only.
             let colon = match zone.len() {
                 5 => format!("{}:{}", &zone[..3], &zone[3..]),
@@ -351,7 +395,9 @@ mod tests {
         }
         // A naive stamp after a zoned one of the same date, and a bad date after a good
         // one: neither reads what was kept.
-        let p = parse("2026-11-22 09:59:36 auth: x").unwrap();
+        let good = "2026-11-22T09:59:36+01:00 mx t: x";
+        assert!(parse_with(good, &mut memo).is_some());
+        let p = parse_with("2026-11-22 09:59:36 auth: x", &mut memo).unwrap();
         assert!(matches!(
             p.time,
             LineTime::Naive {
@@ -361,8 +407,15 @@ mod tests {
                 ..
             }
         ));
-        assert!(parse("2026-11-31T09:59:36Z mx t: x").is_none());
-        assert!(parse("2026-11-22T09:59:36+25:00 mx t: x").is_none());
+        assert!(parse_with(good, &mut memo).is_some());
+        assert!(parse_with("2026-11-31T09:59:36+01:00 mx t: x", &mut memo).is_none());
+        assert!(parse_with(good, &mut memo).is_some());
+        assert!(parse_with("2026-11-22T09:59:36+25:00 mx t: x", &mut memo).is_none());
+        assert!(parse_with(good, &mut memo).is_some());
+        assert!(parse_with("2026-11-22T25:59:36+01:00 mx t: x", &mut memo).is_none());
+        // Seven bytes of zone are not kept, and read alike every time.
+        let long = "2026-11-22T09:59:36.5+01:00:0 mx t: x";
+        assert_eq!(parse_with(long, &mut memo), parse(long));
     }
 
     #[test]

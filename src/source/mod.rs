@@ -70,7 +70,7 @@ pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut Stri
             (lossy.as_str(), true)
         }
     };
-    let stamp = match syslog::parse(text) {
+    let stamp = match syslog::parse_with(text, &mut resolver.iso) {
         None => Err(Skip::Unparsable),
         Some(p) => match resolver.resolve(p.time) {
             Some(t) => Ok((t, p)),
