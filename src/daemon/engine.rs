@@ -890,7 +890,7 @@ impl Engine {
             store: self.store_path.display().to_string(),
             uptime_s: self.started.elapsed().as_secs(),
             sources: self.sources.clone(),
-            stats: self.pipeline.stats().clone(),
+            stats: self.pipeline.stats(),
             tracked: Tracked {
                 addresses: addresses as u64,
                 prefixes: prefixes as u64,

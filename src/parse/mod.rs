@@ -46,6 +46,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 7] = [
+        Kind::AuthFailure,
+        Kind::AuthUnavailable,
+        Kind::AuthSuccess,
+        Kind::Tls,
+        Kind::Connect,
+        Kind::Disconnect,
+        Kind::AuthAbandoned,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::AuthFailure => "auth_failure",
@@ -304,5 +315,30 @@ pub fn parse_prefixed(p: &syslog::Prefix) -> Parsed {
         time: p.time,
         process: None,
         event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`Kind::ALL`] holds every kind at the place `kind as usize` names: the
+    /// pipeline counts events by kind in an array indexed so.
+    #[test]
+    fn every_kind_has_its_place_in_all() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
+            // A kind added to the enum and not to ALL stops this match compiling.
+            match k {
+                Kind::AuthFailure
+                | Kind::AuthUnavailable
+                | Kind::AuthSuccess
+                | Kind::Tls
+                | Kind::Connect
+                | Kind::Disconnect
+                | Kind::AuthAbandoned => {}
+            }
+        }
+        assert_eq!(Kind::ALL.len(), Kind::AuthAbandoned as usize + 1);
     }
 }

@@ -15,7 +15,7 @@ pub struct Report<'a> {
     pub skipped: u64,
     pub skipped_by_reason: BTreeMap<&'static str, u64>,
     pub invalid_utf8: u64,
-    pub events: &'a BTreeMap<std::borrow::Cow<'static, str>, u64>,
+    pub events: BTreeMap<std::borrow::Cow<'static, str>, u64>,
     pub failures: u64,
     pub ambiguous: u64,
     pub auth_unavailable_not_counted: u64,
@@ -66,7 +66,7 @@ impl Serialize for Alerts<'_> {
 
 impl Replay {
     pub fn report(&self) -> Report<'_> {
-        let s: &Stats = self.pipeline.stats();
+        let s: Stats = self.pipeline.stats();
         let mut reasons = BTreeMap::new();
         reasons.insert("unparsable", s.skipped_unparsable);
         reasons.insert("too_long", s.skipped_too_long);
@@ -77,7 +77,7 @@ impl Replay {
             skipped: s.skipped,
             skipped_by_reason: reasons,
             invalid_utf8: s.invalid_utf8,
-            events: &s.events,
+            events: s.events,
             failures: s.failures,
             ambiguous: s.ambiguous,
             auth_unavailable_not_counted: s.auth_unavailable_not_counted,
