@@ -286,9 +286,9 @@ pub fn parse_prefixed(p: &syslog::Prefix) -> Parsed {
         event: None,
     };
     if let Some((program, pid, msg)) = syslog::tag(p.rest) {
-        if postfix::is_postfix(program) {
+        if let Some(daemon) = postfix::daemon(program) {
             let process = pid.map(|pid| ProcessKey::new(host, program, pid));
-            let event = postfix::parse(program, msg).map(Box::new);
+            let event = postfix::parse_as(daemon, program, msg).map(Box::new);
             return Parsed {
                 time: p.time,
                 process,

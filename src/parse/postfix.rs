@@ -14,39 +14,59 @@ const SERVICES: [&str; 4] = ["smtp", "submission", "smtps", "submissions"];
 /// OpenSSL's protocol names.
 const PROTOCOLS: [&str; 6] = ["TLSv1.3", "TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3", "SSLv2"];
 
-/// Postfix daemons whose lines carry something saslguard reads.
-const DAEMONS: [&str; 2] = ["smtpd", "smtp"];
+/// The Postfix daemons whose lines carry something saslguard reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    /// The SMTP server, under any service name.
+    Smtpd,
+    /// The SMTP client (outbound deliveries).
+    Smtp,
+}
 
-/// A program name split around its last `/`: (parent path, daemon). Names are short, so
-/// a plain loop and not a vector search.
-fn split_program(program: &str) -> Option<(&str, &str)> {
-    let i = program.bytes().rposition(|b| b == b'/')?;
-    Some((&program[..i], &program[i + 1..]))
+/// The daemon of a program name that ends in `/smtpd` or `/smtp` after a parent path
+/// of at least one byte: `postfix/smtpd`, `postfix/submission/smtpd`,
+/// `postfix-in/smtpd`, `postfix/smtp`. Read from its end: no search for the last `/`.
+pub fn daemon(program: &str) -> Option<Daemon> {
+    let b = program.as_bytes();
+    if b.len() > 6 && b.ends_with(b"/smtpd") {
+        Some(Daemon::Smtpd)
+    } else if b.len() > 5 && b.ends_with(b"/smtp") {
+        Some(Daemon::Smtp)
+    } else {
+        None
+    }
 }
 
 /// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-in/smtpd`, `postfix/smtp`.
 pub fn is_postfix(program: &str) -> bool {
-    match split_program(program) {
-        Some((base, daemon)) => !base.is_empty() && DAEMONS.contains(&daemon),
-        None => false,
-    }
+    daemon(program).is_some()
 }
 
 /// The master.cf service an smtpd line belongs to: `submission`, `smtps`, or `smtp`
 /// for the plain `postfix/smtpd` (and `postfix-in/smtpd` of a second instance).
 fn service(program: &str) -> Name {
-    let (base, daemon) = split_program(program).unwrap_or(("", program));
-    let parent = split_program(base);
-    match (daemon, parent) {
-        ("smtpd", Some((_, svc))) => name(svc, &SERVICES),
-        ("smtpd", None) => Name::Borrowed("smtp"),
-        (d, _) => name(d, &SERVICES),
+    let Some(base) = program.strip_suffix("/smtpd") else {
+        // Not smtpd: the daemon's own name.
+        let d = program.rsplit('/').next().unwrap_or(program);
+        return name(d, &SERVICES);
+    };
+    match scan::rsplit_byte(base, b'/') {
+        Some((_, svc)) => name(svc, &SERVICES),
+        None => Name::Borrowed("smtp"),
     }
 }
 
+/// Parses the message of a line Postfix's `program` wrote.
 pub fn parse(program: &str, msg: &str) -> Option<Event> {
-    let daemon = split_program(program).map_or(program, |(_, d)| d);
-    if daemon == "smtp" {
+    match daemon(program) {
+        Some(d) => parse_as(d, program, msg),
+        None => None,
+    }
+}
+
+/// [`parse`] for a program whose [`daemon`] is known.
+pub fn parse_as(daemon: Daemon, program: &str, msg: &str) -> Option<Event> {
+    if daemon == Daemon::Smtp {
         return tls_line(msg, "smtp", Direction::Outbound);
     }
     let svc = || Some(service(program));
@@ -304,6 +324,37 @@ mod tests {
         assert!(is_postfix("postfix/smtps/smtpd"));
         assert!(!is_postfix("smtpd"));
         assert!(!is_postfix("postfix/qmgr"));
+        // Read from the end as the split at the last `/` read them.
+        let split = |p: &str| {
+            let (base, d) = p.rsplit_once('/')?;
+            match d {
+                "smtpd" if !base.is_empty() => Some(Daemon::Smtpd),
+                "smtp" if !base.is_empty() => Some(Daemon::Smtp),
+                _ => None,
+            }
+        };
+        for p in [
+            "postfix/smtpd",
+            "postfix/smtp",
+            "postfix/submission/smtpd",
+            "postfix-in/smtpd",
+            "/smtpd",
+            "/smtp",
+            "x/smtp",
+            "smtpd",
+            "smtp",
+            "postfix/smtpd/",
+            "postfix/xsmtpd",
+            "postfix/smtps",
+            "postfix/lmtp",
+            "postfix/qmgr",
+            "a/b/smtp",
+            "",
+        ] {
+            assert_eq!(daemon(p), split(p), "{p}");
+        }
+        assert_eq!(service("postfix/smtps/smtpd"), "smtps");
+        assert_eq!(service("postfix-out/smtp"), "smtp");
     }
 
     #[test]
