@@ -358,6 +358,63 @@ impl Lists {
         let Some(from) = from else {
             return;
         };
+        if !self.shift_in_place(kind, from, to, n) {
+            self.shift_anew(kind, from, to, n);
+        }
+    }
+
+    /// [`Lists::shift`] in the entry's own bytes, where the tallies keep their number:
+    /// all of `from` moves to a `to` not there yet (the tally is renamed), or part of
+    /// it to a `to` there once with room. Most moves are a failure's service,
+    /// mechanism or posture learnt after it was counted (issue 17: a move built the
+    /// tallies anew twice, two allocations). False, and nothing changed, otherwise.
+    fn shift_in_place(&mut self, kind: u8, from: u16, to: u16, n: u64) -> bool {
+        if from == to || n == 0 {
+            return false;
+        }
+        let range = self.tally_bytes();
+        let (mut source, mut target) = (None, None);
+        for (i, b) in self.0[range.clone()].chunks_exact(TALLY_LEN).enumerate() {
+            let t = Tally::read(b);
+            let slot = match t.kind == kind {
+                true if t.name == from => &mut source,
+                true if t.name == to => &mut target,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some((i * TALLY_LEN, t));
+        }
+        let Some((at, mut s)) = source else {
+            return false;
+        };
+        let bytes = &mut self.0[range];
+        let write = |b: &mut [u8], t: Tally| {
+            let kn = u16::from(t.kind) << 14 | t.name;
+            b[..2].copy_from_slice(&kn.to_le_bytes());
+            b[2..TALLY_LEN].copy_from_slice(&t.n.to_le_bytes());
+        };
+        match target {
+            None if u64::from(s.n) <= n => {
+                s.name = to;
+                write(&mut bytes[at..], s);
+            }
+            Some((to_at, mut t))
+                if u64::from(s.n) > n && u64::from(t.n) + n <= u64::from(u32::MAX) =>
+            {
+                s.n -= n as u32;
+                t.n += n as u32;
+                write(&mut bytes[at..], s);
+                write(&mut bytes[to_at..], t);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// [`Lists::shift`] by building the tallies anew.
+    fn shift_anew(&mut self, kind: u8, from: u16, to: u16, n: u64) {
         let mut all: SmallVec<[Tally; 8]> = self.tallies().collect();
         let mut moved = 0;
         for t in all.iter_mut().filter(|t| t.kind == kind && t.name == from) {
@@ -1002,6 +1059,59 @@ mod tests {
         assert_eq!(r.tls.get(OTHER_NAME), Some(&((n - kept) as u64)));
         assert_eq!(r.tls.iter().count(), kept + 1);
         assert_eq!(r.services.get("smtpd"), Some(&(n as u64)));
+    }
+
+    #[test]
+    fn moves_in_place_leave_the_counts_a_rebuild_leaves() {
+        // Random bumps and moves over a few names of two kinds, counts near the top
+        // of a u32 among them, applied to two lists: one moves in place where it can,
+        // the other always builds anew. They hold the same tallies (perhaps in
+        // another order) and the same names.
+        let (mut fast, mut anew) = (Lists::default(), Lists::default());
+        fast.add(TRIED, None, "alice");
+        anew.add(TRIED, None, "alice");
+        let sorted = |l: &Lists| {
+            let mut t: Vec<(u8, u16, u32)> = l.tallies().map(|t| (t.kind, t.name, t.n)).collect();
+            t.sort_unstable();
+            t
+        };
+        let (mut in_place, mut rebuilt) = (0, 0);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let kind = (x % 2) as u8 + 1;
+            let (a, b) = ((x >> 8) as u16 % 4, (x >> 16) as u16 % 4);
+            let n = match (x >> 24) % 8 {
+                0 => u64::from(u32::MAX) - 2,
+                1 => 0,
+                k => k,
+            };
+            if (x >> 40) % 3 == 0 {
+                fast.bump(kind, a, n);
+                anew.bump(kind, a, n);
+            } else {
+                if fast.clone().shift_in_place(kind, a, b, n) {
+                    in_place += 1;
+                } else {
+                    rebuilt += 1;
+                }
+                fast.shift(kind, Some(a), b, n);
+                anew.shift_anew(kind, a, b, n);
+            }
+            assert_eq!(sorted(&fast), sorted(&anew));
+            assert_eq!(fast.strings(TRIED, &Names::new(0)), ["alice"]);
+            if fast.tallies().count() > 12 {
+                (fast, anew) = (Lists::default(), Lists::default());
+                fast.add(TRIED, None, "alice");
+                anew.add(TRIED, None, "alice");
+            }
+        }
+        assert!(
+            in_place > 10_000 && rebuilt > 10_000,
+            "{in_place} {rebuilt}"
+        );
     }
 
     #[test]
