@@ -1088,7 +1088,7 @@ mod tests {
                 1 => 0,
                 k => k,
             };
-            if (x >> 40) % 3 == 0 {
+            if (x >> 40).is_multiple_of(3) {
                 fast.bump(kind, a, n);
                 anew.bump(kind, a, n);
             } else {
