@@ -262,20 +262,17 @@ impl Alerts {
 
     /// A counted attempt `a` (failures of its address, in `prefix`).
     pub fn failure(&mut self, a: &Attempt, prefix: IpNet, geo: &Origin, out: &mut Vec<Alert>) {
-        self.prefix_failure(a, prefix);
+        // The account's key, hashed once for the prefix's tries and the address's ring.
+        let key = a.user.as_deref().map(|u| self.key(u));
+        self.prefix_failure(a, key, prefix);
         let (time, addr) = (a.time, a.address);
-        let Some(user) = a.user.as_deref() else {
+        let (Some(user), Some(h)) = (a.user.as_deref(), key) else {
             return;
         };
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
             let need = self.cfg.spray_addresses as usize;
-            if !self.by_user.contains(user) {
-                self.by_user.put(user.to_string(), VecDeque::new());
-            }
-            let Some(ring) = self.by_user.get_mut(user) else {
-                return;
-            };
+            let ring = self.by_user.get_or_insert_mut_ref(user, VecDeque::new);
             ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
             crate::bounded::ring_room_for_one(ring);
             ring.push_back((time, addr));
@@ -305,7 +302,6 @@ impl Alerts {
         }
         if self.cfg.spray_accounts > 0 {
             let need = self.cfg.spray_accounts as usize;
-            let h = self.key(user);
             let ring = self.by_addr.get_or_insert_mut(addr.into(), SmallVec::new);
             ring.retain(|(t, u)| time.0 - t.0 <= w && *u != h);
             ring.push((time, h));
@@ -336,7 +332,8 @@ impl Alerts {
         }
     }
 
-    fn prefix_failure(&mut self, a: &Attempt, prefix: IpNet) {
+    /// `user` is the key of the attempt's account ([`Alerts::key`]), if it has one.
+    fn prefix_failure(&mut self, a: &Attempt, user: Option<u64>, prefix: IpNet) {
         let (time, addr) = (a.time, a.address);
         let window = self.cfg.login_after_failures_ms;
         if window <= 0 {
@@ -348,7 +345,6 @@ impl Alerts {
             addrs: SmallVec::new(),
             tries: SmallVec::new(),
         };
-        let user = a.user.as_deref().map(|u| self.key(u));
         let p = self.by_prefix.get_or_insert_mut(prefix, fresh);
         if time.0 - p.last.0 > window {
             *p = fresh();
