@@ -144,20 +144,22 @@ fn clock(b: &[u8]) -> Option<(u32, usize)> {
     let mut ms = 0;
     if b.get(8) == Some(&b'.') {
         // Milliseconds from the first three digits of the fraction; at most nine.
-        let mut frac = 0;
-        let mut scale = 100;
-        for &c in &b[9..] {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                break;
-            }
-            frac += 1;
-            ms += u32::from(d) * scale;
-            scale /= 10;
-        }
+        let frac = b[9..]
+            .iter()
+            .take(10)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if frac == 0 || frac > 9 {
             return None;
         }
+        let digit = |i: usize| {
+            if i < frac {
+                u32::from(b[9 + i] - b'0')
+            } else {
+                0
+            }
+        };
+        ms = digit(0) * 100 + digit(1) * 10 + digit(2);
         used = 9 + frac;
     }
     // A leap second is read as the last millisecond of the minute before.
@@ -292,10 +294,21 @@ pub fn tag(rest: &str) -> Option<(&str, Option<u32>, &str)> {
     let mut after = &rest[n..];
     let mut pid = None;
     if let Some(p) = after.strip_prefix('[') {
-        // A pid has at most nine digits (`parse_u32`): its `]` is no further.
-        let close = p.bytes().take(10).position(|c| c == b']')?;
-        pid = Some(super::scan::parse_u32(&p[..close])?);
-        after = &p[close + 1..];
+        // One to nine digits (a tenth is no `]`), then the `]`, read in one pass.
+        let (mut n, mut digits) = (0u32, 0);
+        for &c in p.as_bytes().iter().take(9) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            n = n * 10 + u32::from(d);
+            digits += 1;
+        }
+        if digits == 0 || p.as_bytes().get(digits) != Some(&b']') {
+            return None;
+        }
+        pid = Some(n);
+        after = &p[digits + 1..];
     }
     let msg = after
         .strip_prefix(": ")
@@ -323,6 +336,35 @@ mod tests {
             tag(p.rest),
             Some(("postfix/submission/smtpd", Some(27133), "warning: x"))
         );
+    }
+
+    /// Pids of one to nine digits, and the fraction of a second to nine digits; the
+    /// rest is no tag and no time.
+    #[test]
+    fn pids_and_fractions_at_their_bounds() {
+        assert_eq!(tag("p[1]: x"), Some(("p", Some(1), "x")));
+        assert_eq!(tag("p[999999999]: x"), Some(("p", Some(999_999_999), "x")));
+        assert_eq!(tag("p[007]:"), Some(("p", Some(7), "")));
+        assert_eq!(tag("p: x"), Some(("p", None, "x")));
+        for bad in [
+            "p[1234567890]: x",
+            "p[4294967295]: x",
+            "p[]: x",
+            "p[12a]: x",
+            "p[1: x",
+            "p[1]x",
+        ] {
+            assert_eq!(tag(bad), None, "{bad}");
+        }
+        let ms = |s: &str| clock(s.as_bytes());
+        assert_eq!(ms("00:00:01.5 x"), Some((1500, 10)));
+        assert_eq!(ms("00:00:01.05"), Some((1050, 11)));
+        assert_eq!(ms("23:59:59.123456789"), Some((86_399_123, 18)));
+        assert_eq!(ms("00:00:00.999 "), Some((999, 12)));
+        assert_eq!(ms("00:00:01 x"), Some((1000, 8)));
+        assert_eq!(ms("00:00:00.1234567890"), None);
+        assert_eq!(ms("00:00:00. x"), None);
+        assert_eq!(ms("24:00:00"), None);
     }
 
     #[test]
