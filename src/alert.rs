@@ -272,14 +272,18 @@ impl Alerts {
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
             let need = self.cfg.spray_addresses as usize;
-            let ring = self.by_user.get_or_insert_mut_ref(user, VecDeque::new);
-            ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
-            crate::bounded::ring_room_for_one(ring);
-            ring.push_back((time, addr));
-            while ring.len() > need * 2 {
-                ring.pop_front();
-            }
-            let n = ring.len();
+            // In a block of its own: `lru` does not tie the ring it hands out to the
+            // borrow of the table, so the compiler would not stop a later use.
+            let n = {
+                let ring = self.by_user.get_or_insert_mut_ref(user, VecDeque::new);
+                ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
+                crate::bounded::ring_room_for_one(ring);
+                ring.push_back((time, addr));
+                while ring.len() > need * 2 {
+                    ring.pop_front();
+                }
+                ring.len()
+            };
             if n >= need && self.fresh(0, user, time, w) {
                 out.push(Alert {
                     kind: "spray_account".into(),

@@ -37,11 +37,6 @@ pub fn daemon(program: &str) -> Option<Daemon> {
     }
 }
 
-/// `postfix/smtpd`, `postfix/submission/smtpd`, `postfix-in/smtpd`, `postfix/smtp`.
-pub fn is_postfix(program: &str) -> bool {
-    daemon(program).is_some()
-}
-
 /// The master.cf service an smtpd line belongs to: `submission`, `smtps`, or `smtp`
 /// for the plain `postfix/smtpd` (and `postfix-in/smtpd` of a second instance).
 fn service(program: &str) -> Name {
@@ -194,6 +189,7 @@ fn tally(tail: &str) -> Option<Tally> {
     let mut t = Tally::default();
     let mut any = false;
     let at = |s: &[u8], b: u8| s.iter().position(|&c| c == b);
+    let number = scan::parse_u32_bytes;
     for item in tail
         .as_bytes()
         .split(|&c| c == b' ')
@@ -221,14 +217,6 @@ fn tally(tail: &str) -> Option<Tally> {
         }
     }
     any.then_some(t)
-}
-
-/// One to nine decimal digits, as [`scan::parse_u32`] reads them.
-fn number(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
 /// `Anonymous TLS connection established from NAME[ADDR][ to SNI]: PROTO with cipher C (A/B bits)...`
@@ -333,9 +321,9 @@ mod tests {
         assert_eq!(service("postfix/submission/smtpd"), "submission");
         assert_eq!(service("postfix/smtpd"), "smtp");
         assert_eq!(service("postfix-in/smtpd"), "smtp");
-        assert!(is_postfix("postfix/smtps/smtpd"));
-        assert!(!is_postfix("smtpd"));
-        assert!(!is_postfix("postfix/qmgr"));
+        assert_eq!(daemon("postfix/smtps/smtpd"), Some(Daemon::Smtpd));
+        assert_eq!(daemon("smtpd"), None);
+        assert_eq!(daemon("postfix/qmgr"), None);
         // Read from the end as the split at the last `/` read them.
         let split = |p: &str| {
             let (base, d) = p.rsplit_once('/')?;

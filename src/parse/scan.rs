@@ -265,12 +265,18 @@ pub fn name_addr(s: &str) -> Option<(IpAddr, &str)> {
     Some((addr, rest))
 }
 
+/// One to nine decimal digits, the whole of `s`, as a number.
 pub fn parse_u32(s: &str) -> Option<u32> {
-    if s.is_empty() || s.len() > 9 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    parse_u32_bytes(s.as_bytes())
+}
+
+/// [`parse_u32`] of bytes.
+pub fn parse_u32_bytes(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
     // At most nine digits: no overflow.
-    Some(s.bytes().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')))
+    Some(s.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')))
 }
 
 /// Leading decimal digits of `s` as a number, with the rest.
