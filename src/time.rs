@@ -224,6 +224,47 @@ fn num(b: &[u8]) -> Option<u32> {
     Some(b.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0')))
 }
 
+/// The date and zone of the last ISO stamp read in a stream, and the instant they
+/// name: the lines of a log share them for a day, and reading them again (the date's
+/// days since 1970, the zone's offset) was a third of the work of an ISO stamp.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IsoMemo {
+    /// `YYYY-MM-DD`, then the zone text (at most [`MEMO_ZONE`] bytes), zero-padded.
+    key: [u8; 10 + MEMO_ZONE],
+    zone_len: u8,
+    /// UTC milliseconds of the local midnight of that date in that zone; `None`: empty.
+    midnight: Option<i64>,
+}
+
+/// The longest zone text an [`IsoMemo`] keeps (`+01:00`); longer ones are read every
+/// time.
+const MEMO_ZONE: usize = 6;
+
+impl IsoMemo {
+    /// The midnight kept for `date` (`YYYY-MM-DD`) in `zone` (its text), if it is the
+    /// one kept.
+    pub fn get(&self, date: &[u8], zone: &[u8]) -> Option<i64> {
+        let midnight = self.midnight?;
+        (usize::from(self.zone_len) == zone.len()
+            && self.key[..10] == *date
+            && self.key[10..10 + zone.len()] == *zone)
+            .then_some(midnight)
+    }
+
+    /// Keeps `midnight` for `date` in `zone`, in place of what was kept (no zone, a
+    /// zone text longer than [`MEMO_ZONE`], or a date not of ten bytes is not kept: a
+    /// stamp without a zone is no instant).
+    pub fn keep(&mut self, date: &[u8], zone: &[u8], midnight: i64) {
+        if date.len() != 10 || zone.is_empty() || zone.len() > MEMO_ZONE {
+            return;
+        }
+        self.key[..10].copy_from_slice(date);
+        self.key[10..10 + zone.len()].copy_from_slice(zone);
+        self.zone_len = zone.len() as u8;
+        self.midnight = Some(midnight);
+    }
+}
+
 /// Turns [`LineTime`] into [`Timestamp`] for one stream of lines, inferring the year of
 /// classic syslog stamps: it starts from a reference (the file's modification time for
 /// a replayed file, "now" for a live source) and steps the year forward when the month
@@ -238,7 +279,7 @@ pub struct YearResolver {
     /// share their hour, and asking the zone database per line costs a clock call.
     hour_cache: Option<((i32, u32, u32, u32), i64)>,
     /// The last ISO date and zone of the stream ([`crate::parse::syslog::parse_with`]).
-    pub iso: crate::parse::syslog::IsoMemo,
+    pub iso: IsoMemo,
 }
 
 impl YearResolver {

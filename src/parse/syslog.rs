@@ -11,7 +11,7 @@
 //!
 //! Pure: bytes in, borrowed slices out. The year and zone are resolved later.
 
-use crate::time::{LineTime, Timestamp, days_from_civil, parse_offset};
+use crate::time::{IsoMemo, LineTime, Timestamp, days_from_civil, parse_offset};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prefix<'a> {
@@ -42,21 +42,6 @@ const DOVECOT_PROCESSES: [&str; 12] = [
     "managesieve",
     "master",
 ];
-
-/// The date and zone of the last ISO stamp read in a stream, and the instant they
-/// name: the lines of a log share them for a day, and reading them again (the date's
-/// days since 1970, the zone's offset) was a third of the work of an ISO stamp.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IsoMemo {
-    /// `YYYY-MM-DD`, then the zone text (at most [`MEMO_ZONE`] bytes), zero-padded.
-    key: [u8; 10 + MEMO_ZONE],
-    zone_len: u8,
-    /// UTC milliseconds of the local midnight of that date in that zone; `None`: empty.
-    midnight: Option<i64>,
-}
-
-/// The longest zone text a memo keeps (`+01:00`); longer ones are read every time.
-const MEMO_ZONE: usize = 6;
 
 /// Reads the syslog prefix of `line` (see the module documentation).
 #[inline]
@@ -223,11 +208,7 @@ fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     let zone = &b[i..i + zone_len];
     i += zone_len;
     // The same date and zone as the line before: they were read and checked then.
-    if let Some(midnight) = memo.midnight
-        && usize::from(memo.zone_len) == zone_len
-        && memo.key[..10] == d[..10]
-        && memo.key[10..10 + zone_len] == *zone
-    {
+    if let Some(midnight) = memo.get(&d[..10], zone) {
         return Some((
             LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
             i,
@@ -249,12 +230,7 @@ fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     }
     let off = parse_offset(zone)?;
     let midnight = days * 86_400_000 - i64::from(off.local_minus_utc()) * 1000;
-    if zone_len <= MEMO_ZONE {
-        memo.key[..10].copy_from_slice(&d[..10]);
-        memo.key[10..10 + zone_len].copy_from_slice(zone);
-        memo.zone_len = zone_len as u8;
-        memo.midnight = Some(midnight);
-    }
+    memo.keep(&d[..10], zone, midnight);
     Some((
         LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
         i,
