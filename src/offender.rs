@@ -233,10 +233,18 @@ impl Tally {
         }
     }
 
-    fn write(self, out: &mut Vec<u8>) {
+    /// Writes the tally over the first [`TALLY_LEN`] bytes of `b` (in an entry's own
+    /// bytes, where [`Tally::read`] read it).
+    fn put(self, b: &mut [u8]) {
         let kn = u16::from(self.kind) << 14 | self.name;
-        out.extend_from_slice(&kn.to_le_bytes());
-        out.extend_from_slice(&self.n.to_le_bytes());
+        b[..2].copy_from_slice(&kn.to_le_bytes());
+        b[2..TALLY_LEN].copy_from_slice(&self.n.to_le_bytes());
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        let mut b = [0; TALLY_LEN];
+        self.put(&mut b);
+        out.extend_from_slice(&b);
     }
 }
 
@@ -335,7 +343,7 @@ impl Lists {
             let add = n.min(u64::from(u32::MAX - t.n));
             t.n += add as u32;
             n -= add;
-            b[2..].copy_from_slice(&t.n.to_le_bytes());
+            t.put(b);
         }
         if n == 0 {
             return;
@@ -390,23 +398,18 @@ impl Lists {
             return false;
         };
         let bytes = &mut self.0[range];
-        let write = |b: &mut [u8], t: Tally| {
-            let kn = u16::from(t.kind) << 14 | t.name;
-            b[..2].copy_from_slice(&kn.to_le_bytes());
-            b[2..TALLY_LEN].copy_from_slice(&t.n.to_le_bytes());
-        };
         match target {
             None if u64::from(s.n) <= n => {
                 s.name = to;
-                write(&mut bytes[at..], s);
+                s.put(&mut bytes[at..]);
             }
             Some((to_at, mut t))
                 if u64::from(s.n) > n && u64::from(t.n) + n <= u64::from(u32::MAX) =>
             {
                 s.n -= n as u32;
                 t.n += n as u32;
-                write(&mut bytes[at..], s);
-                write(&mut bytes[to_at..], t);
+                s.put(&mut bytes[at..]);
+                t.put(&mut bytes[to_at..]);
             }
             _ => return false,
         }
