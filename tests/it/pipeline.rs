@@ -81,6 +81,41 @@ fn smtp_guess(t: i64, pid: u32, addr: &str, user: &str) -> String {
     )
 }
 
+/// A reload hands the event counts by kind to the new pipeline whole, once: the old
+/// one keeps none, and the new one counts on from them.
+#[test]
+fn a_reload_carries_the_events_by_kind_over_once() {
+    use saslguard::geo::Geo;
+    use saslguard::pipeline::{Pipeline, Record, Snapshot};
+    let mut r = run(&[&format!(
+        "{}{}",
+        smtp_guess(0, 501, "203.0.113.7", "alice"),
+        smtp_guess(5, 502, "203.0.113.7", "bob")
+    )]);
+    let before = r.pipeline.stats().events;
+    assert_eq!(before.get("auth_failure"), Some(&6), "{before:?}");
+    let c = Config::default();
+    let mut next = Pipeline::new(&c, Geo::none(), Record::Nothing, &Snapshot::default());
+    next.carry_over(&mut r.pipeline);
+    assert_eq!(next.stats().events, before);
+    assert!(r.pipeline.stats().events.is_empty());
+    assert_eq!(r.pipeline.stats().lines, 0);
+    let mut resolver = saslguard::time::YearResolver::with_year(Zone::utc(), 2026);
+    let mut lossy = String::new();
+    let line = smtp_guess(9, 503, "203.0.113.7", "carol");
+    let warning = line.lines().last().unwrap();
+    next.feed(&saslguard::source::stamp(
+        warning.as_bytes(),
+        &mut resolver,
+        &mut lossy,
+    ));
+    assert_eq!(next.stats().events.get("auth_failure"), Some(&7));
+    // Carried back (a reload that failed), they are not counted twice.
+    r.pipeline.carry_over(&mut next);
+    assert_eq!(r.pipeline.stats().events.get("auth_failure"), Some(&7));
+    assert!(next.stats().events.is_empty());
+}
+
 #[test]
 fn an_smtp_guess_written_by_postfix_dovecot_and_pam_counts_once() {
     let mut log = format!(
