@@ -4,9 +4,10 @@
 #
 #   bash bench/compare.sh OLD_BINARY [SIZES...]     # default sizes: 1M and 10M lines
 #   PROFILES=classic bash bench/compare.sh OLD_BINARY 1000000
+#   NEW=target/pgo/release/saslguard bash bench/compare.sh OLD_BINARY   # another build as new
 #
 # Both run pinned to one core (taskset -c 0), alternating, best of 5 each; peak RSS
-# from /usr/bin/time. The new binary is this checkout's release build, run with
+# from /usr/bin/time. The new binary is this checkout's release build (or NEW), run with
 # `--threads 1` when it has the flag (one core is the comparison). Both must write the
 # same `replay --json` document.
 set -euo pipefail
@@ -17,7 +18,7 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
 read -r -a profiles <<< "${PROFILES:-realistic classic}"
 cargo build --release --quiet --bin saslguard --example loggen
-new=target/release/saslguard
+new=${NEW:-target/release/saslguard}
 one=()
 "$new" replay --help | grep -q -- --threads && one=(--threads 1)
 out=bench/out
