@@ -1,5 +1,6 @@
 //! The integration tests that need nothing but the built binary and the library: one
-//! test binary, so the library and its native dependencies are linked once. The
+//! test binary, so the library and its native dependencies are linked once (and the
+//! profile-guided build's test, which needs cargo and llvm-profdata as well). The
 //! privileged ones (network namespaces, nftables, real Postfix and Dovecot) are the
 //! second binary, `tests/privileged`.
 
@@ -15,5 +16,6 @@ mod geo_alerts;
 mod golden;
 mod hostile_input;
 mod maillog;
+mod pgo;
 mod pipeline;
 mod report;
