@@ -39,7 +39,8 @@ fi
 
 work=${PGO_DIR:-$root/target/pgo-train}
 case $work in /*) ;; *) work=$root/$work ;; esac
-rm -rf "$work"
+# Only what this script writes there goes: PGO_DIR may be a directory of the caller's.
+rm -rf "$work/profiles" "$work/daemon"
 mkdir -p "$work/profiles"
 flags=${RUSTFLAGS:-}
 
@@ -150,6 +151,8 @@ EOF
 ns=""
 if [ "$(id -u)" = 0 ] && command -v nft >/dev/null 2>&1 && ip netns add "sgpgo$$" 2>/dev/null; then
   ns=sgpgo$$
+  # Deleted whatever happens from here on; train_daemon adds its daemon to this.
+  trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
 else
   say "not root (or no nft, or no network namespace): the nftables enforcer is left untrained"
 fi
