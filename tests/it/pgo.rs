@@ -21,83 +21,29 @@ fn profiles_written(bin: &Path, log: &Path) -> usize {
     std::fs::read_dir(dir.path()).unwrap().count()
 }
 
-/// The daemon's state through its control socket, once it answers.
-fn status(bin: &Path, socket: &Path) -> Option<serde_json::Value> {
-    let out = Command::new(bin)
-        .args(["status", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-/// Runs `bin`'s daemon on a log in `dir` (no nftables: a Postfix access map, so no
-/// root is needed), appends five failures of each of 200 addresses a line at a time,
-/// and returns the map's entries, sorted, once every line is read and every ban in it.
-fn daemon_bans(bin: &Path, dir: &Path) -> Vec<String> {
-    let log = dir.join("mail.log");
-    let map = dir.join("access");
-    let socket = dir.join("control.sock");
+/// Runs `bin`'s daemon (no nftables: a Postfix access map, so neither root nor a
+/// namespace is needed) on a log that gets five failures of each of 200 addresses, an
+/// address at a time, and returns the map's entries, sorted, once every line is read
+/// and every ban is in the map.
+fn daemon_bans(bin: &Path) -> Vec<String> {
+    let files = tempfile::tempdir().unwrap();
+    let (log, map) = (files.path().join("mail.log"), files.path().join("access"));
     std::fs::write(&log, "").unwrap();
-    let cfg = dir.join("saslguard.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[input]\ntimezone = \"UTC\"\n[sources]\nfiles = [{log:?}]\njournal = false\n\
-             [daemon]\nstate_directory = {state:?}\ncontrol_socket = {socket:?}\n\
-             [nftables]\nenabled = false\n\
-             [postfix_map]\nenabled = true\nmap = \"cidr:{map}\"\nreload_command = [\"true\"]\n",
-            state = dir.join("state"),
-            map = map.display(),
+    let mut d = support::Daemon::prepare_with(
+        bin,
+        None,
+        &format!(
+            "[sources]\nfiles = [{log:?}]\njournal = false\n[nftables]\nenabled = false\n\
+             [postfix_map]\nenabled = true\nmap = \"cidr:{}\"\nreload_command = [\"true\"]\n",
+            map.display()
         ),
-    )
-    .unwrap();
-    let out = std::fs::File::create(dir.join("daemon.out")).unwrap();
-    let mut daemon = Command::new(bin)
-        .args(["--log-level", "error", "run", "-c"])
-        .arg(&cfg)
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let until = |what: &str, ok: &dyn Fn() -> bool| {
-        for _ in 0..600 {
-            if ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let said = std::fs::read_to_string(dir.join("daemon.out")).unwrap_or_default();
-        let _ = daemon_stop(daemon.id());
-        panic!(
-            "{}: {what} did not happen within 60 s:\n{said}",
-            bin.display()
-        );
-    };
-    until("the control socket", &|| status(bin, &socket).is_some());
-    let now = String::from_utf8(
-        run_ok(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])).stdout,
-    )
-    .unwrap();
-    let now = now.trim();
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-        for i in 1..=200 {
-            for k in 1..=5 {
-                writeln!(
-                    f,
-                    "{now} mx postfix/submission/smtpd[77]: warning: unknown[2001:db8:7:{i:x}::1]: \
-                     SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=info{k}"
-                )
-                .unwrap();
-                f.flush().unwrap();
-            }
-        }
+    );
+    d.restart();
+    for i in 1..=200 {
+        support::append(&log, &support::failures(&format!("2001:db8:7:{i:x}::1"), 5));
     }
-    let read = |s: &serde_json::Value| s["stats"]["lines"].as_u64().unwrap_or(0);
-    until("reading the 1,000 lines", &|| {
-        status(bin, &socket).is_some_and(|s| read(&s) >= 1000)
+    d.wait_status(60, "the 1,000 lines read", |s| {
+        s["stats"]["lines"].as_u64() >= Some(1000)
     });
     let entries = || -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_to_string(&map)
@@ -109,20 +55,12 @@ fn daemon_bans(bin: &Path, dir: &Path) -> Vec<String> {
         v.sort();
         v
     };
-    until("every ban in the map", &|| {
-        status(bin, &socket).is_some_and(|s| {
-            s["unenforced_bans"].as_u64() == Some(0)
-                && s["active_bans"].as_u64() == Some(entries().len() as u64)
-        })
+    d.wait_status(60, "every ban in the map", |s| {
+        s["unenforced_bans"].as_u64() == Some(0)
+            && s["active_bans"].as_u64() == Some(entries().len() as u64)
     });
-    daemon_stop(daemon.id()).unwrap();
-    daemon.wait().unwrap();
+    d.stop();
     entries()
-}
-
-/// Stops the daemon we started, by its id, as systemd would (SIGTERM).
-fn daemon_stop(pid: u32) -> std::io::Result<std::process::ExitStatus> {
-    Command::new("kill").arg(pid.to_string()).status()
 }
 
 #[test]
@@ -196,10 +134,9 @@ fn the_profile_guided_build_writes_what_the_plain_build_writes() {
     assert_eq!(profiles_written(&pgo, log), 0);
 
     // The daemon (its code laid out by the training's daemon run) bans what the plain
-    // build's bans, from failures written a line at a time.
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let want = daemon_bans(plain, a.path());
-    let got = daemon_bans(&pgo, b.path());
+    // build's bans.
+    let want = daemon_bans(plain);
+    let got = daemon_bans(&pgo);
     assert!(
         want.len() >= 200,
         "the plain daemon banned too little: {want:?}"

@@ -797,11 +797,16 @@ impl Drop for MailServer {
     }
 }
 
-/// A `saslguard run` started by a test, in a network namespace, with its configuration,
-/// state and control socket in a temporary directory. Stopped (by its own pid) on drop.
+/// A `saslguard run` started by a test, in a network namespace (or, made with
+/// [`Daemon::prepare_with`] and no namespace, in the test's own), with its
+/// configuration, state and control socket in a temporary directory. Stopped (by its
+/// own pid) on drop.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
+    /// Empty: no namespace of its own (only a daemon without nftables runs so).
     pub ns: String,
+    /// The binary run: the test build's, or another build of the same source.
+    bin: PathBuf,
     child: Option<std::process::Child>,
     starts: u32,
 }
@@ -835,6 +840,12 @@ impl Daemon {
 
     /// As [`Daemon::start`], without starting it (`restart` does).
     pub fn prepare(ns: &str, extra: &str) -> Daemon {
+        Daemon::prepare_with(Path::new(env!("CARGO_BIN_EXE_saslguard")), Some(ns), extra)
+    }
+
+    /// As [`Daemon::prepare`], for the binary `bin`, in namespace `ns` or, without one,
+    /// in the test's own (its configuration must then leave nftables off).
+    pub fn prepare_with(bin: &Path, ns: Option<&str>, extra: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("saslguard-daemon")
             .tempdir()
@@ -851,7 +862,8 @@ impl Daemon {
         .unwrap();
         Daemon {
             dir,
-            ns: ns.to_string(),
+            ns: ns.unwrap_or_default().to_string(),
+            bin: bin.to_path_buf(),
             child: None,
             starts: 0,
         }
@@ -863,9 +875,14 @@ impl Daemon {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("daemon{}.log", self.starts)))
             .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(env!("CARGO_BIN_EXE_saslguard"))
+        let mut cmd = if self.ns.is_empty() {
+            Command::new(&self.bin)
+        } else {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.ns]).arg(&self.bin);
+            c
+        };
+        let child = cmd
             .args(["--log-level", "info", "run", "-c"])
             .arg(self.config_path())
             .stdin(Stdio::null())
