@@ -42,7 +42,7 @@ pub fn daemon(program: &str) -> Option<Daemon> {
 fn service(program: &str) -> Name {
     let Some(base) = program.strip_suffix("/smtpd") else {
         // Not smtpd: the daemon's own name.
-        let d = program.rsplit('/').next().unwrap_or(program);
+        let d = scan::rsplit_byte(program, b'/').map_or(program, |(_, d)| d);
         return name(d, &SERVICES);
     };
     match scan::rsplit_byte(base, b'/') {
@@ -51,15 +51,7 @@ fn service(program: &str) -> Name {
     }
 }
 
-/// Parses the message of a line Postfix's `program` wrote.
-pub fn parse(program: &str, msg: &str) -> Option<Event> {
-    match daemon(program) {
-        Some(d) => parse_as(d, program, msg),
-        None => None,
-    }
-}
-
-/// [`parse`] for a program whose [`daemon`] is known.
+/// Parses the message of a line Postfix's `program` wrote, its [`daemon`] known.
 pub fn parse_as(daemon: Daemon, program: &str, msg: &str) -> Option<Event> {
     if daemon == Daemon::Smtp {
         return tls_line(msg, "smtp", Direction::Outbound);
@@ -393,7 +385,8 @@ mod tests {
 
     #[test]
     fn sasl_username_suffix() {
-        let e = parse(
+        let e = parse_as(
+            Daemon::Smtpd,
             "postfix/smtpd",
             "warning: unknown[192.0.2.9]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=bob",
         )
