@@ -251,6 +251,18 @@ impl IsoMemo {
             .then_some(midnight)
     }
 
+    /// [`IsoMemo::get`] for a zone read in place: `rest` starts with the zone kept,
+    /// and a space or the end follows it. Returns the midnight and the zone's length.
+    #[inline]
+    pub fn at(&self, date: &[u8], rest: &[u8]) -> Option<(i64, usize)> {
+        let midnight = self.midnight?;
+        let n = usize::from(self.zone_len);
+        (self.key[..10] == *date
+            && rest.get(..n) == Some(&self.key[10..10 + n])
+            && rest.get(n).is_none_or(|&c| c == b' '))
+        .then_some((midnight, n))
+    }
+
     /// Keeps `midnight` for `date` in `zone`, in place of what was kept (no zone, a
     /// zone text longer than [`MEMO_ZONE`], or a date not of ten bytes is not kept: a
     /// stamp without a zone is no instant).

@@ -128,24 +128,30 @@ fn clock(b: &[u8]) -> Option<(u32, usize)> {
     let mut used = 8;
     let mut ms = 0;
     if b.get(8) == Some(&b'.') {
-        // Milliseconds from the first three digits of the fraction; at most nine.
-        let frac = b[9..]
-            .iter()
-            .take(10)
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        if frac == 0 || frac > 9 {
+        // Milliseconds from the first three digits of the fraction; at most nine, read
+        // in one pass.
+        let f = &b[9..];
+        let mut n = 0;
+        while let Some(&c) = f.get(n) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if n < 3 {
+                ms = ms * 10 + u32::from(d);
+            }
+            n += 1;
+            if n > 9 {
+                return None;
+            }
+        }
+        if n == 0 {
             return None;
         }
-        let digit = |i: usize| {
-            if i < frac {
-                u32::from(b[9 + i] - b'0')
-            } else {
-                0
-            }
-        };
-        ms = digit(0) * 100 + digit(1) * 10 + digit(2);
-        used = 9 + frac;
+        for _ in n..3 {
+            ms *= 10;
+        }
+        used = 9 + n;
     }
     // A leap second is read as the last millisecond of the minute before.
     let s = s.min(59);
@@ -204,6 +210,14 @@ fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     }
     let (ms_of_day, used) = clock(&b[11..])?;
     let mut i = 11 + used;
+    // The same date and zone as the line before, the zone ending where a scan for its
+    // end would stop: no scan.
+    if let Some((midnight, zone_len)) = memo.at(&d[..10], &b[i..]) {
+        return Some((
+            LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
+            i + zone_len,
+        ));
+    }
     let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
     let zone = &b[i..i + zone_len];
     i += zone_len;
