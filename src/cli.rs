@@ -387,8 +387,8 @@ pub enum NftAction {
 #[derive(Debug, clap::Args)]
 pub struct ReadArgs {
     /// 1: read, parse and count in one thread. 2 or more (the default on a machine with
-    /// more than one core): each file is read and parsed in a thread of its own while
-    /// another counts or reports; the result is the same.
+    /// more than one core): each file is read in a thread of its own while another
+    /// counts or reports, the parsing shared between them; the result is the same.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 }
