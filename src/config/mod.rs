@@ -103,6 +103,34 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What holds the bans once the daemon has stopped, for its last log line: sets
+    /// in the kernel expire by themselves, a Postfix map keeps its entries until the
+    /// next start drops the expired ones, and the policy service stops with the daemon.
+    pub fn after_stop(&self) -> String {
+        let mut v = Vec::new();
+        if self.nftables.is_some() {
+            v.push("bans stay in the kernel's nftables sets until they expire".to_string());
+        }
+        if let Some(m) = &self.postfix_map {
+            v.push(format!(
+                "bans stay in the Postfix map {} until the next start drops the expired ones",
+                m.map
+            ));
+        }
+        if let Some(p) = &self.postfix_policy {
+            v.push(format!(
+                "the policy service at {} is gone: Postfix's default_action answers",
+                p.socket.display()
+            ));
+        }
+        if v.is_empty() {
+            v.push("no enforcer was on: no ban outlasts the daemon".to_string());
+        }
+        v.join("; ")
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         validate::validate(raw::RawConfig::default(), "", Path::new("<defaults>"))
@@ -177,4 +205,41 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
         }])
     })?;
     validate::validate(raw, text, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's last line names what holds the bans after it stops, and only that:
+    /// no kernel where nftables is off, the map where there is one.
+    #[test]
+    fn what_holds_the_bans_after_a_stop() {
+        let cfg = |text: &str| parse(text, Path::new("t.toml")).unwrap();
+        let note = cfg("").after_stop();
+        assert_eq!(
+            note,
+            "bans stay in the kernel's nftables sets until they expire"
+        );
+        let note = cfg(
+            "[nftables]\nenabled = false\n[postfix_map]\nenabled = true\nmap = \"cidr:/etc/postfix/saslguard_access\"\n",
+        )
+        .after_stop();
+        assert!(!note.contains("kernel"), "{note}");
+        assert!(
+            note.contains("Postfix map cidr:/etc/postfix/saslguard_access until the next start"),
+            "{note}"
+        );
+        let note = cfg(
+            "[nftables]\nenabled = false\n[postfix_policy]\nenabled = true\nsocket = \"/var/spool/postfix/private/saslguard\"\n",
+        )
+        .after_stop();
+        assert!(!note.contains("kernel"), "{note}");
+        assert!(
+            note.contains("policy service at /var/spool/postfix/private/saslguard is gone"),
+            "{note}"
+        );
+        let note = cfg("[nftables]\nenabled = false\n").after_stop();
+        assert_eq!(note, "no enforcer was on: no ban outlasts the daemon");
+    }
 }

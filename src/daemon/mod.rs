@@ -222,7 +222,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     let result = rt.block_on(event_loop(&mut engine, followers, journal));
     engine.shutdown();
     result?;
-    tracing::warn!("stopped; bans stay in the kernel until they expire");
+    // After a reload: the configuration that ran last.
+    tracing::warn!("stopped; {}", engine.config().after_stop());
     Ok(())
 }
 

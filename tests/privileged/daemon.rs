@@ -56,6 +56,12 @@ fn rotation_and_restarts_lose_no_failure_and_count_none_twice() {
     append(&log, &failures("192.0.2.50", 2));
     d.wait_status(10, "2 failures", |s| failures_counted(s) == 2);
     assert!(d.stop().success(), "SIGTERM is a clean stop");
+    assert!(
+        d.log()
+            .contains("stopped; bans stay in the kernel's nftables sets until they expire"),
+        "{}",
+        d.log()
+    );
     append(&log, &failures("192.0.2.50", 1));
     std::fs::rename(&log, logs.path().join("mail.log.1")).unwrap();
     append(&log, &failures("192.0.2.50", 1));

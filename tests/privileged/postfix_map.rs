@@ -438,6 +438,13 @@ fn real_postfix_asks_the_policy_service_live_and_lets_everyone_in_without_it() {
         !server.policy_socket().exists(),
         "the socket goes with saslguard"
     );
+    // Its last line says so, and claims no ban in a kernel it never used.
+    let log = d.log();
+    let last = log.lines().rfind(|l| l.contains("stopped;")).unwrap_or("");
+    assert!(
+        last.contains("the policy service at") && !last.contains("kernel"),
+        "{log}"
+    );
     let r = net.mail_clients(
         SERVER_V4,
         &[
