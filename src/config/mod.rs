@@ -215,31 +215,30 @@ mod tests {
     /// no kernel where nftables is off, the map where there is one.
     #[test]
     fn what_holds_the_bans_after_a_stop() {
-        let cfg = |text: &str| parse(text, Path::new("t.toml")).unwrap();
-        let note = cfg("").after_stop();
-        assert_eq!(
-            note,
-            "bans stay in the kernel's nftables sets until they expire"
-        );
-        let note = cfg(
-            "[nftables]\nenabled = false\n[postfix_map]\nenabled = true\nmap = \"cidr:/etc/postfix/saslguard_access\"\n",
-        )
-        .after_stop();
-        assert!(!note.contains("kernel"), "{note}");
-        assert!(
-            note.contains("Postfix map cidr:/etc/postfix/saslguard_access until the next start"),
-            "{note}"
-        );
-        let note = cfg(
-            "[nftables]\nenabled = false\n[postfix_policy]\nenabled = true\nsocket = \"/var/spool/postfix/private/saslguard\"\n",
-        )
-        .after_stop();
-        assert!(!note.contains("kernel"), "{note}");
-        assert!(
-            note.contains("policy service at /var/spool/postfix/private/saslguard is gone"),
-            "{note}"
-        );
-        let note = cfg("[nftables]\nenabled = false\n").after_stop();
-        assert_eq!(note, "no enforcer was on: no ban outlasts the daemon");
+        let off = "[nftables]\nenabled = false\n";
+        for (text, want) in [
+            (
+                "",
+                "bans stay in the kernel's nftables sets until they expire",
+            ),
+            (
+                "[postfix_map]\nenabled = true\nmap = \"cidr:/etc/postfix/saslguard_access\"\n",
+                "bans stay in the Postfix map cidr:/etc/postfix/saslguard_access until the next start drops the expired ones",
+            ),
+            (
+                "[postfix_policy]\nenabled = true\nsocket = \"/var/spool/postfix/private/saslguard\"\n",
+                "the policy service at /var/spool/postfix/private/saslguard is gone: Postfix's default_action answers",
+            ),
+            ("", "no enforcer was on: no ban outlasts the daemon"),
+        ] {
+            // The first case keeps nftables on; the others turn it off.
+            let text = if want.contains("kernel") {
+                text.to_string()
+            } else {
+                format!("{off}{text}")
+            };
+            let note = parse(&text, Path::new("t.toml")).unwrap().after_stop();
+            assert_eq!(note, want, "{text}");
+        }
     }
 }
