@@ -114,7 +114,9 @@ pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
 /// The value of `key=` in a Postfix `k=v, k=v` list: `<...>` kept whole.
 pub fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
     let mut from = 0;
-    while let Some(i) = msg[from..].find(key) {
+    // memchr's search: `str::find` built a two-way searcher for every call, a tenth
+    // of `trace`'s time (issue 17).
+    while let Some(i) = memchr::memmem::find(&msg.as_bytes()[from..], key.as_bytes()) {
         let at = from + i;
         if at == 0 || msg[..at].ends_with(' ') || msg[..at].ends_with(',') {
             let v = &msg[at + key.len()..];
