@@ -111,22 +111,25 @@ pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
     ok.then_some((id, rest))
 }
 
-/// The value of `key=` in a Postfix `k=v, k=v` list: `<...>` kept whole.
+/// The value of `key=` in a Postfix `k=v, k=v` list: `<...>` kept whole. `key` is
+/// ASCII and ends in its `=`: it cannot overlap itself, so each place its first byte
+/// stands is tried once (`str::find` built a two-way searcher for every call, and
+/// memchr's `memmem` its own searcher: a tenth of `trace`'s time, issue 17).
 pub fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
+    let (b, k) = (msg.as_bytes(), key.as_bytes());
+    let first = *k.first()?;
     let mut from = 0;
-    // memchr's search: `str::find` built a two-way searcher for every call, a tenth
-    // of `trace`'s time (issue 17).
-    while let Some(i) = memchr::memmem::find(&msg.as_bytes()[from..], key.as_bytes()) {
+    while let Some(i) = memchr::memchr(first, &b[from..]) {
         let at = from + i;
-        if at == 0 || msg[..at].ends_with(' ') || msg[..at].ends_with(',') {
-            let v = &msg[at + key.len()..];
+        if b[at..].starts_with(k) && (at == 0 || matches!(b[at - 1], b' ' | b',')) {
+            let v = &msg[at + k.len()..];
             if v.starts_with('<') {
                 return v.find('>').map(|e| &v[..=e]);
             }
             let end = v.find([',', ' ']).unwrap_or(v.len());
             return Some(&v[..end]);
         }
-        from = at + key.len();
+        from = at + 1;
     }
     None
 }
@@ -451,5 +454,12 @@ mod tests {
         assert_eq!(field(m, "delay="), Some("0.61"));
         assert_eq!(field(m, "status="), Some("sent"));
         assert_eq!(field("from=<>, size=3", "from="), Some("<>"));
+        // A key inside a value or another key is not the key.
+        assert_eq!(field("xto=<a>, to=<b>", "to="), Some("<b>"));
+        assert_eq!(field("relay=to=x, dsn=5", "to="), None);
+        assert_eq!(field("sto=1,to=2", "to="), Some("2"));
+        assert_eq!(field("to=", "to="), Some(""));
+        assert_eq!(field("t", "to="), None);
+        assert_eq!(field("to=<unclosed", "to="), None);
     }
 }
