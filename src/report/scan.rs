@@ -103,9 +103,15 @@ impl Session {
 /// The queue ID at the start of a Postfix message: `4Nq2Yb1QzRz9sT: ...` (long IDs)
 /// or `3F2A1B4C5D: ...` (short hex IDs).
 pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
-    let (id, rest) = msg.split_once(": ")?;
+    // The ID is letters and digits up to the first `: `: it ends where they end (no
+    // search for `: ` through the rest of the line).
+    let n = msg
+        .bytes()
+        .take(21)
+        .take_while(u8::is_ascii_alphanumeric)
+        .count();
+    let (id, rest) = (&msg[..n], msg[n..].strip_prefix(": ")?);
     let ok = (5..=20).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric())
         && id.bytes().any(|b| b.is_ascii_digit())
         && id != "NOQUEUE";
     ok.then_some((id, rest))
@@ -447,6 +453,18 @@ mod tests {
         );
         assert_eq!(queue_id("NOQUEUE: reject: RCPT"), None);
         assert_eq!(queue_id("warning: x"), None);
+        // The ID at its bounds, and the first `: ` only.
+        assert_eq!(queue_id("1abcd: x"), Some(("1abcd", "x")));
+        assert_eq!(queue_id("1abc: x"), None);
+        assert_eq!(
+            queue_id("1234567890abcdefghij: x: y"),
+            Some(("1234567890abcdefghij", "x: y"))
+        );
+        assert_eq!(queue_id("1234567890abcdefghijk: x"), None);
+        assert_eq!(queue_id("abcdef: x"), None);
+        assert_eq!(queue_id("4Nq2Yb1QzRz9sT:x: y"), None);
+        assert_eq!(queue_id("4Nq2Y-b1Q: x"), None);
+        assert_eq!(queue_id("4Nq2Yb1QzRz9sT"), None);
         let m = "to=<bob@example.com>, orig_to=<b@example.com>, relay=mx.example.com[198.51.100.25]:25, delay=0.61, delays=0.1/0/0.3/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9A1)";
         assert_eq!(field(m, "to="), Some("<bob@example.com>"));
         assert_eq!(field(m, "orig_to="), Some("<b@example.com>"));
