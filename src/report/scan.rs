@@ -11,7 +11,8 @@
 use crate::parse::{self, Direction, Event, Kind, Tls};
 use crate::time::Timestamp;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use hashbrown::HashMap;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// One line as the scanner sees it.
@@ -216,8 +217,10 @@ pub struct Scanner {
     pub keep_lines: bool,
 }
 
+/// The message of `qid`, new if unknown: its key is allocated only then (hashbrown's
+/// fast hash, not SipHash: queue IDs are Postfix's, not a client's).
 fn message<'a>(messages: &'a mut HashMap<String, Message>, qid: &str) -> &'a mut Message {
-    messages.entry(qid.to_string()).or_insert_with(|| Message {
+    messages.entry_ref(qid).or_insert_with(|| Message {
         queue_id: qid.to_string(),
         ..Message::default()
     })
