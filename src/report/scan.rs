@@ -10,8 +10,8 @@
 
 use crate::parse::{self, Direction, Event, Kind, Tls};
 use crate::time::Timestamp;
-use serde::Serialize;
 use hashbrown::HashMap;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -112,9 +112,8 @@ pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
         .take_while(u8::is_ascii_alphanumeric)
         .count();
     let (id, rest) = (&msg[..n], msg[n..].strip_prefix(": ")?);
-    let ok = (5..=20).contains(&id.len())
-        && id.bytes().any(|b| b.is_ascii_digit())
-        && id != "NOQUEUE";
+    let ok =
+        (5..=20).contains(&id.len()) && id.bytes().any(|b| b.is_ascii_digit()) && id != "NOQUEUE";
     ok.then_some((id, rest))
 }
 
@@ -174,9 +173,12 @@ pub struct DovecotLogin {
 pub struct ScanLine {
     pub time: Timestamp,
     pub text: String,
-    /// Where in `text` the host is (empty when the line has none) and the tag begins.
+    /// Where in `text` the host is (empty when the line has none), the program and the
+    /// message; the pid: the tag, read once.
     host: std::ops::Range<usize>,
-    rest: usize,
+    program: std::ops::Range<usize>,
+    pid: Option<u32>,
+    msg: usize,
     pub event: Option<Box<Event>>,
 }
 
@@ -187,15 +189,22 @@ impl ScanLine {
         let Ok((time, prefix)) = &line.stamp else {
             return None;
         };
-        parse::syslog::tag(prefix.rest)?;
-        // Both are slices of the line's text.
+        let (program, pid, msg) = parse::syslog::tag(prefix.rest)?;
+        // All are slices of the line's text.
         let at = |part: &str| part.as_ptr() as usize - line.text.as_ptr() as usize;
-        let host = prefix.host.map_or(0..0, |h| at(h)..at(h) + h.len());
+        let range = |part: &str| at(part)..at(part) + part.len();
         Some(ScanLine {
             time: *time,
             text: line.text.to_string(),
-            host,
-            rest: at(prefix.rest),
+            host: prefix.host.map_or(0..0, range),
+            program: range(program),
+            pid,
+            // An empty message may be no slice of the line (`tag` gives `""`).
+            msg: if msg.is_empty() {
+                line.text.len()
+            } else {
+                at(msg)
+            },
             event: parse::parse_prefixed(prefix).event,
         })
     }
@@ -237,16 +246,12 @@ impl Scanner {
         let Some(line) = line else {
             return false;
         };
-        // Only the tag is read again (the prefix's time and host travelled with it).
-        let Some((program, pid, msg)) = parse::syslog::tag(&line.text[line.rest..]) else {
-            return false;
-        };
         self.feed(&LogLine {
             time: line.time,
             host: &line.text[line.host.clone()],
-            program,
-            pid,
-            msg,
+            program: &line.text[line.program.clone()],
+            pid: line.pid,
+            msg: &line.text[line.msg..],
             raw: &line.text,
             event: line.event.as_deref(),
         });
@@ -443,6 +448,30 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line carries its tag to the scanner read once: the session a connect opens
+    /// is keyed, named and addressed as the line says, and a tag with an empty message
+    /// (`prog[1]:`) is no slice of the line and breaks nothing.
+    #[test]
+    fn a_scan_line_carries_its_tag() {
+        let mut r = crate::time::YearResolver::with_year(crate::time::Zone::utc(), 2026);
+        let mut lossy = String::new();
+        let mut sc = Scanner::default();
+        for raw in [
+            "Nov 22 08:00:00 mx postfix/submission/smtpd[4242]: connect from unknown[192.0.2.7]",
+            "Nov 22 08:00:01 mx postfix/submission/smtpd[4242]:",
+            "Nov 22 08:00:02 postfix/submission/smtpd[4243]:",
+        ] {
+            let line = crate::source::stamp(raw.as_bytes(), &mut r, &mut lossy);
+            assert!(sc.feed_line(ScanLine::of(&line)), "{raw}");
+        }
+        let s: Vec<&Session> = sc.open_sessions().collect();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].service, "postfix/submission/smtpd");
+        assert_eq!(s[0].pid, 4242);
+        assert_eq!(s[0].client, "unknown[192.0.2.7]");
+        assert_eq!(s[0].client_address, Some("192.0.2.7".parse().unwrap()));
+    }
 
     #[test]
     fn queue_ids_and_fields() {
