@@ -279,13 +279,20 @@ pub fn parse_line(line: &str) -> Result<Parsed, Unparsable> {
 /// Parses the rest of a line whose syslog prefix is read already.
 #[inline]
 pub fn parse_prefixed(p: &syslog::Prefix) -> Parsed {
+    parse_tagged(p, syslog::tag(p.rest))
+}
+
+/// [`parse_prefixed`] of a line whose tag ([`syslog::tag`] of `p.rest`) is read
+/// already too.
+#[inline]
+pub fn parse_tagged(p: &syslog::Prefix, tag: Option<(&str, Option<u32>, &str)>) -> Parsed {
     let host = p.host.unwrap_or("");
     let nothing = |time| Parsed {
         time,
         process: None,
         event: None,
     };
-    if let Some((program, pid, msg)) = syslog::tag(p.rest) {
+    if let Some((program, pid, msg)) = tag {
         if let Some(daemon) = postfix::daemon(program) {
             let process = pid.map(|pid| ProcessKey::new(host, program, pid));
             let event = postfix::parse_as(daemon, program, msg).map(Box::new);

@@ -189,7 +189,8 @@ impl ScanLine {
         let Ok((time, prefix)) = &line.stamp else {
             return None;
         };
-        let (program, pid, msg) = parse::syslog::tag(prefix.rest)?;
+        let tag = parse::syslog::tag(prefix.rest)?;
+        let (program, pid, msg) = tag;
         // All are slices of the line's text.
         let at = |part: &str| part.as_ptr() as usize - line.text.as_ptr() as usize;
         let range = |part: &str| at(part)..at(part) + part.len();
@@ -205,7 +206,7 @@ impl ScanLine {
             } else {
                 at(msg)
             },
-            event: parse::parse_prefixed(prefix).event,
+            event: parse::parse_tagged(prefix, Some(tag)).event,
         })
     }
 }
