@@ -241,18 +241,9 @@ pub struct IsoMemo {
 const MEMO_ZONE: usize = 6;
 
 impl IsoMemo {
-    /// The midnight kept for `date` (`YYYY-MM-DD`) in `zone` (its text), if it is the
-    /// one kept.
-    pub fn get(&self, date: &[u8], zone: &[u8]) -> Option<i64> {
-        let midnight = self.midnight?;
-        (usize::from(self.zone_len) == zone.len()
-            && self.key[..10] == *date
-            && self.key[10..10 + zone.len()] == *zone)
-            .then_some(midnight)
-    }
-
-    /// [`IsoMemo::get`] for a zone read in place: `rest` starts with the zone kept,
-    /// and a space or the end follows it. Returns the midnight and the zone's length.
+    /// The midnight kept for `date` (`YYYY-MM-DD`) and the zone at the start of `rest`,
+    /// if they are the ones kept: `rest` starts with the zone kept, and a space or the
+    /// end follows it. Returns the midnight and the zone's length.
     #[inline]
     pub fn at(&self, date: &[u8], rest: &[u8]) -> Option<(i64, usize)> {
         let midnight = self.midnight?;

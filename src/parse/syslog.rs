@@ -210,24 +210,18 @@ fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     }
     let (ms_of_day, used) = clock(&b[11..])?;
     let mut i = 11 + used;
-    // The same date and zone as the line before, the zone ending where a scan for its
-    // end would stop: no scan.
+    // The same date and zone as the line before (read and checked then), the zone
+    // ending where a scan for its end would stop: no scan.
     if let Some((midnight, zone_len)) = memo.at(&d[..10], &b[i..]) {
         return Some((
             LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
             i + zone_len,
         ));
     }
+    // Not the memo's date and zone (it would have matched above): read them.
     let zone_len = b[i..].iter().take_while(|&&c| c != b' ').count();
     let zone = &b[i..i + zone_len];
     i += zone_len;
-    // The same date and zone as the line before: they were read and checked then.
-    if let Some(midnight) = memo.get(&d[..10], zone) {
-        return Some((
-            LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
-            i,
-        ));
-    }
     let year = (two(d[0], d[1])? * 100 + two(d[2], d[3])?) as i32;
     let (month, day) = (two(d[5], d[6])?, two(d[8], d[9])?);
     let days = days_from_civil(year, month, day)?;
