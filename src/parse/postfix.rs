@@ -120,7 +120,7 @@ pub fn parse_as(daemon: Daemon, program: &str, msg: &str) -> Option<Event> {
 
 /// `NOQUEUE: ` or a queue ID (`4XyZ1k2PQRz9sV: `, `2F4D21234: `) at the start of `msg`:
 /// Postfix's own token, before any client text.
-fn queue_id_prefix(msg: &str) -> Option<(&str, &str)> {
+pub fn queue_id_prefix(msg: &str) -> Option<(&str, &str)> {
     if let Some(r) = msg.strip_prefix("NOQUEUE: ") {
         return Some(("NOQUEUE", r));
     }

@@ -102,19 +102,11 @@ impl Session {
 }
 
 /// The queue ID at the start of a Postfix message: `4Nq2Yb1QzRz9sT: ...` (long IDs)
-/// or `3F2A1B4C5D: ...` (short hex IDs).
+/// or `3F2A1B4C5D: ...` (short hex IDs): the parser's reading of the token
+/// ([`parse::postfix::queue_id_prefix`]), less `NOQUEUE` and words without a digit.
 pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
-    // The ID is letters and digits up to the first `: `: it ends where they end (no
-    // search for `: ` through the rest of the line).
-    let n = msg
-        .bytes()
-        .take(21)
-        .take_while(u8::is_ascii_alphanumeric)
-        .count();
-    let (id, rest) = (&msg[..n], msg[n..].strip_prefix(": ")?);
-    let ok =
-        (5..=20).contains(&id.len()) && id.bytes().any(|b| b.is_ascii_digit()) && id != "NOQUEUE";
-    ok.then_some((id, rest))
+    let (id, rest) = parse::postfix::queue_id_prefix(msg)?;
+    (id != "NOQUEUE" && id.bytes().any(|b| b.is_ascii_digit())).then_some((id, rest))
 }
 
 /// The value of `key=` in a Postfix `k=v, k=v` list: `<...>` kept whole. `key` is
