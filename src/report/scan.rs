@@ -183,21 +183,13 @@ impl ScanLine {
         };
         let tag = parse::syslog::tag(prefix.rest)?;
         let (program, pid, msg) = tag;
-        // All are slices of the line's text.
-        let at = |part: &str| part.as_ptr() as usize - line.text.as_ptr() as usize;
-        let range = |part: &str| at(part)..at(part) + part.len();
         Some(ScanLine {
             time: *time,
             text: line.text.to_string(),
-            host: prefix.host.map_or(0..0, range),
-            program: range(program),
+            host: prefix.host.map_or(0..0, |h| line.range_of(h)),
+            program: line.range_of(program),
             pid,
-            // An empty message may be no slice of the line (`tag` gives `""`).
-            msg: if msg.is_empty() {
-                line.text.len()
-            } else {
-                at(msg)
-            },
+            msg: line.range_of(msg).start,
             event: parse::parse_tagged(prefix, Some(tag)).event,
         })
     }

@@ -233,10 +233,9 @@ impl HeldBatch {
     fn push(&mut self, line_no: u64, line: &Stamped) {
         let start = self.text.len();
         self.text.push_str(line.text);
-        // Where a slice of the line's text starts in it (both point into one buffer).
         let at = |part: &str| {
-            let from = part.as_ptr() as usize - line.text.as_ptr() as usize;
-            start + from..start + from + part.len()
+            let r = line.range_of(part);
+            start + r.start..start + r.end
         };
         self.lines.push(Held {
             line_no,

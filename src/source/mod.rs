@@ -51,6 +51,17 @@ impl Stamped<'_> {
     pub fn time(&self) -> Option<Timestamp> {
         self.stamp.as_ref().ok().map(|(t, _)| *t)
     }
+
+    /// Where `part`, a slice of this line's text (its host, tag or message), stands
+    /// in it. An empty `part` may be no slice of it (`syslog::tag` gives a literal
+    /// `""` for a message-less tag): it stands at the end.
+    pub fn range_of(&self, part: &str) -> std::ops::Range<usize> {
+        if part.is_empty() {
+            return self.text.len()..self.text.len();
+        }
+        let at = part.as_ptr() as usize - self.text.as_ptr() as usize;
+        at..at + part.len()
+    }
 }
 
 /// Stamps one raw line (without its `\n`) with the time its prefix names, resolved
