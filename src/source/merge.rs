@@ -98,8 +98,9 @@ type Pulled<T> = Option<(u64, Option<Timestamp>, T)>;
 impl Merge {
     /// Hands every line of the merged log to `f`, in order, as `prepare` made it (from
     /// the stamped line alone); stops at the first error, of a file or of `f`. With
-    /// [`Threads::PerFile`] the reading, stamping and preparing happen on one thread per
-    /// file while this one merges: `f` sees the same items in the same order either way.
+    /// [`Threads::PerFile`] the reading and stamping happen on one thread per file while
+    /// this one merges, and each batch is prepared on one of the two (the merge's
+    /// [`ShareRule`]): `f` sees the same items in the same order either way.
     pub fn run<T, P, E, F>(&mut self, threads: Threads, prepare: P, f: F) -> Result<(), E>
     where
         T: Send,
