@@ -101,9 +101,7 @@ impl Config {
         v.extend(self.postfix_map.clone().map(EnforcerConfig::PostfixMap));
         v
     }
-}
 
-impl Config {
     /// What holds the bans once the daemon has stopped, for its last log line: sets
     /// in the kernel expire by themselves, a Postfix map keeps its entries until the
     /// next start drops the expired ones, and the policy service stops with the daemon.
