@@ -109,40 +109,114 @@ pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
     (id != "NOQUEUE" && id.bytes().any(|b| b.is_ascii_digit())).then_some((id, rest))
 }
 
-/// The value of `key=` in a Postfix `k=v, k=v` list: `<...>` kept whole. `key` is
-/// ASCII and ends in its `=`: it cannot overlap itself, so each place its first byte
-/// stands is tried once (`str::find` built a two-way searcher for every call, and
-/// memchr's `memmem` its own searcher: a tenth of `trace`'s time, issue 17).
-pub fn field<'a>(msg: &'a str, key: &str) -> Option<&'a str> {
-    let (b, k) = (msg.as_bytes(), key.as_bytes());
-    let first = *k.first()?;
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(first, &b[from..]) {
-        let at = from + i;
-        if b[at..].starts_with(k) && (at == 0 || matches!(b[at - 1], b' ' | b',')) {
-            let v = &msg[at + k.len()..];
-            if v.starts_with('<') {
-                return v.find('>').map(|e| &v[..=e]);
-            }
-            let end = v.find([',', ' ']).unwrap_or(v.len());
-            return Some(&v[..end]);
-        }
-        from = at + 1;
+/// A Postfix `k=v, k=v` list read once from its start, as the text after a queue ID
+/// has it: `to=<a@example.org>, relay=..., dsn=2.0.0, status=sent (250 Ok)`,
+/// `from=<b@example.org>, size=1234, nrcpt=1 (queue active)`, `client=name[addr]`.
+///
+/// A key is `[a-z_-]` up to its `=`. A value in `<...>` ends at the first `>` outside
+/// double quotes: Postfix quotes a local part with specials and escapes `"` and `\`
+/// in it (`<"a, status=sent"@example.org>`); where the quotes do not close (an address
+/// logged in its internal form), at the first `>`. Any other value ends at a `,` or a
+/// space. Fields are separated by a `,` and a space; anything else ends the list, and
+/// what follows is its [`Fields::trailer`] (`(queue active)`, a delivery's detail).
+///
+/// Only a field's start is a key: text in a value, in the trailer (a remote server's
+/// reply) or on a line that is no list (`reject: ...`, `warning: header ...`, where a
+/// sender writes what they like) is never read as one. A search for `key=` anywhere
+/// on the line took a sender's quoted ` client=` or `, status=` for Postfix's.
+pub struct Fields<'a> {
+    rest: &'a str,
+    ended: bool,
+}
+
+/// The fields of `list`, from its start.
+pub fn fields(list: &str) -> Fields<'_> {
+    Fields {
+        rest: list,
+        ended: false,
     }
-    None
+}
+
+impl<'a> Fields<'a> {
+    /// What follows the list once its fields are read: `(250 2.0.0 Ok)`, `(queue
+    /// active)`; the whole text if its start is no field; "" before the end.
+    pub fn trailer(&self) -> &'a str {
+        if self.ended { self.rest } else { "" }
+    }
+
+    fn end(&mut self, trailer: &'a str) -> Option<(&'a str, &'a str)> {
+        self.ended = true;
+        self.rest = trailer;
+        None
+    }
+}
+
+/// Where the `<...>` at the start of `b` ends (after its `>`).
+fn angle_end(b: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b'>' if !quoted => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    memchr::memchr(b'>', b).map(|e| e + 1)
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.ended {
+            return None;
+        }
+        let (s, b) = (self.rest, self.rest.as_bytes());
+        let k = b
+            .iter()
+            .position(|&c| !(c.is_ascii_lowercase() || c == b'_' || c == b'-'));
+        let Some(k) = k.filter(|&k| k > 0 && b[k] == b'=') else {
+            return self.end(s);
+        };
+        let v = &b[k + 1..];
+        let len = if v.first() == Some(&b'<') {
+            match angle_end(v) {
+                Some(n) => n,
+                None => return self.end(s),
+            }
+        } else {
+            memchr::memchr2(b',', b' ', v).unwrap_or(v.len())
+        };
+        let end = k + 1 + len;
+        let field = (&s[..k], &s[k + 1..end]);
+        let after = &s[end..];
+        match after.strip_prefix(',') {
+            Some(next) => self.rest = next.strip_prefix(' ').unwrap_or(next),
+            None => {
+                self.ended = true;
+                self.rest = after.trim_start();
+            }
+        }
+        Some(field)
+    }
+}
+
+/// The value of `key` (without its `=`) in the list at the start of `list`.
+pub fn field<'a>(list: &'a str, key: &str) -> Option<&'a str> {
+    fields(list).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 fn strip_angle(s: &str) -> String {
     s.trim_start_matches('<').trim_end_matches('>').to_string()
 }
 
-/// `name[addr]` as Postfix writes the client.
+/// `name[addr]` as Postfix writes the client: the address through the parser the
+/// rest of saslguard reads it with.
 fn client_of(v: &str) -> (String, Option<IpAddr>) {
-    let addr = v
-        .rsplit_once('[')
-        .and_then(|(_, a)| a.split(']').next())
-        .and_then(|a| a.strip_prefix("IPv6:").unwrap_or(a).parse().ok());
-    (v.to_string(), addr)
+    (v.to_string(), parse::scan::name_addr(v).map(|(a, _)| a))
 }
 
 /// A process (host, program, pid) as the pipeline keys it: no allocation per line.
@@ -306,38 +380,52 @@ impl Scanner {
         if keep {
             m.lines.push(l.raw.to_string());
         }
-        if let Some(v) = field(rest, "message-id=") {
-            m.message_id = Some(strip_angle(v));
+        if l.program.ends_with("/qmgr") && rest == "removed" {
+            m.removed = Some(l.time);
+            let m = self.messages.remove(qid).expect("present");
+            self.done_messages.push(m);
+            return;
         }
-        if l.program.ends_with("/qmgr") {
-            if rest == "removed" {
-                m.removed = Some(l.time);
-                let m = self.messages.remove(qid).expect("present");
-                self.done_messages.push(m);
-                return;
-            }
-            if let Some(v) = field(rest, "from=") {
+        // The first field says what the line is; a line that is no list (`reject:`,
+        // `warning: header ...`) adds nothing.
+        let mut f = fields(rest);
+        match f.next() {
+            Some(("message-id", v)) => m.message_id = Some(strip_angle(v)),
+            Some(("from", v)) if l.program.ends_with("/qmgr") => {
                 m.from = Some(strip_angle(v));
-                m.size = field(rest, "size=").and_then(|s| s.parse().ok());
+                m.size = f
+                    .find(|(k, _)| *k == "size")
+                    .and_then(|(_, s)| s.parse().ok());
             }
-        }
-        if let (Some(to), Some(status)) = (field(rest, "to="), field(rest, "status=")) {
-            let detail = rest
-                .split_once(&format!("status={status}"))
-                .map(|(_, d)| d.trim().trim_start_matches('(').trim_end_matches(')'))
-                .unwrap_or("")
-                .to_string();
-            m.recipients.push(Recipient {
-                time: l.time,
-                to: strip_angle(to),
-                orig_to: field(rest, "orig_to=").map(strip_angle),
-                relay: field(rest, "relay=").unwrap_or("").to_string(),
-                delay: field(rest, "delay=").unwrap_or("").to_string(),
-                dsn: field(rest, "dsn=").unwrap_or("").to_string(),
-                status: status.to_string(),
-                detail,
-                tls: self.outbound_tls.get(&key).cloned(),
-            });
+            Some(("to", to)) => {
+                let (mut orig_to, mut relay, mut delay, mut dsn, mut status) =
+                    (None, "", "", "", None);
+                for (k, v) in f.by_ref() {
+                    match k {
+                        "orig_to" => orig_to = Some(strip_angle(v)),
+                        "relay" => relay = v,
+                        "delay" => delay = v,
+                        "dsn" => dsn = v,
+                        "status" => status = Some(v),
+                        _ => {}
+                    }
+                }
+                if let Some(status) = status {
+                    let detail = f.trailer().trim_start_matches('(').trim_end_matches(')');
+                    m.recipients.push(Recipient {
+                        time: l.time,
+                        to: strip_angle(to),
+                        orig_to,
+                        relay: relay.to_string(),
+                        delay: delay.to_string(),
+                        dsn: dsn.to_string(),
+                        status: status.to_string(),
+                        detail: detail.to_string(),
+                        tls: self.outbound_tls.get(&key).cloned(),
+                    });
+                }
+            }
+            _ => {}
         }
     }
 
@@ -384,7 +472,8 @@ impl Scanner {
             }
         }
         if let Some((qid, rest)) = queue_id(l.msg)
-            && let Some(c) = field(rest, "client=")
+            && let mut f = fields(rest)
+            && let Some(("client", c)) = f.next()
         {
             s.queue_ids.push(qid.to_string());
             let (client, addr) = client_of(c);
@@ -399,7 +488,9 @@ impl Scanner {
             m.received = Some(l.time);
             m.client = Some(client);
             m.client_address = addr;
-            m.sasl_username = field(rest, "sasl_username=").map(str::to_string);
+            m.sasl_username = f
+                .find(|(k, _)| *k == "sasl_username")
+                .map(|(_, v)| v.to_string());
             m.tls = Some(tls);
             if keep {
                 m.lines.push(l.raw.to_string());
@@ -483,18 +574,82 @@ mod tests {
         assert_eq!(queue_id("4Nq2Y-b1Q: x"), None);
         assert_eq!(queue_id("4Nq2Yb1QzRz9sT"), None);
         let m = "to=<bob@example.com>, orig_to=<b@example.com>, relay=mx.example.com[198.51.100.25]:25, delay=0.61, delays=0.1/0/0.3/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 9A1)";
-        assert_eq!(field(m, "to="), Some("<bob@example.com>"));
-        assert_eq!(field(m, "orig_to="), Some("<b@example.com>"));
-        assert_eq!(field(m, "relay="), Some("mx.example.com[198.51.100.25]:25"));
-        assert_eq!(field(m, "delay="), Some("0.61"));
-        assert_eq!(field(m, "status="), Some("sent"));
-        assert_eq!(field("from=<>, size=3", "from="), Some("<>"));
+        assert_eq!(field(m, "to"), Some("<bob@example.com>"));
+        assert_eq!(field(m, "orig_to"), Some("<b@example.com>"));
+        assert_eq!(field(m, "relay"), Some("mx.example.com[198.51.100.25]:25"));
+        assert_eq!(field(m, "delay"), Some("0.61"));
+        assert_eq!(field(m, "status"), Some("sent"));
+        let mut f = fields(m);
+        assert_eq!(f.by_ref().count(), 7);
+        assert_eq!(f.trailer(), "(250 2.0.0 Ok: queued as 9A1)");
+        assert_eq!(field("from=<>, size=3", "from"), Some("<>"));
         // A key inside a value or another key is not the key.
-        assert_eq!(field("xto=<a>, to=<b>", "to="), Some("<b>"));
-        assert_eq!(field("relay=to=x, dsn=5", "to="), None);
-        assert_eq!(field("sto=1,to=2", "to="), Some("2"));
-        assert_eq!(field("to=", "to="), Some(""));
-        assert_eq!(field("t", "to="), None);
-        assert_eq!(field("to=<unclosed", "to="), None);
+        assert_eq!(field("xto=<a>, to=<b>", "to"), Some("<b>"));
+        assert_eq!(field("relay=to=x, dsn=5", "to"), None);
+        assert_eq!(field("sto=1,to=2", "to"), Some("2"));
+        assert_eq!(field("to=", "to"), Some(""));
+        assert_eq!(field("t", "to"), None);
+        assert_eq!(field("to=<unclosed", "to"), None);
+        // A quoted local part is one value, escapes and all; the trailer and what
+        // follows a text that is no list are never fields.
+        let q = r#"to=<"a\">, status=sent"@example.org>, status=bounced (550 x, orig_to=<y>)"#;
+        assert_eq!(field(q, "to"), Some(r#"<"a\">, status=sent"@example.org>"#));
+        assert_eq!(field(q, "status"), Some("bounced"));
+        assert_eq!(field(q, "orig_to"), None);
+        assert_eq!(field("reject: x; to=<a>, status=sent", "status"), None);
+        assert_eq!(fields("removed").trailer(), "");
+        let mut f = fields("warning: to=<a>");
+        assert_eq!(f.next(), None);
+        assert_eq!(f.trailer(), "warning: to=<a>");
+        // An address in its internal form, quotes unclosed: the first `>`.
+        assert_eq!(field(r#"to=<a"b@x>, dsn=5"#, "to"), Some(r#"<a"b@x>"#));
+        assert_eq!(field(r#"to=<a"b@x>, dsn=5"#, "dsn"), Some("5"));
+    }
+
+    /// Only Postfix's own fields are read: the list at the start of what follows a
+    /// queue ID, a quoted local part as one value. What a sender or a remote server
+    /// writes (a quoted recipient in a reject, a header in a cleanup warning, a
+    /// reply) sets no client, recipient, status, size or message ID.
+    #[test]
+    fn only_the_fields_postfix_wrote_are_read() {
+        let mut r = crate::time::YearResolver::with_year(crate::time::Zone::utc(), 2026);
+        let mut lossy = String::new();
+        let mut sc = Scanner::default();
+        let q = "4ZAbc1dEfGhJk";
+        for raw in [
+            "Nov 22 08:00:00 mx postfix/smtpd[100]: connect from mail.example.net[192.0.2.10]".to_string(),
+            format!("Nov 22 08:00:01 mx postfix/smtpd[100]: {q}: client=mail.example.net[192.0.2.10]"),
+            format!(r#"Nov 22 08:00:02 mx postfix/smtpd[100]: {q}: reject: RCPT from mail.example.net[192.0.2.10]: 550 5.1.1 <"x client=victim.example[198.51.100.9]"@example.org>: Recipient address rejected: User unknown; from=<a@example.net> to=<"x client=victim.example[198.51.100.9]"@example.org> proto=ESMTP helo=<mail.example.net>"#),
+            format!("Nov 22 08:00:03 mx postfix/cleanup[101]: {q}: message-id=<m1@example.net>"),
+            format!("Nov 22 08:00:03 mx postfix/cleanup[101]: {q}: warning: header Subject: hi message-id=<evil@example.net> to=<victim@example.org>, status=sent (x) from mail.example.net[192.0.2.10]; from=<a@example.net> to=<bob@example.org> proto=ESMTP helo=<mail.example.net>"),
+            format!(r#"Nov 22 08:00:04 mx postfix/qmgr[102]: {q}: from=<"a, size=1"@example.net>, size=2345, nrcpt=1 (queue active)"#),
+            format!(r#"Nov 22 08:00:05 mx postfix/smtp[103]: {q}: to=<"b, status=sent"@example.com>, relay=mx.example.com[198.51.100.25]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (host mx.example.com said: 550 orig_to=<x@example.com>, relay=evil, status=sent)"#),
+            "Nov 22 08:00:06 mx postfix/smtpd[100]: disconnect from mail.example.net[192.0.2.10] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6".to_string(),
+            format!("Nov 22 08:00:07 mx postfix/qmgr[102]: {q}: removed"),
+        ] {
+            let line = crate::source::stamp(raw.as_bytes(), &mut r, &mut lossy);
+            assert!(sc.feed_line(ScanLine::of(&line)), "{raw}");
+        }
+        sc.finish();
+        assert_eq!(sc.closed_sessions.len(), 1);
+        assert_eq!(sc.closed_sessions[0].queue_ids, vec![q.to_string()]);
+        assert_eq!(sc.done_messages.len(), 1);
+        let m = &sc.done_messages[0];
+        assert_eq!(m.client_address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(m.client.as_deref(), Some("mail.example.net[192.0.2.10]"));
+        assert_eq!(m.message_id.as_deref(), Some("m1@example.net"));
+        assert_eq!(m.from.as_deref(), Some(r#""a, size=1"@example.net"#));
+        assert_eq!(m.size, Some(2345));
+        assert_eq!(m.recipients.len(), 1, "{:?}", m.recipients);
+        let rc = &m.recipients[0];
+        assert_eq!(rc.to, r#""b, status=sent"@example.com"#);
+        assert_eq!(rc.status, "bounced");
+        assert_eq!(rc.dsn, "5.1.1");
+        assert_eq!(rc.relay, "mx.example.com[198.51.100.25]:25");
+        assert_eq!(rc.orig_to, None);
+        assert_eq!(
+            rc.detail,
+            "host mx.example.com said: 550 orig_to=<x@example.com>, relay=evil, status=sent"
+        );
     }
 }
