@@ -23,17 +23,33 @@ pub fn weakness(label: &str) -> Option<&'static str> {
         "TLSv1.1" => return Some("TLS 1.1"),
         _ => {}
     }
-    let c = cipher.to_ascii_uppercase();
-    let has = |t: &str| c.split(['-', '_']).any(|part| part == t);
-    if has("RC4") {
+    // The cipher's parts between `-` and `_`, whatever their case, in one pass and
+    // without a copy (`tls` asks this of every session, message and login).
+    let [mut rc4, mut des, mut export, mut null, mut anon] = [false; 5];
+    for part in cipher.split(['-', '_']) {
+        let is = |t: &str| part.eq_ignore_ascii_case(t);
+        rc4 |= is("RC4");
+        des |= is("3DES") || is("DES");
+        // OpenSSL's old names: EXP-, EXP1024- (EXP1024-RC2-CBC-MD5 has no RC4 or DES).
+        export |= is("EXP") || is("EXP1024") || is("EXPORT") || is("EXPORT40") || is("EXPORT1024");
+        null |= is("NULL");
+        anon |= is("ADH") || is("AECDH") || is("ANON");
+    }
+    let contains = |t: &str| {
+        cipher
+            .as_bytes()
+            .windows(t.len())
+            .any(|w| w.eq_ignore_ascii_case(t.as_bytes()))
+    };
+    if rc4 {
         Some("RC4 cipher")
-    } else if has("3DES") || has("DES") || c.contains("DES-CBC3") || c.contains("DES_EDE") {
+    } else if des || contains("DES-CBC3") || contains("DES_EDE") {
         Some("DES cipher")
-    } else if has("EXP") || has("EXPORT") || has("EXPORT40") || has("EXPORT1024") {
+    } else if export {
         Some("export cipher")
-    } else if has("NULL") {
+    } else if null {
         Some("NULL cipher")
-    } else if has("ADH") || has("AECDH") || has("ANON") {
+    } else if anon {
         Some("anonymous cipher")
     } else {
         None
@@ -119,6 +135,18 @@ mod tests {
             ("TLSv1.2 NULL-SHA256", Some("NULL cipher")),
             ("TLSv1.2 ADH-AES256-GCM-SHA384", Some("anonymous cipher")),
             ("TLSv1.2 AECDH-AES128-SHA", Some("anonymous cipher")),
+            // Any case; a DES-CBC3 inside a part.
+            ("TLSv1.2 rc4-sha", Some("RC4 cipher")),
+            ("TLSv1.2 ecdhe-rsa-des-cbc3-sha", Some("DES cipher")),
+            ("TLSv1.2 XDES-CBC3-SHA", Some("DES cipher")),
+            ("TLSv1.2 AES128-XDES_EDEX", Some("DES cipher")),
+            ("TLSv1 EXP1024-RC2-CBC-MD5", Some("TLS 1.0")),
+            ("TLSv1.2 exp1024-rc2-cbc-md5", Some("export cipher")),
+            (
+                "TLSv1.2 TLS_ECDH_anon_WITH_AES_128_CBC_SHA",
+                Some("anonymous cipher"),
+            ),
+            ("TLSv1.2 ECDHE-RSA-NULLX-SHA", None),
             ("TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", None),
             ("TLSv1.3 TLS_AES_256_GCM_SHA384", None),
             ("TLSv1.3 TLS_CHACHA20_POLY1305_SHA256", None),
