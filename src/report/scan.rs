@@ -144,6 +144,11 @@ impl<'a> Fields<'a> {
         if self.ended { self.rest } else { "" }
     }
 
+    /// The value of the next field named `key` (without its `=`).
+    pub fn value(&mut self, key: &str) -> Option<&'a str> {
+        self.find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
     fn end(&mut self, trailer: &'a str) -> Option<(&'a str, &'a str)> {
         self.ended = true;
         self.rest = trailer;
@@ -202,11 +207,6 @@ impl<'a> Iterator for Fields<'a> {
         }
         Some(field)
     }
-}
-
-/// The value of `key` (without its `=`) in the list at the start of `list`.
-pub fn field<'a>(list: &'a str, key: &str) -> Option<&'a str> {
-    fields(list).find(|(k, _)| *k == key).map(|(_, v)| v)
 }
 
 fn strip_angle(s: &str) -> String {
@@ -393,9 +393,7 @@ impl Scanner {
             Some(("message-id", v)) => m.message_id = Some(strip_angle(v)),
             Some(("from", v)) if l.program.ends_with("/qmgr") => {
                 m.from = Some(strip_angle(v));
-                m.size = f
-                    .find(|(k, _)| *k == "size")
-                    .and_then(|(_, s)| s.parse().ok());
+                m.size = f.value("size").and_then(|s| s.parse().ok());
             }
             Some(("to", to)) => {
                 let (mut orig_to, mut relay, mut delay, mut dsn, mut status) =
@@ -488,9 +486,7 @@ impl Scanner {
             m.received = Some(l.time);
             m.client = Some(client);
             m.client_address = addr;
-            m.sasl_username = f
-                .find(|(k, _)| *k == "sasl_username")
-                .map(|(_, v)| v.to_string());
+            m.sasl_username = f.value("sasl_username").map(str::to_string);
             m.tls = Some(tls);
             if keep {
                 m.lines.push(l.raw.to_string());
@@ -524,6 +520,10 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field<'a>(list: &'a str, key: &str) -> Option<&'a str> {
+        fields(list).value(key)
+    }
 
     /// A line carries its tag to the scanner read once: the session a connect opens
     /// is keyed, named and addressed as the line says, and a tag with an empty message
