@@ -252,7 +252,7 @@ pub fn name_addr(s: &str) -> Option<(IpAddr, &str)> {
     }
     let after = &s[open + 1..];
     // An address takes at most 45 bytes: its `]` is no further.
-    let close = after.bytes().take(46).position(|c| c == b']')?;
+    let close = memchr::memchr(b']', &after.as_bytes()[..after.len().min(46)])?;
     let addr = ip(&after[..close])?;
     let mut rest = &after[close + 1..];
     // `smtpd_client_port_logging = yes` appends `:PORT`.
