@@ -26,14 +26,39 @@ pub fn rsplit_byte(s: &str, b: u8) -> Option<(&str, &str)> {
     rfind_byte(s, b).map(|i| (&s[..i], &s[i + 1..]))
 }
 
-/// Index of the first occurrence of the ASCII `needle`.
+/// Index of the first occurrence of the ASCII `needle`: each place its first byte
+/// stands, found with memchr, is compared. The needles are a few bytes, the lines
+/// short: `memmem` built a searcher for every call.
 pub fn find_str(s: &str, needle: &str) -> Option<usize> {
-    memchr::memmem::find(s.as_bytes(), needle.as_bytes())
+    let (b, n) = (s.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return Some(0);
+    };
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(first, &b[from..]) {
+        let at = from + i;
+        if b[at..].starts_with(n) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
-/// Index of the last occurrence of the ASCII `needle`.
+/// Index of the last occurrence of the ASCII `needle` ([`find_str`] from the end).
 pub fn rfind_str(s: &str, needle: &str) -> Option<usize> {
-    memchr::memmem::rfind(s.as_bytes(), needle.as_bytes())
+    let (b, n) = (s.as_bytes(), needle.as_bytes());
+    let Some(&first) = n.first() else {
+        return Some(b.len());
+    };
+    let mut end = b.len();
+    while let Some(at) = memchr::memrchr(first, &b[..end]) {
+        if b[at..].starts_with(n) {
+            return Some(at);
+        }
+        end = at;
+    }
+    None
 }
 
 /// `s` split around the first occurrence of the ASCII `needle`.
@@ -41,20 +66,20 @@ pub fn split_str<'a>(s: &'a str, needle: &str) -> Option<(&'a str, &'a str)> {
     find_str(s, needle).map(|i| (&s[..i], &s[i + needle.len()..]))
 }
 
-/// The pieces of `s` between occurrences of the ASCII `sep` (like `str::split`).
+/// The pieces of `s` between occurrences of the ASCII `sep` (like `str::split`; an
+/// empty `sep` splits nothing).
 pub fn fields<'a>(s: &'a str, sep: &'a str) -> impl Iterator<Item = &'a str> {
-    let mut matches = memchr::memmem::find_iter(s.as_bytes(), sep.as_bytes());
-    let mut start = Some(0);
+    let mut rest = Some(s);
     std::iter::from_fn(move || {
-        let from = start?;
-        match matches.next() {
-            Some(i) => {
-                start = Some(i + sep.len());
-                Some(&s[from..i])
+        let r = rest?;
+        match split_str(r, sep).filter(|_| !sep.is_empty()) {
+            Some((piece, after)) => {
+                rest = Some(after);
+                Some(piece)
             }
             None => {
-                start = None;
-                Some(&s[from..])
+                rest = None;
+                Some(r)
             }
         }
     })
@@ -299,6 +324,42 @@ pub fn token(s: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The searches by first byte find what `str`'s do, at the ends, with overlaps,
+    /// repeated first bytes and empty needles.
+    #[test]
+    fn searches_agree_with_the_standard_library() {
+        let hay = [
+            "",
+            "a",
+            "aa",
+            "aaa",
+            "abab",
+            "a, b, c",
+            ", ",
+            ",,  , ,",
+            "x  user=a  user=b",
+            "user=",
+            "  user",
+            "é, ü, ",
+            "ab, ",
+            ", ab",
+        ];
+        let needles = ["", "a", "aa", ", ", "  user=", "b", "ü", ",", "ab, "];
+        for h in hay {
+            for n in needles {
+                assert_eq!(find_str(h, n), h.find(n), "find {n:?} in {h:?}");
+                assert_eq!(rfind_str(h, n), h.rfind(n), "rfind {n:?} in {h:?}");
+                assert_eq!(split_str(h, n), h.split_once(n), "split {n:?} of {h:?}");
+                if !n.is_empty() {
+                    let ours: Vec<&str> = fields(h, n).collect();
+                    let std: Vec<&str> = h.split(n).collect();
+                    assert_eq!(ours, std, "fields {n:?} of {h:?}");
+                }
+            }
+        }
+        assert_eq!(fields("a, b", "").collect::<Vec<_>>(), vec!["a, b"]);
+    }
 
     /// The IPv6 fast path reads exactly what the standard library reads.
     #[test]
