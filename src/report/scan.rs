@@ -430,7 +430,13 @@ impl Scanner {
     fn smtpd(&mut self, key: SKey, l: &LogLine) {
         let ev = l.event;
         if l.msg.starts_with("connect from ") {
-            let (client, addr) = client_of(&l.msg["connect from ".len()..]);
+            let client = &l.msg["connect from ".len()..];
+            // The parser read the address already where the line is a whole connect.
+            let addr = match ev {
+                Some(e) if e.kind == Kind::Connect => e.address,
+                _ => client_of(client).1,
+            };
+            let client = client.to_string();
             let s = Session {
                 service: l.program.to_string(),
                 pid: key.pid,
