@@ -24,22 +24,47 @@ pub fn weakness(label: &str) -> Option<&'static str> {
         _ => {}
     }
     // The cipher's parts between `-` and `_`, whatever their case, in one pass and
-    // without a copy (`tls` asks this of every session, message and login).
-    let [mut rc4, mut des, mut export, mut null, mut anon] = [false; 5];
+    // without a copy (`tls` asks this of every session, message and login): a part is
+    // compared only with the names of its length.
+    let [
+        mut rc4,
+        mut des,
+        mut export,
+        mut null,
+        mut anon,
+        mut ends_des,
+    ] = [false; 6];
     for part in cipher.split(['-', '_']) {
         let is = |t: &str| part.eq_ignore_ascii_case(t);
-        rc4 |= is("RC4");
-        des |= is("3DES") || is("DES");
-        // OpenSSL's old names: EXP-, EXP1024- (EXP1024-RC2-CBC-MD5 has no RC4 or DES).
-        export |= is("EXP") || is("EXP1024") || is("EXPORT") || is("EXPORT40") || is("EXPORT1024");
-        null |= is("NULL");
-        anon |= is("ADH") || is("AECDH") || is("ANON");
+        match part.len() {
+            3 => {
+                rc4 |= is("RC4");
+                des |= is("DES");
+                export |= is("EXP");
+                anon |= is("ADH");
+            }
+            4 => {
+                des |= is("3DES");
+                null |= is("NULL");
+                anon |= is("ANON");
+            }
+            5 => anon |= is("AECDH"),
+            // OpenSSL's old names: EXP-, EXP1024- (EXP1024-RC2-CBC-MD5 has no RC4 or DES).
+            6 | 7 | 8 | 10 => {
+                export |= is("EXPORT") || is("EXP1024") || is("EXPORT40") || is("EXPORT1024")
+            }
+            _ => {}
+        }
+        let b = part.as_bytes();
+        ends_des |= b.len() >= 3 && b[b.len() - 3..].eq_ignore_ascii_case(b"DES");
     }
+    // `DES-CBC3` and `DES_EDE` anywhere: a part ends in `DES` where they stand.
     let contains = |t: &str| {
-        cipher
-            .as_bytes()
-            .windows(t.len())
-            .any(|w| w.eq_ignore_ascii_case(t.as_bytes()))
+        ends_des
+            && cipher
+                .as_bytes()
+                .windows(t.len())
+                .any(|w| w.eq_ignore_ascii_case(t.as_bytes()))
     };
     if rc4 {
         Some("RC4 cipher")
@@ -147,6 +172,9 @@ mod tests {
                 Some("anonymous cipher"),
             ),
             ("TLSv1.2 ECDHE-RSA-NULLX-SHA", None),
+            // Not ASCII: no panic at a byte that is no character's start.
+            ("TLSv1.2 €B-SHA", None),
+            ("TLSv1.2 €DES-CBC3", Some("DES cipher")),
             ("TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", None),
             ("TLSv1.3 TLS_AES_256_GCM_SHA384", None),
             ("TLSv1.3 TLS_CHACHA20_POLY1305_SHA256", None),
