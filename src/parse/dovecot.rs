@@ -302,7 +302,7 @@ fn login_fields(elements: &str) -> Result<(Option<&str>, &str), bool> {
     let mut found: Option<(usize, Option<&str>)> = None;
     let mut ambiguous = false;
     // Right to left, without collecting the separators: this runs for every login line.
-    for sep in memchr::memmem::rfind_iter(elements.as_bytes(), b", ") {
+    for sep in scan::rfind_iter(elements, ", ") {
         let field = &elements[sep + 2..end];
         let Some(rank) = field_rank(field) else { break };
         if rank > next_rank || (rank == next_rank && rank != RANK_ANY) {
@@ -573,7 +573,7 @@ fn driver_call(text: &str, pos: usize) -> Option<Start<'_>> {
         // `conn unix:auth-worker (pid=27359,uid=97): auth-worker<55>: `: Dovecot's own,
         // short, and before any client text.
         let window = &conn.as_bytes()[..conn.len().min(96)];
-        let p = memchr::memmem::find(window, b"): auth-worker<")?;
+        let p = scan::find_bytes(window, b"): auth-worker<")?;
         let rest = &conn[p + "): auth-worker<".len()..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         s = strip_level(rest[digits..].strip_prefix(">: ")?);
@@ -602,7 +602,7 @@ fn tail(s: &str, form: Form) -> Option<(Option<&str>, bool)> {
             } else {
                 let s = s.strip_prefix('<')?;
                 let window = &s.as_bytes()[..s.len().min(66)];
-                let close = memchr::memmem::find(window, b">: ")?;
+                let close = scan::find_bytes(window, b">: ")?;
                 let sid = &s[..close];
                 if sid.is_empty() || sid.contains([' ', '<', '>']) {
                     return None;

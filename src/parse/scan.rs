@@ -30,7 +30,11 @@ pub fn rsplit_byte(s: &str, b: u8) -> Option<(&str, &str)> {
 /// stands, found with memchr, is compared. The needles are a few bytes, the lines
 /// short: `memmem` built a searcher for every call.
 pub fn find_str(s: &str, needle: &str) -> Option<usize> {
-    let (b, n) = (s.as_bytes(), needle.as_bytes());
+    find_bytes(s.as_bytes(), needle.as_bytes())
+}
+
+/// [`find_str`] of bytes.
+pub fn find_bytes(b: &[u8], n: &[u8]) -> Option<usize> {
     let Some(&first) = n.first() else {
         return Some(0);
     };
@@ -59,6 +63,20 @@ pub fn rfind_str(s: &str, needle: &str) -> Option<usize> {
         end = at;
     }
     None
+}
+
+/// Where the ASCII `needle` stands in `s`, last first, not overlapping (a non-empty
+/// `needle`; an empty one is found nowhere).
+pub fn rfind_iter<'a>(s: &'a str, needle: &'a str) -> impl Iterator<Item = usize> + 'a {
+    let mut end = s.len();
+    std::iter::from_fn(move || {
+        if needle.is_empty() {
+            return None;
+        }
+        let at = rfind_str(&s[..end], needle)?;
+        end = at;
+        Some(at)
+    })
 }
 
 /// `s` split around the first occurrence of the ASCII `needle`.
@@ -352,6 +370,9 @@ mod tests {
                 assert_eq!(rfind_str(h, n), h.rfind(n), "rfind {n:?} in {h:?}");
                 assert_eq!(split_str(h, n), h.split_once(n), "split {n:?} of {h:?}");
                 if !n.is_empty() {
+                    let back: Vec<usize> = rfind_iter(h, n).collect();
+                    let std: Vec<usize> = h.rmatch_indices(n).map(|(i, _)| i).collect();
+                    assert_eq!(back, std, "rfind_iter {n:?} in {h:?}");
                     let ours: Vec<&str> = fields(h, n).collect();
                     let std: Vec<&str> = h.split(n).collect();
                     assert_eq!(ours, std, "fields {n:?} of {h:?}");
@@ -359,6 +380,7 @@ mod tests {
             }
         }
         assert_eq!(fields("a, b", "").collect::<Vec<_>>(), vec!["a, b"]);
+        assert_eq!(rfind_iter("a, b", "").next(), None);
     }
 
     /// The IPv6 fast path reads exactly what the standard library reads.
