@@ -249,24 +249,61 @@ pub struct ScanLine {
 }
 
 impl ScanLine {
-    /// None for a line without a time or a program tag, which tells the scanner
-    /// nothing.
+    /// None for a line without a time or a program tag, and for one the scanner
+    /// would pass over ([`Scanner::feed`]: a Dovecot line that is no login, another
+    /// program's), so that its text is not copied.
     pub fn of(line: &crate::source::Stamped) -> Option<ScanLine> {
         let Ok((time, prefix)) = &line.stamp else {
             return None;
         };
         let tag = parse::syslog::tag(prefix.rest)?;
         let (program, pid, msg) = tag;
-        Some(ScanLine {
+        let event = parse::parse_tagged(prefix, Some(tag)).event;
+        let read = match Program::of(program) {
+            Program::Dovecot => event.as_deref().is_some_and(is_login),
+            Program::Postfix => true,
+            Program::Other => false,
+        };
+        read.then(|| ScanLine {
             time: *time,
             text: line.text.to_string(),
             host: prefix.host.map_or(0..0, |h| line.range_of(h)),
             program: line.range_of(program),
             pid,
             msg: line.range_of(msg).start,
-            event: parse::parse_tagged(prefix, Some(tag)).event,
+            event,
         })
     }
+}
+
+/// Whose lines the scanner reads.
+#[derive(PartialEq)]
+enum Program {
+    /// Dovecot's, for its logins.
+    Dovecot,
+    /// Postfix's, for sessions and messages.
+    Postfix,
+    Other,
+}
+
+impl Program {
+    fn of(program: &str) -> Program {
+        if program.starts_with("dovecot")
+            || program.starts_with("imap-login")
+            || program.starts_with("pop3-login")
+        {
+            Program::Dovecot
+        } else if program.starts_with("postfix") {
+            Program::Postfix
+        } else {
+            Program::Other
+        }
+    }
+}
+
+/// A Dovecot login the scanner records: a success with an address and a user.
+fn is_login(ev: &Event) -> bool {
+    ev.kind == Kind::AuthSuccess && ev.address.is_some() && ev.user.is_some()
 }
 
 #[derive(Default)]
@@ -325,12 +362,9 @@ impl Scanner {
     pub fn feed(&mut self, l: &LogLine) {
         let pid = l.pid.unwrap_or(0);
         let key: SKey = parse::ProcessKey::new(l.host, l.program, pid);
-        if l.program.starts_with("dovecot")
-            || l.program.starts_with("imap-login")
-            || l.program.starts_with("pop3-login")
-        {
-            if let Some(ev) = l.event
-                && ev.kind == Kind::AuthSuccess
+        let program = Program::of(l.program);
+        if program == Program::Dovecot {
+            if let Some(ev) = l.event.filter(|e| is_login(e))
                 && let (Some(addr), Some(user)) = (ev.address, &ev.user)
             {
                 let tls = match (&ev.tls, ev.plaintext) {
@@ -355,7 +389,7 @@ impl Scanner {
             }
             return;
         }
-        if !l.program.starts_with("postfix") {
+        if program == Program::Other {
             return;
         }
         if is_smtpd(l.program) {
