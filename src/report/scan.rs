@@ -209,6 +209,16 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// One more of `label`: its key is copied only the first time.
+pub(crate) fn bump(m: &mut BTreeMap<String, u64>, label: &str) {
+    match m.get_mut(label) {
+        Some(n) => *n += 1,
+        None => {
+            m.insert(label.to_string(), 1);
+        }
+    }
+}
+
 fn strip_angle(s: &str) -> String {
     s.trim_start_matches('<').trim_end_matches('>').to_string()
 }
@@ -403,7 +413,7 @@ impl Scanner {
             && let Some(t) = &ev.tls
         {
             let label = t.label();
-            *self.outbound.entry(label.clone()).or_insert(0) += 1;
+            bump(&mut self.outbound, &label);
             self.outbound_tls.insert(key, label);
         }
         let Some((qid, rest)) = queue_id(l.msg) else {

@@ -3,7 +3,7 @@
 //! the share of encrypted inbound mail (all of it, and from outside), and who still
 //! uses weak protocols or ciphers.
 
-use super::scan::{Message, Scanner};
+use super::scan::{Message, Scanner, bump};
 use crate::posture::weakness;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -109,7 +109,7 @@ impl TlsAggregate {
     pub fn absorb(&mut self, sc: &mut Scanner) {
         for s in sc.closed_sessions.drain(..) {
             let p = s.posture();
-            *self.r.inbound.entry(p.clone()).or_insert(0) += 1;
+            bump(&mut self.r.inbound, &p);
             self.r.inbound_sessions.add(is_tls(&p));
             if self.external(s.client_address) {
                 self.r.inbound_sessions_external.add(is_tls(&p));
@@ -153,7 +153,7 @@ impl TlsAggregate {
             }
         }
         for l in sc.logins.drain(..) {
-            *self.r.dovecot.entry(l.tls.clone()).or_insert(0) += 1;
+            bump(&mut self.r.dovecot, &l.tls);
             if weak_not_plain(&l.tls) {
                 *self.weak[1]
                     .entry((format!("{} ({})", l.user, l.service), l.tls.clone()))
