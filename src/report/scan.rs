@@ -117,8 +117,9 @@ pub fn queue_id(msg: &str) -> Option<(&str, &str)> {
 /// double quotes: Postfix quotes a local part with specials and escapes `"` and `\`
 /// in it (`<"a, status=sent"@example.org>`); where the quotes do not close (an address
 /// logged in its internal form), at the first `>`. Any other value ends at a `,` or a
-/// space. Fields are separated by a `,` and a space; anything else ends the list, and
-/// what follows is its [`Fields::trailer`] (`(queue active)`, a delivery's detail).
+/// space. Fields are separated by a `,` (Postfix writes a space after it; one is
+/// skipped); anything else ends the list, and what follows is its
+/// [`Fields::trailer`] (`(queue active)`, a delivery's detail).
 ///
 /// Only a field's start is a key: text in a value, in the trailer (a remote server's
 /// reply) or on a line that is no list (`reject: ...`, `warning: header ...`, where a
