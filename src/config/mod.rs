@@ -213,28 +213,32 @@ mod tests {
     /// no kernel where nftables is off, the map where there is one.
     #[test]
     fn what_holds_the_bans_after_a_stop() {
-        let off = "[nftables]\nenabled = false\n";
-        for (text, want) in [
+        // (nftables on as by default, or turned off; the rest of the configuration;
+        // the note.)
+        for (nft, rest, want) in [
             (
+                true,
                 "",
                 "bans stay in the kernel's nftables sets until they expire",
             ),
             (
+                false,
                 "[postfix_map]\nenabled = true\nmap = \"cidr:/etc/postfix/saslguard_access\"\n",
                 "bans stay in the Postfix map cidr:/etc/postfix/saslguard_access until the next start drops the expired ones",
             ),
             (
+                false,
                 "[postfix_policy]\nenabled = true\nsocket = \"/var/spool/postfix/private/saslguard\"\n",
                 "the policy service at /var/spool/postfix/private/saslguard is gone: Postfix's default_action answers",
             ),
-            ("", "no enforcer was on: no ban outlasts the daemon"),
+            (false, "", "no enforcer was on: no ban outlasts the daemon"),
         ] {
-            // The first case keeps nftables on; the others turn it off.
-            let text = if want.contains("kernel") {
-                text.to_string()
+            let off = if nft {
+                ""
             } else {
-                format!("{off}{text}")
+                "[nftables]\nenabled = false\n"
             };
+            let text = format!("{off}{rest}");
             let note = parse(&text, Path::new("t.toml")).unwrap().after_stop();
             assert_eq!(note, want, "{text}");
         }
