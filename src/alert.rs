@@ -422,9 +422,11 @@ impl Alerts {
             && offenders
                 .failures(&addr)
                 .is_some_and(|(n, last)| time.0 - last.0 <= window && n >= min);
+        // The once-per-window check before the record: most logins of an address
+        // that failed have alerted already, and a record is built with its lists.
         if by_address
-            && let Some(o) = offenders.get(&addr)
             && self.fresh(2, (addr, user.unwrap_or("")), time, window)
+            && let Some(o) = offenders.get(&addr)
         {
             let tried_it = user.is_some_and(|u| o.users.iter().any(|x| x == u));
             let mut a = base(

@@ -266,6 +266,11 @@ fn read_number(b: &[u8]) -> (u64, usize) {
     (v, used)
 }
 
+/// How many bytes [`push_number`] writes for `v`.
+fn number_len(v: u64) -> usize {
+    (u64::BITS - (v | 1).leading_zeros()).div_ceil(7) as usize
+}
+
 fn push_number(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
@@ -324,39 +329,56 @@ impl Lists {
             self.0 = Box::default();
             return;
         }
-        let mut v = Vec::with_capacity(3 + tallies.len() * TALLY_LEN + rest.len());
-        push_number(&mut v, tallies.len() as u64);
+        // Exactly the size: a boxed slice of a longer vector is one reallocation more.
+        let count = tallies.len() as u64;
+        let mut v = Vec::with_capacity(number_len(count) + tallies.len() * TALLY_LEN + rest.len());
+        push_number(&mut v, count);
         for t in tallies {
             t.write(&mut v);
         }
         v.extend_from_slice(rest);
+        debug_assert_eq!(v.len(), v.capacity());
         self.0 = v.into_boxed_slice();
     }
 
-    fn bump(&mut self, kind: u8, name: u16, mut n: u64) {
+    fn bump(&mut self, kind: u8, name: u16, n: u64) {
+        self.bump_each(&[(kind, name)], n);
+    }
+
+    /// [`Lists::bump`] of each (kind, name) by `n`, in one pass over the tallies and
+    /// at most one rebuild for the names not there yet (a failure counts a service, a
+    /// mechanism and a posture: three passes and up to three rebuilds before).
+    fn bump_each(&mut self, adds: &[(u8, u16)], n: u64) {
+        let mut rest: SmallVec<[(u8, u16, u64); 3]> =
+            adds.iter().map(|&(kind, name)| (kind, name, n)).collect();
         let tallies = self.tally_bytes();
         for b in self.0[tallies].chunks_exact_mut(TALLY_LEN) {
             let mut t = Tally::read(b);
-            if t.kind != kind || t.name != name {
-                continue;
+            let mut changed = false;
+            for r in rest.iter_mut().filter(|r| r.0 == t.kind && r.1 == t.name) {
+                let add = r.2.min(u64::from(u32::MAX - t.n));
+                t.n += add as u32;
+                r.2 -= add;
+                changed = true;
             }
-            let add = n.min(u64::from(u32::MAX - t.n));
-            t.n += add as u32;
-            n -= add;
-            t.put(b);
+            if changed {
+                t.put(b);
+            }
         }
-        if n == 0 {
+        if rest.iter().all(|r| r.2 == 0) {
             return;
         }
         let mut all: SmallVec<[Tally; 8]> = self.tallies().collect();
-        while n > 0 {
-            let add = n.min(u64::from(u32::MAX));
-            all.push(Tally {
-                n: add as u32,
-                name,
-                kind,
-            });
-            n -= add;
+        for (kind, name, mut n) in rest {
+            while n > 0 {
+                let add = n.min(u64::from(u32::MAX));
+                all.push(Tally {
+                    n: add as u32,
+                    name,
+                    kind,
+                });
+                n -= add;
+            }
         }
         self.set_tallies(&all);
     }
@@ -371,11 +393,12 @@ impl Lists {
         }
     }
 
-    /// [`Lists::shift`] in the entry's own bytes, where the tallies keep their number:
-    /// all of `from` moves to a `to` not there yet (the tally is renamed), or part of
-    /// it to a `to` there once with room. Most moves are a failure's service,
-    /// mechanism or posture learnt after it was counted (issue 17: a move built the
-    /// tallies anew twice, two allocations). False, and nothing changed, otherwise.
+    /// [`Lists::shift`] in the entry's own bytes: all of `from` moves to a `to` not
+    /// there yet (the tally is renamed), part of it to a `to` there once with room,
+    /// or all of it to such a `to` (`from`'s six bytes go, when the tallies' count
+    /// keeps its length). Most moves are a failure's service, mechanism or posture
+    /// learnt after it was counted (issue 17: a move built the tallies anew twice,
+    /// two allocations). False, and nothing changed, otherwise.
     fn shift_in_place(&mut self, kind: u8, from: u16, to: u16, n: u64) -> bool {
         if from == to || n == 0 {
             return false;
@@ -397,7 +420,9 @@ impl Lists {
         let Some((at, mut s)) = source else {
             return false;
         };
+        let start = range.start;
         let bytes = &mut self.0[range];
+        let count = bytes.len() / TALLY_LEN;
         match target {
             None if u64::from(s.n) <= n => {
                 s.name = to;
@@ -410,6 +435,22 @@ impl Lists {
                 t.n += n as u32;
                 s.put(&mut bytes[at..]);
                 t.put(&mut bytes[to_at..]);
+            }
+            // All of `from` into a `to` with room: `to` takes it and `from`'s bytes go,
+            // when the tallies' count keeps its length.
+            Some((to_at, mut t))
+                if u64::from(t.n) + u64::from(s.n) <= u64::from(u32::MAX)
+                    && number_len(count as u64 - 1) == start =>
+            {
+                t.n += s.n;
+                t.put(&mut bytes[to_at..]);
+                let mut v = std::mem::take(&mut self.0).into_vec();
+                let mut head = Vec::with_capacity(start);
+                push_number(&mut head, count as u64 - 1);
+                v[..start].copy_from_slice(&head);
+                let from_at = start + at;
+                v.drain(from_at..from_at + TALLY_LEN);
+                self.0 = v.into_boxed_slice();
             }
             _ => return false,
         }
@@ -481,19 +522,23 @@ impl Lists {
 
     fn push(&mut self, list: usize, shared: Option<u32>, name: &str) {
         let empty = self.0.is_empty();
-        let mut v = Vec::with_capacity(self.0.len() + name.len() + 11);
+        let head = match shared {
+            Some(i) => u64::from(i) << 2 | 2 | list as u64,
+            None => (name.len() as u64) << 2 | list as u64,
+        };
+        let own = if shared.is_some() { 0 } else { name.len() };
+        // Exactly the size, as in `set_tallies`.
+        let mut v = Vec::with_capacity(usize::from(empty) + self.0.len() + number_len(head) + own);
         if empty {
             // No tallies yet: their count comes first.
             v.push(0);
         }
         v.extend_from_slice(&self.0);
-        match shared {
-            Some(i) => push_number(&mut v, u64::from(i) << 2 | 2 | list as u64),
-            None => {
-                push_number(&mut v, (name.len() as u64) << 2 | list as u64);
-                v.extend_from_slice(name.as_bytes());
-            }
+        push_number(&mut v, head);
+        if shared.is_none() {
+            v.extend_from_slice(name.as_bytes());
         }
+        debug_assert_eq!(v.len(), v.capacity());
         self.0 = v.into_boxed_slice();
     }
 
@@ -706,14 +751,17 @@ impl Offenders {
                 r.first_failure = r.first_failure.min(a.time);
                 r.last_failure = r.last_failure.max(a.time);
                 r.allowlisted = allowlisted;
-                r.lists.bump(SERVICE, service, n);
-                if let Some(m) = mechanism {
-                    r.lists.bump(MECHANISM, m, n);
+                match mechanism {
+                    Some(m) => r
+                        .lists
+                        .bump_each(&[(SERVICE, service), (MECHANISM, m), (POSTURE, posture)], n),
+                    None => r
+                        .lists
+                        .bump_each(&[(SERVICE, service), (POSTURE, posture)], n),
                 }
                 if let Some((id, u)) = user {
                     r.add_user(id, u);
                 }
-                r.lists.bump(POSTURE, posture, n);
                 if let Some(geo) = geo {
                     let same = match r.geo.as_deref() {
                         Some(g) => g == geo,
@@ -1078,7 +1126,7 @@ mod tests {
             t.sort_unstable();
             t
         };
-        let (mut in_place, mut rebuilt) = (0, 0);
+        let (mut in_place, mut rebuilt, mut merged) = (0, 0, 0);
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..200_000 {
             x ^= x << 13;
@@ -1092,11 +1140,16 @@ mod tests {
                 k => k,
             };
             if (x >> 40).is_multiple_of(3) {
-                fast.bump(kind, a, n);
+                // One pass for two names, against a bump for each.
+                let other = 3 - kind;
+                fast.bump_each(&[(kind, a), (other, b)], n);
                 anew.bump(kind, a, n);
+                anew.bump(other, b, n);
             } else {
-                if fast.clone().shift_in_place(kind, a, b, n) {
+                let mut moved = fast.clone();
+                if moved.shift_in_place(kind, a, b, n) {
                     in_place += 1;
+                    merged += usize::from(moved.tallies().count() < fast.tallies().count());
                 } else {
                     rebuilt += 1;
                 }
@@ -1111,10 +1164,31 @@ mod tests {
                 anew.add(TRIED, None, "alice");
             }
         }
+        // Each way was taken often: in place, merged in place, and built anew.
         assert!(
-            in_place > 10_000 && rebuilt > 10_000,
-            "{in_place} {rebuilt}"
+            in_place > 10_000 && rebuilt > 10_000 && merged > 5_000,
+            "{in_place} {rebuilt} {merged}"
         );
+    }
+
+    #[test]
+    fn a_merge_across_the_counts_length_keeps_every_count_and_name() {
+        // 128 tallies take a two-byte count, 127 a one-byte one: a move of all of one
+        // name into another must shorten the count, not leave a stale one.
+        for total in [127u16, 128, 129] {
+            let mut l = Lists::default();
+            l.add(TRIED, None, "alice");
+            for k in 0..total {
+                l.bump(POSTURE, k, u64::from(k) + 1);
+            }
+            l.shift(POSTURE, Some(0), 1, 1);
+            assert_eq!(l.tallies().count(), usize::from(total) - 1, "{total}");
+            assert_eq!(l.tallies().find(|t| t.name == 1).map(|t| t.n), Some(3));
+            assert!(l.tallies().all(|t| t.name != 0));
+            let sum: u64 = l.tallies().map(|t| u64::from(t.n)).sum();
+            assert_eq!(sum, (1..=u64::from(total)).sum::<u64>(), "{total}");
+            assert_eq!(l.strings(TRIED, &Names::new(0)), ["alice"]);
+        }
     }
 
     #[test]

@@ -300,8 +300,11 @@ pub fn parse_tagged(p: &syslog::Prefix, tag: Option<(&str, Option<u32>, &str)>) 
     };
     if let Some((program, pid, msg)) = tag {
         if let Some(daemon) = postfix::daemon(program) {
-            let process = pid.map(|pid| ProcessKey::new(host, program, pid));
             let event = postfix::parse_as(daemon, program, msg).map(Box::new);
+            // Only an event is joined to its connection: a line without one needs no key.
+            let process = pid
+                .filter(|_| event.is_some())
+                .map(|pid| ProcessKey::new(host, program, pid));
             return Parsed {
                 time: p.time,
                 process,
