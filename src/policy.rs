@@ -16,7 +16,7 @@
 //! Pure: takes the tracker's view, the address's origin and the event time, returns
 //! decisions.
 
-use crate::addr::AddrKey;
+use crate::addr::{AddrKey, NetSet};
 use crate::geo::Origin;
 use crate::time::Timestamp;
 use crate::windows::{View, prefix_of};
@@ -158,6 +158,8 @@ pub struct Policy {
     bans: LruCache<IpNet, BanRecord>,
     /// The host's interface addresses, when `own_addresses` is on.
     own: Vec<IpNet>,
+    /// The allowlist and `own`, for [`Policy::allowlisted`]; made anew with `own`.
+    protected: NetSet<()>,
     /// Known-good keys (an IPv4 address, an IPv6 /64) with their last login.
     known_good: crate::bounded::Lru<IpNet, Timestamp>,
     /// The same keys by the prefix they lie in, newest last, so that a prefix rule
@@ -182,10 +184,12 @@ impl Policy {
     /// bound).
     pub fn new(cfg: PolicyConfig, max_prefixes: usize) -> Policy {
         let cap = NonZeroUsize::new(cfg.max_targets.max(1)).expect("nonzero");
+        let protected = NetSet::new(cfg.allowlist.iter().map(|&n| (n, ())));
         Policy {
             cfg,
             bans: crate::bounded::lru(cap.get()),
             own: Vec::new(),
+            protected,
             known_good: crate::bounded::Lru::new(cap.get()),
             good_by_prefix: crate::bounded::Lru::new(cap.get()),
             members: crate::bounded::Lru::new(max_prefixes),
@@ -268,6 +272,7 @@ impl Policy {
         };
         let changed = own != self.own;
         self.own = own;
+        self.protected = NetSet::new(self.protected().map(|&n| (n, ())));
         changed
     }
 
@@ -279,7 +284,7 @@ impl Policy {
     /// Never banned: allowlisted, one of the host's own addresses, or an address that
     /// is no internet host (unspecified, link-local, multicast, broadcast).
     pub fn allowlisted(&self, addr: IpAddr) -> bool {
-        self.protected().any(|n| n.contains(&addr)) || crate::addr::special(addr).is_some()
+        self.protected.contains(addr) || crate::addr::special(addr).is_some()
     }
 
     pub fn prefix_of(&self, addr: IpAddr) -> IpNet {
