@@ -229,17 +229,39 @@ impl View<'_> {
     ) -> Option<u32> {
         let ring = self.prefix_ring?;
         let in_window = hits(ring.iter().map(|e| e.0), ring.len(), n, within_ms, now)?;
-        let mut tags: Vec<u32> = ring
-            .iter()
-            .rev()
-            .take(in_window as usize)
-            .map(|e| e.1)
-            .collect();
-        tags.sort_unstable();
-        tags.dedup();
-        (tags.len() as u32 >= min_addresses).then_some(in_window)
+        let tags = ring.iter().rev().take(in_window as usize).map(|e| e.1);
+        at_least_distinct(tags, min_addresses as usize).then_some(in_window)
     }
 }
+
+/// True when `tags` hold at least `want` distinct values. A rule asks for a few
+/// addresses: those are counted as they come, and the count stops once it has them
+/// (issue 17: a sorted copy of the window for every failure of a firing prefix); more
+/// than [`FEW_ADDRESSES`] are counted on a sorted copy.
+fn at_least_distinct(tags: impl Iterator<Item = u32>, want: usize) -> bool {
+    if want == 0 {
+        return true;
+    }
+    if want <= FEW_ADDRESSES {
+        let mut seen: SmallVec<[u32; FEW_ADDRESSES]> = SmallVec::new();
+        for t in tags {
+            if !seen.contains(&t) {
+                seen.push(t);
+                if seen.len() >= want {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+    let mut all: Vec<u32> = tags.collect();
+    all.sort_unstable();
+    all.dedup();
+    all.len() >= want
+}
+
+/// The most distinct addresses [`at_least_distinct`] counts without sorting.
+const FEW_ADDRESSES: usize = 16;
 
 /// The number of failures in the window when the rule fires.
 fn hits(
@@ -336,6 +358,33 @@ mod tests {
             tr.record(a, None, t(s), 1);
         }
         assert_eq!(tr.address_hits(a, 5, 600_000, t(600)), None);
+    }
+
+    #[test]
+    fn distinct_addresses_are_counted_as_a_sorted_copy_counts_them() {
+        // Windows of up to 60 tags drawn from a few or many values, and every count a
+        // rule may ask for, on both sides of the bound where the count sorts.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..3_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 61) as usize;
+            let spread = [1, 3, 17, 1 << 20][(x >> 8) as usize % 4];
+            let tags: Vec<u32> = (0..len)
+                .map(|i| ((x >> 16).wrapping_mul(i as u64 + 1) % spread) as u32)
+                .collect();
+            let mut sorted = tags.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            for want in 0..=40 {
+                assert_eq!(
+                    at_least_distinct(tags.iter().copied(), want),
+                    sorted.len() >= want,
+                    "{tags:?} {want}"
+                );
+            }
+        }
     }
 
     #[test]
