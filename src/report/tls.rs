@@ -4,6 +4,7 @@
 //! uses weak protocols or ciphers.
 
 use super::scan::{Message, Scanner, bump};
+use crate::block::Ranges;
 use crate::posture::weakness;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -63,7 +64,8 @@ fn is_tls(posture: &str) -> bool {
 /// messages whose session ended first, their queue ID and posture until they leave
 /// the queue).
 pub struct TlsAggregate {
-    internal: Vec<IpNet>,
+    /// The internal networks merged, asked once per closed session.
+    internal: Ranges,
     r: TlsReport,
     weak: [BTreeMap<(String, String), u64>; 3],
     /// Posture of closed sessions, by the queue IDs they created, until the message is
@@ -81,7 +83,7 @@ impl TlsAggregate {
     /// `internal`: networks whose traffic is not "from outside".
     pub fn new(internal: Vec<IpNet>) -> TlsAggregate {
         TlsAggregate {
-            internal,
+            internal: Ranges::from_nets(&internal),
             r: TlsReport::default(),
             weak: Default::default(),
             session_posture: HashMap::new(),
@@ -90,7 +92,7 @@ impl TlsAggregate {
     }
 
     fn external(&self, a: Option<IpAddr>) -> bool {
-        a.is_some_and(|a| !self.internal.iter().any(|n| n.contains(&a)))
+        a.is_some_and(|a| !self.internal.contains(a))
     }
 
     fn message(&mut self, m: &Message, p: &str) {
