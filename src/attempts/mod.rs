@@ -248,6 +248,137 @@ pub struct Counter {
     dovecot_sessions: LruCache<Box<str>, SessionCount>,
 }
 
+/// What [`Counter::join_or_count`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    /// Joined to a pending attempt.
+    Joined,
+    /// Counted as a new attempt.
+    Counted,
+    /// Neither: its `count` said no.
+    Left,
+}
+
+/// The state of `addr` in `addrs`, made if new, its pending attempts older than any
+/// record can join dropped.
+fn state_in(
+    addrs: &mut crate::bounded::Lru<AddrKey, AddrState>,
+    addr: IpAddr,
+    now: Timestamp,
+) -> &mut AddrState {
+    let st = addrs.get_or_insert_mut(addr.into(), || AddrState {
+        pending: SmallVec::new(),
+        last_counted: NEVER,
+    });
+    let stale = st
+        .pending
+        .iter()
+        .take_while(|p| now.0 - p.time.0 > RETAIN_MS)
+        .count();
+    if stale > 0 {
+        st.pending.drain(..stale);
+    }
+    st
+}
+
+/// Joins record `c` to a pending attempt in `st` (of `addr`) within `window`; pushes
+/// what the record adds. Returns true when it joined.
+#[allow(clippy::too_many_arguments)]
+fn join(
+    st: &mut AddrState,
+    window: i64,
+    time: Timestamp,
+    c: u8,
+    ev: &Event,
+    addr: IpAddr,
+    posture: Option<&str>,
+    out: &mut Vec<Outcome>,
+) -> bool {
+    let found = st
+        .pending
+        .iter_mut()
+        .find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
+    let Some(p) = found else { return false };
+    p.mask |= c;
+    let service = match &ev.service {
+        Some(new) if p.has(AUTH_SERVICE) && new != SERVICE_AUTH => {
+            p.known &= !AUTH_SERVICE;
+            Some((Name::Borrowed(SERVICE_AUTH), new.clone()))
+        }
+        _ => None,
+    };
+    let mechanism = match &ev.mechanism {
+        Some(new) if !p.has(MECHANISM) => {
+            p.known |= MECHANISM;
+            Some((String::new(), new.clone()))
+        }
+        _ => None,
+    };
+    let user = if !p.has(USER) && ev.user.is_some() {
+        p.known |= USER;
+        ev.user.clone()
+    } else {
+        None
+    };
+    if service.is_some() || mechanism.is_some() || user.is_some() {
+        out.push(Outcome::Refined {
+            address: addr,
+            n: 1,
+            service,
+            mechanism,
+            user,
+        });
+    }
+    if !p.has(POSTURE)
+        && let Some(label) = posture
+    {
+        p.known |= POSTURE;
+        out.push(Outcome::Posture {
+            address: addr,
+            n: 1,
+            label: label.to_string(),
+        });
+    }
+    true
+}
+
+/// Counts `n` new attempts of `ev` from `addr` (its state `st`), pending for the
+/// other records of their kind `c` (none: 0).
+#[allow(clippy::too_many_arguments)]
+fn count_on(
+    st: &mut AddrState,
+    time: Timestamp,
+    c: u8,
+    ev: &Event,
+    addr: IpAddr,
+    n: u32,
+    posture: Option<String>,
+    out: &mut Vec<Outcome>,
+) {
+    st.last_counted = time;
+    if c != 0 {
+        st.pend(Pending {
+            time,
+            mask: c,
+            known: known(
+                ev.service.as_deref(),
+                ev.mechanism.is_some(),
+                ev.user.is_some(),
+                posture.is_some(),
+            ),
+        });
+    }
+    out.push(Outcome::Counted(Attempt {
+        time,
+        address: addr,
+        count: n,
+        service: ev.service.clone(),
+        mechanism: ev.mechanism.clone(),
+        user: ev.user.clone(),
+        posture: posture.unwrap_or_else(|| UNKNOWN_POSTURE.to_string()),
+    }));
+}
+
 fn compatible(c: u8, mask: u8) -> bool {
     match c {
         P | L => mask & (P | L | S) == 0 && mask & (D | U) != 0,
@@ -467,84 +598,35 @@ impl Counter {
     }
 
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
-        let st = self.addrs.get_or_insert_mut(addr.into(), || AddrState {
-            pending: SmallVec::new(),
-            last_counted: NEVER,
-        });
-        let stale = st
-            .pending
-            .iter()
-            .take_while(|p| now.0 - p.time.0 > RETAIN_MS)
-            .count();
-        if stale > 0 {
-            st.pending.drain(..stale);
-        }
-        st
+        state_in(&mut self.addrs, addr, now)
     }
 
-    /// Joins record `c` to a pending attempt of `addr`, or counts a new one.
-    /// Returns true when it joined.
-    fn join(
+    /// Joins record `c` to a pending attempt of `addr`, or counts it as a new attempt
+    /// when `count` says so of the address's state: one lookup of the address.
+    #[allow(clippy::too_many_arguments)]
+    fn join_or_count(
         &mut self,
         time: Timestamp,
         c: u8,
         ev: &Event,
         addr: IpAddr,
         posture: Option<String>,
+        count: impl FnOnce(&AddrState) -> bool,
         out: &mut Vec<Outcome>,
-    ) -> bool {
+    ) -> Record {
         let window = self.cfg.pair_window_ms;
         let st = self.state(addr, time);
-        let found = st
-            .pending
-            .iter_mut()
-            .find(|p| (time.0 - p.time.0).abs() <= window && compatible(c, p.mask));
-        if let Some(p) = found {
-            p.mask |= c;
-            let service = match &ev.service {
-                Some(new) if p.has(AUTH_SERVICE) && new != SERVICE_AUTH => {
-                    p.known &= !AUTH_SERVICE;
-                    Some((Name::Borrowed(SERVICE_AUTH), new.clone()))
-                }
-                _ => None,
-            };
-            let mechanism = match &ev.mechanism {
-                Some(new) if !p.has(MECHANISM) => {
-                    p.known |= MECHANISM;
-                    Some((String::new(), new.clone()))
-                }
-                _ => None,
-            };
-            let user = if !p.has(USER) && ev.user.is_some() {
-                p.known |= USER;
-                ev.user.clone()
-            } else {
-                None
-            };
-            if service.is_some() || mechanism.is_some() || user.is_some() {
-                out.push(Outcome::Refined {
-                    address: addr,
-                    n: 1,
-                    service,
-                    mechanism,
-                    user,
-                });
-            }
-            if !p.has(POSTURE)
-                && let Some(label) = posture
-            {
-                p.known |= POSTURE;
-                out.push(Outcome::Posture {
-                    address: addr,
-                    n: 1,
-                    label,
-                });
-            }
-            return true;
+        if join(st, window, time, c, ev, addr, posture.as_deref(), out) {
+            return Record::Joined;
         }
-        false
+        if !count(st) {
+            return Record::Left;
+        }
+        count_on(st, time, c, ev, addr, 1, posture, out);
+        Record::Counted
     }
 
+    /// Counts `n` new attempts of `ev`'s address.
     fn count_new(
         &mut self,
         time: Timestamp,
@@ -556,28 +638,7 @@ impl Counter {
     ) {
         let Some(addr) = ev.address else { return };
         let st = self.state(addr, time);
-        st.last_counted = time;
-        if c != 0 {
-            st.pend(Pending {
-                time,
-                mask: c,
-                known: known(
-                    ev.service.as_deref(),
-                    ev.mechanism.is_some(),
-                    ev.user.is_some(),
-                    posture.is_some(),
-                ),
-            });
-        }
-        out.push(Outcome::Counted(Attempt {
-            time,
-            address: addr,
-            count: n,
-            service: ev.service.clone(),
-            mechanism: ev.mechanism.clone(),
-            user: ev.user.clone(),
-            posture: posture.unwrap_or_else(|| UNKNOWN_POSTURE.to_string()),
-        }));
+        count_on(st, time, c, ev, addr, n, posture, out);
     }
 
     /// The posture a Postfix record can tell now; registers the attempt as pending on
@@ -608,10 +669,7 @@ impl Counter {
     ) {
         // When the posture is pending on the connection it is settled at disconnect.
         let posture = self.postfix_posture(process, ev, addr);
-        if self.join(time, P, ev, addr, posture.clone(), out) {
-            return;
-        }
-        self.count_new(time, P, ev, 1, posture, out);
+        self.join_or_count(time, P, ev, addr, posture, |_| true, out);
     }
 
     fn connection_lost(
@@ -623,27 +681,25 @@ impl Counter {
         out: &mut Vec<Outcome>,
     ) {
         let posture = self.postfix_posture(process, ev, addr);
-        let recent = self
-            .addrs
-            .peek(&addr.into())
-            .and_then(AddrState::last_counted)
-            .is_some_and(|t| time.0 - t.0 <= self.cfg.penalty_window_ms);
-        match self.cfg.connection_lost {
+        let was_pending = posture.is_none();
+        let (penalty, lost) = (self.cfg.penalty_window_ms, self.cfg.connection_lost);
+        match lost {
             ConnectionLost::Never => {}
             ConnectionLost::AfterFailure | ConnectionLost::Always => {
-                if self.join(time, L, ev, addr, posture.clone(), out) {
-                    return;
-                }
-                if recent || self.cfg.connection_lost == ConnectionLost::Always {
-                    // Left pending: Dovecot may still process the abandoned request
-                    // after Postfix gave up and log its mismatch seconds later (seen
-                    // with Dovecot 2.3.19); that line must join this attempt.
-                    self.count_new(time, L, ev, 1, posture, out);
+                // Counted when the address failed recently, or always: left pending,
+                // as Dovecot may still process the abandoned request after Postfix
+                // gave up and log its mismatch seconds later (seen with Dovecot
+                // 2.3.19); that line must join this attempt.
+                let count = |st: &AddrState| {
+                    lost == ConnectionLost::Always
+                        || st.last_counted().is_some_and(|t| time.0 - t.0 <= penalty)
+                };
+                if self.join_or_count(time, L, ev, addr, posture, count, out) != Record::Left {
                     return;
                 }
             }
         }
-        self.unpend_posture(process, addr, posture.is_none());
+        self.unpend_posture(process, addr, was_pending);
         out.push(Outcome::Unavailable {
             time,
             address: addr,
@@ -726,10 +782,9 @@ impl Counter {
             });
             return;
         }
-        if self.join(time, c, ev, addr, None, out) {
-            return;
-        }
-        if let Some(sid) = &ev.session {
+        if self.join_or_count(time, c, ev, addr, None, |_| true, out) == Record::Counted
+            && let Some(sid) = &ev.session
+        {
             let sc = self
                 .dovecot_sessions
                 .get_or_insert_mut(sid.as_str().into(), SessionCount::default);
@@ -738,7 +793,6 @@ impl Counter {
                 sc.no_mech += 1;
             }
         }
-        self.count_new(time, c, ev, 1, None, out);
     }
 
     fn login_summary(&mut self, time: Timestamp, ev: &Event, addr: IpAddr, out: &mut Vec<Outcome>) {
