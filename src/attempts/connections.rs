@@ -81,14 +81,15 @@ impl Sessions {
     /// The connection a line of this process belongs to, created if its `connect`
     /// line was not seen (log started mid-session) or named another client.
     pub fn get(&mut self, key: &ProcessKey, address: IpAddr, service: Option<&Name>) -> &mut Conn {
-        let fresh = match self.conns.get(key) {
-            Some(c) => c.address != address,
-            None => true,
-        };
-        if fresh {
-            self.conns.put(*key, Conn::new(address, service.cloned()));
+        // One lookup: made the most recent, or made (the least recent pushed out when
+        // the table is full), as `put` would.
+        let c = self
+            .conns
+            .get_or_insert_mut(*key, || Conn::new(address, service.cloned()));
+        if c.address != address {
+            *c = Conn::new(address, service.cloned());
         }
-        self.conns.get_mut(key).expect("just inserted")
+        c
     }
 
     /// What a restart must remember of each open connection: how many of its AUTH
