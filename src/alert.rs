@@ -144,7 +144,9 @@ const _: () = assert!(MAX_TRIES_PER_PREFIX <= 256);
 pub struct Alerts {
     cfg: AlertConfig,
     accounts: LruCache<String, AccountHistory>,
-    by_user: LruCache<String, VecDeque<(Timestamp, IpAddr)>>,
+    /// Recent (time, address) pairs of each account, oldest first, the account as its
+    /// keyed hash ([`Alerts::key`]): hashed once per failure, no name kept.
+    by_user: crate::bounded::Lru<u64, VecDeque<(Timestamp, AddrKey)>>,
     /// Recent (time, account key) pairs of each address, oldest first; the first inline.
     by_addr: crate::bounded::Lru<AddrKey, SmallVec<[(Timestamp, u64); 1]>>,
     by_prefix: crate::bounded::Lru<IpNet, PrefixFailures>,
@@ -173,7 +175,7 @@ impl Alerts {
         Alerts {
             cfg,
             accounts: crate::bounded::lru(MAX_ACCOUNTS),
-            by_user: crate::bounded::lru(MAX_ACCOUNTS),
+            by_user: crate::bounded::Lru::new(MAX_ACCOUNTS),
             by_addr: crate::bounded::Lru::new(per_address),
             by_prefix: crate::bounded::Lru::new(per_address),
             last: crate::bounded::lru(MAX_ACCOUNTS),
@@ -205,7 +207,14 @@ impl Alerts {
         window_ms: i64,
     ) -> bool {
         use std::hash::BuildHasher;
-        let key = (kind, self.keys.hash_one(key));
+        let key = self.keys.hash_one(key);
+        self.fresh_hashed(kind, key, now, window_ms)
+    }
+
+    /// [`Alerts::fresh`] for a key already hashed under [`Alerts::keys`] (an account's
+    /// [`Alerts::key`] is its name's).
+    fn fresh_hashed(&mut self, kind: u8, hash: u64, now: Timestamp, window_ms: i64) -> bool {
+        let key = (kind, hash);
         match self.last.get_mut(&key) {
             Some(t) if now.0 - t.0 < window_ms => false,
             Some(t) => {
@@ -235,9 +244,9 @@ impl Alerts {
         n += self
             .by_prefix
             .pop_oldest_while(max, |_, p| past(p.last, login));
-        n += crate::bounded::pop_lru_while(&mut self.by_user, max, |r| {
-            r.iter().all(|&(t, _)| past(t, spray))
-        });
+        n += self
+            .by_user
+            .pop_oldest_while(max, |_, r| r.iter().all(|&(t, _)| past(t, spray)));
         // `fresh` is asked with these windows; a mark at least this old lets any of
         // them alert again, as no mark does.
         let longest = spray.max(login).max(MARKED_COUNTRY_MS);
@@ -250,7 +259,7 @@ impl Alerts {
         let n = self.by_addr.cap();
         self.by_addr = crate::bounded::Lru::new(n);
         self.by_prefix = crate::bounded::Lru::new(n);
-        self.by_user = crate::bounded::lru(MAX_ACCOUNTS);
+        self.by_user = crate::bounded::Lru::new(MAX_ACCOUNTS);
         self.last = crate::bounded::lru(MAX_ACCOUNTS);
     }
 
@@ -274,17 +283,17 @@ impl Alerts {
             let need = self.cfg.spray_addresses as usize;
             // In a block of its own: `lru` does not tie the ring it hands out to the
             // borrow of the table, so the compiler would not stop a later use.
-            let n = {
-                let ring = self.by_user.get_or_insert_mut_ref(user, VecDeque::new);
-                ring.retain(|(t, a)| time.0 - t.0 <= w && *a != addr);
-                crate::bounded::ring_room_for_one(ring);
-                ring.push_back((time, addr));
-                while ring.len() > need * 2 {
-                    ring.pop_front();
-                }
-                ring.len()
-            };
-            if n >= need && self.fresh(0, user, time, w) {
+            let key = AddrKey::from(addr);
+            let ring = self.by_user.get_or_insert_mut(h, VecDeque::new);
+            ring.retain(|(t, a)| time.0 - t.0 <= w && *a != key);
+            crate::bounded::ring_room_for_one(ring);
+            ring.push_back((time, key));
+            while ring.len() > need * 2 {
+                ring.pop_front();
+            }
+            let n = ring.len();
+            // `h` is the name's hash, as `fresh` would make it.
+            if n >= need && self.fresh_hashed(0, h, time, w) {
                 out.push(Alert {
                     kind: "spray_account".into(),
                     time,
