@@ -2,7 +2,7 @@
 //! start to end, each line stamped with its time. [`super::merge`] reads several of
 //! them as one log; the live daemon follows files with [`super::follow`] instead.
 
-use super::{Line, LineReader, Stamped, stamp};
+use super::{Line, LineReader, Stamped, stamp, stamp_text};
 use crate::time::{Timestamp, YearResolver, Zone};
 use flate2::read::MultiGzDecoder;
 use std::fs::File;
@@ -23,7 +23,7 @@ pub enum SourceError {
 
 pub struct FileSource {
     pub path: PathBuf,
-    reader: LineReader<Box<dyn BufRead + Send>>,
+    reader: LineReader<Box<dyn Read + Send>>,
     resolver: YearResolver,
     /// The decoded text of the last line when it was not valid UTF-8.
     lossy: String,
@@ -58,13 +58,13 @@ impl FileSource {
                 .map(|d| Timestamp(d.as_millis() as i64));
             (Box::new(f), mtime)
         };
-        let mut buf = BufReader::with_capacity(256 * 1024, raw);
+        // A plain file is read in the line reader's blocks, which pass a buffer this
+        // small; a gzip one is decompressed from a buffer of its own.
+        let mut buf = BufReader::with_capacity(8 * 1024, raw);
         let gz = buf.fill_buf().map_err(err)?.starts_with(&[0x1f, 0x8b]);
-        let reader: Box<dyn BufRead + Send> = if gz {
-            Box::new(BufReader::with_capacity(
-                256 * 1024,
-                MultiGzDecoder::new(buf),
-            ))
+        let reader: Box<dyn Read + Send> = if gz {
+            // The decoder keeps an input buffer of its own.
+            Box::new(MultiGzDecoder::new(buf))
         } else {
             Box::new(buf)
         };
@@ -96,7 +96,8 @@ impl FileSource {
         let n = self.line_no;
         Ok(line.map(|l| match l {
             Line::TooLong(len) => (n, Stamped::too_long(len)),
-            Line::Ok(raw) => (n, stamp(raw, &mut self.resolver, &mut self.lossy)),
+            Line::Text(text) => (n, stamp_text(text, text.len(), false, &mut self.resolver)),
+            Line::Bytes(raw) => (n, stamp(raw, &mut self.resolver, &mut self.lossy)),
         }))
     }
 

@@ -11,7 +11,7 @@ pub mod merge;
 
 use crate::parse::syslog::{self, Prefix};
 use crate::time::{Timestamp, YearResolver};
-use std::io::{self, BufRead};
+use std::io::{self, Read};
 
 /// Why a line has no time, and so no place in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,14 +73,26 @@ pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut Stri
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     // simdutf8: the standard check is a tenth of reading a line (issue 17); on
     // invalid input both fail and the line is decoded with replacements.
-    let (text, is_lossy): (&'a str, bool) = match simdutf8::basic::from_utf8(raw) {
-        Ok(s) => (s, false),
+    match simdutf8::basic::from_utf8(raw) {
+        Ok(s) => stamp_text(s, len, false, resolver),
         Err(_) => {
             lossy.clear();
             lossy.push_str(&String::from_utf8_lossy(raw));
-            (lossy.as_str(), true)
+            stamp_text(lossy.as_str(), len, true, resolver)
         }
-    };
+    }
+}
+
+/// [`stamp`] for a line already known to be text (a [`Line::Text`]), `len` its length
+/// in bytes as read (a `\r` at its end is left out of the text).
+#[inline]
+pub fn stamp_text<'a>(
+    text: &'a str,
+    len: usize,
+    lossy: bool,
+    resolver: &mut YearResolver,
+) -> Stamped<'a> {
+    let text = text.strip_suffix('\r').unwrap_or(text);
     let stamp = match syslog::parse_with(text, &mut resolver.iso) {
         None => Err(Skip::Unparsable),
         Some(p) => match resolver.resolve(p.time) {
@@ -90,91 +102,174 @@ pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut Stri
     };
     Stamped {
         text,
-        lossy: is_lossy,
+        lossy,
         len,
         stamp,
     }
 }
 
-/// One line from a [`LineReader`].
+/// One line from a [`LineReader`], without its `\n`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
-    Ok(&'a [u8]),
+    /// Valid UTF-8, checked with the rest of its block.
+    Text(&'a str),
+    /// From a block that held invalid UTF-8: this line may be one of the valid ones,
+    /// [`stamp`] tells.
+    Bytes(&'a [u8]),
     /// Longer than the cap: its bytes were read and dropped, `len` of them.
     TooLong(usize),
 }
 
-/// Reads lines of at most `max` bytes without ever buffering more than that: a
-/// 1 GB line without a newline costs `max` bytes of memory, not 1 GB. A line that lies
-/// whole in the reader's buffer is handed out in place, without a copy.
+/// Bytes asked of the reader at a time.
+const READ: usize = 256 * 1024;
+
+/// Reads lines of at most `max` bytes, in blocks of whole lines: a block is checked as
+/// UTF-8 once and its lines handed out in place as text (issue 17: checking each line
+/// on its own took a quarter of reading it; it is now done only in a block with
+/// invalid UTF-8 somewhere). A line longer than `max` is counted and dropped as it is
+/// read: a 1 GB line without a newline costs two blocks of memory, not 1 GB.
 pub struct LineReader<R> {
     inner: R,
     max: usize,
-    buf: Vec<u8>,
-    /// Bytes of the inner buffer handed out by the last call, consumed by the next.
-    pending: usize,
+    /// Bytes asked of `inner` at a time: [`READ`], smaller in tests.
+    chunk: usize,
+    /// Whole lines read (the last may lack its `\n` at the end of the input), handed
+    /// out from `at`.
+    block: Block,
+    at: usize,
+    /// What was read after the block's last `\n`: the start of the next line.
+    carry: Vec<u8>,
+    eof: bool,
 }
 
-fn fill<R: BufRead>(r: &mut R) -> io::Result<&[u8]> {
-    loop {
-        match r.fill_buf() {
-            Ok(_) => return r.fill_buf(),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+enum Block {
+    Text(String),
+    /// A block with invalid UTF-8.
+    Bytes(Vec<u8>),
+}
+
+impl Block {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Block::Text(s) => s.as_bytes(),
+            Block::Bytes(b) => b,
         }
     }
 }
 
-impl<R: BufRead> LineReader<R> {
+/// What [`LineReader::refill`] found.
+enum Fill {
+    Lines,
+    TooLong(usize),
+    End,
+}
+
+impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
+        Self::with_chunk(inner, max, READ)
+    }
+
+    fn with_chunk(inner: R, max: usize, chunk: usize) -> Self {
         LineReader {
             inner,
             max,
-            buf: Vec::with_capacity(256),
-            pending: 0,
+            chunk: chunk.max(1),
+            block: Block::Text(String::new()),
+            at: 0,
+            carry: Vec::new(),
+            eof: false,
         }
     }
 
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
-        if self.pending > 0 {
-            self.inner.consume(self.pending);
-            self.pending = 0;
+        while self.at >= self.block.bytes().len() {
+            match self.refill()? {
+                Fill::Lines => {}
+                Fill::TooLong(n) => return Ok(Some(Line::TooLong(n))),
+                Fill::End => return Ok(None),
+            }
         }
-        let max = self.max;
-        let whole = memchr::memchr(b'\n', fill(&mut self.inner)?).filter(|&i| i <= max);
-        if let Some(i) = whole {
-            self.pending = i + 1;
-            return Ok(Some(Line::Ok(&fill(&mut self.inner)?[..i])));
+        let from = self.at;
+        let bytes = self.block.bytes();
+        let end = memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i);
+        self.at = end + 1;
+        if end - from > self.max {
+            return Ok(Some(Line::TooLong(end - from)));
         }
-        self.buf.clear();
-        let mut total = 0usize;
-        let mut seen_any = false;
+        Ok(Some(match &self.block {
+            // A `\n` is a character of its own: both ends are boundaries.
+            Block::Text(s) => Line::Text(&s[from..end]),
+            Block::Bytes(b) => Line::Bytes(&b[from..end]),
+        }))
+    }
+
+    /// Reads the next block: the carried start of a line, then as much as it takes to
+    /// end at least one line (or the input).
+    fn refill(&mut self) -> io::Result<Fill> {
+        let mut v = match std::mem::replace(&mut self.block, Block::Bytes(Vec::new())) {
+            Block::Text(s) => s.into_bytes(),
+            Block::Bytes(b) => b,
+        };
+        v.clear();
+        v.append(&mut self.carry);
+        self.at = 0;
+        // `v[..scanned]` holds no `\n`.
+        let mut scanned = 0;
         loop {
-            let chunk = fill(&mut self.inner)?;
-            if chunk.is_empty() {
-                if !seen_any {
-                    return Ok(None);
+            if let Some(i) = memchr::memrchr(b'\n', &v[scanned..]) {
+                let split = scanned + i + 1;
+                self.carry.extend_from_slice(&v[split..]);
+                v.truncate(split);
+                break;
+            }
+            scanned = v.len();
+            if scanned > self.max {
+                return self.drop_long_line(v);
+            }
+            if self.eof {
+                if v.is_empty() {
+                    self.block = Block::Bytes(v);
+                    return Ok(Fill::End);
                 }
+                // The last line, without its `\n`.
                 break;
             }
-            seen_any = true;
-            let (take, done) = match memchr::memchr(b'\n', chunk) {
-                Some(i) => (i, true),
-                None => (chunk.len(), false),
-            };
-            if total + take <= self.max {
-                self.buf.extend_from_slice(&chunk[..take]);
+            if self.read_more(&mut v)? == 0 {
+                self.eof = true;
             }
-            total += take;
-            self.inner.consume(take + usize::from(done));
-            if done {
+        }
+        self.block = match String::from_utf8(v) {
+            Ok(s) => Block::Text(s),
+            Err(e) => Block::Bytes(e.into_bytes()),
+        };
+        Ok(Fill::Lines)
+    }
+
+    /// `v` is the start of a line already longer than the cap, without its `\n`:
+    /// reads and drops the rest of it, keeps what follows.
+    fn drop_long_line(&mut self, mut v: Vec<u8>) -> io::Result<Fill> {
+        let mut total = v.len();
+        loop {
+            v.clear();
+            if self.eof || self.read_more(&mut v)? == 0 {
+                self.eof = true;
                 break;
             }
+            if let Some(i) = memchr::memchr(b'\n', &v) {
+                total += i;
+                self.carry.extend_from_slice(&v[i + 1..]);
+                break;
+            }
+            total += v.len();
         }
-        if total > self.max {
-            return Ok(Some(Line::TooLong(total)));
-        }
-        Ok(Some(Line::Ok(&self.buf)))
+        v.clear();
+        self.block = Block::Bytes(v);
+        Ok(Fill::TooLong(total))
+    }
+
+    /// Appends up to a chunk of input to `v`; 0 at the end.
+    fn read_more(&mut self, v: &mut Vec<u8>) -> io::Result<usize> {
+        (&mut self.inner).take(self.chunk as u64).read_to_end(v)
     }
 }
 
@@ -182,14 +277,124 @@ impl<R: BufRead> LineReader<R> {
 mod tests {
     use super::*;
 
+    /// A line as the reader gave it: its bytes, or the length of a line too long.
+    fn read_all(r: &mut LineReader<impl Read>) -> Vec<Result<Vec<u8>, usize>> {
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line().expect("no read error") {
+            out.push(match l {
+                Line::Text(s) => Ok(s.as_bytes().to_vec()),
+                Line::Bytes(b) => Ok(b.to_vec()),
+                Line::TooLong(n) => Err(n),
+            });
+        }
+        out
+    }
+
     #[test]
     fn caps_long_lines_and_keeps_going() {
         let mut data = vec![b'x'; 5000];
         data.extend_from_slice(b"\nshort\nlast");
-        let mut r = LineReader::new(io::BufReader::with_capacity(64, &data[..]), 100);
-        assert_eq!(r.next_line().unwrap(), Some(Line::TooLong(5000)));
-        assert_eq!(r.next_line().unwrap(), Some(Line::Ok(b"short")));
-        assert_eq!(r.next_line().unwrap(), Some(Line::Ok(b"last")));
-        assert_eq!(r.next_line().unwrap(), None);
+        for chunk in [1, 7, 64, READ] {
+            let mut r = LineReader::with_chunk(&data[..], 100, chunk);
+            assert_eq!(r.next_line().unwrap(), Some(Line::TooLong(5000)));
+            assert_eq!(r.next_line().unwrap(), Some(Line::Text("short")));
+            assert_eq!(r.next_line().unwrap(), Some(Line::Text("last")));
+            assert_eq!(r.next_line().unwrap(), None);
+            assert_eq!(r.next_line().unwrap(), None);
+        }
+    }
+
+    /// A line with invalid UTF-8 leaves its block (here the first 30 bytes' whole
+    /// lines) as bytes; its neighbours are still handed out whole, and the next block
+    /// is text again.
+    #[test]
+    fn invalid_utf8_falls_back_to_bytes_for_its_block_only() {
+        let mut data = b"ok\nbad \xff here\nalso ok\n".to_vec();
+        data.extend(std::iter::repeat_n(b'y', 40));
+        data.extend_from_slice(b"\n\xc3\xa9t\xc3\xa9\n");
+        let mut r = LineReader::with_chunk(&data[..], 100, 30);
+        let mut kinds = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            kinds.push(match l {
+                Line::Text(s) => format!("text {s}"),
+                Line::Bytes(b) => format!("bytes {}", String::from_utf8_lossy(b)),
+                Line::TooLong(n) => format!("long {n}"),
+            });
+        }
+        assert_eq!(
+            kinds,
+            [
+                "bytes ok".to_string(),
+                "bytes bad \u{fffd} here".into(),
+                "bytes also ok".into(),
+                format!("text {}", "y".repeat(40)),
+                "text été".into(),
+            ]
+        );
+    }
+
+    /// A reader that hands out at most a few bytes a call, and is interrupted now and
+    /// then, as a pipe may be.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        sizes: Vec<usize>,
+        n: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.n += 1;
+            let size = self.sizes[self.n % self.sizes.len()];
+            if size == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let k = size.min(buf.len()).min(self.data.len());
+            buf[..k].copy_from_slice(&self.data[..k]);
+            self.data = &self.data[k..];
+            Ok(k)
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the block size, the reads' sizes and the bytes, the reader gives
+        /// the input's lines split at `\n` (the last without one, if any), each too
+        /// long one as its length; text blocks when the whole input is UTF-8.
+        #[test]
+        fn lines_are_the_input_split_at_newlines(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(
+                    proptest::sample::select(vec![b'a', b'\r', 0xc3, 0xa9, 0xff, b' ']),
+                    0..40,
+                ),
+                0..12,
+            ),
+            end in proptest::bool::ANY,
+            max in 0usize..30,
+            chunk in 1usize..50,
+            sizes in proptest::collection::vec(0usize..20, 1..5),
+        ) {
+            let mut data = lines.join(&b'\n');
+            if end && !lines.is_empty() {
+                data.push(b'\n');
+            }
+            let mut want: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+            if data.is_empty() || data.ends_with(b"\n") {
+                want.pop();
+            }
+            let want: Vec<Result<Vec<u8>, usize>> = want
+                .into_iter()
+                .map(|l| if l.len() > max { Err(l.len()) } else { Ok(l.to_vec()) })
+                .collect();
+            let sizes = if sizes.iter().all(|&s| s == 0) { vec![1] } else { sizes };
+            let trickle = Trickle { data: &data, sizes, n: 0 };
+            let mut r = LineReader::with_chunk(trickle, max, chunk);
+            proptest::prop_assert_eq!(read_all(&mut r), want);
+            if std::str::from_utf8(&data).is_ok() {
+                let mut r = LineReader::with_chunk(&data[..], max, chunk);
+                while let Some(l) = r.next_line().unwrap() {
+                    proptest::prop_assert!(!matches!(l, Line::Bytes(_)));
+                }
+            }
+        }
     }
 }
