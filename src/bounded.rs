@@ -229,9 +229,14 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     }
 
     fn find(&self, k: &K) -> Option<u32> {
+        self.find_hashed(self.hasher.hash_one(k), k)
+    }
+
+    /// [`Lru::find`] with the hash of `k` made already.
+    fn find_hashed(&self, hash: u64, k: &K) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(self.hasher.hash_one(k), |&i| slots[i as usize].key == *k)
+            .find(hash, |&i| slots[i as usize].key == *k)
             .copied()
     }
 
@@ -253,13 +258,14 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     /// Sets the entry of `k` to `v`, made the most recent (the least recent one goes
     /// when the table is full).
     pub fn put(&mut self, k: K, v: V) {
-        match self.find(&k) {
+        let hash = self.hasher.hash_one(&k);
+        match self.find_hashed(hash, &k) {
             Some(i) => {
                 self.touch(i);
                 self.slots[i as usize].value = v;
             }
             None => {
-                self.get_or_insert_mut(k, || v);
+                self.insert_new(hash, k, v);
             }
         }
     }
@@ -274,16 +280,26 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     /// The entry of `k`, made the most recent; a new one from `make` if there is none,
     /// in place of the least recent one when the table is full.
     pub fn get_or_insert_mut(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        if let Some(i) = self.find(&k) {
-            self.touch(i);
-            return &mut self.slots[i as usize].value;
-        }
+        // One hash of `k`, for the lookup and for the insertion.
         let hash = self.hasher.hash_one(&k);
+        let i = match self.find_hashed(hash, &k) {
+            Some(i) => {
+                self.touch(i);
+                i
+            }
+            None => self.insert_new(hash, k, make()),
+        };
+        &mut self.slots[i as usize].value
+    }
+
+    /// Adds `k`, not in the table, hashed to `hash`, as the most recent entry, in
+    /// place of the least recent one when the table is full. Returns its place.
+    fn insert_new(&mut self, hash: u64, k: K, v: V) -> u32 {
         let i = if self.slots.len() < self.cap {
             self.slots.push(
                 Slot {
                     key: k,
-                    value: make(),
+                    value: v,
                     newer: NIL,
                     older: NIL,
                 },
@@ -300,14 +316,14 @@ impl<K: Hash + Eq, V> Lru<K, V> {
             self.unlink(i);
             let s = &mut self.slots[i as usize];
             s.key = k;
-            s.value = make();
+            s.value = v;
             i
         };
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
             .insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].key));
         self.link_newest(i);
-        &mut self.slots[i as usize].value
+        i
     }
 
     /// Removes the entry of `k`.
