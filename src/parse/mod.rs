@@ -94,8 +94,8 @@ pub struct Tls {
     pub protocol: Name,
     /// Empty when the log says TLS was used but not which cipher (Postfix without
     /// `smtpd_tls_loglevel`, Dovecot's plain `TLS` element).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub cipher: String,
+    #[serde(skip_serializing_if = "no_cipher")]
+    pub cipher: Name,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bits: Option<u32>,
 }
@@ -104,7 +104,7 @@ impl Tls {
     pub fn unknown_cipher() -> Tls {
         Tls {
             protocol: "TLS".into(),
-            cipher: String::new(),
+            cipher: Name::Borrowed(""),
             bits: None,
         }
     }
@@ -114,7 +114,7 @@ impl Tls {
         let cipher = if self.cipher.is_empty() {
             "(cipher not logged)"
         } else {
-            self.cipher.as_str()
+            &self.cipher
         };
         let mut s = String::with_capacity(self.protocol.len() + 1 + cipher.len());
         s.push_str(&self.protocol);
@@ -122,6 +122,51 @@ impl Tls {
         s.push_str(cipher);
         s
     }
+}
+
+fn no_cipher(c: &Name) -> bool {
+    c.is_empty()
+}
+
+/// OpenSSL's names of the ciphers mail servers negotiate most (TLS 1.3's, then TLS
+/// 1.2's and older ones still met), as [`cipher`] keeps them without an allocation.
+const CIPHERS: [&str; 30] = [
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_AES_128_CCM_SHA256",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES256-GCM-SHA384",
+    "DHE-RSA-AES128-GCM-SHA256",
+    "DHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-AES256-SHA384",
+    "ECDHE-RSA-AES128-SHA256",
+    "ECDHE-ECDSA-AES256-SHA384",
+    "ECDHE-ECDSA-AES128-SHA256",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-ECDSA-AES128-SHA",
+    "DHE-RSA-AES256-SHA256",
+    "DHE-RSA-AES256-SHA",
+    "DHE-RSA-AES128-SHA",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+    "AES256-SHA256",
+    "AES256-SHA",
+    "AES128-SHA",
+    "DES-CBC3-SHA",
+];
+
+/// A cipher's name as a [`Tls`] keeps it: one of [`CIPHERS`] borrowed (no allocation
+/// for a TLS line of a common cipher), any other copied.
+pub fn cipher(s: &str) -> Name {
+    name(s, &CIPHERS)
 }
 
 /// Postfix >= 3.0 disconnect summary, the parts saslguard uses.
@@ -349,6 +394,22 @@ mod tests {
         };
         assert_eq!(t.label(), "TLSv1.3 TLS_AES_256_GCM_SHA384");
         assert_eq!(Tls::unknown_cipher().label(), "TLS (cipher not logged)");
+    }
+
+    /// A cipher of the list is kept borrowed, any other copied; both read back as the
+    /// log wrote them.
+    #[test]
+    fn ciphers_read_back_as_written() {
+        for c in CIPHERS {
+            let t = postfix::tls_desc(&format!("TLSv1.2 with cipher {c} (256/256 bits)"))
+                .expect("a TLS description");
+            assert_eq!(t.cipher, c);
+            assert!(matches!(t.cipher, Cow::Borrowed(_)), "{c}");
+        }
+        let t = postfix::tls_desc("TLSv1.2 with cipher ECDHE-PSK-AES256-CBC-SHA384 (256/256 bits)")
+            .expect("a TLS description");
+        assert_eq!(t.label(), "TLSv1.2 ECDHE-PSK-AES256-CBC-SHA384");
+        assert!(matches!(t.cipher, Cow::Owned(_)));
     }
 
     /// [`Kind::ALL`] holds every kind at the place `kind as usize` names: the

@@ -275,7 +275,7 @@ pub fn tls_desc(s: &str) -> Option<Tls> {
         .map(|(n, _)| n);
     Some(Tls {
         protocol: name(proto, &PROTOCOLS),
-        cipher: cipher.to_string(),
+        cipher: super::cipher(cipher),
         bits,
     })
 }
