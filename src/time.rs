@@ -229,8 +229,12 @@ fn num(b: &[u8]) -> Option<u32> {
 /// days since 1970, the zone's offset) was a third of the work of an ISO stamp.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IsoMemo {
-    /// `YYYY-MM-DD`, then the zone text (at most [`MEMO_ZONE`] bytes), zero-padded.
-    key: [u8; 10 + MEMO_ZONE],
+    /// `YYYY-MM-DD`.
+    date: [u8; 10],
+    /// The zone text (at most [`MEMO_ZONE`] bytes) as a little-endian word, zero-padded,
+    /// and the mask of its bytes: compared with the line's next eight bytes at once.
+    zone: u64,
+    zone_mask: u64,
     zone_len: u8,
     /// UTC milliseconds of the local midnight of that date in that zone; `None`: empty.
     midnight: Option<i64>,
@@ -245,24 +249,35 @@ impl IsoMemo {
     /// if they are the ones kept: `rest` starts with the zone kept, and a space or the
     /// end follows it. Returns the midnight and the zone's length.
     #[inline]
-    pub fn at(&self, date: &[u8], rest: &[u8]) -> Option<(i64, usize)> {
+    pub fn at(&self, date: &[u8; 10], rest: &[u8]) -> Option<(i64, usize)> {
         let midnight = self.midnight?;
         let n = usize::from(self.zone_len);
-        (self.key[..10] == *date
-            && rest.get(..n) == Some(&self.key[10..10 + n])
-            && rest.get(n).is_none_or(|&c| c == b' '))
-        .then_some((midnight, n))
+        if *date != self.date {
+            return None;
+        }
+        let zone = match rest.first_chunk::<8>() {
+            Some(w) => (u64::from_le_bytes(*w) ^ self.zone) & self.zone_mask == 0,
+            // Near the end of the line: byte by byte.
+            None => rest.get(..n) == Some(&self.zone.to_le_bytes()[..n]),
+        };
+        (zone && rest.get(n).is_none_or(|&c| c == b' ')).then_some((midnight, n))
     }
 
     /// Keeps `midnight` for `date` in `zone`, in place of what was kept (no zone, a
     /// zone text longer than [`MEMO_ZONE`], or a date not of ten bytes is not kept: a
     /// stamp without a zone is no instant).
     pub fn keep(&mut self, date: &[u8], zone: &[u8], midnight: i64) {
-        if date.len() != 10 || zone.is_empty() || zone.len() > MEMO_ZONE {
+        let Ok(date) = <[u8; 10]>::try_from(date) else {
+            return;
+        };
+        if zone.is_empty() || zone.len() > MEMO_ZONE {
             return;
         }
-        self.key[..10].copy_from_slice(date);
-        self.key[10..10 + zone.len()].copy_from_slice(zone);
+        let mut z = [0u8; 8];
+        z[..zone.len()].copy_from_slice(zone);
+        self.date = date;
+        self.zone = u64::from_le_bytes(z);
+        self.zone_mask = u64::MAX >> (8 * (8 - zone.len()));
         self.zone_len = zone.len() as u8;
         self.midnight = Some(midnight);
     }
@@ -361,6 +376,43 @@ impl YearResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The memo answers for its own date and zone only, the zone whole and followed by
+    /// a space or the end, whether the line has eight bytes left after the clock or
+    /// fewer.
+    #[test]
+    fn the_iso_memo_answers_for_its_date_and_zone_only() {
+        let mut m = IsoMemo::default();
+        assert_eq!(m.at(b"2026-11-22", b"+01:00 mx"), None, "empty");
+        m.keep(b"2026-11-22", b"+01:00", 42);
+        for (date, rest, want) in [
+            (b"2026-11-22", &b"+01:00 mx postfix"[..], Some((42, 6))),
+            (b"2026-11-22", b"+01:00", Some((42, 6))),
+            (b"2026-11-22", b"+01:00 ", Some((42, 6))),
+            (b"2026-11-23", b"+01:00 mx postfix", None),
+            (b"2026-11-22", b"+01:30 mx postfix", None),
+            (b"2026-11-22", b"+01:001 mx postfix", None),
+            (b"2026-11-22", b"+01:0", None),
+            (b"2026-11-22", b"+01:01", None),
+            (b"2026-11-22", b"Z mx postfix", None),
+        ] {
+            assert_eq!(
+                m.at(date, rest),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(rest)
+            );
+        }
+        m.keep(b"2026-11-22", b"Z", 7);
+        assert_eq!(m.at(b"2026-11-22", b"Z mx postfix"), Some((7, 1)));
+        assert_eq!(m.at(b"2026-11-22", b"Z"), Some((7, 1)));
+        assert_eq!(m.at(b"2026-11-22", b"Zx"), None);
+        assert_eq!(m.at(b"2026-11-22", b"+01:00 mx postfix"), None);
+        // Not kept: too long a zone, or no zone; the memo stays as it was.
+        m.keep(b"2026-11-22", b"+01:00:00", 9);
+        m.keep(b"2026-11-22", b"", 9);
+        assert_eq!(m.at(b"2026-11-22", b"Z mx postfix"), Some((7, 1)));
+    }
 
     /// The hand-written date arithmetic and RFC 3339 text against chrono's, for every
     /// day from 1900 to 2200 (both ways) and a spread of instants with and without

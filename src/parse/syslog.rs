@@ -115,42 +115,65 @@ fn two(a: u8, b: u8) -> Option<u32> {
     (x < 10 && y < 10).then_some(u32::from(x) * 10 + u32::from(y))
 }
 
-/// `HH:MM:SS[.frac]` → (ms of day, bytes used).
+/// The bytes of `x` that are no decimal digit, each as its top bit (`x` a little-endian
+/// word of eight bytes, each less `'0'` by xor). Exact up to the first such byte; past
+/// it a carry may mark a digit too.
+#[inline]
+fn not_digits(x: u64) -> u64 {
+    // A byte of 0 to 9 stays under 0x80 with 0x76 added; any other has its top bit
+    // set by then, or had it already.
+    (x.wrapping_add(0x7676_7676_7676_7676) | x) & 0x8080_8080_8080_8080
+}
+
+/// `HH:MM:SS[.frac]` → (ms of day, bytes used). `HH:MM:SS` and up to eight digits of
+/// the fraction are each checked as one word (issue 17: byte by byte, the clock was a
+/// sixth of reading a line's prefix).
 fn clock(b: &[u8]) -> Option<(u32, usize)> {
-    let t = b.get(..8)?;
-    if t[2] != b':' || t[5] != b':' {
+    // Each byte xor its character in `00:00:00`: digits 0 to 9, the colons 0.
+    let x = u64::from_le_bytes(*b.first_chunk::<8>()?) ^ u64::from_le_bytes(*b"00:00:00");
+    if not_digits(x) != 0 || x & 0x0000_ff00_00ff_0000 != 0 {
         return None;
     }
-    let (h, m, s) = (two(t[0], t[1])?, two(t[3], t[4])?, two(t[6], t[7])?);
+    let t = x.to_le_bytes().map(u32::from);
+    let (h, m, s) = (t[0] * 10 + t[1], t[3] * 10 + t[4], t[6] * 10 + t[7]);
     if h > 23 || m > 59 || s > 60 {
         return None;
     }
     let mut used = 8;
     let mut ms = 0;
     if b.get(8) == Some(&b'.') {
-        // Milliseconds from the first three digits of the fraction; at most nine, read
-        // in one pass.
+        // Milliseconds from the first three digits of the fraction; at most nine.
         let f = &b[9..];
-        let mut n = 0;
-        while let Some(&c) = f.get(n) {
-            let d = c.wrapping_sub(b'0');
-            if d > 9 {
-                break;
+        let (n, first) = match f.first_chunk::<8>() {
+            Some(w) => {
+                let y = u64::from_le_bytes(*w) ^ u64::from_le_bytes(*b"00000000");
+                let bad = not_digits(y);
+                let n = if bad == 0 {
+                    // Eight digits: a ninth may follow, not a tenth.
+                    8 + f[8..]
+                        .iter()
+                        .take(2)
+                        .take_while(|c| c.is_ascii_digit())
+                        .count()
+                } else {
+                    (bad.trailing_zeros() / 8) as usize
+                };
+                (n, y.to_le_bytes())
             }
-            if n < 3 {
-                ms = ms * 10 + u32::from(d);
+            None => {
+                let n = f.iter().take_while(|c| c.is_ascii_digit()).count();
+                let mut first = [0u8; 8];
+                for (d, c) in first.iter_mut().zip(f.iter().take(n.min(3))) {
+                    *d = c - b'0';
+                }
+                (n, first)
             }
-            n += 1;
-            if n > 9 {
-                return None;
-            }
-        }
-        if n == 0 {
+        };
+        if n == 0 || n > 9 {
             return None;
         }
-        for _ in n..3 {
-            ms *= 10;
-        }
+        let d = |i: usize| if i < n { u32::from(first[i]) } else { 0 };
+        ms = d(0) * 100 + d(1) * 10 + d(2);
         used = 9 + n;
     }
     // A leap second is read as the last millisecond of the minute before.
@@ -204,7 +227,7 @@ fn classic(b: &[u8]) -> Option<(LineTime, usize)> {
 
 fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     // `YYYY-MM-DD` and the `T` or space after it, at fixed places.
-    let d = b.get(..11)?;
+    let d = b.first_chunk::<11>()?;
     if d[4] != b'-' || d[7] != b'-' || !matches!(d[10], b'T' | b' ') {
         return None;
     }
@@ -212,7 +235,8 @@ fn iso(b: &[u8], memo: &mut IsoMemo) -> Option<(LineTime, usize)> {
     let mut i = 11 + used;
     // The same date and zone as the line before (read and checked then), the zone
     // ending where a scan for its end would stop: no scan.
-    if let Some((midnight, zone_len)) = memo.at(&d[..10], &b[i..]) {
+    let date = d.first_chunk::<10>()?;
+    if let Some((midnight, zone_len)) = memo.at(date, &b[i..]) {
         return Some((
             LineTime::Absolute(Timestamp(midnight + i64::from(ms_of_day))),
             i + zone_len,
@@ -349,6 +373,78 @@ mod tests {
         assert_eq!(ms("00:00:00.1234567890"), None);
         assert_eq!(ms("00:00:00. x"), None);
         assert_eq!(ms("24:00:00"), None);
+    }
+
+    /// The clock as it was read byte by byte before the word-at-a-time reading: the
+    /// model the word reading must agree with.
+    fn clock_bytewise(b: &[u8]) -> Option<(u32, usize)> {
+        let t = b.get(..8)?;
+        if t[2] != b':' || t[5] != b':' {
+            return None;
+        }
+        let (h, m, s) = (two(t[0], t[1])?, two(t[3], t[4])?, two(t[6], t[7])?);
+        if h > 23 || m > 59 || s > 60 {
+            return None;
+        }
+        let mut used = 8;
+        let mut ms = 0;
+        if b.get(8) == Some(&b'.') {
+            let f = &b[9..];
+            let mut n = 0;
+            while let Some(&c) = f.get(n) {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    break;
+                }
+                if n < 3 {
+                    ms = ms * 10 + u32::from(d);
+                }
+                n += 1;
+                if n > 9 {
+                    return None;
+                }
+            }
+            if n == 0 {
+                return None;
+            }
+            for _ in n..3 {
+                ms *= 10;
+            }
+            used = 9 + n;
+        }
+        Some(((h * 3600 + m * 60 + s.min(59)) * 1000 + ms, used))
+    }
+
+    proptest::proptest! {
+        /// Clocks of every shape (digits, colons, dots, other bytes, any length, near
+        /// the end of the text or not) read as the byte-by-byte reading reads them.
+        #[test]
+        fn the_clock_reads_as_byte_by_byte(
+            head in proptest::collection::vec(
+                proptest::sample::select(b"0123456789:.".to_vec()), 0..12),
+            digits in proptest::collection::vec(
+                proptest::sample::select(b"0123456789".to_vec()), 0..12),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..10),
+            (h, m, s) in (0u32..26, 0u32..62, 0u32..62),
+            (at, byte) in (0usize..9, proptest::sample::select(b"0123456789:.;? \xff".to_vec())),
+            form in 0u8..4,
+        ) {
+            let mut b = match form {
+                // A clock, a fraction of any length, then anything.
+                0 => format!("{h:02}:{m:02}:{s:02}.").into_bytes(),
+                1 => format!("{h:02}:{m:02}:{s:02}").into_bytes(),
+                // A clock with one byte of it, or its dot, changed.
+                2 => {
+                    let mut c = format!("{h:02}:{m:02}:{s:02}.").into_bytes();
+                    c[at] = byte;
+                    c
+                }
+                _ => head,
+            };
+            b.extend_from_slice(&digits);
+            b.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(clock(&b), clock_bytewise(&b), "{:?}", String::from_utf8_lossy(&b));
+        }
     }
 
     #[test]
