@@ -124,11 +124,11 @@ pub fn queue_id_prefix(msg: &str) -> Option<(&str, &str)> {
     if let Some(r) = msg.strip_prefix("NOQUEUE: ") {
         return Some(("NOQUEUE", r));
     }
-    let n = msg
-        .bytes()
-        .take(32)
-        .take_while(u8::is_ascii_alphanumeric)
-        .count();
+    // A queue ID is 5 to 20 letters and digits: the first byte past them must end it.
+    let b = msg.as_bytes();
+    let n = b[..b.len().min(21)]
+        .iter()
+        .position(|c| !c.is_ascii_alphanumeric())?;
     (5..=20).contains(&n).then_some(())?;
     msg[n..].strip_prefix(": ").map(|r| (&msg[..n], r))
 }
@@ -307,6 +307,29 @@ fn queue_client(msg: &str) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A queue ID prefix is read as the iterator reading that came before read it
+        /// (at most 32 letters and digits counted, 5 to 20 of them, then `: `).
+        #[test]
+        fn queue_id_prefixes_read_as_before(
+            id in proptest::collection::vec(
+                proptest::sample::select(b"AZaz09".to_vec()), 0..26),
+            sep in proptest::sample::select(vec![": ", ":", " ", ": x", "", "-: "]),
+            rest in "[ -~]{0,8}",
+        ) {
+            let msg = format!("{}{sep}{rest}", String::from_utf8(id).unwrap());
+            let n = msg.bytes().take(32).take_while(u8::is_ascii_alphanumeric).count();
+            let before = if let Some(r) = msg.strip_prefix("NOQUEUE: ") {
+                Some(("NOQUEUE", r))
+            } else if (5..=20).contains(&n) {
+                msg[n..].strip_prefix(": ").map(|r| (&msg[..n], r))
+            } else {
+                None
+            };
+            proptest::prop_assert_eq!(queue_id_prefix(&msg), before);
+        }
+    }
 
     #[test]
     fn services() {
