@@ -34,8 +34,9 @@ pub fn weakness(label: &str) -> Option<&'static str> {
         mut anon,
         mut ends_des,
     ] = [false; 6];
-    for part in cipher.split(['-', '_']) {
-        let is = |t: &str| part.eq_ignore_ascii_case(t);
+    // Split as bytes: a split at a set of chars decoded every character.
+    for part in cipher.as_bytes().split(|&c| c == b'-' || c == b'_') {
+        let is = |t: &str| part.eq_ignore_ascii_case(t.as_bytes());
         match part.len() {
             3 => {
                 rc4 |= is("RC4");
@@ -55,8 +56,7 @@ pub fn weakness(label: &str) -> Option<&'static str> {
             }
             _ => {}
         }
-        let b = part.as_bytes();
-        ends_des |= b.len() >= 3 && b[b.len() - 3..].eq_ignore_ascii_case(b"DES");
+        ends_des |= part.len() >= 3 && part[part.len() - 3..].eq_ignore_ascii_case(b"DES");
     }
     // `DES-CBC3` and `DES_EDE` anywhere: a part ends in `DES` where they stand.
     let contains = |t: &str| {

@@ -73,10 +73,29 @@ pub struct TlsAggregate {
     session_posture: HashMap<String, String>,
     /// Messages done while their session was still open.
     waiting: HashMap<String, Message>,
+    /// [`WeakLabels`] of the labels met so far.
+    weak_labels: WeakLabels,
 }
 
-fn weak_not_plain(p: &str) -> bool {
-    weakness(p).is_some() && p != crate::attempts::PLAINTEXT
+/// Whether a posture label is weak (and not plaintext), remembered for the first
+/// [`WeakLabels::MAX`] labels met: a log holds a handful (its servers' protocols and
+/// ciphers), each asked of every session, message and login.
+#[derive(Default)]
+struct WeakLabels(Vec<(String, bool)>);
+
+impl WeakLabels {
+    const MAX: usize = 64;
+
+    fn of(&mut self, p: &str) -> bool {
+        if let Some((_, w)) = self.0.iter().find(|(l, _)| l == p) {
+            return *w;
+        }
+        let w = weakness(p).is_some() && p != crate::attempts::PLAINTEXT;
+        if self.0.len() < Self::MAX {
+            self.0.push((p.to_string(), w));
+        }
+        w
+    }
 }
 
 impl TlsAggregate {
@@ -88,6 +107,7 @@ impl TlsAggregate {
             weak: Default::default(),
             session_posture: HashMap::new(),
             waiting: HashMap::new(),
+            weak_labels: WeakLabels::default(),
         }
     }
 
@@ -100,7 +120,7 @@ impl TlsAggregate {
         if self.external(m.client_address) {
             self.r.received_messages_external.add(is_tls(p));
         }
-        if weak_not_plain(p)
+        if self.weak_labels.of(p)
             && let Some(f) = &m.from
         {
             *self.weak[2].entry((f.clone(), p.to_string())).or_insert(0) += 1;
@@ -116,7 +136,7 @@ impl TlsAggregate {
             if self.external(s.client_address) {
                 self.r.inbound_sessions_external.add(is_tls(&p));
             }
-            if weak_not_plain(&p) {
+            if self.weak_labels.of(&p) {
                 *self.weak[0]
                     .entry((s.client.clone(), p.clone()))
                     .or_insert(0) += 1;
@@ -156,7 +176,7 @@ impl TlsAggregate {
         }
         for l in sc.logins.drain(..) {
             bump(&mut self.r.dovecot, &l.tls);
-            if weak_not_plain(&l.tls) {
+            if self.weak_labels.of(&l.tls) {
                 *self.weak[1]
                     .entry((format!("{} ({})", l.user, l.service), l.tls.clone()))
                     .or_insert(0) += 1;
