@@ -268,3 +268,32 @@ pub fn render_tls(r: &TlsReport) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Remembered or not (past the first 64 labels), a label is weak exactly when
+    /// `posture::weakness` says so and it is not plaintext, asked once or again.
+    #[test]
+    fn weak_labels_answer_as_weakness_does_past_their_bound() {
+        let mut labels: Vec<String> = (0..100)
+            .map(|i| match i % 4 {
+                0 => format!("TLSv1.2 ECDHE-RSA-AES{i}-GCM-SHA384"),
+                1 => format!("TLSv1 ECDHE-RSA-AES{i}-SHA"),
+                2 => format!("TLSv1.2 EXP-RC4-MD5-{i}"),
+                _ => format!("TLSv1.3 TLS_AES_{i}_GCM_SHA384"),
+            })
+            .collect();
+        labels.push(crate::attempts::PLAINTEXT.to_string());
+        let mut w = WeakLabels::default();
+        for round in 0..2 {
+            for l in &labels {
+                let want = weakness(l).is_some() && l != crate::attempts::PLAINTEXT;
+                assert_eq!(w.of(l), want, "{l}, round {round}");
+            }
+        }
+        assert_eq!(w.0.len(), WeakLabels::MAX);
+        assert!(labels.iter().filter(|l| w.of(l)).count() >= 50);
+    }
+}
