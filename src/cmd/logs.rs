@@ -66,6 +66,7 @@ pub(crate) fn trace(
     }
     let mut sc = saslguard::report::scan::Scanner::default();
     sc.keep_lines = true;
+    sc.keep_deliveries = true;
     let mut tracer = saslguard::report::trace::Tracer::new(filter);
     if let Err(code) = scan_logs(files, time, threads, &mut sc, |sc| tracer.absorb(sc)) {
         return Ok(code);

@@ -331,6 +331,9 @@ pub struct Scanner {
     pub outbound: BTreeMap<String, u64>,
     /// Keep lines (for `trace`).
     pub keep_lines: bool,
+    /// Keep each message's message-id and recipients (for `trace`; `tls` reads
+    /// neither, and a recipient is six strings).
+    pub keep_deliveries: bool,
 }
 
 /// The message of `qid`, new if unknown: its key is allocated only then (hashbrown's
@@ -420,7 +423,7 @@ impl Scanner {
         let Some((qid, rest)) = queue_id(l.msg) else {
             return;
         };
-        let keep = self.keep_lines;
+        let (keep, deliveries) = (self.keep_lines, self.keep_deliveries);
         let m = message(&mut self.messages, qid);
         if keep {
             m.lines.push(l.raw.to_string());
@@ -435,12 +438,12 @@ impl Scanner {
         // `warning: header ...`) adds nothing.
         let mut f = fields(rest);
         match f.next() {
-            Some(("message-id", v)) => m.message_id = Some(strip_angle(v)),
+            Some(("message-id", v)) if deliveries => m.message_id = Some(strip_angle(v)),
             Some(("from", v)) if l.program.ends_with("/qmgr") => {
                 m.from = Some(strip_angle(v));
                 m.size = f.value("size").and_then(|s| s.parse().ok());
             }
-            Some(("to", to)) => {
+            Some(("to", to)) if deliveries => {
                 let (mut orig_to, mut relay, mut delay, mut dsn, mut status) =
                     (None, "", "", "", None);
                 for (k, v) in f.by_ref() {
@@ -663,11 +666,8 @@ mod tests {
     /// reply) sets no client, recipient, status, size or message ID.
     #[test]
     fn only_the_fields_postfix_wrote_are_read() {
-        let mut r = crate::time::YearResolver::with_year(crate::time::Zone::utc(), 2026);
-        let mut lossy = String::new();
-        let mut sc = Scanner::default();
         let q = "4ZAbc1dEfGhJk";
-        for raw in [
+        let lines = [
             "Nov 22 08:00:00 mx postfix/smtpd[100]: connect from mail.example.net[192.0.2.10]".to_string(),
             format!("Nov 22 08:00:01 mx postfix/smtpd[100]: {q}: client=mail.example.net[192.0.2.10]"),
             format!(r#"Nov 22 08:00:02 mx postfix/smtpd[100]: {q}: reject: RCPT from mail.example.net[192.0.2.10]: 550 5.1.1 <"x client=victim.example[198.51.100.9]"@example.org>: Recipient address rejected: User unknown; from=<a@example.net> to=<"x client=victim.example[198.51.100.9]"@example.org> proto=ESMTP helo=<mail.example.net>"#),
@@ -677,11 +677,30 @@ mod tests {
             format!(r#"Nov 22 08:00:05 mx postfix/smtp[103]: {q}: to=<"b, status=sent"@example.com>, relay=mx.example.com[198.51.100.25]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=5.1.1, status=bounced (host mx.example.com said: 550 orig_to=<x@example.com>, relay=evil, status=sent)"#),
             "Nov 22 08:00:06 mx postfix/smtpd[100]: disconnect from mail.example.net[192.0.2.10] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6".to_string(),
             format!("Nov 22 08:00:07 mx postfix/qmgr[102]: {q}: removed"),
-        ] {
-            let line = crate::source::stamp(raw.as_bytes(), &mut r, &mut lossy);
-            assert!(sc.feed_line(ScanLine::of(&line)), "{raw}");
-        }
-        sc.finish();
+        ];
+        // As `trace` scans (deliveries kept) and as `tls` does (not kept: the rest is
+        // the same).
+        let scan = |deliveries: bool| {
+            let mut r = crate::time::YearResolver::with_year(crate::time::Zone::utc(), 2026);
+            let mut lossy = String::new();
+            let mut sc = Scanner {
+                keep_deliveries: deliveries,
+                ..Scanner::default()
+            };
+            for raw in &lines {
+                let line = crate::source::stamp(raw.as_bytes(), &mut r, &mut lossy);
+                assert!(sc.feed_line(ScanLine::of(&line)), "{raw}");
+            }
+            sc.finish();
+            sc
+        };
+        let sc = scan(false);
+        assert_eq!(sc.done_messages.len(), 1);
+        let m = &sc.done_messages[0];
+        assert_eq!(m.client_address, Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(m.from.as_deref(), Some(r#""a, size=1"@example.net"#));
+        assert_eq!((m.message_id.as_deref(), m.recipients.len()), (None, 0));
+        let sc = scan(true);
         assert_eq!(sc.closed_sessions.len(), 1);
         assert_eq!(sc.closed_sessions[0].queue_ids, vec![q.to_string()]);
         assert_eq!(sc.done_messages.len(), 1);
