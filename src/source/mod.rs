@@ -127,7 +127,8 @@ const READ: usize = 256 * 1024;
 /// UTF-8 once and its lines handed out in place as text (issue 17: checking each line
 /// on its own took a quarter of reading it; it is now done only in a block with
 /// invalid UTF-8 somewhere). A line longer than `max` is counted and dropped as it is
-/// read: a 1 GB line without a newline costs two blocks of memory, not 1 GB.
+/// read: a 1 GB line without a newline costs memory in proportion to `max` and the
+/// block size ([`READ`]), not 1 GB.
 pub struct LineReader<R> {
     inner: R,
     max: usize,
