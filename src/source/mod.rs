@@ -70,9 +70,9 @@ impl Stamped<'_> {
 #[inline]
 pub fn stamp<'a>(raw: &'a [u8], resolver: &mut YearResolver, lossy: &'a mut String) -> Stamped<'a> {
     let len = raw.len();
-    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     // simdutf8: the standard check is a tenth of reading a line (issue 17); on
-    // invalid input both fail and the line is decoded with replacements.
+    // invalid input both fail and the line is decoded with replacements. The `\r` of
+    // a CRLF end is left to `stamp_text` (a `\r` decodes as itself).
     match simdutf8::basic::from_utf8(raw) {
         Ok(s) => stamp_text(s, len, false, resolver),
         Err(_) => {
@@ -291,6 +291,28 @@ mod tests {
             });
         }
         out
+    }
+
+    /// A line loses the one `\r` of its CRLF end, however it was read: as text from
+    /// a block, as bytes, or as invalid UTF-8. A `\r` before that one is the line's.
+    #[test]
+    fn a_line_loses_one_carriage_return_however_it_is_read() {
+        let mut r = YearResolver::with_year(crate::time::Zone::utc(), 2026);
+        let mut lossy = String::new();
+        let line = "Nov 22 08:00:00 mx postfix/smtpd[1]: connect from x[192.0.2.1]\r\r";
+        let want = &line[..line.len() - 1];
+        let text = stamp_text(line, line.len(), false, &mut r);
+        assert_eq!((text.text, text.len), (want, line.len()));
+        let bytes = stamp(line.as_bytes(), &mut r, &mut lossy);
+        assert_eq!(
+            (bytes.text, bytes.len, bytes.lossy),
+            (want, line.len(), false)
+        );
+        let mut bad = line.as_bytes().to_vec();
+        bad.insert(10, 0xff);
+        let bad = stamp(&bad, &mut r, &mut lossy);
+        assert!(bad.lossy);
+        assert!(bad.text.ends_with("[192.0.2.1]\r"), "{:?}", bad.text);
     }
 
     #[test]
