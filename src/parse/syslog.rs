@@ -144,31 +144,30 @@ fn clock(b: &[u8]) -> Option<(u32, usize)> {
     if b.get(8) == Some(&b'.') {
         // Milliseconds from the first three digits of the fraction; at most nine.
         let f = &b[9..];
-        let (n, first) = match f.first_chunk::<8>() {
-            Some(w) => {
-                let y = u64::from_le_bytes(*w) ^ u64::from_le_bytes(*b"00000000");
-                let bad = not_digits(y);
-                let n = if bad == 0 {
-                    // Eight digits: a ninth may follow, not a tenth.
-                    8 + f[8..]
-                        .iter()
-                        .take(2)
-                        .take_while(|c| c.is_ascii_digit())
-                        .count()
-                } else {
-                    (bad.trailing_zeros() / 8) as usize
-                };
-                (n, y.to_le_bytes())
-            }
+        // The next eight bytes as one word; near the end of the text, zero bytes
+        // (no digit) in place of the missing ones.
+        let w = match f.first_chunk::<8>() {
+            Some(w) => *w,
             None => {
-                let n = f.iter().take_while(|c| c.is_ascii_digit()).count();
-                let mut first = [0u8; 8];
-                for (d, c) in first.iter_mut().zip(f.iter().take(n.min(3))) {
-                    *d = c - b'0';
-                }
-                (n, first)
+                let mut w = [0u8; 8];
+                w[..f.len()].copy_from_slice(f);
+                w
             }
         };
+        let y = u64::from_le_bytes(w) ^ u64::from_le_bytes(*b"00000000");
+        let bad = not_digits(y);
+        let n = if bad == 0 {
+            // Eight digits (so eight bytes of the text: a zero byte is none): a ninth
+            // may follow, not a tenth.
+            8 + f[8..]
+                .iter()
+                .take(2)
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        } else {
+            (bad.trailing_zeros() / 8) as usize
+        };
+        let first = y.to_le_bytes();
         if n == 0 || n > 9 {
             return None;
         }
