@@ -281,8 +281,6 @@ impl Alerts {
         let w = self.cfg.spray_window_ms;
         if self.cfg.spray_addresses > 0 {
             let need = self.cfg.spray_addresses as usize;
-            // In a block of its own: `lru` does not tie the ring it hands out to the
-            // borrow of the table, so the compiler would not stop a later use.
             let key = AddrKey::from(addr);
             let ring = self.by_user.get_or_insert_mut(h, VecDeque::new);
             ring.retain(|(t, a)| time.0 - t.0 <= w && *a != key);

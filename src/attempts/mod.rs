@@ -259,28 +259,6 @@ enum Record {
     Left,
 }
 
-/// The state of `addr` in `addrs`, made if new, its pending attempts older than any
-/// record can join dropped.
-fn state_in(
-    addrs: &mut crate::bounded::Lru<AddrKey, AddrState>,
-    addr: IpAddr,
-    now: Timestamp,
-) -> &mut AddrState {
-    let st = addrs.get_or_insert_mut(addr.into(), || AddrState {
-        pending: SmallVec::new(),
-        last_counted: NEVER,
-    });
-    let stale = st
-        .pending
-        .iter()
-        .take_while(|p| now.0 - p.time.0 > RETAIN_MS)
-        .count();
-    if stale > 0 {
-        st.pending.drain(..stale);
-    }
-    st
-}
-
 /// Joins record `c` to a pending attempt in `st` (of `addr`) within `window`; pushes
 /// what the record adds. Returns true when it joined.
 #[allow(clippy::too_many_arguments)]
@@ -597,8 +575,22 @@ impl Counter {
         })
     }
 
+    /// The state of `addr`, made if new, its pending attempts older than any record
+    /// can join dropped.
     fn state(&mut self, addr: IpAddr, now: Timestamp) -> &mut AddrState {
-        state_in(&mut self.addrs, addr, now)
+        let st = self.addrs.get_or_insert_mut(addr.into(), || AddrState {
+            pending: SmallVec::new(),
+            last_counted: NEVER,
+        });
+        let stale = st
+            .pending
+            .iter()
+            .take_while(|p| now.0 - p.time.0 > RETAIN_MS)
+            .count();
+        if stale > 0 {
+            st.pending.drain(..stale);
+        }
+        st
     }
 
     /// Joins record `c` to a pending attempt of `addr`, or counts it as a new attempt
