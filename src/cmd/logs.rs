@@ -65,8 +65,7 @@ pub(crate) fn trace(
         return Ok(ExitCode::from(EX_USAGE));
     }
     let mut sc = saslguard::report::scan::Scanner::default();
-    sc.keep_lines = true;
-    sc.keep_deliveries = true;
+    sc.for_trace = true;
     let mut tracer = saslguard::report::trace::Tracer::new(filter);
     if let Err(code) = scan_logs(files, time, threads, &mut sc, |sc| tracer.absorb(sc)) {
         return Ok(code);

@@ -329,11 +329,10 @@ pub struct Scanner {
     pub logins: Vec<DovecotLogin>,
     /// Outbound TLS handshakes by label.
     pub outbound: BTreeMap<String, u64>,
-    /// Keep lines (for `trace`).
-    pub keep_lines: bool,
-    /// Keep each message's message-id and recipients (for `trace`; `tls` reads
-    /// neither, and a recipient is six strings).
-    pub keep_deliveries: bool,
+    /// Keep what only `trace` shows: the lines of each session and message, and each
+    /// message's message-id and recipients (`tls` reads none of it, and a recipient is
+    /// six strings).
+    pub for_trace: bool,
 }
 
 /// The message of `qid`, new if unknown: its key is allocated only then (hashbrown's
@@ -423,7 +422,7 @@ impl Scanner {
         let Some((qid, rest)) = queue_id(l.msg) else {
             return;
         };
-        let (keep, deliveries) = (self.keep_lines, self.keep_deliveries);
+        let keep = self.for_trace;
         let m = message(&mut self.messages, qid);
         if keep {
             m.lines.push(l.raw.to_string());
@@ -438,12 +437,12 @@ impl Scanner {
         // `warning: header ...`) adds nothing.
         let mut f = fields(rest);
         match f.next() {
-            Some(("message-id", v)) if deliveries => m.message_id = Some(strip_angle(v)),
+            Some(("message-id", v)) if keep => m.message_id = Some(strip_angle(v)),
             Some(("from", v)) if l.program.ends_with("/qmgr") => {
                 m.from = Some(strip_angle(v));
                 m.size = f.value("size").and_then(|s| s.parse().ok());
             }
-            Some(("to", to)) if deliveries => {
+            Some(("to", to)) if keep => {
                 let (mut orig_to, mut relay, mut delay, mut dsn, mut status) =
                     (None, "", "", "", None);
                 for (k, v) in f.by_ref() {
@@ -497,7 +496,7 @@ impl Scanner {
                 self.closed_sessions.push(old);
             }
         }
-        let keep = self.keep_lines;
+        let keep = self.for_trace;
         let Some(s) = self.sessions.get_mut(&key) else {
             return;
         };
@@ -678,13 +677,13 @@ mod tests {
             "Nov 22 08:00:06 mx postfix/smtpd[100]: disconnect from mail.example.net[192.0.2.10] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6".to_string(),
             format!("Nov 22 08:00:07 mx postfix/qmgr[102]: {q}: removed"),
         ];
-        // As `trace` scans (deliveries kept) and as `tls` does (not kept: the rest is
-        // the same).
-        let scan = |deliveries: bool| {
+        // As `trace` scans (message-ids and recipients kept) and as `tls` does (not
+        // kept: the rest is the same).
+        let scan = |for_trace: bool| {
             let mut r = crate::time::YearResolver::with_year(crate::time::Zone::utc(), 2026);
             let mut lossy = String::new();
             let mut sc = Scanner {
-                keep_deliveries: deliveries,
+                for_trace,
                 ..Scanner::default()
             };
             for raw in &lines {
